@@ -1,0 +1,74 @@
+"""onnet: private contact discovery. The client SDK.
+
+Normalize address-book numbers to E.164, hash them, and ask an onnet server which of them
+belong to on-network users; only contact hashes cross the wire.
+"""
+
+from onnet._addressbook import AddressBookError, read_address_book, read_csv, read_vcard
+from onnet._calls import (
+    AsyncDiscoveryCalls,
+    AsyncRegistryCalls,
+    DiscoveryCalls,
+    RegistryCalls,
+    RetryPolicy,
+)
+from onnet._client import (
+    AsyncClient,
+    AsyncRegistryClient,
+    Client,
+    RegisterResult,
+    RegistryClient,
+    ServerConfig,
+)
+from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION, contact_hash
+from onnet._errors import (
+    AuthenticationError,
+    DeadlineExceededError,
+    InternalServiceError,
+    InvalidArgumentError,
+    NotFoundError,
+    OnnetError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    ServiceError,
+    UnavailableError,
+)
+from onnet._phone import InvalidNumberError, is_supported_region, normalize
+from onnet._plan import DiscoveryResult, Match, Rejected
+
+__all__ = [
+    "CONTACT_HASH_SIZE",
+    "CONTACT_HASH_VERSION",
+    "AddressBookError",
+    "AsyncClient",
+    "AsyncDiscoveryCalls",
+    "AsyncRegistryCalls",
+    "AsyncRegistryClient",
+    "AuthenticationError",
+    "Client",
+    "DeadlineExceededError",
+    "DiscoveryCalls",
+    "DiscoveryResult",
+    "InternalServiceError",
+    "InvalidArgumentError",
+    "InvalidNumberError",
+    "Match",
+    "NotFoundError",
+    "OnnetError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RegisterResult",
+    "RegistryCalls",
+    "RegistryClient",
+    "Rejected",
+    "RetryPolicy",
+    "ServerConfig",
+    "ServiceError",
+    "UnavailableError",
+    "contact_hash",
+    "is_supported_region",
+    "normalize",
+    "read_address_book",
+    "read_csv",
+    "read_vcard",
+]

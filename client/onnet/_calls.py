@@ -1,0 +1,205 @@
+"""One typed call per RPC, with a deadline, metadata and retries of UNAVAILABLE.
+
+This is the lower layer of the SDK: it speaks protobuf messages and raises the SDK's own
+exceptions (``onnet._errors``). The friendly clients in ``onnet._client`` sit on top of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from grpc import aio
+
+from onnet._errors import from_rpc_error
+from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
+
+__all__ = [
+    "AsyncDiscoveryCalls",
+    "AsyncRegistryCalls",
+    "DiscoveryCalls",
+    "RegistryCalls",
+    "RetryPolicy",
+]
+
+Metadata = Sequence[tuple[str, str | bytes]]
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How calls that failed with UNAVAILABLE are retried: exponential backoff, full jitter."""
+
+    attempts: int = 4
+    """Tries in all, the first included; 1 disables retries."""
+    initial_backoff: float = 0.1
+    """Seconds before the first retry, at most (the wait is drawn uniformly below it)."""
+    max_backoff: float = 2.0
+    """The ceiling of any one wait, in seconds."""
+    multiplier: float = 2.0
+    """Growth of the ceiling from one retry to the next."""
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based), with full jitter."""
+        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier**retry)
+        # Jitter spreads clients that lost the same server so they do not return in lockstep.
+        return random.uniform(0, ceiling)  # noqa: S311 - not a secret
+
+
+def _should_retry(error: grpc.RpcError, policy: RetryPolicy, attempt: int) -> bool:
+    code = error.code() if isinstance(error, grpc.Call) else None
+    return code == grpc.StatusCode.UNAVAILABLE and attempt + 1 < policy.attempts
+
+
+class _SyncInvoker:
+    def __init__(self, timeout: float, metadata: Metadata, retry: RetryPolicy) -> None:
+        self.timeout = timeout
+        self.metadata = tuple(metadata)
+        self.retry = retry
+
+    def __call__(
+        self, method: Callable[..., _Response], request: object, timeout: float | None
+    ) -> _Response:
+        for attempt in range(self.retry.attempts):
+            try:
+                return method(request, timeout=timeout or self.timeout, metadata=self.metadata)
+            except grpc.RpcError as error:
+                if not _should_retry(error, self.retry, attempt):
+                    raise from_rpc_error(error) from error
+            time.sleep(self.retry.backoff(attempt))
+        raise AssertionError("unreachable: the last attempt raises")
+
+
+class _AsyncInvoker:
+    def __init__(self, timeout: float, metadata: Metadata, retry: RetryPolicy) -> None:
+        self.timeout = timeout
+        self.metadata = tuple(metadata)
+        self.retry = retry
+
+    async def __call__(
+        self, method: Callable[..., Awaitable[_Response]], request: object, timeout: float | None
+    ) -> _Response:
+        for attempt in range(self.retry.attempts):
+            try:
+                return await method(
+                    request, timeout=timeout or self.timeout, metadata=self.metadata
+                )
+            except grpc.RpcError as error:
+                if not _should_retry(error, self.retry, attempt):
+                    raise from_rpc_error(error) from error
+            await asyncio.sleep(self.retry.backoff(attempt))
+        raise AssertionError("unreachable: the last attempt raises")
+
+
+class DiscoveryCalls:
+    """The Discovery service's RPCs over a blocking channel."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        *,
+        timeout: float = 10.0,
+        metadata: Metadata = (),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._stub = discovery_pb2_grpc.DiscoveryStub(channel)
+        self._invoke = _SyncInvoker(timeout, metadata, retry or RetryPolicy())
+
+    def discover(
+        self, request: discovery_pb2.DiscoverRequest, *, timeout: float | None = None
+    ) -> discovery_pb2.DiscoverResponse:
+        """Discovery.Discover."""
+        return self._invoke(self._stub.Discover, request, timeout)
+
+    def get_config(
+        self, request: discovery_pb2.GetConfigRequest, *, timeout: float | None = None
+    ) -> discovery_pb2.DiscoveryConfig:
+        """Discovery.GetConfig."""
+        return self._invoke(self._stub.GetConfig, request, timeout)
+
+
+class AsyncDiscoveryCalls:
+    """The Discovery service's RPCs over a grpc.aio channel."""
+
+    def __init__(
+        self,
+        channel: aio.Channel,
+        *,
+        timeout: float = 10.0,
+        metadata: Metadata = (),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._stub = discovery_pb2_grpc.DiscoveryStub(channel)
+        self._invoke = _AsyncInvoker(timeout, metadata, retry or RetryPolicy())
+
+    async def discover(
+        self, request: discovery_pb2.DiscoverRequest, *, timeout: float | None = None
+    ) -> discovery_pb2.DiscoverResponse:
+        """Discovery.Discover."""
+        return await self._invoke(self._stub.Discover, request, timeout)
+
+    async def get_config(
+        self, request: discovery_pb2.GetConfigRequest, *, timeout: float | None = None
+    ) -> discovery_pb2.DiscoveryConfig:
+        """Discovery.GetConfig."""
+        return await self._invoke(self._stub.GetConfig, request, timeout)
+
+
+class RegistryCalls:
+    """The Registry service's RPCs over a blocking channel."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        *,
+        timeout: float = 10.0,
+        metadata: Metadata = (),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._stub = registry_pb2_grpc.RegistryStub(channel)
+        self._invoke = _SyncInvoker(timeout, metadata, retry or RetryPolicy())
+
+    def register(
+        self, request: registry_pb2.RegisterRequest, *, timeout: float | None = None
+    ) -> registry_pb2.RegisterResponse:
+        """Registry.Register."""
+        return self._invoke(self._stub.Register, request, timeout)
+
+    def unregister(
+        self, request: registry_pb2.UnregisterRequest, *, timeout: float | None = None
+    ) -> registry_pb2.UnregisterResponse:
+        """Registry.Unregister."""
+        return self._invoke(self._stub.Unregister, request, timeout)
+
+
+class AsyncRegistryCalls:
+    """The Registry service's RPCs over a grpc.aio channel."""
+
+    def __init__(
+        self,
+        channel: aio.Channel,
+        *,
+        timeout: float = 10.0,
+        metadata: Metadata = (),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._stub = registry_pb2_grpc.RegistryStub(channel)
+        self._invoke = _AsyncInvoker(timeout, metadata, retry or RetryPolicy())
+
+    async def register(
+        self, request: registry_pb2.RegisterRequest, *, timeout: float | None = None
+    ) -> registry_pb2.RegisterResponse:
+        """Registry.Register."""
+        return await self._invoke(self._stub.Register, request, timeout)
+
+    async def unregister(
+        self, request: registry_pb2.UnregisterRequest, *, timeout: float | None = None
+    ) -> registry_pb2.UnregisterResponse:
+        """Registry.Unregister."""
+        return await self._invoke(self._stub.Unregister, request, timeout)

@@ -1,0 +1,324 @@
+"""The friendly clients: address books in, matches out; registrations for trusted services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+
+import grpc
+from grpc import aio
+
+from onnet._calls import (
+    AsyncDiscoveryCalls,
+    AsyncRegistryCalls,
+    DiscoveryCalls,
+    Metadata,
+    RegistryCalls,
+    RetryPolicy,
+)
+from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION
+from onnet._errors import InternalServiceError, OnnetError
+from onnet._plan import DiscoveryPlan, DiscoveryResult
+from onnet.v1 import discovery_pb2, registry_pb2
+
+__all__ = [
+    "AsyncClient",
+    "AsyncRegistryClient",
+    "Client",
+    "RegisterResult",
+    "RegistryClient",
+    "ServerConfig",
+]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What a Discovery server announces in GetConfig."""
+
+    contact_hash_version: int
+    """The contact-hash formula the server expects (this SDK speaks version 1)."""
+    max_batch: int
+    """The largest number of hashes in one Discover call; the clients split above it."""
+    max_message_bytes: int
+    """The largest request message the server accepts."""
+    quota_remaining: int | None
+    """New numbers the account may still test, or None when no quota is enforced."""
+
+    @classmethod
+    def from_proto(cls, message: discovery_pb2.DiscoveryConfig) -> ServerConfig:
+        """Read the GetConfig answer."""
+        quota = message.quota_remaining if message.HasField("quota_remaining") else None
+        return cls(
+            message.contact_hash_version,
+            message.max_batch,
+            message.max_message_bytes,
+            quota,
+        )
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    """The outcome of a registration."""
+
+    updated: bool
+    """True when the user was already registered (perhaps under another number)."""
+    displaced_user_id: str
+    """The user who held this number before and lost it; empty if none."""
+
+
+def _check_server(config: ServerConfig) -> None:
+    if config.contact_hash_version != CONTACT_HASH_VERSION:
+        raise OnnetError(
+            f"the server expects contact-hash version {config.contact_hash_version}; "
+            f"this SDK speaks version {CONTACT_HASH_VERSION}"
+        )
+    if config.max_batch < 1:
+        raise InternalServiceError(grpc.StatusCode.INTERNAL, "server announced max_batch 0")
+
+
+def _collect(
+    first_index: int,
+    batch: bytes,
+    response: discovery_pb2.DiscoverResponse,
+    into: dict[int, str],
+) -> None:
+    size = len(batch) // CONTACT_HASH_SIZE
+    indexes, users = response.matched_indexes, response.user_ids
+    if len(indexes) != len(users) or any(i >= size for i in indexes):
+        raise InternalServiceError(grpc.StatusCode.INTERNAL, "malformed DiscoverResponse")
+    for index, user_id in zip(indexes, users, strict=True):
+        into[first_index + index] = user_id
+
+
+class Client:
+    """A blocking client of the Discovery service.
+
+    Use as a context manager, or call ``close()``::
+
+        with onnet.Client("127.0.0.1:50051") as client:
+            result = client.discover(["(415) 555-0100"], default_region="US")
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Metadata = (),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
+        self._channel = (
+            grpc.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(target)
+        )
+        self.calls = DiscoveryCalls(self._channel, timeout=timeout, metadata=metadata, retry=retry)
+        """The typed call layer underneath, one method per RPC."""
+        self._config: ServerConfig | None = None
+
+    def get_config(self) -> ServerConfig:
+        """Ask the server for its parameters (cached after the first call)."""
+        if self._config is None:
+            config = ServerConfig.from_proto(
+                self.calls.get_config(discovery_pb2.GetConfigRequest())
+            )
+            _check_server(config)
+            self._config = config
+        return self._config
+
+    def discover(
+        self, numbers: Iterable[str], default_region: str | None = None
+    ) -> DiscoveryResult:
+        """Find which entries of an address book are on the network.
+
+        Entries are normalized with ``default_region``; invalid ones are returned as rejected,
+        and each distinct number is uploaded once, as a contact hash, in batches no larger than
+        the server allows.
+        """
+        plan = DiscoveryPlan(numbers, default_region)
+        matched: dict[int, str] = {}
+        for first_index, batch in plan.batches(self.get_config().max_batch):
+            response = self.calls.discover(discovery_pb2.DiscoverRequest(hashes=batch))
+            _collect(first_index, batch, response, matched)
+        return plan.result(matched)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """An asyncio client of the Discovery service; the same API as Client, awaited."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Metadata = (),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
+        self._channel = (
+            aio.secure_channel(target, credentials)
+            if credentials is not None
+            else aio.insecure_channel(target)
+        )
+        self.calls = AsyncDiscoveryCalls(
+            self._channel, timeout=timeout, metadata=metadata, retry=retry
+        )
+        """The typed call layer underneath, one method per RPC."""
+        self._config: ServerConfig | None = None
+
+    async def get_config(self) -> ServerConfig:
+        """Ask the server for its parameters (cached after the first call)."""
+        if self._config is None:
+            message = await self.calls.get_config(discovery_pb2.GetConfigRequest())
+            config = ServerConfig.from_proto(message)
+            _check_server(config)
+            self._config = config
+        return self._config
+
+    async def discover(
+        self, numbers: Iterable[str], default_region: str | None = None
+    ) -> DiscoveryResult:
+        """Find which entries of an address book are on the network (see Client.discover)."""
+        plan = DiscoveryPlan(numbers, default_region)
+        matched: dict[int, str] = {}
+        max_batch = (await self.get_config()).max_batch
+        for first_index, batch in plan.batches(max_batch):
+            response = await self.calls.discover(discovery_pb2.DiscoverRequest(hashes=batch))
+            _collect(first_index, batch, response, matched)
+        return plan.result(matched)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class RegistryClient:
+    """A blocking client of the Registry service, for trusted services (the account service)."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Metadata = (),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
+        self._channel = (
+            grpc.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(target)
+        )
+        self.calls = RegistryCalls(self._channel, timeout=timeout, metadata=metadata, retry=retry)
+        """The typed call layer underneath, one method per RPC."""
+
+    def register(self, user_id: str, e164: str, *, discoverable: bool = True) -> RegisterResult:
+        """Register ``user_id`` with their verified E.164 number, or move them to it."""
+        request = registry_pb2.RegisterRequest(
+            user_id=user_id, e164=e164, discoverable=discoverable
+        )
+        response = self.calls.register(request)
+        return RegisterResult(response.updated, response.displaced_user_id)
+
+    def unregister(self, user_id: str) -> None:
+        """Erase ``user_id``; raises NotFoundError when no such user is registered."""
+        self.calls.unregister(registry_pb2.UnregisterRequest(user_id=user_id))
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncRegistryClient:
+    """An asyncio client of the Registry service; the same API as RegistryClient, awaited."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Metadata = (),
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
+        self._channel = (
+            aio.secure_channel(target, credentials)
+            if credentials is not None
+            else aio.insecure_channel(target)
+        )
+        self.calls = AsyncRegistryCalls(
+            self._channel, timeout=timeout, metadata=metadata, retry=retry
+        )
+        """The typed call layer underneath, one method per RPC."""
+
+    async def register(
+        self, user_id: str, e164: str, *, discoverable: bool = True
+    ) -> RegisterResult:
+        """Register ``user_id`` with their verified E.164 number, or move them to it."""
+        request = registry_pb2.RegisterRequest(
+            user_id=user_id, e164=e164, discoverable=discoverable
+        )
+        response = await self.calls.register(request)
+        return RegisterResult(response.updated, response.displaced_user_id)
+
+    async def unregister(self, user_id: str) -> None:
+        """Erase ``user_id``; raises NotFoundError when no such user is registered."""
+        await self.calls.unregister(registry_pb2.UnregisterRequest(user_id=user_id))
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncRegistryClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

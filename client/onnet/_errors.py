@@ -1,0 +1,121 @@
+"""The SDK's exceptions, translated once from gRPC statuses.
+
+OnnetError
+├── InvalidNumberError        a raw entry has no certain E.164 form (raised by normalize)
+├── AddressBookError          a file is not a readable address book
+└── ServiceError              the service answered with an error (.code, .field, .reason)
+    ├── InvalidArgumentError  a request field was wrong (INVALID_ARGUMENT)
+    ├── NotFoundError         no such user (NOT_FOUND)
+    ├── QuotaExceededError    too many new numbers (RESOURCE_EXHAUSTED); never retried
+    ├── AuthenticationError   missing or bad credential (UNAUTHENTICATED)
+    ├── PermissionDeniedError the credential may not call this (PERMISSION_DENIED)
+    ├── UnavailableError      the service or its store is down, after retries (UNAVAILABLE)
+    ├── DeadlineExceededError no answer within the deadline (DEADLINE_EXCEEDED)
+    └── InternalServiceError  anything else
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+__all__ = [
+    "AuthenticationError",
+    "DeadlineExceededError",
+    "InternalServiceError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "OnnetError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "ServiceError",
+    "UnavailableError",
+    "from_rpc_error",
+]
+
+
+class OnnetError(Exception):
+    """Base of every exception the SDK raises on purpose."""
+
+
+class ServiceError(OnnetError):
+    """The service answered a call with an error status.
+
+    ``field`` names the request field at fault when the server said so (from the
+    google.rpc.BadRequest detail), else it is empty; ``reason`` is the server's message.
+    """
+
+    def __init__(self, code: grpc.StatusCode, reason: str, field: str = "") -> None:
+        super().__init__(f"{code.name}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.field = field
+
+
+class InvalidArgumentError(ServiceError):
+    """A request field was wrong; ``field`` and ``reason`` say which and why."""
+
+
+class NotFoundError(ServiceError):
+    """The user named in the request is not registered."""
+
+
+class QuotaExceededError(ServiceError):
+    """The account may test no more new numbers for now; the SDK never retries it."""
+
+
+class AuthenticationError(ServiceError):
+    """The call carried no credential, or one the service could not verify."""
+
+
+class PermissionDeniedError(ServiceError):
+    """The credential is valid but not for this service or method."""
+
+
+class UnavailableError(ServiceError):
+    """The service, or the store behind it, could not be reached (after retries)."""
+
+
+class DeadlineExceededError(ServiceError):
+    """The service did not answer within the deadline."""
+
+
+class InternalServiceError(ServiceError):
+    """Any other error status."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: QuotaExceededError,
+    grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.UNAVAILABLE: UnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+}
+
+
+def from_rpc_error(error: grpc.RpcError) -> ServiceError:
+    """Translate a grpc.RpcError (sync or aio) into the matching ServiceError."""
+    call = error if isinstance(error, grpc.Call) else None
+    code = call.code() if call is not None else grpc.StatusCode.UNKNOWN
+    reason = (call.details() if call is not None else None) or str(error)
+    field = _violated_field(error)
+    return _BY_CODE.get(code, InternalServiceError)(code, reason, field)
+
+
+def _violated_field(error: grpc.RpcError) -> str:
+    try:
+        status = rpc_status.from_call(error)
+    except (ValueError, AttributeError):
+        return ""
+    if status is None:
+        return ""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            for violation in bad_request.field_violations:
+                return str(violation.field)
+    return ""

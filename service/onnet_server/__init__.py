@@ -1,0 +1,1 @@
+"""onnet's server: the Discovery and Registry gRPC services over a registry store."""

@@ -1,0 +1,227 @@
+"""The ``onnet`` command: run the server, and talk to one as a client.
+
+Exit codes: 0 success; 1 the service refused the request (or, for ``normalize``, some line
+was invalid); 2 bad usage or unreadable input; 3 the service could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import onnet
+from onnet_server.config import ConfigError, ServerConfig
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns (and exits with) the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}")
+        code = EXIT_USAGE
+    except (onnet.AddressBookError, onnet.InvalidNumberError) as exc:
+        _fail(str(exc))
+        code = EXIT_USAGE
+    except (onnet.UnavailableError, onnet.DeadlineExceededError) as exc:
+        _fail(f"cannot reach the onnet service at {args.target}: {exc.reason}")
+        code = EXIT_UNREACHABLE
+    except onnet.ServiceError as exc:
+        _fail(f"the service refused the request: {exc.reason}")
+        code = EXIT_REFUSED
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _fail(message: str) -> None:
+    print(f"onnet: {message}", file=sys.stderr)
+
+
+def _region(text: str) -> str:
+    if not onnet.is_supported_region(text):
+        raise argparse.ArgumentTypeError(f"unknown region code {text!r} (try US, GB, DE, ...)")
+    return text.upper()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onnet", description="Private contact discovery: server and client."
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the service (embedded in-memory registry)",
+        description="Run the Discovery and Registry services. Settings come from ONNET_* "
+        "variables (see README); the flags override them.",
+    )
+    serve.add_argument("--listen", metavar="HOST:PORT", help="default 127.0.0.1:50051")
+    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--max-batch", type=int, metavar="N", help="most hashes per Discover")
+    serve.set_defaults(run=_serve, target=None)
+
+    def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument(
+            "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="the onnet service"
+        )
+        command.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+        return command
+
+    register = client_command("register", "register a user with their verified number")
+    register.add_argument("user_id", metavar="USER_ID")
+    register.add_argument("number", metavar="NUMBER", help="E.164, or national with --region")
+    register.add_argument("--region", type=_region, help="region for a national number")
+    register.add_argument(
+        "--not-discoverable", action="store_true", help="never match this user in Discover"
+    )
+    register.set_defaults(run=_register)
+
+    unregister = client_command("unregister", "erase a user from the registry")
+    unregister.add_argument("user_id", metavar="USER_ID")
+    unregister.set_defaults(run=_unregister)
+
+    discover = client_command("discover", "find which contacts of an address book are on-net")
+    discover.add_argument("file", type=Path, metavar="FILE", help="a .csv or .vcf address book")
+    discover.add_argument("--region", type=_region, help="region for national numbers, e.g. US")
+    discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    discover.set_defaults(run=_discover)
+
+    normalize = commands.add_parser(
+        "normalize",
+        help="normalize numbers read from standard input to E.164",
+        description="Read one raw number per line on standard input; write one line per "
+        "input line: the E.164 number, or 'invalid: ' and the reason.",
+    )
+    normalize.add_argument("--region", type=_region, help="region for national numbers")
+    normalize.set_defaults(run=_normalize, target=None)
+
+    new_pepper = commands.add_parser(
+        "new-pepper",
+        help="write a new random pepper to a file (mode 0600)",
+        description="Create FILE holding a new 32-byte pepper for ONNET_PEPPER_FILE.",
+    )
+    new_pepper.add_argument("file", type=Path, metavar="FILE")
+    new_pepper.set_defaults(run=_new_pepper, target=None)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from onnet_server.logs import configure_logging  # noqa: PLC0415 - only the server needs it
+    from onnet_server.server import serve  # noqa: PLC0415
+
+    config = ServerConfig.from_env()
+    overrides = {
+        "listen": args.listen,
+        "log_level": args.log_level,
+        "max_batch": args.max_batch,
+    }
+    values = {key: value for key, value in overrides.items() if value is not None}
+    if values:
+        config = ServerConfig(**{**config.__dict__, **values})
+    configure_logging(config.log_level)
+    try:
+        asyncio.run(serve(config))
+    except (OSError, RuntimeError) as exc:
+        _fail(f"cannot serve on {config.listen}: {exc}")
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _register(args: argparse.Namespace) -> int:
+    e164 = onnet.normalize(args.number, args.region)
+    with onnet.RegistryClient(args.target, timeout=args.timeout) as client:
+        result = client.register(args.user_id, e164, discoverable=not args.not_discoverable)
+    print(f"{'moved' if result.updated else 'registered'} {args.user_id}")
+    if result.displaced_user_id:
+        print(f"the number was taken from {result.displaced_user_id}, who is now unregistered")
+    return EXIT_OK
+
+
+def _unregister(args: argparse.Namespace) -> int:
+    with onnet.RegistryClient(args.target, timeout=args.timeout) as client:
+        client.unregister(args.user_id)
+    print(f"unregistered {args.user_id}")
+    return EXIT_OK
+
+
+def _discover(args: argparse.Namespace) -> int:
+    numbers = onnet.read_address_book(args.file)
+    with onnet.Client(args.target, timeout=args.timeout) as client:
+        result = client.discover(numbers, default_region=args.region)
+    if args.json:
+        print(json.dumps(_as_json(result), indent=2, ensure_ascii=False))
+    else:
+        _print_table(result, sys.stdout)
+    return EXIT_OK
+
+
+def _as_json(result: onnet.DiscoveryResult) -> dict[str, object]:
+    return {
+        "matches": [{"raw": m.raw, "e164": m.e164, "user_id": m.user_id} for m in result.matches],
+        "rejected": [{"raw": r.raw, "reason": r.reason} for r in result.rejected],
+        "uploaded": result.uploaded,
+    }
+
+
+def _print_table(result: onnet.DiscoveryResult, out: TextIO) -> None:
+    rows = [("CONTACT", "E.164", "USER ID")]
+    rows += [(m.raw, m.e164, m.user_id) for m in result.matches]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=out,
+        )
+    users = _count(len({m.user_id for m in result.matches}), "user")
+    entries = _count(len(result.matches), "entry", "entries")
+    print(
+        f"\n{users} on-network ({entries}), "
+        f"{_count(result.uploaded, 'distinct number')} checked, "
+        f"{_count(len(result.rejected), 'entry', 'entries')} skipped",
+        file=out,
+    )
+    for rejected in result.rejected:
+        print(f"  skipped {rejected.raw!r}: {rejected.reason}", file=out)
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
+def _normalize(args: argparse.Namespace) -> int:
+    code = EXIT_OK
+    for line in sys.stdin:
+        try:
+            print(onnet.normalize(line.rstrip("\r\n"), args.region))
+        except onnet.InvalidNumberError as exc:
+            print(f"invalid: {exc.reason}")
+            code = EXIT_REFUSED
+    return code
+
+
+def _new_pepper(args: argparse.Namespace) -> int:
+    from onnet_server.pepper import write_pepper_file  # noqa: PLC0415
+
+    try:
+        pepper = write_pepper_file(args.file)
+    except FileExistsError:
+        _fail(f"{args.file} exists; refusing to overwrite a pepper")
+        return EXIT_USAGE
+    print(f"wrote pepper {pepper.key_id} to {args.file}; set ONNET_PEPPER_FILE={args.file}")
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Pure domain logic: validation, fingerprints, discovery and registration. No grpc, no redis."""

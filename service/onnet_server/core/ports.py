@@ -1,0 +1,57 @@
+"""The ports the core depends on; adapters in ``onnet_server.stores`` implement them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Matches", "Registration", "RegistryStore"]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a registration changed."""
+
+    updated: bool
+    """The user was registered before (with this number or another)."""
+    displaced_user_id: str | None
+    """The user who held the number before and lost it, if any."""
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Discoverable users found among a batch of fingerprints."""
+
+    indexes: npt.NDArray[np.uint32]
+    """Ascending positions in the batch."""
+    user_ids: list[str]
+    """The user at each position, parallel to ``indexes``."""
+
+
+class RegistryStore(Protocol):
+    """The registry: fingerprint -> user, with each user's discoverability.
+
+    Rules every store keeps (the contract tests check them): a user holds one number; a
+    number belongs to one user, the latest to register it (numbers are recycled by
+    carriers, so the newest verified owner wins and the previous holder is dropped);
+    unregistering removes every trace of the user.
+    """
+
+    def register(self, user_id: str, fingerprint: bytes, discoverable: bool) -> Registration:
+        """Add or move ``user_id`` to ``fingerprint`` (16 bytes)."""
+        ...
+
+    def unregister(self, user_id: str) -> bool:
+        """Remove ``user_id``; False when no such user was registered."""
+        ...
+
+    def match(self, fingerprints: bytes) -> Matches:
+        """Look up packed 16-byte fingerprints; only discoverable users match."""
+        ...
+
+    def __len__(self) -> int:
+        """Registered users."""
+        ...

@@ -1,0 +1,47 @@
+"""Checks on request fields. Each failure names the field and the reason, never the value."""
+
+from __future__ import annotations
+
+from onnet import CONTACT_HASH_SIZE, InvalidNumberError, normalize
+from onnet_server.core.errors import InvalidArgument
+
+__all__ = ["MAX_USER_ID_LENGTH", "check_e164", "check_packed_hashes", "check_user_id"]
+
+MAX_USER_ID_LENGTH = 64
+_PRINTABLE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7F))
+
+
+def check_packed_hashes(field: str, data: bytes, *, max_count: int, allow_empty: bool) -> int:
+    """Return how many 32-byte hashes ``data`` packs, or raise InvalidArgument."""
+    if len(data) % CONTACT_HASH_SIZE:
+        raise InvalidArgument(
+            field, f"length {len(data)} is not a multiple of {CONTACT_HASH_SIZE} bytes"
+        )
+    count = len(data) // CONTACT_HASH_SIZE
+    if count == 0 and not allow_empty:
+        raise InvalidArgument(field, "must hold at least one 32-byte contact hash")
+    if count > max_count:
+        raise InvalidArgument(field, f"batch of {count} hashes exceeds the limit of {max_count}")
+    return count
+
+
+def check_user_id(user_id: str) -> None:
+    """A user id is 1 to 64 characters of printable ASCII."""
+    if not user_id:
+        raise InvalidArgument("user_id", "must not be empty")
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        raise InvalidArgument("user_id", f"longer than {MAX_USER_ID_LENGTH} characters")
+    if not _PRINTABLE_ASCII.issuperset(user_id):
+        raise InvalidArgument("user_id", "must be printable ASCII (0x20 to 0x7E)")
+
+
+def check_e164(e164: str) -> None:
+    """A registered number must be a valid number already written in E.164 form."""
+    if not e164:
+        raise InvalidArgument("e164", "must not be empty")
+    try:
+        canonical = normalize(e164)
+    except InvalidNumberError as exc:
+        raise InvalidArgument("e164", f"not a valid phone number: {exc.reason}") from None
+    if canonical != e164:
+        raise InvalidArgument("e164", "not in E.164 form ('+', country code, number, no spaces)")

@@ -1,0 +1,88 @@
+"""Thin gRPC servicers: decode the request, call the core, encode the answer."""
+
+from __future__ import annotations
+
+import logging
+
+from grpc import aio
+
+from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
+from onnet_server.core.discovery import DiscoveryService
+from onnet_server.core.registry import RegistryService
+from onnet_server.status import translate_errors
+
+__all__ = ["DiscoveryServicer", "RegistryServicer"]
+
+# Counts and outcomes only: never a number, a hash, a token or a user id.
+_log = logging.getLogger(__name__)
+
+DiscoverContext = aio.ServicerContext[discovery_pb2.DiscoverRequest, discovery_pb2.DiscoverResponse]
+ConfigContext = aio.ServicerContext[discovery_pb2.GetConfigRequest, discovery_pb2.DiscoveryConfig]
+RegisterContext = aio.ServicerContext[registry_pb2.RegisterRequest, registry_pb2.RegisterResponse]
+UnregisterContext = aio.ServicerContext[
+    registry_pb2.UnregisterRequest, registry_pb2.UnregisterResponse
+]
+
+
+class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
+    """onnet.v1.Discovery over DiscoveryService."""
+
+    def __init__(self, discovery: DiscoveryService) -> None:
+        """Serve ``discovery``."""
+        self._discovery = discovery
+
+    @translate_errors
+    async def Discover(
+        self, request: discovery_pb2.DiscoverRequest, context: DiscoverContext
+    ) -> discovery_pb2.DiscoverResponse:
+        """Match a batch of contact hashes."""
+        matches = self._discovery.discover(request.hashes, request.previous_hashes)
+        _log.debug(
+            "Discover: %d hashes, %d matches", len(request.hashes) // 32, len(matches.user_ids)
+        )
+        return discovery_pb2.DiscoverResponse(
+            matched_indexes=matches.indexes.tolist(), user_ids=matches.user_ids
+        )
+
+    @translate_errors
+    async def GetConfig(
+        self, request: discovery_pb2.GetConfigRequest, context: ConfigContext
+    ) -> discovery_pb2.DiscoveryConfig:
+        """Announce the contact-hash version and the limits."""
+        parameters = self._discovery.parameters()
+        return discovery_pb2.DiscoveryConfig(
+            contact_hash_version=parameters.contact_hash_version,
+            max_batch=parameters.max_batch,
+            max_message_bytes=parameters.max_message_bytes,
+            quota_remaining=parameters.quota_remaining,
+        )
+
+
+class RegistryServicer(registry_pb2_grpc.RegistryServicer):
+    """onnet.v1.Registry over RegistryService."""
+
+    def __init__(self, registry: RegistryService) -> None:
+        """Serve ``registry``."""
+        self._registry = registry
+
+    @translate_errors
+    async def Register(
+        self, request: registry_pb2.RegisterRequest, context: RegisterContext
+    ) -> registry_pb2.RegisterResponse:
+        """Add or move a user."""
+        outcome = self._registry.register(request.user_id, request.e164, request.discoverable)
+        _log.debug(
+            "Register: updated=%s displaced=%s", outcome.updated, bool(outcome.displaced_user_id)
+        )
+        return registry_pb2.RegisterResponse(
+            updated=outcome.updated, displaced_user_id=outcome.displaced_user_id or ""
+        )
+
+    @translate_errors
+    async def Unregister(
+        self, request: registry_pb2.UnregisterRequest, context: UnregisterContext
+    ) -> registry_pb2.UnregisterResponse:
+        """Erase a user."""
+        self._registry.unregister(request.user_id)
+        _log.debug("Unregister: done")
+        return registry_pb2.UnregisterResponse()

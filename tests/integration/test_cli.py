@@ -1,0 +1,166 @@
+"""The `onnet` command as a person uses it: a real `onnet serve` process and client commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+import onnet
+from onnet.v1 import discovery_pb2
+from tests.servers import REPO, server_process
+
+SAMPLE = REPO / "examples" / "contacts.vcf"
+
+
+def onnet_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "onnet_server", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_readme_walkthrough() -> None:
+    with server_process() as server:
+        target = ("--target", server.target)
+        assert onnet_cli("register", "alice", "+14155550100", *target).returncode == 0
+        assert onnet_cli("register", "charles", "020 7946 0958", "--region", "GB", *target).stdout
+        hidden = onnet_cli("register", "emmy", "+4930901820", "--not-discoverable", *target)
+        assert hidden.returncode == 0
+        table = onnet_cli("discover", str(SAMPLE), "--region", "US", *target)
+        assert table.returncode == 0, table.stderr
+        lines = table.stdout.splitlines()
+        assert lines[0].split() == ["CONTACT", "E.164", "USER", "ID"]
+        assert any("+14155550100" in line and "alice" in line for line in lines)
+        assert any("+442079460958" in line and "charles" in line for line in lines)
+        assert "emmy" not in table.stdout
+        assert "Ada" not in table.stdout  # names never leave the reader
+        as_json = json.loads(
+            onnet_cli("discover", str(SAMPLE), "--json", "--region", "US", *target).stdout
+        )
+        assert {(m["e164"], m["user_id"]) for m in as_json["matches"]} == {
+            ("+14155550100", "alice"),
+            ("+442079460958", "charles"),
+        }
+        assert [r["raw"] for r in as_json["rejected"]] == ["555-0199"]
+        gone = onnet_cli("unregister", "alice", *target)
+        assert (gone.returncode, gone.stdout.strip()) == (0, "unregistered alice")
+        again = onnet_cli("unregister", "alice", *target)
+        assert again.returncode == 1
+        assert "no such user" in again.stderr
+        assert "Traceback" not in again.stderr
+        assert server.terminate() == 0
+
+
+def test_normalize_writes_one_line_per_input_line() -> None:
+    result = onnet_cli(
+        "normalize", "--region", "US", stdin="(415) 555-0100\n\n911\n+44 20 7946 0958\n"
+    )
+    assert result.stdout.splitlines() == [
+        "+14155550100",
+        "invalid: empty",
+        "invalid: too short",
+        "+442079460958",
+    ]
+    assert result.returncode == 1  # some line was invalid
+    plus_only = onnet_cli("normalize", stdin="+1 415 555 0100\n")
+    assert (plus_only.returncode, plus_only.stdout) == (0, "+14155550100\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("normalize", "--region", "XX"), 2, "unknown region code"),
+        (("discover", "no-such-file.vcf"), 2, "cannot read"),
+        (("discover", str(SAMPLE), "--target", "127.0.0.1:1", "--timeout", "1"), 3, "cannot reach"),
+        (("register", "alice", "555-0100", "--region", "US"), 2, "area code"),
+        (("bogus",), 2, "invalid choice"),
+    ],
+)
+def test_errors_a_person_understands(args: tuple[str, ...], code: int, message: str) -> None:
+    result = onnet_cli(*args)
+    assert result.returncode == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", ["serve", "register", "unregister", "discover", "normalize", "new-pepper"]
+)
+def test_every_command_has_help(command: str) -> None:
+    result = onnet_cli(command, "--help")
+    assert result.returncode == 0
+    assert "usage: onnet " + command in result.stdout
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    with server_process() as server:
+        result = onnet_cli("serve", "--listen", server.target)
+    assert result.returncode == 2
+    assert "cannot serve on" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_new_pepper_and_serving_with_it(tmp_path: Path) -> None:
+    pepper = tmp_path / "pepper"
+    made = onnet_cli("new-pepper", str(pepper))
+    assert made.returncode == 0
+    assert onnet_cli("new-pepper", str(pepper)).returncode == 2
+    with server_process({"ONNET_PEPPER_FILE": str(pepper)}) as server:
+        assert server.terminate() == 0
+    assert "ephemeral" not in server.log()
+    key_id = made.stdout.split()[2]
+    assert f"pepper id {key_id}" in server.log()
+
+
+def test_sigterm_lets_in_flight_calls_finish() -> None:
+    """Under load, SIGTERM ends the process cleanly: every answer that arrives is whole, and
+    calls that reach the server after shutdown began are refused (UNAVAILABLE or CANCELLED),
+    never failed with INTERNAL or UNKNOWN or a cut-off response."""
+    batch = b"".join(onnet.contact_hash(f"+1415555{n:04d}") for n in range(10_000))
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def hammer(target: str) -> None:
+        with grpc.insecure_channel(target) as channel:
+            calls = onnet.DiscoveryCalls(channel, retry=onnet.RetryPolicy(attempts=1))
+            while not stop.is_set():
+                try:
+                    response = calls.discover(discovery_pb2.DiscoverRequest(hashes=batch))
+                    outcomes.append("ok" if list(response.user_ids) == ["alice"] else "bad")
+                except onnet.UnavailableError:
+                    outcomes.append("refused")
+                    return
+                except onnet.ServiceError as exc:
+                    outcomes.append(exc.code.name)
+                    return
+
+    with server_process({"ONNET_SHUTDOWN_GRACE": "5"}) as server:
+        with onnet.RegistryClient(server.target) as registry:
+            registry.register("alice", "+14155550100")
+        workers = [threading.Thread(target=hammer, args=(server.target,)) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        time.sleep(1.0)
+        started = time.monotonic()
+        code = server.terminate()
+        stop.set()
+        for worker in workers:
+            worker.join(10)
+    assert code == 0
+    assert time.monotonic() - started < 6
+    assert outcomes.count("ok") > 0
+    refusals = {"refused", "CANCELLED"}
+    assert set(outcomes) <= {"ok"} | refusals
+    assert "shutting down" in server.log()
+    assert "stopped" in server.log()

@@ -1,0 +1,233 @@
+"""The SDK against a real grpc.aio server on an ephemeral port."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+import onnet
+from onnet.v1 import discovery_pb2
+from tests.servers import ThreadedServer, fresh_config
+
+BOOK = ["(415) 555-0100", "+44 20 7946 0958", "030 901820", "+49 30 901820", "nonsense"]
+
+
+def register(server: ThreadedServer, *users: tuple[str, str, bool]) -> None:
+    with onnet.RegistryClient(server.target) as registry:
+        for user_id, e164, discoverable in users:
+            registry.register(user_id, e164, discoverable=discoverable)
+
+
+def found(server: ThreadedServer, numbers: list[str], region: str = "US") -> dict[str, str]:
+    with onnet.Client(server.target) as client:
+        return {m.e164: m.user_id for m in client.discover(numbers, default_region=region).matches}
+
+
+def test_register_and_discover(server: ThreadedServer) -> None:
+    register(server, ("alice", "+14155550100", True), ("emmy", "+4930901820", True))
+    with onnet.Client(server.target) as client:
+        result = client.discover(BOOK, default_region="US")
+    assert [(m.raw, m.e164, m.user_id) for m in result.matches] == [
+        ("(415) 555-0100", "+14155550100", "alice"),
+        ("+49 30 901820", "+4930901820", "emmy"),
+    ]
+    assert [r.raw for r in result.rejected] == ["030 901820", "nonsense"]
+    assert result.uploaded == 3
+
+
+def test_move_unregister_and_non_discoverable(server: ThreadedServer) -> None:
+    register(server, ("alice", "+14155550100", True), ("carol", "+442079460958", False))
+    assert found(server, BOOK) == {"+14155550100": "alice"}
+    with onnet.RegistryClient(server.target) as registry:
+        assert registry.register("alice", "+4930901820").updated is True
+        assert found(server, BOOK) == {"+4930901820": "alice"}
+        registry.register("carol", "+442079460958", discoverable=True)
+        assert found(server, BOOK) == {"+4930901820": "alice", "+442079460958": "carol"}
+        registry.unregister("alice")
+        assert found(server, BOOK) == {"+442079460958": "carol"}
+        with pytest.raises(onnet.NotFoundError) as caught:
+            registry.unregister("alice")
+    assert caught.value.field == "user_id"
+
+
+def test_a_recycled_number_moves_to_its_new_holder(server: ThreadedServer) -> None:
+    register(server, ("alice", "+14155550100", True))
+    with onnet.RegistryClient(server.target) as registry:
+        outcome = registry.register("bob", "+14155550100")
+    assert outcome.displaced_user_id == "alice"
+    assert found(server, BOOK) == {"+14155550100": "bob"}
+
+
+def test_duplicates_are_uploaded_once_and_all_reported(server: ThreadedServer) -> None:
+    register(server, ("alice", "+14155550100", True))
+    with onnet.Client(server.target) as client:
+        result = client.discover(["(415) 555-0100", "+1 415-555-0100", "4155550100"], "US")
+    assert result.uploaded == 1
+    assert [m.raw for m in result.matches] == ["(415) 555-0100", "+1 415-555-0100", "4155550100"]
+
+
+def test_batches_larger_than_the_server_limit_are_split(
+    make_server: Callable[..., ThreadedServer],
+) -> None:
+    server = make_server(max_batch=3)
+    numbers = [f"+1415555{n:04d}" for n in range(100, 110)]
+    register(server, ("u1", numbers[1], True), ("u5", numbers[5], True), ("u9", numbers[9], True))
+    with onnet.Client(server.target) as client:
+        assert client.get_config().max_batch == 3
+        result = client.discover(numbers)
+    assert [(m.e164, m.user_id) for m in result.matches] == [
+        (numbers[1], "u1"), (numbers[5], "u5"), (numbers[9], "u9"),
+    ]  # fmt: skip
+
+
+async def test_async_clients(server: ThreadedServer) -> None:
+    async with onnet.AsyncRegistryClient(server.target) as registry:
+        await registry.register("alice", "+14155550100")
+        await registry.register("bob", "+442079460958")
+        await registry.unregister("bob")
+    async with onnet.AsyncClient(server.target) as client:
+        result = await client.discover(BOOK, default_region="US")
+        config = await client.get_config()
+    assert [(m.e164, m.user_id) for m in result.matches] == [("+14155550100", "alice")]
+    assert config.contact_hash_version == 1
+    assert config.quota_remaining is None
+
+
+def test_get_config(server: ThreadedServer) -> None:
+    with onnet.Client(server.target) as client:
+        config = client.get_config()
+    assert config == onnet.ServerConfig(
+        contact_hash_version=1,
+        max_batch=server.config.max_batch,
+        max_message_bytes=server.config.max_message_bytes,
+        quota_remaining=None,
+    )
+
+
+def test_health_and_reflection(server: ThreadedServer) -> None:
+    with grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "onnet.v1.Discovery", "onnet.v1.Registry"):
+            answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        response = next(iter(reflect.ServerReflectionInfo(iter([request]), timeout=5)))
+        names = {s.name for s in response.list_services_response.service}
+    assert {"onnet.v1.Discovery", "onnet.v1.Registry", "grpc.health.v1.Health"} <= names
+
+
+def test_unavailable_is_retried_until_the_server_comes_up() -> None:
+    config = fresh_config(listen="127.0.0.1:0")
+    probe = ThreadedServer(config).start()  # find a free port, then free it again
+    port = probe.port
+    probe.stop()
+    late = ThreadedServer(fresh_config(listen=f"127.0.0.1:{port}"))
+    starter = threading.Timer(0.5, late.start)
+    starter.start()
+    retry = onnet.RetryPolicy(attempts=8, initial_backoff=0.2, max_backoff=0.5)
+    try:
+        started = time.monotonic()
+        with onnet.Client(f"127.0.0.1:{port}", retry=retry, timeout=2) as client:
+            assert client.discover(["+14155550100"]).uploaded == 1
+        assert time.monotonic() - started >= 0.4
+    finally:
+        starter.join()
+        late.stop()
+
+
+def test_unreachable_server_gives_unavailable_after_bounded_retries() -> None:
+    probe = ThreadedServer(fresh_config()).start()
+    port = probe.port
+    probe.stop()
+    retry = onnet.RetryPolicy(attempts=3, initial_backoff=0.05, max_backoff=0.1)
+    started = time.monotonic()
+    with (
+        onnet.Client(f"127.0.0.1:{port}", retry=retry, timeout=1) as client,
+        pytest.raises(onnet.UnavailableError),
+    ):
+        client.discover(["+14155550100"])
+    assert time.monotonic() - started < 5
+
+
+def raw_discover(server: ThreadedServer, request: discovery_pb2.DiscoverRequest) -> object:
+    with grpc.insecure_channel(
+        server.target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    ) as channel:
+        calls = onnet.DiscoveryCalls(channel, retry=onnet.RetryPolicy(attempts=1))
+        return calls.discover(request)
+
+
+H = onnet.contact_hash("+14155550100")
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field", "message"),
+    [
+        ({"hashes": b""}, "hashes", "at least one"),
+        ({"hashes": H[:31]}, "hashes", "length 31 is not a multiple of 32"),
+        ({"hashes": H + b"x"}, "hashes", "length 33 is not a multiple of 32"),
+        ({"hashes": H * 10_001}, "hashes", "batch of 10001 hashes exceeds the limit of 10000"),
+        ({"hashes": H, "previous_hashes": b"x" * 40}, "previous_hashes", "not a multiple of 32"),
+    ],
+)
+def test_bad_discover_requests(
+    server: ThreadedServer, request_fields: dict[str, bytes], field: str, message: str
+) -> None:
+    with pytest.raises(onnet.InvalidArgumentError) as caught:
+        raw_discover(server, discovery_pb2.DiscoverRequest(**request_fields))
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.field == field
+    assert message in caught.value.reason
+    assert caught.value.reason.startswith(f"{field}: ")
+    register(server, ("alice", "+14155550100", True))
+    assert found(server, ["+14155550100"]) == {"+14155550100": "alice"}  # still serving
+
+
+def test_a_message_over_the_transport_limit_is_refused(server: ThreadedServer) -> None:
+    too_big = os.urandom(server.config.max_message_bytes + 1024)
+    with pytest.raises(onnet.QuotaExceededError) as caught:
+        raw_discover(server, discovery_pb2.DiscoverRequest(hashes=too_big))
+    assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert found(server, ["+14155550100"]) == {}  # still serving
+
+
+@pytest.mark.parametrize(
+    ("user_id", "e164", "field", "message"),
+    [
+        ("", "+14155550100", "user_id", "must not be empty"),
+        ("u" * 65, "+14155550100", "user_id", "longer than 64"),
+        ("bad\nid", "+14155550100", "user_id", "printable ASCII"),
+        ("alice", "", "e164", "must not be empty"),
+        ("alice", "+1 415 555 0100", "e164", "not in E.164 form"),
+        ("alice", "4155550100", "e164", "not a valid phone number"),
+        ("alice", "+1415555", "e164", "not a valid phone number"),
+    ],
+)
+def test_bad_registrations_write_nothing(
+    server: ThreadedServer, user_id: str, e164: str, field: str, message: str
+) -> None:
+    with onnet.RegistryClient(server.target) as registry:
+        with pytest.raises(onnet.InvalidArgumentError) as caught:
+            registry.register(user_id, e164)
+        assert caught.value.field == field
+        assert message in caught.value.reason
+        assert len(server.store) == 0
+        registry.register("alice", "+14155550100")
+    assert found(server, ["+14155550100"]) == {"+14155550100": "alice"}
+
+
+def test_unregister_with_a_bad_user_id(server: ThreadedServer) -> None:
+    with (
+        onnet.RegistryClient(server.target) as registry,
+        pytest.raises(onnet.InvalidArgumentError) as caught,
+    ):
+        registry.unregister("")
+    assert caught.value.field == "user_id"

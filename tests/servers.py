@@ -1,0 +1,150 @@
+"""Real onnet servers for tests: in a background thread, or as an `onnet serve` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onnet_server.config import ServerConfig
+from onnet_server.server import start_server
+from onnet_server.stores.memory import MemoryRegistry
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fresh_config(**overrides: object) -> ServerConfig:
+    """A config on a free loopback port with a fresh random pepper."""
+    values: dict[str, object] = {
+        "listen": "127.0.0.1:0",
+        "pepper_hex": secrets.token_hex(32),
+        "shutdown_grace": 2.0,
+    }
+    values.update(overrides)
+    return ServerConfig(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class ThreadedServer:
+    """A grpc.aio server on its own event loop (``asyncio.run``) in a daemon thread."""
+
+    config: ServerConfig
+    store: MemoryRegistry = field(default_factory=MemoryRegistry)
+    port: int = 0
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop_requested: asyncio.Event | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> ThreadedServer:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def run() -> None:
+            try:
+                running = await start_server(self.config, store=self.store)
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            self.port = running.port
+            self._loop = asyncio.get_running_loop()
+            self._stop_requested = asyncio.Event()
+            ready.set()
+            await self._stop_requested.wait()
+            await running.stop()
+
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(run(),), name="onnet-test-server", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(10):
+            raise TimeoutError("test server did not start")
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._stop_requested is None or self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._stop_requested.set)
+        self._thread.join(timeout=15)
+        if self._thread.is_alive():
+            raise TimeoutError("test server did not stop")
+
+
+@dataclass
+class ServerProcess:
+    """`onnet serve` as a child process; its standard error is kept for inspection."""
+
+    process: subprocess.Popen[str]
+    port: int
+    log_lines: list[str]
+    _reader: threading.Thread
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return "".join(self.log_lines)
+
+    def terminate(self, timeout: float = 15) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self._reader.join(timeout)
+        return code
+
+
+@contextmanager
+def server_process(env: dict[str, str] | None = None, *args: str) -> Iterator[ServerProcess]:
+    """Run `onnet serve --listen 127.0.0.1:0`, wait until it serves, stop it by pid after."""
+    full_env = {**os.environ, **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onnet_server", "serve", "--listen", "127.0.0.1:0", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+    )
+    lines: list[str] = []
+    port_found = threading.Event()
+    port: list[int] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            match = re.search(r"onnet serving on [^ ]+:(\d+)", line)
+            if match:
+                port.append(int(match.group(1)))
+                port_found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 20
+    while not port_found.wait(0.05):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("onnet serve did not start:\n" + "".join(lines))
+    handle = ServerProcess(process, port[0], lines, reader)
+    try:
+        yield handle
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

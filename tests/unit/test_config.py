@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from onnet_server.config import ConfigError, ServerConfig
+from onnet_server.pepper import Pepper, load_pepper, write_pepper_file
+
+
+def test_defaults() -> None:
+    config = ServerConfig.from_env({})
+    assert config.listen == "127.0.0.1:50051"
+    assert config.max_batch == 10_000
+    assert config.pepper_file is None
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    config = ServerConfig.from_env(
+        {
+            "ONNET_LISTEN": "0.0.0.0:6000",
+            "ONNET_MAX_BATCH": "500",
+            "ONNET_LOG_LEVEL": "debug",
+            "ONNET_PEPPER_FILE": str(tmp_path / "p"),
+            "ONNET_SHUTDOWN_GRACE": "2.5",
+        }
+    )
+    assert (config.listen, config.max_batch, config.log_level) == ("0.0.0.0:6000", 500, "DEBUG")
+    assert config.pepper_file == tmp_path / "p"
+    assert config.shutdown_grace == 2.5
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ONNET_MAX_BATCH": "ten"}, "ONNET_MAX_BATCH must be a whole number"),
+        ({"ONNET_MAX_BATCH": "0"}, "ONNET_MAX_BATCH must be between"),
+        ({"ONNET_MAX_MESSAGE_BYTES": "1000"}, "ONNET_MAX_MESSAGE_BYTES must be at least"),
+        ({"ONNET_SHUTDOWN_GRACE": "soon"}, "ONNET_SHUTDOWN_GRACE must be a number"),
+        ({"ONNET_SHUTDOWN_GRACE": "-1"}, "must not be negative"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServerConfig.from_env(env)
+
+
+def test_the_pepper_never_shows_in_repr() -> None:
+    secret = "ab" * 32
+    assert secret not in repr(ServerConfig(pepper_hex=secret))
+    assert secret not in repr(Pepper.from_key(bytes.fromhex(secret)))
+
+
+def test_pepper_sources(tmp_path: Path) -> None:
+    path = tmp_path / "pepper"
+    written = write_pepper_file(path)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    from_file = load_pepper(ServerConfig(pepper_file=path))
+    assert from_file.key == written.key
+    assert from_file.key_id == written.key_id
+    assert not from_file.ephemeral
+    from_env = load_pepper(ServerConfig(pepper_hex=written.key.hex(), pepper_id="k7"))
+    assert (from_env.key, from_env.key_id) == (written.key, "k7")
+    ephemeral = load_pepper(ServerConfig())
+    assert ephemeral.ephemeral
+    assert len(ephemeral.key) == 32
+    assert ephemeral.key != load_pepper(ServerConfig()).key
+
+
+def test_pepper_file_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "pepper"
+    write_pepper_file(path)
+    with pytest.raises(FileExistsError):
+        write_pepper_file(path)
+
+
+@pytest.mark.parametrize("text", ["zz" * 32, "ab" * 31, ""])
+def test_malformed_peppers(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "pepper"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="ONNET_PEPPER_FILE must hold 64 hex digits"):
+        load_pepper(ServerConfig(pepper_file=path))
+    if text:
+        with pytest.raises(ConfigError, match="ONNET_PEPPER must hold 64 hex digits"):
+            load_pepper(ServerConfig(pepper_hex=text))
+
+
+def test_missing_pepper_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_pepper(ServerConfig(pepper_file=tmp_path / "absent"))
