@@ -57,7 +57,7 @@ def workload() -> Workload:
     before = rss_bytes()
     store = MemoryRegistry()
     for i in range(USERS):
-        store.register(f"u{i}", fingerprints[16 * i : 16 * i + 16], True)
+        store.register_now(f"u{i}", fingerprints[16 * i : 16 * i + 16], True)
     gc.collect()
     store_bytes = rss_bytes() - before
     before = rss_bytes()

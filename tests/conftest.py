@@ -6,6 +6,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.redis_servers import (
+    RedisClusterProcesses,
+    RedisProcess,
+    redis_cluster,
+    redis_server,
+)
 from tests.servers import ThreadedServer, fresh_config
 
 
@@ -28,3 +34,34 @@ def make_server() -> Iterator[Callable[..., ThreadedServer]]:
 def server(make_server: Callable[..., ThreadedServer]) -> ThreadedServer:
     """A server with default limits and an empty in-memory registry."""
     return make_server()
+
+
+@pytest.fixture(scope="session")
+def redis_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One redis-server for the session; tests that use it start from an empty keyspace."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_nodes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisClusterProcesses]:
+    """A three-master Redis Cluster for the session, slots assigned by the fixture."""
+    with redis_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_url(redis_standalone: RedisProcess) -> str:
+    """The session Redis, flushed before the test."""
+    redis_standalone.client().flushall()
+    return redis_standalone.url
+
+
+@pytest.fixture
+def cluster_seeds(redis_cluster_nodes: RedisClusterProcesses) -> str:
+    """The session cluster's seed nodes, every master flushed before the test."""
+    for node in redis_cluster_nodes.nodes:
+        node.client().flushall()
+    return redis_cluster_nodes.seeds

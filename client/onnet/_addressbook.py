@@ -17,13 +17,14 @@ __all__ = ["AddressBookError", "read_address_book", "read_csv", "read_vcard"]
 
 # Column names used for phone numbers by Google Contacts ("Phone 1 - Value"), Outlook
 # ("Mobile Phone", "Business Phone"), Apple and plain hand-made files ("phone", "tel").
-_PHONE_COLUMN = re.compile(r"phone|mobile|cell|\btel\b", re.IGNORECASE)
+_PHONE_COLUMN = re.compile(r"phone|mobile|\bcell(ular)?\b|\btel\b", re.IGNORECASE)
 # ...but not the columns that describe a number ("Phone 1 - Type", "Phone 1 - Label").
 _DESCRIPTIVE_COLUMN = re.compile(r"type|label", re.IGNORECASE)
 # Google Contacts puts several numbers of one kind in a cell, separated by " ::: ".
 _CELL_SEPARATOR = " ::: "
 # A vCard content line: optional group, property name, parameters, then the value.
-_VCARD_LINE = re.compile(r"^(?:[A-Za-z0-9-]+\.)?([A-Za-z0-9-]+)((?:;[^:]*)?):(.*)$")
+# Parameter values may be quoted and hold ':' or ';' (TYPE="cell:work").
+_VCARD_LINE = re.compile(r'^(?:[A-Za-z0-9-]+\.)?([A-Za-z0-9-]+)((?:;(?:[^:;"]|"[^"]*")*)*):(.*)$')
 
 
 class AddressBookError(OnnetError, ValueError):

@@ -52,9 +52,30 @@ class RetryPolicy:
         return random.uniform(0, ceiling)  # noqa: S311 - not a secret
 
 
+NO_RETRY = RetryPolicy(attempts=1)
+"""For calls whose retry could mislead: a Register or Unregister whose reply was lost cannot be
+told apart from one that never arrived (a retried Unregister would say NOT_FOUND)."""
+
+
+def _code(error: grpc.RpcError) -> grpc.StatusCode | None:
+    # grpc.aio's AioRpcError is not a grpc.Call, but has the same code() method.
+    code: grpc.StatusCode | None = getattr(error, "code", lambda: None)()
+    return code
+
+
 def _should_retry(error: grpc.RpcError, policy: RetryPolicy, attempt: int) -> bool:
-    code = error.code() if isinstance(error, grpc.Call) else None
-    return code == grpc.StatusCode.UNAVAILABLE and attempt + 1 < policy.attempts
+    return _code(error) == grpc.StatusCode.UNAVAILABLE and attempt + 1 < policy.attempts
+
+
+def _final_error(error: grpc.RpcError, previous: grpc.RpcError | None) -> grpc.RpcError:
+    """The error to report for the last attempt.
+
+    A retry that waited out its deadline for a server that was unavailable reports that
+    server as unavailable, not the deadline.
+    """
+    if previous is not None and _code(error) == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return previous
+    return error
 
 
 class _SyncInvoker:
@@ -66,12 +87,23 @@ class _SyncInvoker:
     def __call__(
         self, method: Callable[..., _Response], request: object, timeout: float | None
     ) -> _Response:
+        unavailable: grpc.RpcError | None = None
         for attempt in range(self.retry.attempts):
             try:
-                return method(request, timeout=timeout or self.timeout, metadata=self.metadata)
+                # After a failure, wait for the channel to reconnect (bounded by the deadline):
+                # gRPC backs off reconnecting for about a second, and a plain retry inside that
+                # window fails at once.
+                return method(
+                    request,
+                    timeout=timeout or self.timeout,
+                    metadata=self.metadata,
+                    wait_for_ready=attempt > 0,
+                )
             except grpc.RpcError as error:
                 if not _should_retry(error, self.retry, attempt):
-                    raise from_rpc_error(error) from error
+                    final = _final_error(error, unavailable)
+                    raise from_rpc_error(final) from error
+                unavailable = error
             time.sleep(self.retry.backoff(attempt))
         raise AssertionError("unreachable: the last attempt raises")
 
@@ -85,14 +117,20 @@ class _AsyncInvoker:
     async def __call__(
         self, method: Callable[..., Awaitable[_Response]], request: object, timeout: float | None
     ) -> _Response:
+        unavailable: grpc.RpcError | None = None
         for attempt in range(self.retry.attempts):
             try:
                 return await method(
-                    request, timeout=timeout or self.timeout, metadata=self.metadata
+                    request,
+                    timeout=timeout or self.timeout,
+                    metadata=self.metadata,
+                    wait_for_ready=attempt > 0,
                 )
             except grpc.RpcError as error:
                 if not _should_retry(error, self.retry, attempt):
-                    raise from_rpc_error(error) from error
+                    final = _final_error(error, unavailable)
+                    raise from_rpc_error(final) from error
+                unavailable = error
             await asyncio.sleep(self.retry.backoff(attempt))
         raise AssertionError("unreachable: the last attempt raises")
 
@@ -152,7 +190,7 @@ class AsyncDiscoveryCalls:
 
 
 class RegistryCalls:
-    """The Registry service's RPCs over a blocking channel."""
+    """The Registry service's RPCs over a blocking channel (not retried unless asked)."""
 
     def __init__(
         self,
@@ -163,7 +201,7 @@ class RegistryCalls:
         retry: RetryPolicy | None = None,
     ) -> None:
         self._stub = registry_pb2_grpc.RegistryStub(channel)
-        self._invoke = _SyncInvoker(timeout, metadata, retry or RetryPolicy())
+        self._invoke = _SyncInvoker(timeout, metadata, retry or NO_RETRY)
 
     def register(
         self, request: registry_pb2.RegisterRequest, *, timeout: float | None = None
@@ -179,7 +217,7 @@ class RegistryCalls:
 
 
 class AsyncRegistryCalls:
-    """The Registry service's RPCs over a grpc.aio channel."""
+    """The Registry service's RPCs over a grpc.aio channel (not retried unless asked)."""
 
     def __init__(
         self,
@@ -190,7 +228,7 @@ class AsyncRegistryCalls:
         retry: RetryPolicy | None = None,
     ) -> None:
         self._stub = registry_pb2_grpc.RegistryStub(channel)
-        self._invoke = _AsyncInvoker(timeout, metadata, retry or RetryPolicy())
+        self._invoke = _AsyncInvoker(timeout, metadata, retry or NO_RETRY)
 
     async def register(
         self, request: registry_pb2.RegisterRequest, *, timeout: float | None = None

@@ -62,7 +62,10 @@ class NotFoundError(ServiceError):
 
 
 class QuotaExceededError(ServiceError):
-    """The account may test no more new numbers for now; the SDK never retries it."""
+    """RESOURCE_EXHAUSTED: a quota (new numbers) or a size limit (message) was exceeded.
+
+    The SDK never retries it.
+    """
 
 
 class AuthenticationError(ServiceError):
@@ -98,9 +101,9 @@ _BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
 
 def from_rpc_error(error: grpc.RpcError) -> ServiceError:
     """Translate a grpc.RpcError (sync or aio) into the matching ServiceError."""
-    call = error if isinstance(error, grpc.Call) else None
-    code = call.code() if call is not None else grpc.StatusCode.UNKNOWN
-    reason = (call.details() if call is not None else None) or str(error)
+    # grpc.aio's AioRpcError is not a grpc.Call, but has the same code() and details().
+    code = getattr(error, "code", lambda: grpc.StatusCode.UNKNOWN)()
+    reason = getattr(error, "details", lambda: None)() or str(error)
     field = _violated_field(error)
     return _BY_CODE.get(code, InternalServiceError)(code, reason, field)
 

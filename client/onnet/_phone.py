@@ -86,10 +86,11 @@ def normalize(raw: str, default_region: str | None = None) -> str:
                 "no country code, and no default region to read a national number in"
             ) from None
         raise InvalidNumberError(_PARSE_REASONS.get(exc.error_type, "not a phone number")) from None
-    possibility = phonenumbers.is_possible_number_with_reason(number)
-    if possibility != ValidationResult.IS_POSSIBLE:
-        raise InvalidNumberError(_POSSIBILITY_REASONS.get(possibility, "not a possible number"))
     if not phonenumbers.is_valid_number(number):
-        raise InvalidNumberError("not a valid number in its numbering plan")
+        # Validity decides; the possibility check only words the reason.
+        possibility = phonenumbers.is_possible_number_with_reason(number)
+        raise InvalidNumberError(
+            _POSSIBILITY_REASONS.get(possibility, "not a valid number in its numbering plan")
+        )
     number.extension = None
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)

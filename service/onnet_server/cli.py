@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -73,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", metavar="HOST:PORT", help="default 127.0.0.1:50051")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.add_argument("--max-batch", type=int, metavar="N", help="most hashes per Discover")
+    serve.add_argument("--redis", metavar="URL", help="keep the registry in Redis (redis://...)")
+    serve.add_argument(
+        "--redis-cluster", metavar="HOST:PORT[,...]", help="keep the registry in Redis Cluster"
+    )
     serve.set_defaults(run=_serve, target=None)
 
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -130,10 +135,12 @@ def _serve(args: argparse.Namespace) -> int:
         "listen": args.listen,
         "log_level": args.log_level,
         "max_batch": args.max_batch,
+        "redis_url": args.redis,
+        "redis_cluster": args.redis_cluster,
     }
     values = {key: value for key, value in overrides.items() if value is not None}
     if values:
-        config = ServerConfig(**{**config.__dict__, **values})
+        config = dataclasses.replace(config, **values)
     configure_logging(config.log_level)
     try:
         asyncio.run(serve(config))
@@ -222,6 +229,9 @@ def _new_pepper(args: argparse.Namespace) -> int:
         pepper = write_pepper_file(args.file)
     except FileExistsError:
         _fail(f"{args.file} exists; refusing to overwrite a pepper")
+        return EXIT_USAGE
+    except OSError as exc:
+        _fail(f"cannot write {args.file}: {exc.strerror}")
         return EXIT_USAGE
     print(f"wrote pepper {pepper.key_id} to {args.file}; set ONNET_PEPPER_FILE={args.file}")
     return EXIT_OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,6 +11,8 @@ from pathlib import Path
 __all__ = ["ConfigError", "ServerConfig"]
 
 _ENV_PREFIX = "ONNET_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_MAX_MESSAGE_LIMIT = 2**31 - 1  # gRPC's limit options are signed 32-bit integers
 
 
 class ConfigError(ValueError):
@@ -32,6 +35,11 @@ class ServerConfig:
     """The pepper itself as 64 hex digits (ONNET_PEPPER); kept out of repr."""
     pepper_id: str | None = None
     """Id of the pepper (ONNET_PEPPER_ID); derived from the key when unset."""
+    redis_url: str | None = field(default=None, repr=False)
+    """Redis to keep the registry in, e.g. redis://127.0.0.1:6379/0 (ONNET_REDIS_URL); kept
+    out of repr since it may hold a password. Unset with no cluster: the in-memory store."""
+    redis_cluster: str | None = None
+    """Redis Cluster seed nodes, HOST:PORT[,HOST:PORT...] (ONNET_REDIS_CLUSTER)."""
     log_level: str = "INFO"
     """Python logging level name (ONNET_LOG_LEVEL)."""
     shutdown_grace: float = 10.0
@@ -47,8 +55,16 @@ class ServerConfig:
             raise ConfigError(
                 f"ONNET_MAX_MESSAGE_BYTES must be at least {needed} for a batch of {self.max_batch}"
             )
-        if self.shutdown_grace < 0:
-            raise ConfigError("ONNET_SHUTDOWN_GRACE must not be negative")
+        if self.max_message_bytes > _MAX_MESSAGE_LIMIT:
+            raise ConfigError(f"ONNET_MAX_MESSAGE_BYTES must be at most {_MAX_MESSAGE_LIMIT}")
+        if not math.isfinite(self.shutdown_grace) or self.shutdown_grace < 0:
+            raise ConfigError("ONNET_SHUTDOWN_GRACE must be a finite, non-negative number")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"ONNET_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        if self.redis_url and self.redis_cluster:
+            raise ConfigError("set ONNET_REDIS_URL or ONNET_REDIS_CLUSTER, not both")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("ONNET_REDIS_URL must start with redis://, rediss:// or unix://")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
@@ -81,6 +97,8 @@ class ServerConfig:
             pepper_file=Path(pepper_file) if pepper_file else None,
             pepper_hex=get("PEPPER"),
             pepper_id=get("PEPPER_ID"),
+            redis_url=get("REDIS_URL"),
+            redis_cluster=get("REDIS_CLUSTER"),
             log_level=(get("LOG_LEVEL") or cls.log_level).upper(),
             shutdown_grace=grace,
         )

@@ -19,7 +19,10 @@ from onnet_server.core.ports import RegistryStore
 from onnet_server.core.registry import RegistryService
 from onnet_server.pepper import Pepper, load_pepper
 from onnet_server.servicer import DiscoveryServicer, RegistryServicer
+from onnet_server.status import MalformedRequestInterceptor
 from onnet_server.stores.memory import MemoryRegistry
+from onnet_server.stores.redis_connection import connect_with_retries, describe
+from onnet_server.stores.redis_store import RedisRegistry
 
 __all__ = ["RunningServer", "serve", "start_server"]
 
@@ -40,11 +43,25 @@ class RunningServer:
     """The port actually bound (useful when the configuration asked for port 0)."""
     health: health.aio.HealthServicer
     grace: float
+    store: RegistryStore
 
     async def stop(self) -> None:
-        """Report NOT_SERVING, refuse new calls, and let in-flight calls finish."""
+        """Report NOT_SERVING, refuse new calls, let in-flight calls finish, close the store."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.grace)
+        if isinstance(self.store, RedisRegistry):
+            await self.store.close()
+
+
+async def open_store(config: ServerConfig) -> RegistryStore:
+    """The configured registry store: Redis, Redis Cluster, or the embedded memory store."""
+    if not (config.redis_url or config.redis_cluster):
+        return MemoryRegistry()
+    _log.info("loading the registry from %s", describe(config.redis_url, config.redis_cluster))
+    client = await connect_with_retries(config.redis_url, config.redis_cluster)
+    store = RedisRegistry(client)
+    await store.start()
+    return store
 
 
 async def start_server(
@@ -58,7 +75,7 @@ async def start_server(
             "pepper, id %s; fingerprints will not match after a restart. Development only.",
             pepper.key_id,
         )
-    store = store if store is not None else MemoryRegistry()
+    store = store if store is not None else await open_store(config)
     fingerprinter = Fingerprinter(pepper.key)
     limits = DiscoveryLimits(
         max_batch=config.max_batch,
@@ -67,13 +84,14 @@ async def start_server(
         max_message_bytes=config.max_message_bytes,
     )
     server = aio.server(
+        interceptors=[MalformedRequestInterceptor()],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             # gRPC turns SO_REUSEPORT on by default, which lets a second server silently share
             # a port that is already taken; refuse instead.
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(
         DiscoveryServicer(DiscoveryService(store, fingerprinter, limits)), server
@@ -106,7 +124,7 @@ async def start_server(
         pepper.key_id,
         config.max_batch,
     )
-    return RunningServer(server, port, health_servicer, config.shutdown_grace)
+    return RunningServer(server, port, health_servicer, config.shutdown_grace, store)
 
 
 async def serve(config: ServerConfig) -> None:

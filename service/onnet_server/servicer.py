@@ -70,7 +70,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.RegisterRequest, context: RegisterContext
     ) -> registry_pb2.RegisterResponse:
         """Add or move a user."""
-        outcome = self._registry.register(request.user_id, request.e164, request.discoverable)
+        outcome = await self._registry.register(request.user_id, request.e164, request.discoverable)
         _log.debug(
             "Register: updated=%s displaced=%s", outcome.updated, bool(outcome.displaced_user_id)
         )
@@ -83,6 +83,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.UnregisterRequest, context: UnregisterContext
     ) -> registry_pb2.UnregisterResponse:
         """Erase a user."""
-        self._registry.unregister(request.user_id)
+        await self._registry.unregister(request.user_id)
         _log.debug("Unregister: done")
         return registry_pb2.UnregisterResponse()

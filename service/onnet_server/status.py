@@ -5,17 +5,18 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
 from grpc_status import rpc_status
 
 from onnet_server.core.errors import DomainError, InvalidArgument, NotFound, StoreUnavailable
 
-__all__ = ["STATUS_OF", "status_of", "translate_errors"]
+__all__ = ["STATUS_OF", "MalformedRequestInterceptor", "status_of", "translate_errors"]
 
 _log = logging.getLogger(__name__)
 
@@ -73,3 +74,37 @@ def translate_errors(
         raise AssertionError("unreachable: abort raises")
 
     return wrapper
+
+
+class MalformedRequestInterceptor(aio.ServerInterceptor):
+    """Bytes that do not parse as the request message get INVALID_ARGUMENT, not UNKNOWN.
+
+    gRPC parses requests before any handler runs and reports a parse failure as UNKNOWN
+    with the parser's internals in the message. This interceptor has unary handlers receive
+    raw bytes and parses them itself.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Wrap unary-unary handlers; pass every other kind through."""
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        parse = handler.request_deserializer
+        behaviour = handler.unary_unary
+
+        async def parsed(request: bytes, context: aio.ServicerContext[Any, Any]) -> Any:  # noqa: ANN401
+            try:
+                message = parse(request)
+            except DecodeError:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request message")
+            return await behaviour(message, context)  # type: ignore[arg-type]
+
+        return grpc.unary_unary_rpc_method_handler(
+            parsed, request_deserializer=None, response_serializer=handler.response_serializer
+        )

@@ -132,10 +132,9 @@ def test_unavailable_is_retried_until_the_server_comes_up() -> None:
     late = ThreadedServer(fresh_config(listen=f"127.0.0.1:{port}"))
     starter = threading.Timer(0.5, late.start)
     starter.start()
-    retry = onnet.RetryPolicy(attempts=8, initial_backoff=0.2, max_backoff=0.5)
     try:
         started = time.monotonic()
-        with onnet.Client(f"127.0.0.1:{port}", retry=retry, timeout=2) as client:
+        with onnet.Client(f"127.0.0.1:{port}", timeout=3) as client:  # the default policy
             assert client.discover(["+14155550100"]).uploaded == 1
         assert time.monotonic() - started >= 0.4
     finally:
@@ -231,3 +230,41 @@ def test_unregister_with_a_bad_user_id(server: ThreadedServer) -> None:
     ):
         registry.unregister("")
     assert caught.value.field == "user_id"
+
+
+async def test_async_clients_map_errors_like_the_sync_ones(server: ThreadedServer) -> None:
+    async with onnet.AsyncRegistryClient(server.target) as registry:
+        with pytest.raises(onnet.NotFoundError) as not_found:
+            await registry.unregister("nobody")
+        with pytest.raises(onnet.InvalidArgumentError) as invalid:
+            await registry.register("", "+14155550100")
+    assert not_found.value.field == "user_id"
+    assert invalid.value.field == "user_id"
+
+
+async def test_async_client_retries_unavailable() -> None:
+    probe = ThreadedServer(fresh_config()).start()
+    port = probe.port
+    probe.stop()
+    late = ThreadedServer(fresh_config(listen=f"127.0.0.1:{port}"))
+    starter = threading.Timer(0.3, late.start)
+    starter.start()
+    try:
+        async with onnet.AsyncClient(f"127.0.0.1:{port}", timeout=3) as client:
+            assert (await client.discover(["+14155550100"])).uploaded == 1
+    finally:
+        starter.join()
+        late.stop()
+
+
+def test_registry_writes_are_not_retried_blindly() -> None:
+    probe = ThreadedServer(fresh_config()).start()
+    port = probe.port
+    probe.stop()
+    started = time.monotonic()
+    with (
+        onnet.RegistryClient(f"127.0.0.1:{port}", timeout=2) as registry,
+        pytest.raises(onnet.UnavailableError),
+    ):
+        registry.register("alice", "+14155550100")
+    assert time.monotonic() - started < 1.5  # one attempt, no backoff

@@ -61,9 +61,13 @@ def contact_hash(e164: str) -> bytes:
 
 
 def call(channel: grpc.Channel, method: str, request: bytes) -> bytes:
-    invoke = channel.unary_unary(method)  # no serializers: raw bytes both ways
-    response: bytes = invoke(request, timeout=5)
-    return response
+    invoke: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+    return invoke(request, timeout=5)  # no serializers: raw bytes both ways
+
+
+def as_bytes(value: int | bytes) -> bytes:
+    assert isinstance(value, bytes)
+    return value
 
 
 def test_register_discover_and_errors_over_the_raw_wire(server: ThreadedServer) -> None:
@@ -83,15 +87,38 @@ def test_register_discover_and_errors_over_the_raw_wire(server: ThreadedServer) 
         with pytest.raises(grpc.RpcError) as caught:
             call(channel, "/onnet.v1.Discovery/Discover", field(1, hashes[:40]))
         error = caught.value
-        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-        assert error.details().startswith("hashes: ")  # type: ignore[attr-defined]
-        trailers = dict(error.trailing_metadata())  # type: ignore[attr-defined]
-        status = dict(parse(trailers["grpc-status-details-bin"]))  # google.rpc.Status
+        assert isinstance(error, grpc.Call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (error.details() or "").startswith("hashes: ")
+        trailers = dict(error.trailing_metadata() or ())
+        status = dict(parse(as_bytes(trailers["grpc-status-details-bin"])))  # google.rpc.Status
         assert status[1] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-        detail = dict(parse(status[3]))  # google.protobuf.Any
+        detail = dict(parse(as_bytes(status[3])))  # google.protobuf.Any
         assert detail[1] == b"type.googleapis.com/google.rpc.BadRequest"
-        violation = dict(parse(dict(parse(detail[2]))[1]))  # BadRequest.field_violations[0]
+        bad_request = dict(parse(as_bytes(detail[2])))
+        violation = dict(parse(as_bytes(bad_request[1])))  # field_violations[0]
         assert violation[1] == b"hashes"
 
         health = dict(parse(call(channel, "/grpc.health.v1.Health/Check", b"")))
         assert health[1] == 1  # SERVING
+
+
+@pytest.mark.parametrize(
+    ("method", "request_bytes"),
+    [
+        ("/onnet.v1.Registry/Register", field(1, b"\xff\xfe") + field(2, b"+14155550100")),
+        ("/onnet.v1.Discovery/Discover", b"\x0a\x40" + b"x" * 10),  # truncated field
+    ],
+)
+def test_bytes_that_are_not_the_message_get_invalid_argument(
+    server: ThreadedServer, method: str, request_bytes: bytes
+) -> None:
+    with grpc.insecure_channel(server.target) as channel:
+        with pytest.raises(grpc.RpcError) as caught:
+            call(channel, method, request_bytes)
+        error = caught.value
+        assert isinstance(error, grpc.Call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.details() == "malformed request message"
+        config = dict(parse(call(channel, "/onnet.v1.Discovery/GetConfig", b"")))
+        assert config[1] == 1  # still serving

@@ -94,3 +94,13 @@ def test_the_sample_address_book_reads() -> None:
     sample = Path(__file__).resolve().parents[2] / "examples" / "contacts.vcf"
     numbers = onnet.read_address_book(sample)
     assert len(numbers) >= 5
+
+
+def test_quoted_parameters_may_hold_colons() -> None:
+    card = 'BEGIN:VCARD\nVERSION:4.0\nTEL;TYPE="cell:work";PREF=1:+1 415 555 0100\nEND:VCARD\n'
+    assert onnet.read_vcard(card) == ["+1 415 555 0100"]
+
+
+def test_free_text_columns_are_not_phone_columns() -> None:
+    text = "Name,Cancellation reason,Cell\nAda,call +1 650 253 0000,+14155550100\n"
+    assert onnet.read_csv(text) == ["+14155550100"]

@@ -37,7 +37,12 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ({"ONNET_MAX_BATCH": "0"}, "ONNET_MAX_BATCH must be between"),
         ({"ONNET_MAX_MESSAGE_BYTES": "1000"}, "ONNET_MAX_MESSAGE_BYTES must be at least"),
         ({"ONNET_SHUTDOWN_GRACE": "soon"}, "ONNET_SHUTDOWN_GRACE must be a number"),
-        ({"ONNET_SHUTDOWN_GRACE": "-1"}, "must not be negative"),
+        ({"ONNET_SHUTDOWN_GRACE": "-1"}, "finite, non-negative"),
+        ({"ONNET_SHUTDOWN_GRACE": "nan"}, "finite, non-negative"),
+        ({"ONNET_LOG_LEVEL": "verbose"}, "ONNET_LOG_LEVEL must be one of"),
+        ({"ONNET_MAX_MESSAGE_BYTES": "3000000000"}, "at most 2147483647"),
+        ({"ONNET_REDIS_URL": "http://x"}, "must start with redis://"),
+        ({"ONNET_REDIS_URL": "redis://a", "ONNET_REDIS_CLUSTER": "b:1"}, "not both"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

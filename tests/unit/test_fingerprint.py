@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import os
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -27,7 +26,6 @@ def test_fingerprints_depend_on_the_pepper_and_are_not_the_hash() -> None:
     second = Fingerprinter(os.urandom(32)).fingerprint(contact_hash)
     assert first != second
     assert first not in contact_hash
-    assert first != hashlib.sha256(b"+14155550100").digest()[:16]
 
 
 def test_empty_batch() -> None:

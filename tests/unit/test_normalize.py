@@ -50,3 +50,12 @@ def test_input_longer_than_the_limit_is_rejected() -> None:
 def test_the_error_is_part_of_the_sdk_tree() -> None:
     assert issubclass(onnet.InvalidNumberError, onnet.OnnetError)
     assert issubclass(onnet.InvalidNumberError, ValueError)
+
+
+def test_validity_alone_decides() -> None:
+    """A number phonenumbers calls valid is accepted even if its length check is unusual."""
+    import phonenumbers
+
+    number = phonenumbers.parse("+13101234")
+    assert phonenumbers.is_valid_number(number)
+    assert onnet.normalize("+1 310-1234") == "+13101234"

@@ -109,8 +109,11 @@ class FingerprintTable:
         slot = high & mask
         while (row := int(self._rows[slot])) != _EMPTY:
             if row >= 0 and int(self._keys[slot]) == high and int(self._row_low[row]) == low:
-                # A tombstone keeps later members of this probe chain reachable.
+                # A tombstone keeps later members of this probe chain reachable; the key and
+                # the row's low half are cleared so that nothing of the number stays behind.
                 self._rows[slot] = _DELETED
+                self._keys[slot] = 0
+                self._row_low[row] = 0
                 self._used -= 1
                 self._deleted += 1
                 return row

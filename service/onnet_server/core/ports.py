@@ -40,16 +40,20 @@ class RegistryStore(Protocol):
     unregistering removes every trace of the user.
     """
 
-    def register(self, user_id: str, fingerprint: bytes, discoverable: bool) -> Registration:
-        """Add or move ``user_id`` to ``fingerprint`` (16 bytes)."""
+    async def register(self, user_id: str, fingerprint: bytes, discoverable: bool) -> Registration:
+        """Add or move ``user_id`` to ``fingerprint`` (16 bytes); raises StoreUnavailable."""
         ...
 
-    def unregister(self, user_id: str) -> bool:
+    async def unregister(self, user_id: str) -> bool:
         """Remove ``user_id``; False when no such user was registered."""
         ...
 
     def match(self, fingerprints: bytes) -> Matches:
-        """Look up packed 16-byte fingerprints; only discoverable users match."""
+        """Look up packed 16-byte fingerprints in process memory.
+
+        Only discoverable users match. Never waits on a store: lookups keep working while
+        the store is down.
+        """
         ...
 
     def __len__(self) -> int:

@@ -19,15 +19,15 @@ class RegistryService:
         self._store = store
         self._fingerprinter = fingerprinter
 
-    def register(self, user_id: str, e164: str, discoverable: bool) -> Registration:
+    async def register(self, user_id: str, e164: str, discoverable: bool) -> Registration:
         """Register ``user_id`` at ``e164``, moving them if they held another number."""
         check_user_id(user_id)
         check_e164(e164)
         fingerprint = self._fingerprinter.fingerprint(contact_hash(e164))
-        return self._store.register(user_id, fingerprint, discoverable)
+        return await self._store.register(user_id, fingerprint, discoverable)
 
-    def unregister(self, user_id: str) -> None:
+    async def unregister(self, user_id: str) -> None:
         """Erase every trace of ``user_id``."""
         check_user_id(user_id)
-        if not self._store.unregister(user_id):
+        if not await self._store.unregister(user_id):
             raise NotFound("user_id", "no such user is registered")

@@ -1,0 +1,99 @@
+"""Where the registry lives in Redis, and how a record is packed (pure; no I/O).
+
+Users are spread over ``GROUPS`` slot groups by a digest of their user id. Everything about
+a user lives in their group, whose keys share one hash tag, so every change is one atomic
+script on one cluster slot:
+
+    onnet:{gNN}:u:BBBB   hash  user_id -> record (24 bytes: fingerprint, flags, version)
+    onnet:{gNN}:log      stream of changes (op, user, value, seq), trimmed to about STREAM_MAXLEN
+    onnet:{gNN}:seq      the sequence number of the group's last change (gap detection)
+    onnet:{gNN}:ver      the group's last version (versions only grow within a group)
+
+Each group's users are spread again over ``BUCKETS`` small hashes, so that each stays in
+Redis's compact listpack encoding (128 entries by default; see README for larger
+registries). A record is 24 bytes: the 16-byte fingerprint, one flag byte, and a 7-byte
+big-endian version (microseconds of Redis time, kept increasing within the group).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from onnet_server.core.fingerprint import FINGERPRINT_SIZE
+
+__all__ = ["BUCKETS", "GROUPS", "STREAM_MAXLEN", "Layout", "UserRecord"]
+
+GROUPS = 16
+BUCKETS = 4096
+STREAM_MAXLEN = 100_000
+RECORD_SIZE = FINGERPRINT_SIZE + 1 + 7
+_DISCOVERABLE = 0x01
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user's record as Redis holds it."""
+
+    fingerprint: bytes
+    discoverable: bool
+    version: int
+
+    @classmethod
+    def unpack(cls, value: bytes) -> UserRecord:
+        """Read a 24-byte record."""
+        if len(value) != RECORD_SIZE:
+            raise ValueError(f"a record is {RECORD_SIZE} bytes, not {len(value)}")
+        flags = value[FINGERPRINT_SIZE]
+        version = int.from_bytes(value[FINGERPRINT_SIZE + 1 :], "big")
+        return cls(value[:FINGERPRINT_SIZE], bool(flags & _DISCOVERABLE), version)
+
+
+def flags_byte(discoverable: bool) -> bytes:
+    """The flag byte of a record."""
+    return bytes([_DISCOVERABLE if discoverable else 0])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Key names under a prefix (default "onnet")."""
+
+    prefix: str = "onnet"
+
+    def group_of(self, user_id: str) -> tuple[int, int]:
+        """(group, bucket) of a user: a digest, so neither can be steered by the caller."""
+        digest = int.from_bytes(hashlib.sha256(user_id.encode("ascii")).digest()[:8], "big")
+        return digest % GROUPS, (digest // GROUPS) % BUCKETS
+
+    def _tag(self, group: int) -> str:
+        return f"{self.prefix}:{{g{group:02d}}}"
+
+    def bucket_key(self, group: int, bucket: int) -> str:
+        """The hash holding a bucket of the group's users."""
+        return f"{self._tag(group)}:u:{bucket:04d}"
+
+    def bucket_pattern(self) -> str:
+        """A SCAN pattern that matches every bucket key of every group."""
+        return f"{self.prefix}:{{g[0-9][0-9]}}:u:*"
+
+    def stream_key(self, group: int) -> str:
+        """The group's change feed."""
+        return f"{self._tag(group)}:log"
+
+    def seq_key(self, group: int) -> str:
+        """The group's change counter."""
+        return f"{self._tag(group)}:seq"
+
+    def version_key(self, group: int) -> str:
+        """The group's last version."""
+        return f"{self._tag(group)}:ver"
+
+    def user_keys(self, user_id: str) -> list[str]:
+        """KEYS for a write script about ``user_id``: bucket, stream, seq, version."""
+        group, bucket = self.group_of(user_id)
+        return [
+            self.bucket_key(group, bucket),
+            self.stream_key(group),
+            self.seq_key(group),
+            self.version_key(group),
+        ]

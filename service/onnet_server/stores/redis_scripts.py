@@ -1,0 +1,107 @@
+"""The registry's Lua scripts: every multi-key change in one atomic step on one slot.
+
+Each write script touches only the keys of one user's group (KEYS: bucket, stream, seq,
+version; see redis_layout), bumps the group's version and sequence, and appends the change
+to the group's stream in the same step, so a reader of the stream never misses or sees half
+of a change. Scripts are sent by SHA and re-sent whole when Redis answers NOSCRIPT (after a
+restart or SCRIPT FLUSH).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
+
+__all__ = ["DROP_IF_STALE", "POSITION", "REGISTER", "UNREGISTER", "Script"]
+
+# Shared prologue: the next version of the group, at least Redis's clock in microseconds.
+_NEXT_VERSION = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local version = math.max(now, tonumber(redis.call('GET', KEYS[4]) or '0') + 1)
+redis.call('SET', KEYS[4], string.format('%.0f', version))
+local seq = redis.call('INCR', KEYS[3])
+"""
+
+_REGISTER_LUA = (
+    """-- ARGV: user_id, fingerprint (16 bytes), flags (1 byte), stream maxlen
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+"""
+    + _NEXT_VERSION
+    + """
+local value = ARGV[2] .. ARGV[3] .. struct.pack('>I7', version)
+redis.call('HSET', KEYS[1], ARGV[1], value)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
+           'op', 'put', 'user', ARGV[1], 'value', value, 'seq', seq)
+return {old or '', string.format('%.0f', version)}
+"""
+)
+
+_UNREGISTER_LUA = (
+    """-- ARGV: user_id, stream maxlen
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+"""
+    + _NEXT_VERSION
+    + """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+           'op', 'del', 'user', ARGV[1], 'value', struct.pack('>I7', version), 'seq', seq)
+return string.format('%.0f', version)
+"""
+)
+
+_DROP_IF_STALE_LUA = (
+    """-- ARGV: user_id, fingerprint, winning version, stream maxlen
+-- Removes a user whose number was registered by someone else, unless their record changed
+-- since (another number, or a newer claim on this one).
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old or string.sub(old, 1, 16) ~= ARGV[2] then return 0 end
+if struct.unpack('>I7', old, 18) >= tonumber(ARGV[3]) then return 0 end
+"""
+    + _NEXT_VERSION
+    + """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
+           'op', 'del', 'user', ARGV[1], 'value', struct.pack('>I7', version), 'seq', seq)
+return string.format('%.0f', version)
+"""
+)
+
+_POSITION_LUA = """-- KEYS: stream, seq. The last change's id and sequence number, read together.
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local id = '0-0'
+if #last > 0 then id = last[1][1] end
+return {id, tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+
+
+class Script:
+    """A Lua script sent by SHA, and re-sent whole on NOSCRIPT."""
+
+    def __init__(self, source: str) -> None:
+        """Wrap ``source``; nothing is sent until the first call."""
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(
+        self, client: Redis | RedisCluster, keys: list[str], args: list[bytes | str | int]
+    ) -> Any:  # noqa: ANN401 - Lua replies are untyped
+        """Run the script on ``keys`` with ``args``."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+REGISTER = Script(_REGISTER_LUA)
+"""Add or move a user. Returns [previous record or "", new version]."""
+UNREGISTER = Script(_UNREGISTER_LUA)
+"""Erase a user. Returns the version of the erasure, or 0 when there was no such user."""
+DROP_IF_STALE = Script(_DROP_IF_STALE_LUA)
+"""Remove a user who lost their number to a newer claim. Returns the version, or 0."""
+POSITION = Script(_POSITION_LUA)
+"""The group's last stream id and sequence number."""

@@ -1,0 +1,77 @@
+"""The rules every RegistryStore keeps, on every store: memory, Redis, Redis Cluster."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from onnet_server.core.ports import RegistryStore
+from tests.stores import STORE_KINDS, open_store
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[RegistryStore]:
+    async with open_store(request.param, request) as opened:
+        yield opened
+
+
+def fp() -> bytes:
+    return os.urandom(16)
+
+
+async def test_register_then_match(store: RegistryStore) -> None:
+    a, b, unknown = fp(), fp(), fp()
+    assert (await store.register("alice", a, True)).updated is False
+    await store.register("bob", b, True)
+    matches = store.match(unknown + b + a)
+    assert matches.indexes.tolist() == [1, 2]
+    assert matches.user_ids == ["bob", "alice"]
+    assert len(store) == 2
+
+
+async def test_non_discoverable_users_never_match(store: RegistryStore) -> None:
+    a = fp()
+    await store.register("alice", a, False)
+    assert store.match(a).user_ids == []
+    await store.register("alice", a, True)
+    assert store.match(a).user_ids == ["alice"]
+    await store.register("alice", a, False)
+    assert store.match(a).user_ids == []
+
+
+async def test_reregistering_moves_the_user(store: RegistryStore) -> None:
+    old, new = fp(), fp()
+    await store.register("alice", old, True)
+    outcome = await store.register("alice", new, True)
+    assert outcome.updated is True
+    assert outcome.displaced_user_id is None
+    assert store.match(old + new).indexes.tolist() == [1]
+    assert len(store) == 1
+
+
+async def test_a_recycled_number_goes_to_its_newest_holder(store: RegistryStore) -> None:
+    number, bobs_old = fp(), fp()
+    await store.register("alice", number, True)
+    await store.register("bob", bobs_old, True)
+    outcome = await store.register("bob", number, True)
+    assert outcome.displaced_user_id == "alice"
+    assert store.match(number + bobs_old).user_ids == ["bob"]
+    assert await store.unregister("alice") is False  # alice lost her only number: gone
+    assert len(store) == 1
+
+
+async def test_unregister_erases(store: RegistryStore) -> None:
+    a = fp()
+    await store.register("alice", a, True)
+    assert await store.unregister("alice") is True
+    assert store.match(a).user_ids == []
+    assert await store.unregister("alice") is False
+    assert len(store) == 0
+    await store.register("alice2", a, True)  # the freed number can be taken again
+    assert store.match(a).user_ids == ["alice2"]
+
+
+async def test_empty_batch_matches_nothing(store: RegistryStore) -> None:
+    assert store.match(b"").indexes.tolist() == []
