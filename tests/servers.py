@@ -13,12 +13,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from onnet_server.config import ServerConfig
+from onnet_server.core.ports import RegistryStore
 from onnet_server.server import start_server
-from onnet_server.stores.memory import MemoryRegistry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,8 @@ class ThreadedServer:
     """A grpc.aio server on its own event loop (``asyncio.run``) in a daemon thread."""
 
     config: ServerConfig
-    store: MemoryRegistry = field(default_factory=MemoryRegistry)
+    store: RegistryStore | None = None
+    """The store to serve; None opens the one the config names (memory by default)."""
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _stop_requested: asyncio.Event | None = None
@@ -61,6 +62,7 @@ class ThreadedServer:
                 ready.set()
                 return
             self.port = running.port
+            self.store = running.store
             self._loop = asyncio.get_running_loop()
             self._stop_requested = asyncio.Event()
             ready.set()
@@ -91,13 +93,25 @@ class ServerProcess:
     """`onnet serve` as a child process; its standard error is kept for inspection."""
 
     process: subprocess.Popen[str]
-    port: int
     log_lines: list[str]
+    _serving: threading.Event
+    _port: list[int]
     _reader: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return self._port[0]
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def wait_until_serving(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._serving.wait(0.05):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError("onnet serve did not start:\n" + self.log())
 
     def log(self) -> str:
         return "".join(self.log_lines)
@@ -110,7 +124,9 @@ class ServerProcess:
 
 
 @contextmanager
-def server_process(env: dict[str, str] | None = None, *args: str) -> Iterator[ServerProcess]:
+def server_process(
+    env: dict[str, str] | None = None, *args: str, wait: bool = True
+) -> Iterator[ServerProcess]:
     """Run `onnet serve --listen 127.0.0.1:0`, wait until it serves, stop it by pid after."""
     full_env = {**os.environ, **(env or {})}
     process = subprocess.Popen(
@@ -136,13 +152,10 @@ def server_process(env: dict[str, str] | None = None, *args: str) -> Iterator[Se
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    deadline = time.monotonic() + 20
-    while not port_found.wait(0.05):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("onnet serve did not start:\n" + "".join(lines))
-    handle = ServerProcess(process, port[0], lines, reader)
+    handle = ServerProcess(process, lines, port_found, port, reader)
     try:
+        if wait:
+            handle.wait_until_serving()
         yield handle
     finally:
         if process.poll() is None:

@@ -33,6 +33,7 @@ from onnet._errors import (
     ServiceError,
     UnavailableError,
 )
+from onnet._importing import ImportRejection, ImportResult, ImportRow
 from onnet._phone import InvalidNumberError, is_supported_region, normalize
 from onnet._plan import DiscoveryResult, Match, Rejected
 
@@ -49,6 +50,9 @@ __all__ = [
     "DeadlineExceededError",
     "DiscoveryCalls",
     "DiscoveryResult",
+    "ImportRejection",
+    "ImportResult",
+    "ImportRow",
     "InternalServiceError",
     "InvalidArgumentError",
     "InvalidNumberError",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -215,6 +215,20 @@ class RegistryCalls:
         """Registry.Unregister."""
         return self._invoke(self._stub.Unregister, request, timeout)
 
+    def import_users(
+        self, batches: Iterator[registry_pb2.ImportBatch], *, timeout: float | None = None
+    ) -> Iterator[registry_pb2.ImportProgress]:
+        """Registry.ImportUsers: one progress message per batch, in order (never retried).
+
+        ``timeout`` bounds the whole stream; None means no deadline, since an import of
+        millions of rows takes minutes.
+        """
+        responses = self._stub.ImportUsers(batches, timeout=timeout, metadata=self._invoke.metadata)
+        try:
+            yield from responses
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
 
 class AsyncRegistryCalls:
     """The Registry service's RPCs over a grpc.aio channel (not retried unless asked)."""
@@ -241,3 +255,14 @@ class AsyncRegistryCalls:
     ) -> registry_pb2.UnregisterResponse:
         """Registry.Unregister."""
         return await self._invoke(self._stub.Unregister, request, timeout)
+
+    async def import_users(
+        self, batches: AsyncIterator[registry_pb2.ImportBatch], *, timeout: float | None = None
+    ) -> AsyncIterator[registry_pb2.ImportProgress]:
+        """Registry.ImportUsers: one progress message per batch, in order (never retried)."""
+        call = self._stub.ImportUsers(batches, timeout=timeout, metadata=self._invoke.metadata)
+        try:
+            async for progress in call:
+                yield progress
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error

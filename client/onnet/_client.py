@@ -19,6 +19,13 @@ from onnet._calls import (
 )
 from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION
 from onnet._errors import InternalServiceError, OnnetError
+from onnet._importing import (
+    AsyncWindowedBatches,
+    ImportProgressCallback,
+    ImportResult,
+    ImportRow,
+    WindowedBatches,
+)
 from onnet._plan import DiscoveryPlan, DiscoveryResult
 from onnet.v1 import discovery_pb2, registry_pb2
 
@@ -255,6 +262,28 @@ class RegistryClient:
         """Erase ``user_id``; raises NotFoundError when no such user is registered."""
         self.calls.unregister(registry_pb2.UnregisterRequest(user_id=user_id))
 
+    def import_users(
+        self,
+        rows: Iterable[ImportRow],
+        *,
+        batch_size: int = 1000,
+        window: int = 8,
+        progress: ImportProgressCallback | None = None,
+    ) -> ImportResult:
+        """Register many users, ``batch_size`` rows a message, ``window`` messages in flight.
+
+        Invalid rows are skipped by the server and listed in the result with their position
+        among ``rows``; ``progress`` is called after every batch.
+        """
+        batches = WindowedBatches(rows, batch_size, window)
+        result = ImportResult()
+        for answer in self.calls.import_users(iter(batches)):
+            batches.answered()
+            result.add(answer)
+            if progress is not None:
+                progress(result, batches.rows_sent)
+        return result
+
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
@@ -307,6 +336,24 @@ class AsyncRegistryClient:
     async def unregister(self, user_id: str) -> None:
         """Erase ``user_id``; raises NotFoundError when no such user is registered."""
         await self.calls.unregister(registry_pb2.UnregisterRequest(user_id=user_id))
+
+    async def import_users(
+        self,
+        rows: Iterable[ImportRow],
+        *,
+        batch_size: int = 1000,
+        window: int = 8,
+        progress: ImportProgressCallback | None = None,
+    ) -> ImportResult:
+        """Register many users (see RegistryClient.import_users)."""
+        batches = AsyncWindowedBatches(rows, batch_size, window)
+        result = ImportResult()
+        async for answer in self.calls.import_users(aiter(batches)):
+            batches.answered()
+            result.add(answer)
+            if progress is not None:
+                progress(result, batches.rows_sent)
+        return result
 
     async def close(self) -> None:
         """Close the channel."""

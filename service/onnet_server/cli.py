@@ -11,7 +11,8 @@ import asyncio
 import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -107,6 +108,19 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
     discover.set_defaults(run=_discover)
 
+    bulk = client_command("import", "register many users from a CSV file")
+    bulk.add_argument(
+        "file", type=Path, metavar="FILE", help="CSV rows: user_id,e164[,discoverable]"
+    )
+    bulk.add_argument("--batch", type=int, default=1000, metavar="N", help="rows per message")
+    bulk.add_argument(
+        "--progress",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="progress bar on standard error (auto: when it is a terminal)",
+    )
+    bulk.set_defaults(run=_import, timeout=None)
+
     normalize = commands.add_parser(
         "normalize",
         help="normalize numbers read from standard input to E.164",
@@ -165,6 +179,56 @@ def _unregister(args: argparse.Namespace) -> int:
         client.unregister(args.user_id)
     print(f"unregistered {args.user_id}")
     return EXIT_OK
+
+
+def _import(args: argparse.Namespace) -> int:
+    from onnet_server.import_csv import BadLine, count_lines, read_import_file  # noqa: PLC0415
+    from onnet_server.progress import ProgressBar  # noqa: PLC0415
+
+    try:
+        total = count_lines(args.file)
+    except OSError as exc:
+        _fail(f"cannot read {args.file}: {exc.strerror}")
+        return EXIT_USAGE
+    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    bar = ProgressBar(total, sys.stderr) if show else None
+    line_of_row: list[int] = []
+    bad_lines: list[BadLine] = []
+
+    def rows() -> Iterator[onnet.ImportRow]:
+        for item in read_import_file(args.file):
+            if isinstance(item, BadLine):
+                bad_lines.append(item)
+                continue
+            line_of_row.append(item.line)
+            yield item.row
+
+    def on_progress(result: onnet.ImportResult, sent: int) -> None:
+        if bar is not None:
+            bar.update(result.imported + len(result.rejected) + len(bad_lines))
+
+    started = time.monotonic()
+    try:
+        with onnet.RegistryClient(args.target) as client:
+            result = client.import_users(rows(), batch_size=args.batch, progress=on_progress)
+    except UnicodeDecodeError:
+        _fail(f"{args.file} is not UTF-8 text")
+        return EXIT_USAGE
+    if bar is not None:
+        bar.finish(total)
+    elapsed = time.monotonic() - started
+    skipped = sorted(
+        [(bad.line, bad.reason) for bad in bad_lines]
+        + [(line_of_row[r.row], f"{r.field}: {r.reason}") for r in result.rejected]
+    )
+    for line, reason in skipped:
+        print(f"{args.file}:{line}: skipped: {reason}", file=sys.stderr)
+    rate = result.imported / elapsed if elapsed > 0 else 0.0
+    print(
+        f"imported {_count(result.imported, 'user')} in {elapsed:.1f} s ({rate:,.0f}/s), "
+        f"skipped {_count(len(skipped), 'line')}"
+    )
+    return EXIT_REFUSED if skipped else EXIT_OK
 
 
 def _discover(args: argparse.Namespace) -> int:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
+import grpc
 from grpc import aio
+from grpc_status import rpc_status
 
 from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
 from onnet_server.core.discovery import DiscoveryService
-from onnet_server.core.registry import RegistryService
-from onnet_server.status import translate_errors
+from onnet_server.core.errors import DomainError
+from onnet_server.core.registry import ImportRow, RegistryService
+from onnet_server.status import status_of, translate_errors
 
 __all__ = ["DiscoveryServicer", "RegistryServicer"]
 
@@ -19,6 +23,7 @@ _log = logging.getLogger(__name__)
 DiscoverContext = aio.ServicerContext[discovery_pb2.DiscoverRequest, discovery_pb2.DiscoverResponse]
 ConfigContext = aio.ServicerContext[discovery_pb2.GetConfigRequest, discovery_pb2.DiscoveryConfig]
 RegisterContext = aio.ServicerContext[registry_pb2.RegisterRequest, registry_pb2.RegisterResponse]
+ImportContext = aio.ServicerContext[registry_pb2.ImportBatch, registry_pb2.ImportProgress]
 UnregisterContext = aio.ServicerContext[
     registry_pb2.UnregisterRequest, registry_pb2.UnregisterResponse
 ]
@@ -86,3 +91,27 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         await self._registry.unregister(request.user_id)
         _log.debug("Unregister: done")
         return registry_pb2.UnregisterResponse()
+
+    async def ImportUsers(
+        self, request_iterator: AsyncIterator[registry_pb2.ImportBatch], context: ImportContext
+    ) -> AsyncIterator[registry_pb2.ImportProgress]:
+        """Register batches of users, answering each batch in order."""
+        first_row = 0
+        async for batch in request_iterator:
+            rows = [ImportRow(r.user_id, r.e164, r.discoverable) for r in batch.rows]
+            try:
+                outcome = await self._registry.import_batch(rows, first_row)
+            except DomainError as error:
+                await context.abort_with_status(rpc_status.to_status(status_of(error)))
+            except Exception as error:  # the boundary: nothing may escape unmapped
+                _log.error("ImportUsers failed: internal error of type %s", type(error).__name__)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            first_row += len(rows)
+            _log.debug("ImportUsers: batch of %d, %d skipped", len(rows), len(outcome.rejected))
+            yield registry_pb2.ImportProgress(
+                imported=outcome.imported,
+                rejected=[
+                    registry_pb2.ImportRejection(row=r.row, field=r.field, reason=r.reason)
+                    for r in outcome.rejected
+                ],
+            )

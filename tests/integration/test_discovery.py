@@ -218,6 +218,7 @@ def test_bad_registrations_write_nothing(
             registry.register(user_id, e164)
         assert caught.value.field == field
         assert message in caught.value.reason
+        assert server.store is not None
         assert len(server.store) == 0
         registry.register("alice", "+14155550100")
     assert found(server, ["+14155550100"]) == {"+14155550100": "alice"}

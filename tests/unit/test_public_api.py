@@ -14,6 +14,7 @@ EXPECTED = {
     "CONTACT_HASH_SIZE", "CONTACT_HASH_VERSION", "AddressBookError", "AsyncClient",
     "AsyncDiscoveryCalls", "AsyncRegistryCalls", "AsyncRegistryClient", "AuthenticationError",
     "Client", "DeadlineExceededError", "DiscoveryCalls", "DiscoveryResult",
+    "ImportRejection", "ImportResult", "ImportRow",
     "InternalServiceError", "InvalidArgumentError", "InvalidNumberError", "Match",
     "NotFoundError", "OnnetError", "PermissionDeniedError", "QuotaExceededError",
     "RegisterResult", "RegistryCalls", "RegistryClient", "Rejected", "RetryPolicy",

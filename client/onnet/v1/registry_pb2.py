@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17onnet/v1/registry.proto\x12\x08onnet.v1\"F\n\x0fRegisterRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x02 \x01(\t\x12\x14\n\x0c\x64iscoverable\x18\x03 \x01(\x08\">\n\x10RegisterResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x12\x19\n\x11\x64isplaced_user_id\x18\x02 \x01(\t\"$\n\x11UnregisterRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x14\n\x12UnregisterResponse2\x96\x01\n\x08Registry\x12\x41\n\x08Register\x12\x19.onnet.v1.RegisterRequest\x1a\x1a.onnet.v1.RegisterResponse\x12G\n\nUnregister\x12\x1b.onnet.v1.UnregisterRequest\x1a\x1c.onnet.v1.UnregisterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17onnet/v1/registry.proto\x12\x08onnet.v1\"F\n\x0fRegisterRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x02 \x01(\t\x12\x14\n\x0c\x64iscoverable\x18\x03 \x01(\x08\">\n\x10RegisterResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x12\x19\n\x11\x64isplaced_user_id\x18\x02 \x01(\t\"$\n\x11UnregisterRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x14\n\x12UnregisterResponse\"6\n\x0bImportBatch\x12\'\n\x04rows\x18\x01 \x03(\x0b\x32\x19.onnet.v1.RegisterRequest\"O\n\x0eImportProgress\x12\x10\n\x08imported\x18\x01 \x01(\x04\x12+\n\x08rejected\x18\x02 \x03(\x0b\x32\x19.onnet.v1.ImportRejection\"=\n\x0fImportRejection\x12\x0b\n\x03row\x18\x01 \x01(\x04\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xda\x01\n\x08Registry\x12\x41\n\x08Register\x12\x19.onnet.v1.RegisterRequest\x1a\x1a.onnet.v1.RegisterResponse\x12G\n\nUnregister\x12\x1b.onnet.v1.UnregisterRequest\x1a\x1c.onnet.v1.UnregisterResponse\x12\x42\n\x0bImportUsers\x12\x15.onnet.v1.ImportBatch\x1a\x18.onnet.v1.ImportProgress(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,6 +39,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UNREGISTERREQUEST']._serialized_end=209
   _globals['_UNREGISTERRESPONSE']._serialized_start=211
   _globals['_UNREGISTERRESPONSE']._serialized_end=231
-  _globals['_REGISTRY']._serialized_start=234
-  _globals['_REGISTRY']._serialized_end=384
+  _globals['_IMPORTBATCH']._serialized_start=233
+  _globals['_IMPORTBATCH']._serialized_end=287
+  _globals['_IMPORTPROGRESS']._serialized_start=289
+  _globals['_IMPORTPROGRESS']._serialized_end=368
+  _globals['_IMPORTREJECTION']._serialized_start=370
+  _globals['_IMPORTREJECTION']._serialized_end=431
+  _globals['_REGISTRY']._serialized_start=434
+  _globals['_REGISTRY']._serialized_end=652
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,11 @@ class RegistryStub:
                 request_serializer=onnet_dot_v1_dot_registry__pb2.UnregisterRequest.SerializeToString,
                 response_deserializer=onnet_dot_v1_dot_registry__pb2.UnregisterResponse.FromString,
                 _registered_method=True)
+        self.ImportUsers = channel.stream_stream(
+                '/onnet.v1.Registry/ImportUsers',
+                request_serializer=onnet_dot_v1_dot_registry__pb2.ImportBatch.SerializeToString,
+                response_deserializer=onnet_dot_v1_dot_registry__pb2.ImportProgress.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -65,6 +70,15 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportUsers(self, request_iterator, context):
+        """Registers many users (the account service's initial load, or a re-key). The caller
+        streams batches of rows and may send several ahead; the server answers each batch, in
+        order, with what it registered and every row it skipped. A skipped row writes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +91,11 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.Unregister,
                     request_deserializer=onnet_dot_v1_dot_registry__pb2.UnregisterRequest.FromString,
                     response_serializer=onnet_dot_v1_dot_registry__pb2.UnregisterResponse.SerializeToString,
+            ),
+            'ImportUsers': grpc.stream_stream_rpc_method_handler(
+                    servicer.ImportUsers,
+                    request_deserializer=onnet_dot_v1_dot_registry__pb2.ImportBatch.FromString,
+                    response_serializer=onnet_dot_v1_dot_registry__pb2.ImportProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +153,33 @@ class Registry:
             '/onnet.v1.Registry/Unregister',
             onnet_dot_v1_dot_registry__pb2.UnregisterRequest.SerializeToString,
             onnet_dot_v1_dot_registry__pb2.UnregisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportUsers(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/onnet.v1.Registry/ImportUsers',
+            onnet_dot_v1_dot_registry__pb2.ImportBatch.SerializeToString,
+            onnet_dot_v1_dot_registry__pb2.ImportProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,11 @@ class RegistryStub:
     """Adds a user with their verified number, or moves an existing user to a new number."""
     Unregister: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UnregisterRequest, _registry_pb2.UnregisterResponse]
     """Erases every trace of a user."""
+    ImportUsers: _grpc.StreamStreamMultiCallable[_registry_pb2.ImportBatch, _registry_pb2.ImportProgress]
+    """Registers many users (the account service's initial load, or a re-key). The caller
+    streams batches of rows and may send several ahead; the server answers each batch, in
+    order, with what it registered and every row it skipped. A skipped row writes nothing.
+    """
 
 @_typing.type_check_only
 class RegistryAsyncStub(RegistryStub):
@@ -50,6 +55,11 @@ class RegistryAsyncStub(RegistryStub):
     """Adds a user with their verified number, or moves an existing user to a new number."""
     Unregister: _aio.UnaryUnaryMultiCallable[_registry_pb2.UnregisterRequest, _registry_pb2.UnregisterResponse]  # type: ignore[assignment]
     """Erases every trace of a user."""
+    ImportUsers: _aio.StreamStreamMultiCallable[_registry_pb2.ImportBatch, _registry_pb2.ImportProgress]  # type: ignore[assignment]
+    """Registers many users (the account service's initial load, or a re-key). The caller
+    streams batches of rows and may send several ahead; the server answers each batch, in
+    order, with what it registered and every row it skipped. A skipped row writes nothing.
+    """
 
 class RegistryServicer(metaclass=_abc_1.ABCMeta):
     """Registry keeps the set of on-network users and their phone numbers."""
@@ -69,5 +79,16 @@ class RegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.UnregisterResponse, _abc.Awaitable[_registry_pb2.UnregisterResponse]]:
         """Erases every trace of a user."""
+
+    @_abc_1.abstractmethod
+    def ImportUsers(
+        self,
+        request_iterator: _MaybeAsyncIterator[_registry_pb2.ImportBatch],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_registry_pb2.ImportProgress], _abc.AsyncIterator[_registry_pb2.ImportProgress]]:
+        """Registers many users (the account service's initial load, or a re-key). The caller
+        streams batches of rows and may send several ahead; the server answers each batch, in
+        order, with what it registered and every row it skipped. A skipped row writes nothing.
+        """
 
 def add_RegistryServicer_to_server(servicer: RegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

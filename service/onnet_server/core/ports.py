@@ -44,6 +44,14 @@ class RegistryStore(Protocol):
         """Add or move ``user_id`` to ``fingerprint`` (16 bytes); raises StoreUnavailable."""
         ...
 
+    async def register_many(self, users: list[tuple[str, bytes, bool]]) -> list[Registration]:
+        """Register (user_id, fingerprint, discoverable) rows in order, as ``register`` would.
+
+        Each row is written whole or not at all; a store failure part-way raises
+        StoreUnavailable and leaves the rows before it written.
+        """
+        ...
+
     async def unregister(self, user_id: str) -> bool:
         """Remove ``user_id``; False when no such user was registered."""
         ...

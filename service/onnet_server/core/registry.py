@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from onnet import contact_hash
-from onnet_server.core.errors import NotFound
+from onnet_server.core.errors import InvalidArgument, NotFound
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import Registration, RegistryStore
 from onnet_server.core.validation import check_e164, check_user_id
 
-__all__ = ["RegistryService"]
+__all__ = ["ImportOutcome", "ImportRow", "RegistryService", "Rejection"]
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One row of a bulk import."""
+
+    user_id: str
+    e164: str
+    discoverable: bool
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A row that was skipped: its position in the import, the field, and why."""
+
+    row: int
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What one batch of an import did."""
+
+    imported: int
+    rejected: list[Rejection]
 
 
 class RegistryService:
@@ -25,6 +53,33 @@ class RegistryService:
         check_e164(e164)
         fingerprint = self._fingerprinter.fingerprint(contact_hash(e164))
         return await self._store.register(user_id, fingerprint, discoverable)
+
+    async def import_batch(self, rows: list[ImportRow], first_row: int) -> ImportOutcome:
+        """Register every valid row; skip the others with their position and reason.
+
+        ``first_row`` is the position of ``rows[0]`` in the whole import. The valid rows'
+        numbers are fingerprinted in one call and written in one store round trip.
+        """
+        valid: list[ImportRow] = []
+        rejected: list[Rejection] = []
+        for offset, row in enumerate(rows):
+            try:
+                check_user_id(row.user_id)
+                check_e164(row.e164)
+            except InvalidArgument as error:
+                rejected.append(Rejection(first_row + offset, error.field, error.reason))
+                continue
+            valid.append(row)
+        if valid:
+            hashes = b"".join(contact_hash(row.e164) for row in valid)
+            fingerprints = self._fingerprinter.fingerprints(hashes)
+            await self._store.register_many(
+                [
+                    (row.user_id, fingerprints[16 * i : 16 * i + 16], row.discoverable)
+                    for i, row in enumerate(valid)
+                ]
+            )
+        return ImportOutcome(len(valid), rejected)
 
     async def unregister(self, user_id: str) -> None:
         """Erase every trace of ``user_id``."""

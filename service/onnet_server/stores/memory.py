@@ -47,6 +47,10 @@ class MemoryRegistry:
             self.index.delete(displaced, self._next_version())
         return Registration(updated=updated, displaced_user_id=displaced)
 
+    async def register_many(self, users: list[tuple[str, bytes, bool]]) -> list[Registration]:
+        """Register rows in order."""
+        return [self.register_now(user_id, fp, discoverable) for user_id, fp, discoverable in users]
+
     async def unregister(self, user_id: str) -> bool:
         """Erase ``user_id``; False when no such user was registered."""
         return self.index.delete(user_id, self._next_version())

@@ -88,6 +88,10 @@ class Layout:
         """The group's last version."""
         return f"{self._tag(group)}:ver"
 
+    def group_keys(self, group: int) -> list[str]:
+        """The group's stream, seq and version keys (the IMPORT script's first KEYS)."""
+        return [self.stream_key(group), self.seq_key(group), self.version_key(group)]
+
     def user_keys(self, user_id: str) -> list[str]:
         """KEYS for a write script about ``user_id``: bucket, stream, seq, version."""
         group, bucket = self.group_of(user_id)

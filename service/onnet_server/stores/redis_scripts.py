@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-__all__ = ["DROP_IF_STALE", "POSITION", "REGISTER", "UNREGISTER", "Script"]
+__all__ = ["DROP_IF_STALE", "IMPORT", "POSITION", "REGISTER", "UNREGISTER", "Script"]
 
 # Shared prologue: the next version of the group, at least Redis's clock in microseconds.
 _NEXT_VERSION = """
@@ -71,6 +71,30 @@ return string.format('%.0f', version)
 """
 )
 
+_IMPORT_LUA = """-- KEYS: stream, seq, version of one group, then the bucket key of each user.
+-- ARGV: stream maxlen, then user_id, fingerprint, flags for each user, in order.
+-- Each user is written as REGISTER would; the whole batch of the group in one step.
+local count = (#ARGV - 1) / 3
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local versions, updated = {}, {}
+for i = 1, count do
+  local user, fingerprint, flags = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local bucket = KEYS[3 + i]
+  local version = math.max(now, last + 1)
+  last = version
+  local seq = redis.call('INCR', KEYS[2])
+  local value = fingerprint .. flags .. struct.pack('>I7', version)
+  updated[i] = redis.call('HSET', KEYS[3 + i], user, value) == 0 and 1 or 0
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+             'op', 'put', 'user', user, 'value', value, 'seq', seq)
+  versions[i] = string.format('%.0f', version)
+end
+redis.call('SET', KEYS[3], string.format('%.0f', last))
+return {versions, updated}
+"""
+
 _POSITION_LUA = """-- KEYS: stream, seq. The last change's id and sequence number, read together.
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local id = '0-0'
@@ -104,4 +128,7 @@ UNREGISTER = Script(_UNREGISTER_LUA)
 DROP_IF_STALE = Script(_DROP_IF_STALE_LUA)
 """Remove a user who lost their number to a newer claim. Returns the version, or 0."""
 POSITION = Script(_POSITION_LUA)
+"""The group's last stream id and sequence number."""
+IMPORT = Script(_IMPORT_LUA)
+"""Register a batch of one group's users. Returns [versions, updated flags]."""
 """The group's last stream id and sequence number."""

@@ -33,6 +33,7 @@ from onnet_server.stores.redis_layout import (
 )
 from onnet_server.stores.redis_scripts import (
     DROP_IF_STALE,
+    IMPORT,
     POSITION,
     REGISTER,
     UNREGISTER,
@@ -133,6 +134,47 @@ class RedisRegistry:
         if holder not in (None, user_id) and await self._drop_stale(holder, fingerprint, version):
             displaced = holder
         return Registration(updated=bool(old), displaced_user_id=displaced)
+
+    async def register_many(self, users: list[tuple[str, bytes, bool]]) -> list[Registration]:
+        """Write a batch: one IMPORT script per group, all groups in one pipelined round trip."""
+        if any(len(fp) != FINGERPRINT_SIZE for _, fp, _ in users):
+            raise ValueError("a fingerprint is 16 bytes")
+        # A user named twice in one batch: the last row wins, as sequential calls would.
+        last_row = {user_id: i for i, (user_id, _, _) in enumerate(users)}
+        rows = [row for i, row in enumerate(users) if last_row[row[0]] == i]
+        holders = [self.index.holder(fp) for _, fp, _ in rows]
+        by_group: dict[int, list[tuple[int, str]]] = {}
+        for position, (user_id, _, _) in enumerate(rows):
+            group, bucket = self._layout.group_of(user_id)
+            by_group.setdefault(group, []).append(
+                (position, self._layout.bucket_key(group, bucket))
+            )
+        pipe = self._client.pipeline(transaction=False)
+        for group, members in by_group.items():
+            args: list[bytes | str | int] = [self._stream_maxlen]
+            for position, _ in members:
+                user_id, fp, discoverable = rows[position]
+                args += [user_id, fp, flags_byte(discoverable)]
+            keys = self._layout.group_keys(group) + [bucket for _, bucket in members]
+            pipe.eval(IMPORT.source, len(keys), *keys, *args)
+        try:
+            replies = await pipe.execute()
+        except STORE_DOWN as error:
+            raise StoreUnavailable("", "the registry store is unavailable") from error
+        outcome: dict[int, Registration] = {}
+        for (_group, members), (versions, updated) in zip(by_group.items(), replies, strict=True):
+            for (position, _), version, was_there in zip(members, versions, updated, strict=True):
+                user_id, fp, discoverable = rows[position]
+                self.index.put(user_id, fp, int(version), discoverable)
+                holder = holders[position]
+                displaced = None
+                if holder not in (None, user_id) and await self._drop_stale(
+                    holder, fp, int(version)
+                ):
+                    displaced = holder
+                outcome[position] = Registration(bool(was_there), displaced)
+        by_user = {rows[p][0]: registration for p, registration in outcome.items()}
+        return [by_user[user_id] for user_id, _, _ in users]
 
     async def unregister(self, user_id: str) -> bool:
         """Erase the user in Redis (the change reaches every index through the stream)."""
@@ -237,6 +279,18 @@ class RedisRegistry:
                 await asyncio.sleep(1.0)
             else:
                 return
+
+    async def catch_up(self) -> int:
+        """Apply every change that has arrived; reload instead when a stream has a gap.
+
+        Returns how many changes were applied (0 after a reload). Raises what Redis raises
+        when it cannot be reached.
+        """
+        try:
+            return await self.poll_once()
+        except _Gap:
+            await self.reload()
+            return 0
 
     async def poll_once(self) -> int:
         """Apply the changes that arrived since the last poll; return how many."""

@@ -1,0 +1,94 @@
+"""Bulk import through the streaming RPC: the SDK and `onnet import`, on memory and Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import onnet
+from tests.servers import ThreadedServer
+
+ROWS = [
+    onnet.ImportRow(f"user-{i}", f"+1415555{i:04d}", discoverable=i % 4 != 0) for i in range(2500)
+]
+BAD = [
+    onnet.ImportRow("", "+14155559999"),
+    onnet.ImportRow("fine", "+1 415 555 9998"),
+    onnet.ImportRow("also fine", "12345"),
+]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def import_server(
+    request: pytest.FixtureRequest, make_server: Callable[..., ThreadedServer]
+) -> ThreadedServer:
+    if request.param == "memory":
+        return make_server()
+    return make_server(redis_url=request.getfixturevalue("redis_url"))
+
+
+def test_import_registers_rows_and_reports_bad_ones(import_server: ThreadedServer) -> None:
+    rows = ROWS[:1000] + BAD + ROWS[1000:]
+    progress_calls: list[int] = []
+    with onnet.RegistryClient(import_server.target) as registry:
+        result = registry.import_users(
+            rows, batch_size=300, window=3, progress=lambda r, sent: progress_calls.append(sent)
+        )
+    assert result.imported == len(ROWS)
+    assert [(r.row, r.field) for r in result.rejected] == [
+        (1000, "user_id"), (1001, "e164"), (1002, "e164"),
+    ]  # fmt: skip
+    assert len(progress_calls) == -(-len(rows) // 300)
+    assert progress_calls[-1] == len(rows)
+    with onnet.Client(import_server.target) as client:
+        found = client.discover([row.e164 for row in ROWS])
+    assert {m.user_id for m in found.matches} == {r.user_id for r in ROWS if r.discoverable}
+
+
+async def test_async_import_and_repeated_users(import_server: ThreadedServer) -> None:
+    rows = [
+        onnet.ImportRow("alice", "+14155550100"),
+        onnet.ImportRow("alice", "+14155550101"),  # later in the same batch: moves her
+        onnet.ImportRow("bob", "+14155550102"),
+    ]
+    async with onnet.AsyncRegistryClient(import_server.target) as registry:
+        result = await registry.import_users(rows, batch_size=2)
+    assert result.imported == 3
+    async with onnet.AsyncClient(import_server.target) as client:
+        found = await client.discover(["+14155550100", "+14155550101", "+14155550102"])
+    assert [(m.e164, m.user_id) for m in found.matches] == [
+        ("+14155550101", "alice"), ("+14155550102", "bob"),
+    ]  # fmt: skip
+
+
+def test_onnet_import_command(server: ThreadedServer, tmp_path: Path) -> None:
+    file = tmp_path / "users.csv"
+    file.write_text(
+        "user_id,e164,discoverable\n"
+        "alice,+14155550100,true\n"
+        "bob,+442079460958,no\n"
+        "carol,+4930901820\n"
+        "dave,020 7946 0958,yes\n"
+        "eve\n"
+        "frank,+33612345678,maybe\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "onnet_server", "import", str(file), "--target", server.target,
+         "--progress", "always", "--batch", "2"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1  # some lines were skipped
+    assert "imported 3 users" in result.stdout
+    assert "skipped 3 lines" in result.stdout
+    assert f"{file}:5: skipped: e164: not a valid phone number" in result.stderr
+    assert f"{file}:6: skipped: expected 2 or 3 columns" in result.stderr
+    assert f"{file}:7: skipped: discoverable must be" in result.stderr
+    assert "rows 100%" in result.stderr  # the progress bar reached the end
+    with onnet.Client(server.target) as client:
+        found = client.discover(["+14155550100", "+442079460958", "+4930901820"])
+    assert [m.user_id for m in found.matches] == ["alice", "carol"]

@@ -1,0 +1,125 @@
+"""Real redis-server processes that the tests kill and restart under a serving onnet."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import onnet
+from tests.redis_servers import RedisProcess, free_port, redis_server
+from tests.servers import ThreadedServer, fresh_config, server_process
+
+# What keeps acknowledged writes across a Redis restart: the append-only file, synced on
+# every write (README: "Running with Redis").
+DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
+
+BOOK = ["+14155550100", "+442079460958", "+4930901820", "+33612345678"]
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    with redis_server(tmp_path / "redis", *DURABLE) as server:
+        yield server
+
+
+def discovered(target: str) -> dict[str, str]:
+    with onnet.Client(target, timeout=5) as client:
+        return {m.e164: m.user_id for m in client.discover(BOOK).matches}
+
+
+def wait_for(check: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def test_redis_gone_while_serving(durable_redis: RedisProcess) -> None:
+    server = ThreadedServer(fresh_config(redis_url=durable_redis.url)).start()
+    other = ThreadedServer(
+        fresh_config(redis_url=durable_redis.url, pepper_hex=server.config.pepper_hex)
+    ).start()
+    try:
+        with onnet.RegistryClient(server.target, timeout=5) as registry:
+            registry.register("alice", BOOK[0])
+            registry.register("bob", BOOK[1])
+        wait_for(lambda: discovered(other.target) == {BOOK[0]: "alice", BOOK[1]: "bob"})
+
+        durable_redis.stop()
+        # Lookups keep answering from the in-process index.
+        assert discovered(server.target) == {BOOK[0]: "alice", BOOK[1]: "bob"}
+        assert discovered(other.target) == {BOOK[0]: "alice", BOOK[1]: "bob"}
+        # Writes fail fast with UNAVAILABLE, and leave nothing behind.
+        started = time.monotonic()
+        with onnet.RegistryClient(server.target, timeout=5) as registry:
+            with pytest.raises(onnet.UnavailableError) as caught:
+                registry.register("carol", BOOK[2])
+            assert time.monotonic() - started < 3
+            assert "store is unavailable" in caught.value.reason
+
+        durable_redis.start()  # same port, same folder: the append-only file is replayed
+        with onnet.RegistryClient(server.target, timeout=5) as registry:
+            wait_for(lambda: _try_register(registry, "dave", BOOK[3]))
+            registry.unregister("bob")
+        # The other process catches up: no lost change, no duplicate, no carol.
+        wait_for(lambda: discovered(other.target) == {BOOK[0]: "alice", BOOK[3]: "dave"})
+        assert other.store is not None
+        assert len(other.store) == 2
+    finally:
+        server.stop()
+        other.stop()
+    # Every acknowledged write is in Redis, and only those: a fresh process loads them.
+    fresh = ThreadedServer(
+        fresh_config(redis_url=durable_redis.url, pepper_hex=server.config.pepper_hex)
+    ).start()
+    try:
+        assert discovered(fresh.target) == {BOOK[0]: "alice", BOOK[3]: "dave"}
+    finally:
+        fresh.stop()
+
+
+def _try_register(registry: onnet.RegistryClient, user_id: str, e164: str) -> bool:
+    try:
+        registry.register(user_id, e164)
+    except onnet.UnavailableError:
+        return False
+    return True
+
+
+def test_redis_gone_at_start_is_retried_without_a_traceback(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"ONNET_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    late = RedisProcess(port, tmp_path / "late")
+    try:
+        with server_process(env, wait=False) as server:
+            wait_for(lambda: server.log().count("cannot reach Redis at 127.0.0.1") >= 2)
+            assert "retrying in" in server.log()
+            late.start()
+            server.wait_until_serving(timeout=20)
+            with onnet.RegistryClient(server.target) as registry:
+                registry.register("alice", BOOK[0])
+            assert discovered(server.target) == {BOOK[0]: "alice"}
+            assert server.terminate() == 0
+        assert "Traceback" not in server.log()
+    finally:
+        late.stop()
+
+
+def test_discovery_end_to_end_on_a_cluster(cluster_seeds: str) -> None:
+    pepper = fresh_config().pepper_hex
+    first = ThreadedServer(fresh_config(redis_cluster=cluster_seeds, pepper_hex=pepper)).start()
+    second = ThreadedServer(fresh_config(redis_cluster=cluster_seeds, pepper_hex=pepper)).start()
+    try:
+        with onnet.RegistryClient(first.target) as registry:
+            for i, number in enumerate(BOOK):
+                registry.register(f"user-{i}", number, discoverable=i != 2)
+        expected = {BOOK[0]: "user-0", BOOK[1]: "user-1", BOOK[3]: "user-3"}
+        assert discovered(first.target) == expected
+        wait_for(lambda: discovered(second.target) == expected)
+    finally:
+        first.stop()
+        second.stop()

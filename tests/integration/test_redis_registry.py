@@ -1,0 +1,145 @@
+"""The registry in real Redis and Redis Cluster: snapshots, change feeds, recycled numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+import redis
+
+from onnet_server.stores.redis_layout import GROUPS, Layout
+from onnet_server.stores.redis_store import RedisRegistry
+from tests.stores import open_redis_store
+
+KINDS = ["redis", "cluster"]
+
+
+def location(kind: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    if kind == "redis":
+        return {"redis_url": request.getfixturevalue("redis_url")}
+    return {"cluster": request.getfixturevalue("cluster_seeds")}
+
+
+async def eventually(check: object, timeout: float = 5.0) -> float:
+    """Wait until ``check()`` is true; return the seconds it took."""
+    started = time.monotonic()
+    while not check():  # type: ignore[operator]
+        if time.monotonic() - started > timeout:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - started
+
+
+def numbers(count: int) -> list[bytes]:
+    return [os.urandom(16) for _ in range(count)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_new_process_loads_what_others_wrote(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    where = location(kind, request)
+    fps = numbers(300)
+    async with open_redis_store(**where) as writer:
+        for i, fp in enumerate(fps[:200]):
+            await writer.register(f"user-{i}", fp, discoverable=i % 5 != 0)
+        for i in range(0, 200, 7):
+            await writer.unregister(f"user-{i}")
+        for i in range(1, 200, 11):
+            await writer.register(f"user-{i}", fps[200 + i % 100], discoverable=True)
+        expected = writer.match(b"".join(fps))
+        async with open_redis_store(**where) as reader:
+            loaded = reader.match(b"".join(fps))
+            assert len(reader) == len(writer)
+    assert loaded.indexes.tolist() == expected.indexes.tolist()
+    assert loaded.user_ids == expected.user_ids
+    assert len(expected.user_ids) > 100
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_changes_reach_another_process_through_the_feed(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    where = location(kind, request)
+    a, b = numbers(2)
+    async with open_redis_store(**where) as writer, open_redis_store(**where) as reader:
+        await writer.register("alice", a, True)
+        await eventually(lambda: reader.match(a).user_ids == ["alice"])
+        await writer.register("alice", b, True)  # a move
+        await eventually(lambda: reader.match(a + b).indexes.tolist() == [1])
+        assert reader.match(a + b).user_ids == ["alice"]
+        await writer.register("alice", b, False)  # hidden
+        await eventually(lambda: reader.match(b).user_ids == [])
+        await writer.register("alice", b, True)
+        await writer.unregister("alice")  # erased
+        await eventually(lambda: len(reader) == 0)
+        assert reader.match(a + b).user_ids == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_every_process_agrees_who_holds_a_recycled_number(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    where = location(kind, request)
+    (number,) = numbers(1)
+    async with open_redis_store(**where) as first, open_redis_store(**where) as second:
+        await first.register("alice", number, True)
+        await eventually(lambda: second.match(number).user_ids == ["alice"])
+        outcome = await second.register("bob", number, True)  # the carrier recycled it
+        assert outcome.displaced_user_id == "alice"
+        await eventually(lambda: first.match(number).user_ids == ["bob"] and len(first) == 1)
+        async with open_redis_store(**where) as third:
+            assert third.match(number).user_ids == ["bob"]
+            assert len(third) == 1
+        assert not await first.unregister("alice")  # alice is gone from Redis too
+
+
+async def test_concurrent_claims_settle_on_the_newest_everywhere(redis_url: str) -> None:
+    (number,) = numbers(1)
+    async with open_redis_store(redis_url) as first, open_redis_store(redis_url) as second:
+        await asyncio.gather(
+            first.register("alice", number, True), second.register("bob", number, True)
+        )
+        await first.catch_up()
+        await second.catch_up()
+        assert first.match(number).user_ids == second.match(number).user_ids
+        async with open_redis_store(redis_url) as third:
+            assert third.match(number).user_ids == first.match(number).user_ids
+
+
+async def test_a_gap_in_the_feed_makes_the_index_reload(redis_url: str) -> None:
+    fps = numbers(20)
+    client = redis.Redis.from_url(redis_url)
+    # A reader whose feed does not run: it falls behind while the streams are trimmed.
+    reader = RedisRegistry(redis.asyncio.Redis.from_url(redis_url))
+    await reader.reload()
+    async with open_redis_store(redis_url) as writer:
+        for i, fp in enumerate(fps[:10]):
+            await writer.register(f"user-{i}", fp, True)
+        for group in range(GROUPS):
+            client.xtrim(Layout().stream_key(group), maxlen=0)
+        for i, fp in enumerate(fps[10:], start=10):
+            await writer.register(f"user-{i}", fp, True)
+        reloads = reader.stats.reloads
+        await reader.catch_up()
+        assert reader.stats.reloads == reloads + 1
+        assert reader.match(b"".join(fps)).user_ids == [f"user-{i}" for i in range(20)]
+        assert await reader.catch_up() >= 0  # following resumes from the new position
+        await reader.close()
+
+
+async def test_keys_carry_hash_tags_and_hold_no_numbers(redis_url: str) -> None:
+    fps = numbers(50)
+    async with open_redis_store(redis_url) as store:
+        for i, fp in enumerate(fps):
+            await store.register(f"user-{i}", fp, True)
+    client = redis.Redis.from_url(redis_url)
+    keys = [key.decode() for key in client.scan_iter(count=1000)]
+    assert keys
+    for key in keys:
+        assert key.startswith("onnet:{g")  # one hash tag: one slot per group
+        assert "}:" in key
+    bucket = next(key for key in keys if ":u:" in key)
+    assert client.object("encoding", bucket) == b"listpack"  # the compact encoding
