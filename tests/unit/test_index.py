@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,3 +111,58 @@ def test_erasure_leaves_no_trace_of_the_number_in_the_arrays() -> None:
     memory = b"".join(bytes(array.tobytes()) for array in arrays)  # type: ignore[attr-defined]
     assert number[:8] not in memory
     assert number[8:] not in memory
+
+
+@settings(max_examples=100, deadline=None)
+@given(histories())
+def test_loading_a_snapshot_equals_applying_its_records(changes: list[Change]) -> None:
+    applied = RegistryIndex()
+    for op, user, number, version in changes:
+        if op == "put":
+            applied.put(user, NUMBERS[number], version, version % 3 != 0)
+        else:
+            applied.delete(user, version)
+    users = sorted({user for _, user, _, _ in changes if applied.record(user) is not None})
+    records = [applied.record(user) for user in users]
+    loaded = RegistryIndex()
+    loaded.load(
+        users,
+        b"".join(r.fingerprint for r in records if r is not None),
+        np.array([r.version for r in records if r is not None], dtype=np.uint64),
+        np.array([r.discoverable for r in records if r is not None], dtype=bool),
+    )
+    probe = b"".join(NUMBERS)
+    assert loaded.match(probe).user_ids == applied.match(probe).user_ids
+    assert loaded.match(probe).indexes.tolist() == applied.match(probe).indexes.tolist()
+    assert len(loaded) == len(applied)
+    assert sorted(loaded.shadowed_claims()) == sorted(applied.shadowed_claims())
+
+
+def test_bulk_inserts_agree_with_single_inserts() -> None:
+    from onnet_server.core.fingerprint_table import FingerprintTable
+
+    rng = np.random.default_rng(5)
+    fingerprints = rng.bytes(16 * 50_000)
+    table = FingerprintTable()
+    table.insert(fingerprints[:16], 0)
+    table.remove(fingerprints[:16])  # a tombstone for the bulk insert to reuse
+    table.insert_many(fingerprints, np.arange(50_000, dtype=np.int32))
+    assert (table.lookup(fingerprints) == np.arange(50_000)).all()
+    assert (table.lookup(rng.bytes(16 * 1000)) == -1).all()
+    table.insert(rng.bytes(16), 50_000)  # single inserts after a bulk one still work
+    assert len(table) == 50_001
+
+
+def test_records_parse_alike_one_by_one_and_in_bulk() -> None:
+    from onnet_server.stores.redis_layout import UserRecord, flags_byte, parse_records
+
+    values = [
+        os.urandom(16) + flags_byte(i % 2 == 0) + (1_700_000_000_000_000 + i).to_bytes(7, "big")
+        for i in range(50)
+    ]
+    fingerprints, versions, discoverable = parse_records(values)
+    for i, value in enumerate(values):
+        one = UserRecord.unpack(value)
+        assert fingerprints[16 * i : 16 * i + 16] == one.fingerprint
+        assert int(versions[i]) == one.version
+        assert bool(discoverable[i]) == one.discoverable

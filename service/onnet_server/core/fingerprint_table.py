@@ -128,6 +128,50 @@ class FingerprintTable:
         while (len(keys) + 1) * 4 > size:
             size *= 2
         self._allocate(size)
-        for high, row in zip(keys.tolist(), rows.tolist(), strict=True):
-            self._place(high, row)
+        self._place_many(keys, rows)
         self._used = len(keys)
+
+    def insert_many(self, fingerprints: bytes, rows: npt.NDArray[np.int32]) -> None:
+        """Insert many fingerprints (none present, all distinct) at once, vectorized."""
+        high, low = split_fingerprints(fingerprints)
+        if len(high) == 0:
+            return
+        top = int(rows.max())
+        if top >= len(self._row_low):
+            grown = np.zeros(max(top + 1, 2 * len(self._row_low), 16), dtype=np.uint64)
+            grown[: len(self._row_low)] = self._row_low
+            self._row_low = grown
+        self._row_low[rows] = low
+        size = len(self._keys)
+        while (self._used + self._deleted + len(high)) * 2 > size:
+            size *= 2
+        if size != len(self._keys):
+            live = self._rows >= 0
+            keys, old_rows = self._keys[live], self._rows[live]
+            self._allocate(size)
+            self._place_many(keys, old_rows)
+            self._used = len(keys)
+        self._place_many(high.copy(), rows.astype(np.int32))
+        self._used += len(high)
+
+    def _place_many(self, keys: npt.NDArray[np.uint64], rows: npt.NDArray[np.int32]) -> None:
+        """Linear probing for a whole array at once.
+
+        In each round, every free slot takes the first key that wants it; the others move
+        one slot on.
+        """
+        slots = keys & self._mask
+        pending = np.arange(len(keys))
+        while pending.size:
+            wanted = slots[pending]
+            free = self._rows[wanted] < 0
+            candidates = pending[free]
+            unique_slots, first = np.unique(wanted[free], return_index=True)
+            takers = candidates[first]
+            self._deleted -= int(np.count_nonzero(self._rows[unique_slots] == _DELETED))
+            self._keys[unique_slots] = keys[takers]
+            self._rows[unique_slots] = rows[takers]
+            placed = np.zeros(len(keys), dtype=bool)
+            placed[takers] = True
+            pending = pending[~placed[pending]]
+            slots[pending] = (slots[pending] + np.uint64(1)) & self._mask

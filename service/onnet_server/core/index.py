@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.fingerprint_table import FingerprintTable
@@ -58,6 +59,45 @@ class RegistryIndex:
         """Bytes held by the numpy arrays (user-id strings and their dict are not counted)."""
         arrays = (self._fingerprint, self._version, self._discoverable)
         return self._table.nbytes + sum(a.nbytes for a in arrays)
+
+    def load(
+        self,
+        user_ids: list[str],
+        fingerprints: bytes,
+        versions: npt.NDArray[np.uint64],
+        discoverable: npt.NDArray[np.bool_],
+    ) -> None:
+        """Fill an empty index with many records at once (a snapshot), vectorized.
+
+        The result is the same as ``put`` of every record in any order: each user once
+        (the caller guarantees it), the newest claim on each number holds it.
+        """
+        if self._row_of_user:
+            raise ValueError("load() fills an empty index")
+        count = len(user_ids)
+        if count == 0:
+            return
+        fps = np.frombuffer(fingerprints, dtype=np.uint8).reshape(count, FINGERPRINT_SIZE)
+        capacity = max(16, 1 << (count - 1).bit_length())
+        self._fingerprint = np.zeros((capacity, FINGERPRINT_SIZE), dtype=np.uint8)
+        self._fingerprint[:count] = fps
+        self._version = np.zeros(capacity, dtype=np.uint64)
+        self._version[:count] = versions
+        self._discoverable = np.zeros(capacity, dtype=bool)
+        self._discoverable[:count] = discoverable
+        self._user_of_row = [*user_ids, *([None] * (capacity - count))]
+        self._free_rows = list(range(capacity - 1, count - 1, -1))
+        self._row_of_user = dict(zip(user_ids, range(count), strict=True))
+        # The holder of each number: the greatest (version, user id) among its claims.
+        halves = fps.view("<u8")
+        order = np.lexsort((np.array(user_ids, dtype=object), versions, halves[:, 1], halves[:, 0]))
+        same_as_next = np.all(halves[order][1:] == halves[order][:-1], axis=1)
+        is_holder = np.ones(count, dtype=bool)
+        is_holder[order[:-1][same_as_next]] = False
+        holders = np.flatnonzero(is_holder).astype(np.int32)
+        self._table.insert_many(fps[holders].tobytes(), holders)
+        for row in np.flatnonzero(~is_holder).tolist():
+            self._shadowed.setdefault(fps[row].tobytes(), set()).add(row)
 
     def record(self, user_id: str) -> Record | None:
         """The user's current record, if any."""

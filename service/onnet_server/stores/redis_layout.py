@@ -6,6 +6,7 @@ script on one cluster slot:
 
     onnet:{gNN}:u:BBBB   hash  user_id -> record (24 bytes: fingerprint, flags, version)
     onnet:{gNN}:log      stream of changes (op, user, value, seq), trimmed to about STREAM_MAXLEN
+                         (a process further behind than that reloads a snapshot)
     onnet:{gNN}:seq      the sequence number of the group's last change (gap detection)
     onnet:{gNN}:ver      the group's last version (versions only grow within a group)
 
@@ -20,13 +21,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 
-__all__ = ["BUCKETS", "GROUPS", "STREAM_MAXLEN", "Layout", "UserRecord"]
+__all__ = ["BUCKETS", "GROUPS", "STREAM_MAXLEN", "Layout", "UserRecord", "parse_records"]
 
 GROUPS = 16
 BUCKETS = 4096
-STREAM_MAXLEN = 100_000
+STREAM_MAXLEN = 20_000
 RECORD_SIZE = FINGERPRINT_SIZE + 1 + 7
 _DISCOVERABLE = 0x01
 
@@ -47,6 +51,21 @@ class UserRecord:
         flags = value[FINGERPRINT_SIZE]
         version = int.from_bytes(value[FINGERPRINT_SIZE + 1 :], "big")
         return cls(value[:FINGERPRINT_SIZE], bool(flags & _DISCOVERABLE), version)
+
+
+def parse_records(
+    values: list[bytes],
+) -> tuple[bytes, npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+    """Many records at once: (packed fingerprints, versions, discoverable flags)."""
+    if any(len(value) != RECORD_SIZE for value in values):
+        raise ValueError(f"a record is {RECORD_SIZE} bytes")
+    table = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(-1, RECORD_SIZE)
+    fingerprints = np.ascontiguousarray(table[:, :FINGERPRINT_SIZE]).tobytes()
+    flags = table[:, FINGERPRINT_SIZE]
+    versions = np.zeros(len(values), dtype=np.uint64)
+    for byte in table[:, FINGERPRINT_SIZE + 1 :].T:  # 7 bytes, big-endian
+        versions = (versions << np.uint64(8)) | byte.astype(np.uint64)
+    return fingerprints, versions, (flags & _DISCOVERABLE).astype(bool)
 
 
 def flags_byte(discoverable: bool) -> bytes:

@@ -30,6 +30,7 @@ from onnet_server.stores.redis_layout import (
     Layout,
     UserRecord,
     flags_byte,
+    parse_records,
 )
 from onnet_server.stores.redis_scripts import (
     DROP_IF_STALE,
@@ -215,16 +216,16 @@ class RedisRegistry:
                 match=self._layout.bucket_pattern(), count=10_000
             )
         ]
+        users: list[bytes] = []
+        values: list[bytes] = []
         for start in range(0, len(keys), _SNAPSHOT_CHUNK):
             pipe = self._client.pipeline(transaction=False)
             for key in keys[start : start + _SNAPSHOT_CHUNK]:
                 pipe.hgetall(key)
             for bucket_records in await pipe.execute():
-                for user, value in bucket_records.items():
-                    record = UserRecord.unpack(value)
-                    index.put(
-                        user.decode(), record.fingerprint, record.version, record.discoverable
-                    )
+                users.extend(bucket_records.keys())
+                values.extend(bucket_records.values())
+        index.load([user.decode() for user in users], *parse_records(values))
         self.index, self._cursors = index, cursors
         await self._repair(index)
         self.stats.reloads += 1
