@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 import grpc
 from grpc import aio
@@ -98,7 +99,59 @@ def _collect(
         into[first_index + index] = user_id
 
 
-class Client:
+class _BlockingChannel:
+    """Owns a blocking channel: close() and the context-manager protocol."""
+
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None) -> None:
+        self._channel = (
+            grpc.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(target)
+        )
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _AsyncChannel:
+    """Owns a grpc.aio channel: close() and the async context-manager protocol."""
+
+    def __init__(self, target: str, credentials: grpc.ChannelCredentials | None) -> None:
+        self._channel = (
+            aio.secure_channel(target, credentials)
+            if credentials is not None
+            else aio.insecure_channel(target)
+        )
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Client(_BlockingChannel):
     """A blocking client of the Discovery service.
 
     Use as a context manager, or call ``close()``::
@@ -117,11 +170,7 @@ class Client:
         retry: RetryPolicy | None = None,
     ) -> None:
         """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
-        self._channel = (
-            grpc.secure_channel(target, credentials)
-            if credentials is not None
-            else grpc.insecure_channel(target)
-        )
+        super().__init__(target, credentials)
         self.calls = DiscoveryCalls(self._channel, timeout=timeout, metadata=metadata, retry=retry)
         """The typed call layer underneath, one method per RPC."""
         self._config: ServerConfig | None = None
@@ -152,23 +201,8 @@ class Client:
             _collect(first_index, batch, response, matched)
         return plan.result(matched)
 
-    def close(self) -> None:
-        """Close the channel."""
-        self._channel.close()
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncClient:
+class AsyncClient(_AsyncChannel):
     """An asyncio client of the Discovery service; the same API as Client, awaited."""
 
     def __init__(
@@ -181,11 +215,7 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
-        self._channel = (
-            aio.secure_channel(target, credentials)
-            if credentials is not None
-            else aio.insecure_channel(target)
-        )
+        super().__init__(target, credentials)
         self.calls = AsyncDiscoveryCalls(
             self._channel, timeout=timeout, metadata=metadata, retry=retry
         )
@@ -213,23 +243,8 @@ class AsyncClient:
             _collect(first_index, batch, response, matched)
         return plan.result(matched)
 
-    async def close(self) -> None:
-        """Close the channel."""
-        await self._channel.close()
 
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-class RegistryClient:
+class RegistryClient(_BlockingChannel):
     """A blocking client of the Registry service, for trusted services (the account service)."""
 
     def __init__(
@@ -242,11 +257,7 @@ class RegistryClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
-        self._channel = (
-            grpc.secure_channel(target, credentials)
-            if credentials is not None
-            else grpc.insecure_channel(target)
-        )
+        super().__init__(target, credentials)
         self.calls = RegistryCalls(self._channel, timeout=timeout, metadata=metadata, retry=retry)
         """The typed call layer underneath, one method per RPC."""
 
@@ -284,23 +295,8 @@ class RegistryClient:
                 progress(result, batches.rows_sent)
         return result
 
-    def close(self) -> None:
-        """Close the channel."""
-        self._channel.close()
 
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncRegistryClient:
+class AsyncRegistryClient(_AsyncChannel):
     """An asyncio client of the Registry service; the same API as RegistryClient, awaited."""
 
     def __init__(
@@ -313,11 +309,7 @@ class AsyncRegistryClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
-        self._channel = (
-            aio.secure_channel(target, credentials)
-            if credentials is not None
-            else aio.insecure_channel(target)
-        )
+        super().__init__(target, credentials)
         self.calls = AsyncRegistryCalls(
             self._channel, timeout=timeout, metadata=metadata, retry=retry
         )
@@ -354,18 +346,3 @@ class AsyncRegistryClient:
             if progress is not None:
                 progress(result, batches.rows_sent)
         return result
-
-    async def close(self) -> None:
-        """Close the channel."""
-        await self._channel.close()
-
-    async def __aenter__(self) -> AsyncRegistryClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()

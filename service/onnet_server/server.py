@@ -129,11 +129,21 @@ async def start_server(
 
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(config)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers first: a signal that arrives while the store loads or the port opens must
+    # still shut down cleanly rather than kill the process mid-start.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    starting = asyncio.ensure_future(start_server(config))
+    await asyncio.wait(
+        [starting, asyncio.ensure_future(stopping.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    if not starting.done():
+        starting.cancel()
+        _log.info("stopped before serving")
+        return
+    running = starting.result()
     serving = asyncio.ensure_future(running.server.wait_for_termination())
     await asyncio.wait(
         [serving, asyncio.ensure_future(stopping.wait())], return_when=asyncio.FIRST_COMPLETED

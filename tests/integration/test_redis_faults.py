@@ -123,3 +123,12 @@ def test_discovery_end_to_end_on_a_cluster(cluster_seeds: str) -> None:
     finally:
         first.stop()
         second.stop()
+
+
+def test_sigterm_while_waiting_for_redis_stops_cleanly() -> None:
+    env = {"ONNET_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    with server_process(env, wait=False) as server:
+        wait_for(lambda: "cannot reach Redis" in server.log())
+        assert server.terminate() == 0
+    assert "stopped before serving" in server.log()
+    assert "Traceback" not in server.log()

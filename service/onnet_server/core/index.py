@@ -12,6 +12,7 @@ the index has already seen is harmless.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,6 +99,16 @@ class RegistryIndex:
         self._table.insert_many(fps[holders].tobytes(), holders)
         for row in np.flatnonzero(~is_holder).tolist():
             self._shadowed.setdefault(fps[row].tobytes(), set()).add(row)
+
+    def memory_breakdown(self) -> dict[str, int]:
+        """Bytes held, by part: the numpy arrays, and the Python objects for user ids."""
+        strings = sum(sys.getsizeof(user) for user in self._row_of_user)
+        return {
+            "arrays": self.nbytes,
+            "user_ids": strings
+            + sys.getsizeof(self._row_of_user)
+            + sys.getsizeof(self._user_of_row),
+        }
 
     def record(self, user_id: str) -> Record | None:
         """The user's current record, if any."""

@@ -41,34 +41,34 @@ return {old or '', string.format('%.0f', version)}
 """
 )
 
-_UNREGISTER_LUA = (
-    """-- ARGV: user_id, stream maxlen
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-"""
-    + _NEXT_VERSION
-    + """
+# Shared epilogue: erase the user ARGV[1] and publish the erasure (needs `maxlen`).
+_ERASE = """
 redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
            'op', 'del', 'user', ARGV[1], 'value', struct.pack('>I7', version), 'seq', seq)
 return string.format('%.0f', version)
 """
+
+_UNREGISTER_LUA = (
+    """-- ARGV: user_id, stream maxlen
+local maxlen = ARGV[2]
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+"""
+    + _NEXT_VERSION
+    + _ERASE
 )
 
 _DROP_IF_STALE_LUA = (
     """-- ARGV: user_id, fingerprint, winning version, stream maxlen
 -- Removes a user whose number was registered by someone else, unless their record changed
 -- since (another number, or a newer claim on this one).
+local maxlen = ARGV[4]
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old or string.sub(old, 1, 16) ~= ARGV[2] then return 0 end
 if struct.unpack('>I7', old, 18) >= tonumber(ARGV[3]) then return 0 end
 """
     + _NEXT_VERSION
-    + """
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
-           'op', 'del', 'user', ARGV[1], 'value', struct.pack('>I7', version), 'seq', seq)
-return string.format('%.0f', version)
-"""
+    + _ERASE
 )
 
 _IMPORT_LUA = """-- KEYS: stream, seq, version of one group, then the bucket key of each user.
@@ -86,7 +86,7 @@ for i = 1, count do
   last = version
   local seq = redis.call('INCR', KEYS[2])
   local value = fingerprint .. flags .. struct.pack('>I7', version)
-  updated[i] = redis.call('HSET', KEYS[3 + i], user, value) == 0 and 1 or 0
+  updated[i] = redis.call('HSET', bucket, user, value) == 0 and 1 or 0
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
              'op', 'put', 'user', user, 'value', value, 'seq', seq)
   versions[i] = string.format('%.0f', version)
