@@ -125,7 +125,7 @@ def test_load_time_and_process_memory(redis_instance: RedisProcess) -> None:
         grown = rss_bytes() - before
         size = len(store)
         breakdown = store.index.memory_breakdown()
-        RESULTS["index_arrays_b"] = breakdown["arrays"] / size
+        RESULTS["index_arrays_b"] = (breakdown["rows"] + breakdown["tables"]) / size
         RESULTS["index_user_ids_b"] = breakdown["user_ids"] / size
         # Ceiling: fetching every bucket, without building anything.
         started = time.monotonic()
@@ -190,8 +190,8 @@ def test_report() -> None:
         f"  (raw HGETALL of every bucket: {r['raw_fetch_s']:.2f} s)"
         f"\n  process memory per user:  {r['process_b']:.0f} B RSS growth while loading;"
         f" the index holds {r['index_arrays_b'] + r['index_user_ids_b']:.0f} B"
-        f" ({r['index_arrays_b']:.0f} B numpy arrays + {r['index_user_ids_b']:.0f} B user-id"
-        f" strings and their dict)"
+        f" ({r['index_arrays_b']:.0f} B rows and tables + {r['index_user_ids_b']:.0f} B"
+        f" user-id arena)"
         f"\n  feed latency, {FEED_SAMPLES} registrations: p50 {r['feed_p50_ms']:.0f} ms,"
         f" p99 {r['feed_p99_ms']:.0f} ms, max {r['feed_max_ms']:.0f} ms"
         f" (poll interval 50 ms)"

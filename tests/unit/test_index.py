@@ -6,10 +6,11 @@ import os
 import random
 
 import numpy as np
+import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnet_server.core.index import RegistryIndex
+from onnet_server.core.index import Record, RegistryIndex
 
 NUMBERS = [os.urandom(16) for _ in range(4)]
 
@@ -107,10 +108,13 @@ def test_erasure_leaves_no_trace_of_the_number_in_the_arrays() -> None:
     number = os.urandom(16)
     index.put("alice", number, 1, True)
     index.delete("alice", 2)
-    arrays = [index._table._keys, index._table._row_low, index._fingerprint]
-    memory = b"".join(bytes(array.tobytes()) for array in arrays)  # type: ignore[attr-defined]
+    arrays: list[npt.NDArray[np.generic]] = [
+        index._hi, index._lo, index._holders.slots, index._users.slots,
+    ]  # fmt: skip
+    memory = b"".join(array.tobytes() for array in arrays) + bytes(index._arena)
     assert number[:8] not in memory
     assert number[8:] not in memory
+    assert b"alice" not in memory
 
 
 @settings(max_examples=100, deadline=None)
@@ -138,19 +142,54 @@ def test_loading_a_snapshot_equals_applying_its_records(changes: list[Change]) -
     assert sorted(loaded.shadowed_claims()) == sorted(applied.shadowed_claims())
 
 
-def test_bulk_inserts_agree_with_single_inserts() -> None:
-    from onnet_server.core.fingerprint_table import FingerprintTable
+def test_row_slots_bulk_and_single_placement_agree() -> None:
+    from onnet_server.core.row_slots import RowSlots
 
     rng = np.random.default_rng(5)
-    fingerprints = rng.bytes(16 * 50_000)
-    table = FingerprintTable()
-    table.insert(fingerprints[:16], 0)
-    table.remove(fingerprints[:16])  # a tombstone for the bulk insert to reuse
-    table.insert_many(fingerprints, np.arange(50_000, dtype=np.int32))
-    assert (table.lookup(fingerprints) == np.arange(50_000)).all()
-    assert (table.lookup(rng.bytes(16 * 1000)) == -1).all()
-    table.insert(rng.bytes(16), 50_000)  # single inserts after a bulk one still work
-    assert len(table) == 50_001
+    hashes = rng.integers(0, 2**63, size=20_000, dtype=np.uint64)
+    hashes[:500] = hashes[0]  # one long probe chain
+    table = RowSlots()
+    table.place(int(hashes[0]), 99_999)
+    slot, _ = table.probe(int(hashes[0]))[0]
+    table.remove_slot(slot)  # a tombstone for the bulk placement to reuse
+    table.rebuild(hashes, np.arange(20_000, dtype=np.int32))
+    for i in (0, 250, 499, 500, 19_999):
+        assert i in [r for _, r in table.probe(int(hashes[i]))]
+    assert sorted(table.slots[table.slots >= 0].tolist()) == list(range(20_000))
+
+
+def test_churn_agrees_with_a_model_through_growth_and_reuse() -> None:
+    """Thousands of registrations, moves and erasures: tables grow, rows and arena reused."""
+    rng = random.Random(11)
+    numbers = [rng.randbytes(16) for _ in range(3000)]
+    numbers += [numbers[0][:8] + rng.randbytes(8) for _ in range(50)]  # same first half
+    index = RegistryIndex()
+    model: dict[str, tuple[int, int, bool]] = {}  # user -> (number, version, discoverable)
+    for version in range(1, 20_001):
+        user = f"user-{rng.randrange(2500)}"
+        if rng.random() < 0.25:
+            index.delete(user, version)
+            model.pop(user, None)
+        else:
+            number = rng.randrange(len(numbers))
+            discoverable = rng.random() < 0.8
+            index.put(user, numbers[number], version, discoverable)
+            model[user] = (number, version, discoverable)
+    holders: dict[int, tuple[int, str]] = {}
+    for user, (number, claimed_at, _) in model.items():
+        holders[number] = max(holders.get(number, (0, "")), (claimed_at, user))
+    expected = [
+        holders[n][1] if n in holders and model[holders[n][1]][2] else None
+        for n in range(len(numbers))
+    ]
+    found = index.match(b"".join(numbers))
+    got: list[str | None] = [None] * len(numbers)
+    for position, user in zip(found.indexes.tolist(), found.user_ids, strict=True):
+        got[position] = user
+    assert got == expected
+    assert len(index) == len(model)
+    for user, (number, claimed_at, discoverable) in list(model.items())[:200]:
+        assert index.record(user) == Record(numbers[number], claimed_at, discoverable)
 
 
 def test_records_parse_alike_one_by_one_and_in_bulk() -> None:

@@ -8,21 +8,45 @@ records alone, every process that has seen the same records agrees on every matc
 order the changes arrived in (changes of different users may come through different
 streams). A change older than the user's current record is ignored, so replaying changes
 the index has already seen is harmless.
+
+Layout, chosen for bytes per user (no Python object per user):
+- rows: numpy arrays of the fingerprint's two 64-bit halves, the version, the flag, and
+  where the user id sits in one shared byte arena (offset and length);
+- two RowSlots tables of row numbers: holders by fingerprint (for lookups) and users by a
+  hash of their id (for changes).
 """
 
 from __future__ import annotations
 
-import sys
+import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from onnet_server.core.fingerprint import FINGERPRINT_SIZE
-from onnet_server.core.fingerprint_table import FingerprintTable
 from onnet_server.core.ports import Matches
+from onnet_server.core.row_slots import EMPTY, ROW_BITS, WINDOW, RowSlots, tag_of
 
-__all__ = ["Record", "RegistryIndex"]
+__all__ = ["Record", "RegistryIndex", "split_fingerprints"]
+
+_HALVES = np.dtype("<u8")
+_GROWTH = 1.5
+_UINT64 = (1 << 64) - 1
+
+
+def split_fingerprints(
+    fingerprints: bytes,
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Packed 16-byte fingerprints as (first halves, second halves)."""
+    halves = np.frombuffer(fingerprints, dtype=_HALVES).reshape(-1, 2)
+    return halves[:, 0], halves[:, 1]
+
+
+def _user_hash(user_id: str) -> int:
+    # Python's own string hash: fast, cached on the string, and salted per process, which is
+    # fine for a table that never leaves the process.
+    return hash(user_id) & _UINT64
 
 
 @dataclass(frozen=True)
@@ -35,31 +59,182 @@ class Record:
 
 
 class RegistryIndex:
-    """Users in rows: a fingerprint table of holders, per-row arrays for the rest.
+    """Users in rows of numpy arrays, found through two tables of row numbers.
 
     Not thread-safe: the server uses it from its one event loop.
     """
 
     def __init__(self) -> None:
         """Make an empty index."""
-        self._table = FingerprintTable()
-        self._row_of_user: dict[str, int] = {}
-        self._user_of_row: list[str | None] = []
-        self._fingerprint = np.zeros((16, FINGERPRINT_SIZE), dtype=np.uint8)
-        self._version = np.zeros(16, dtype=np.uint64)
-        self._discoverable = np.zeros(16, dtype=bool)
-        self._shadowed: dict[bytes, set[int]] = {}
+        self._allocate_rows(16)
+        self._arena = bytearray()
+        self._garbage = 0  # arena bytes of users that are gone
+        self._count = 0
         self._free_rows: list[int] = []
+        self._next_row = 0
+        self._holders = RowSlots(tagged=True)
+        self._users = RowSlots()
+        self._shadowed: dict[bytes, set[int]] = {}
+
+    def _allocate_rows(self, capacity: int) -> None:
+        self._hi = np.zeros(capacity, dtype=np.uint64)
+        self._lo = np.zeros(capacity, dtype=np.uint64)
+        self._version = np.zeros(capacity, dtype=np.uint64)
+        self._discoverable = np.zeros(capacity, dtype=bool)
+        self._uid_offset = np.zeros(capacity, dtype=np.uint32)
+        self._uid_length = np.zeros(capacity, dtype=np.uint8)  # 0: a free row
 
     def __len__(self) -> int:
         """Users with a record (holders and shadowed alike)."""
-        return len(self._row_of_user)
+        return self._count
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the numpy arrays (user-id strings and their dict are not counted)."""
-        arrays = (self._fingerprint, self._version, self._discoverable)
-        return self._table.nbytes + sum(a.nbytes for a in arrays)
+        """Bytes held by the index: row arrays, both tables and the user-id arena."""
+        return sum(part for part in self.memory_breakdown().values())
+
+    def memory_breakdown(self) -> dict[str, int]:
+        """Bytes held, by part."""
+        return {
+            "rows": sum(array.nbytes for array in self._row_arrays()),
+            "tables": self._holders.nbytes + self._users.nbytes,
+            "user_ids": len(self._arena),
+        }
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def match(self, fingerprints: bytes) -> Matches:
+        """Positions (ascending) and users of the discoverable holders among ``fingerprints``."""
+        rows = self._holder_rows(fingerprints)
+        hit = rows >= 0
+        hit[hit] = self._discoverable[rows[hit]]
+        indexes = np.flatnonzero(hit).astype(np.uint32)
+        return Matches(indexes, self._user_ids(rows[indexes]))
+
+    def holder(self, fingerprint: bytes) -> str | None:
+        """The user who holds ``fingerprint`` now, if anyone."""
+        row = int(self._holder_rows(fingerprint)[0])
+        return self._user_id(row) if row >= 0 else None
+
+    def record(self, user_id: str) -> Record | None:
+        """The user's current record, if any."""
+        row = self._find_user(user_id)[1]
+        if row < 0:
+            return None
+        return Record(
+            self._fingerprint(row), int(self._version[row]), bool(self._discoverable[row])
+        )
+
+    def shadowed_claims(self) -> list[tuple[str, bytes, int]]:
+        """(user, fingerprint, holder's version) for every claim that lost its number."""
+        claims = []
+        for fingerprint, rows in self._shadowed.items():
+            holder = int(self._holder_rows(fingerprint)[0])
+            if holder < 0:
+                continue
+            for row in rows:
+                claims.append((self._user_id(row), fingerprint, int(self._version[holder])))
+        return claims
+
+    def _holder_rows(self, fingerprints: bytes) -> npt.NDArray[np.int32]:
+        """Row of the holder of each fingerprint, -1 where nobody holds it (vectorized).
+
+        Each round reads every pending query's whole window of slots in one gather; a query
+        is settled when its holder is found or its window holds an empty slot (the end of
+        its probe chain), which for almost every query is the first round.
+        """
+        hi, lo = split_fingerprints(fingerprints)
+        result = np.full(len(hi), EMPTY, dtype=np.int32)
+        slots = self._holders.slots
+        mask = np.uint64(self._holders.mask)
+        starts = hi & np.uint64(self._holders.home_mask)
+        tags = tag_of(hi) >> np.int64(32)
+        offsets = np.arange(WINDOW, dtype=np.uint64)
+        pending = np.arange(len(hi))
+        while pending.size:
+            windows = slots[(starts[pending, None] + offsets) & mask]
+            # Empty and deleted slots have all high bits set, so no tag (>= 0) matches them.
+            query, column = np.nonzero((windows >> np.int64(32)) == tags[pending, None])
+            rows = (windows[query, column] & np.int64(ROW_BITS)).astype(np.int32)
+            asked = pending[query]
+            exact = (self._hi[rows] == hi[asked]) & (self._lo[rows] == lo[asked])
+            result[asked[exact]] = rows[exact]
+            settled = (windows == EMPTY).any(axis=1)
+            settled[query[exact]] = True
+            pending = pending[~settled]
+            starts[pending] = (starts[pending] + np.uint64(WINDOW)) & mask
+        return result
+
+    def _user_ids(self, rows: npt.NDArray[np.int32]) -> list[str]:
+        """The ids of many rows: one gather from the arena, one decode, then slices."""
+        if not len(rows):
+            return []
+        lengths = self._uid_length[rows].astype(np.int64)
+        ends = np.cumsum(lengths)
+        positions = np.repeat(self._uid_offset[rows].astype(np.int64) - (ends - lengths), lengths)
+        positions += np.arange(int(ends[-1]))
+        text = np.frombuffer(self._arena, dtype=np.uint8)[positions].tobytes().decode("ascii")
+        bounds = [0, *ends.tolist()]
+        return [text[start:end] for start, end in itertools.pairwise(bounds)]
+
+    def _user_id(self, row: int) -> str:
+        start = int(self._uid_offset[row])
+        return self._arena[start : start + int(self._uid_length[row])].decode("ascii")
+
+    def _fingerprint(self, row: int) -> bytes:
+        return np.array([self._hi[row], self._lo[row]], dtype=_HALVES).tobytes()
+
+    def _find_user(self, user_id: str) -> tuple[int, int]:
+        """(slot, row) of ``user_id`` in the users table, or (-1, -1)."""
+        encoded = user_id.encode("ascii")
+        for slot, row in self._users.probe(_user_hash(user_id)):
+            start, length = int(self._uid_offset[row]), int(self._uid_length[row])
+            if length == len(encoded) and self._arena[start : start + length] == encoded:
+                return slot, row
+        return -1, -1
+
+    def _find_holder_slot(self, fingerprint_row: int) -> int:
+        for slot, row in self._holders.probe(int(self._hi[fingerprint_row])):
+            if row == fingerprint_row:
+                return slot
+        return -1
+
+    # -- changing --------------------------------------------------------------------------
+
+    def put(self, user_id: str, fingerprint: bytes, version: int, discoverable: bool) -> str | None:
+        """Apply a registration; return the user it took the number from, if any.
+
+        Ignored (returns None) when the user already has a record of this version or newer.
+        """
+        slot, current = self._find_user(user_id)
+        if current >= 0:
+            if int(self._version[current]) >= version:
+                return None
+            self._detach(current, slot)
+        row = self._new_row(user_id)
+        hi, lo = (int(half[0]) for half in split_fingerprints(fingerprint))
+        self._hi[row], self._lo[row] = hi, lo
+        self._version[row] = version
+        self._discoverable[row] = discoverable
+        self._add_to(self._users, _user_hash(user_id), row)
+        holder = int(self._holder_rows(fingerprint)[0])
+        if holder < 0:
+            self._add_to(self._holders, hi, row)
+            return None
+        if self._claim(row) > self._claim(holder):
+            self._holders.set_row(self._find_holder_slot(holder), hi, row)
+            self._shadowed.setdefault(fingerprint, set()).add(holder)
+            return self._user_id(holder)
+        self._shadowed.setdefault(fingerprint, set()).add(row)
+        return None
+
+    def delete(self, user_id: str, version: int) -> bool:
+        """Apply an erasure; False when there was no record older than ``version``."""
+        slot, row = self._find_user(user_id)
+        if row < 0 or int(self._version[row]) >= version:
+            return False
+        self._detach(row, slot)
+        return True
 
     def load(
         self,
@@ -73,150 +248,124 @@ class RegistryIndex:
         The result is the same as ``put`` of every record in any order: each user once
         (the caller guarantees it), the newest claim on each number holds it.
         """
-        if self._row_of_user:
+        if self._count:
             raise ValueError("load() fills an empty index")
         count = len(user_ids)
         if count == 0:
             return
-        fps = np.frombuffer(fingerprints, dtype=np.uint8).reshape(count, FINGERPRINT_SIZE)
-        capacity = max(16, 1 << (count - 1).bit_length())
-        self._fingerprint = np.zeros((capacity, FINGERPRINT_SIZE), dtype=np.uint8)
-        self._fingerprint[:count] = fps
-        self._version = np.zeros(capacity, dtype=np.uint64)
+        hi, lo = split_fingerprints(fingerprints)
+        self._allocate_rows(max(16, count + count // 8))
+        self._hi[:count], self._lo[:count] = hi, lo
         self._version[:count] = versions
-        self._discoverable = np.zeros(capacity, dtype=bool)
         self._discoverable[:count] = discoverable
-        self._user_of_row = [*user_ids, *([None] * (capacity - count))]
-        self._free_rows = list(range(capacity - 1, count - 1, -1))
-        self._row_of_user = dict(zip(user_ids, range(count), strict=True))
+        lengths = np.fromiter((len(user) for user in user_ids), dtype=np.uint8, count=count)
+        self._uid_length[:count] = lengths
+        self._uid_offset[:count] = np.cumsum(lengths, dtype=np.uint64) - lengths
+        self._arena = bytearray("".join(user_ids).encode("ascii"))
+        self._count = self._next_row = count
+        rows = np.arange(count, dtype=np.int32)
+        hashes = np.fromiter((_user_hash(user) for user in user_ids), dtype=np.uint64, count=count)
+        self._users.rebuild(hashes, rows)
         # The holder of each number: the greatest (version, user id) among its claims.
-        halves = fps.view("<u8")
-        order = np.lexsort((np.array(user_ids, dtype=object), versions, halves[:, 1], halves[:, 0]))
-        same_as_next = np.all(halves[order][1:] == halves[order][:-1], axis=1)
+        order = np.lexsort((np.array(user_ids, dtype=object), versions, lo, hi))
+        same_as_next = (hi[order][1:] == hi[order][:-1]) & (lo[order][1:] == lo[order][:-1])
         is_holder = np.ones(count, dtype=bool)
         is_holder[order[:-1][same_as_next]] = False
-        holders = np.flatnonzero(is_holder).astype(np.int32)
-        self._table.insert_many(fps[holders].tobytes(), holders)
+        self._holders.rebuild(hi[is_holder], rows[is_holder])
         for row in np.flatnonzero(~is_holder).tolist():
-            self._shadowed.setdefault(fps[row].tobytes(), set()).add(row)
-
-    def memory_breakdown(self) -> dict[str, int]:
-        """Bytes held, by part: the numpy arrays, and the Python objects for user ids."""
-        strings = sum(sys.getsizeof(user) for user in self._row_of_user)
-        return {
-            "arrays": self.nbytes,
-            "user_ids": strings
-            + sys.getsizeof(self._row_of_user)
-            + sys.getsizeof(self._user_of_row),
-        }
-
-    def record(self, user_id: str) -> Record | None:
-        """The user's current record, if any."""
-        row = self._row_of_user.get(user_id)
-        if row is None:
-            return None
-        return Record(
-            self._fingerprint[row].tobytes(),
-            int(self._version[row]),
-            bool(self._discoverable[row]),
-        )
-
-    def holder(self, fingerprint: bytes) -> str | None:
-        """The user who holds ``fingerprint`` now, if anyone."""
-        row = int(self._table.lookup(fingerprint)[0])
-        return self._user_of_row[row] if row >= 0 else None
-
-    def put(self, user_id: str, fingerprint: bytes, version: int, discoverable: bool) -> str | None:
-        """Apply a registration; return the user it took the number from, if any.
-
-        Ignored (returns None) when the user already has a record of this version or newer.
-        """
-        current = self._row_of_user.get(user_id)
-        if current is not None:
-            if int(self._version[current]) >= version:
-                return None
-            self._detach(current)
-        row = self._free_rows.pop() if self._free_rows else self._new_row()
-        self._row_of_user[user_id] = row
-        self._user_of_row[row] = user_id
-        self._fingerprint[row] = np.frombuffer(fingerprint, dtype=np.uint8)
-        self._version[row] = version
-        self._discoverable[row] = discoverable
-        holder = int(self._table.lookup(fingerprint)[0])
-        if holder < 0:
-            self._table.insert(fingerprint, row)
-            return None
-        if self._claim(row) > self._claim(holder):
-            self._table.remove(fingerprint)
-            self._table.insert(fingerprint, row)
-            self._shadowed.setdefault(fingerprint, set()).add(holder)
-            return self._user_of_row[holder]
-        self._shadowed.setdefault(fingerprint, set()).add(row)
-        return None
-
-    def delete(self, user_id: str, version: int) -> bool:
-        """Apply an erasure; False when there was no record older than ``version``."""
-        row = self._row_of_user.get(user_id)
-        if row is None or int(self._version[row]) >= version:
-            return False
-        self._detach(row)
-        return True
-
-    def shadowed_claims(self) -> list[tuple[str, bytes, int]]:
-        """(user, fingerprint, holder's version) for every claim that lost its number."""
-        claims = []
-        for fingerprint, rows in self._shadowed.items():
-            holder = int(self._table.lookup(fingerprint)[0])
-            for row in rows:
-                user_id = self._user_of_row[row]
-                if user_id is not None and holder >= 0:
-                    claims.append((user_id, fingerprint, int(self._version[holder])))
-        return claims
-
-    def match(self, fingerprints: bytes) -> Matches:
-        """Positions (ascending) and users of the discoverable holders among ``fingerprints``."""
-        rows = self._table.lookup(fingerprints)
-        hit = rows >= 0
-        hit[hit] = self._discoverable[rows[hit]]
-        indexes = np.flatnonzero(hit).astype(np.uint32)
-        users = self._user_of_row
-        return Matches(indexes, [users[row] or "" for row in rows[indexes].tolist()])
+            self._shadowed.setdefault(self._fingerprint(row), set()).add(row)
 
     def _claim(self, row: int) -> tuple[int, str]:
-        return int(self._version[row]), self._user_of_row[row] or ""
+        return int(self._version[row]), self._user_id(row)
 
-    def _detach(self, row: int) -> None:
+    def _add_to(self, table: RowSlots, hash_value: int, row: int) -> None:
+        """Put ``row`` in ``table``, rebuilding the table first when it is full."""
+        if table.full_after(1):
+            live = self._live_rows()
+            live = live[live != row]  # the row being added is placed below
+            if table is self._holders:
+                shadowed = [r for rows in self._shadowed.values() for r in rows]
+                live = live[~np.isin(live, np.array(shadowed, dtype=np.int32))]
+                hashes = self._hi[live]
+            else:
+                hashes = np.fromiter(
+                    (_user_hash(self._user_id(r)) for r in live.tolist()),
+                    dtype=np.uint64,
+                    count=len(live),
+                )
+            table.rebuild(hashes, live)
+        table.place(hash_value, row)
+
+    def _live_rows(self) -> npt.NDArray[np.int32]:
+        """Rows in use."""
+        return np.flatnonzero(self._uid_length[: self._next_row] > 0).astype(np.int32)
+
+    def _detach(self, row: int, user_slot: int) -> None:
         """Remove the row's record; promote the newest shadowed claim if it held the number."""
-        fingerprint = self._fingerprint[row].tobytes()
+        fingerprint = self._fingerprint(row)
         shadowed = self._shadowed.get(fingerprint, set())
         if row in shadowed:
             shadowed.discard(row)
         else:
-            self._table.remove(fingerprint)
+            holder_slot = self._find_holder_slot(row)
             if shadowed:
                 successor = max(shadowed, key=self._claim)
                 shadowed.discard(successor)
-                self._table.insert(fingerprint, successor)
+                self._holders.set_row(holder_slot, int(self._hi[successor]), successor)
+            else:
+                self._holders.remove_slot(holder_slot)
         if not shadowed:
             self._shadowed.pop(fingerprint, None)
-        user_id = self._user_of_row[row]
-        if user_id is not None:
-            del self._row_of_user[user_id]
-        self._user_of_row[row] = None
-        self._fingerprint[row] = 0  # erasure leaves no trace of the number in memory
-        self._version[row] = 0
+        self._users.remove_slot(user_slot)
+        start, length = int(self._uid_offset[row]), int(self._uid_length[row])
+        self._arena[start : start + length] = bytes(length)
+        self._garbage += length
+        # Erasure leaves no trace of the number or the user in the arrays.
+        self._hi[row] = self._lo[row] = self._version[row] = 0
         self._discoverable[row] = False
+        self._uid_length[row] = 0
+        self._count -= 1
         self._free_rows.append(row)
 
-    def _new_row(self) -> int:
-        row = len(self._user_of_row)
-        self._user_of_row.append(None)
-        if row >= len(self._version):
-            self._fingerprint = np.concatenate(
-                [self._fingerprint, np.zeros_like(self._fingerprint)]
-            )
-            self._version = np.concatenate([self._version, np.zeros_like(self._version)])
-            self._discoverable = np.concatenate(
-                [self._discoverable, np.zeros_like(self._discoverable)]
-            )
+    def _new_row(self, user_id: str) -> int:
+        if self._free_rows:
+            row = self._free_rows.pop()
+        else:
+            row = self._next_row
+            self._next_row += 1
+            if row >= len(self._hi):
+                self._grow_rows()
+        if self._garbage > max(1 << 20, len(self._arena) // 2):
+            self._compact_arena()
+        encoded = user_id.encode("ascii")
+        self._uid_offset[row] = len(self._arena)
+        self._uid_length[row] = len(encoded)
+        self._arena += encoded
+        self._count += 1
         return row
+
+    def _row_arrays(self) -> tuple[npt.NDArray[Any], ...]:
+        return (
+            self._hi,
+            self._lo,
+            self._version,
+            self._discoverable,
+            self._uid_offset,
+            self._uid_length,
+        )
+
+    def _grow_rows(self) -> None:
+        old = self._row_arrays()
+        self._allocate_rows(int(len(self._hi) * _GROWTH) + 16)
+        for before, after in zip(old, self._row_arrays(), strict=True):
+            after[: len(before)] = before
+
+    def _compact_arena(self) -> None:
+        """Rewrite the arena without the ids of users who are gone."""
+        arena = bytearray()
+        for row in self._live_rows().tolist():
+            start, length = int(self._uid_offset[row]), int(self._uid_length[row])
+            self._uid_offset[row] = len(arena)
+            arena += self._arena[start : start + length]
+        self._arena = arena
+        self._garbage = 0
