@@ -113,8 +113,14 @@ class RegistryIndex:
 
     def holder(self, fingerprint: bytes) -> str | None:
         """The user who holds ``fingerprint`` now, if anyone."""
-        row = int(self._holder_rows(fingerprint)[0])
+        hi, lo = (int(half[0]) for half in split_fingerprints(fingerprint))
+        row = self._holder_row(hi, lo)
         return self._user_id(row) if row >= 0 else None
+
+    def holders(self, fingerprints: bytes) -> list[str | None]:
+        """The holder of each of many fingerprints (one vectorized lookup)."""
+        rows = self._holder_rows(fingerprints).tolist()
+        return [self._user_id(row) if row >= 0 else None for row in rows]
 
     def record(self, user_id: str) -> Record | None:
         """The user's current record, if any."""
@@ -129,7 +135,8 @@ class RegistryIndex:
         """(user, fingerprint, holder's version) for every claim that lost its number."""
         claims = []
         for fingerprint, rows in self._shadowed.items():
-            holder = int(self._holder_rows(fingerprint)[0])
+            hi, lo = (int(half[0]) for half in split_fingerprints(fingerprint))
+            holder = self._holder_row(hi, lo)
             if holder < 0:
                 continue
             for row in rows:
@@ -164,6 +171,13 @@ class RegistryIndex:
             pending = pending[~settled]
             starts[pending] = (starts[pending] + np.uint64(WINDOW)) & mask
         return result
+
+    def _holder_row(self, hi: int, lo: int) -> int:
+        """The holder's row of one fingerprint, or -1: a scalar probe, for single changes."""
+        for _, row in self._holders.probe(hi):
+            if int(self._hi[row]) == hi and int(self._lo[row]) == lo:
+                return row
+        return EMPTY
 
     def _user_ids(self, rows: npt.NDArray[np.int32]) -> list[str]:
         """The ids of many rows: one gather from the arena, one decode, then slices."""
@@ -217,7 +231,7 @@ class RegistryIndex:
         self._version[row] = version
         self._discoverable[row] = discoverable
         self._add_to(self._users, _user_hash(user_id), row)
-        holder = int(self._holder_rows(fingerprint)[0])
+        holder = self._holder_row(hi, lo)
         if holder < 0:
             self._add_to(self._holders, hi, row)
             return None

@@ -143,7 +143,7 @@ class RedisRegistry:
         # A user named twice in one batch: the last row wins, as sequential calls would.
         last_row = {user_id: i for i, (user_id, _, _) in enumerate(users)}
         rows = [row for i, row in enumerate(users) if last_row[row[0]] == i]
-        holders = [self.index.holder(fp) for _, fp, _ in rows]
+        holders = self.index.holders(b"".join(fp for _, fp, _ in rows))
         by_group: dict[int, list[tuple[int, str]]] = {}
         for position, (user_id, _, _) in enumerate(rows):
             group, bucket = self._layout.group_of(user_id)
