@@ -89,6 +89,7 @@ class RedisProcess:
             except redis.ConnectionError:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"redis-server did not start on {self.port}")
             time.sleep(0.02)
 
@@ -128,15 +129,15 @@ def redis_cluster(folder: Path, masters: int = 3) -> Iterator[RedisClusterProces
         for i in range(masters):
             port = free_port()
             bus_ports.append(free_port())
-            nodes.append(
-                RedisProcess(
-                    port,
-                    folder / f"node{i}",
-                    # The bus port is set, not derived (port + 10000 may not exist).
-                    ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-                     "--cluster-port", str(bus_ports[-1]), "--appendonly", "no"),
-                ).start()
+            node = RedisProcess(
+                port,
+                folder / f"node{i}",
+                # The bus port is set, not derived (port + 10000 may not exist).
+                ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                 "--cluster-port", str(bus_ports[-1]), "--appendonly", "no"),
             )  # fmt: skip
+            nodes.append(node)  # listed first, so that it is stopped even if it fails to start
+            node.start()
         share = CLUSTER_SLOTS // masters
         for i, node in enumerate(nodes):
             last = CLUSTER_SLOTS - 1 if i == masters - 1 else (i + 1) * share - 1

@@ -17,12 +17,15 @@ STORE_KINDS = ["memory", "redis", "cluster"]
 
 @asynccontextmanager
 async def open_redis_store(
-    redis_url: str | None = None, cluster: str | None = None, **options: object
+    redis_url: str | None = None,
+    cluster: str | None = None,
+    *,
+    position_check_interval: float = 5.0,
 ) -> AsyncIterator[RedisRegistry]:
     client = connect(redis_url, cluster)
     if cluster:
         await client.initialize()
-    store = RedisRegistry(client, **options)  # type: ignore[arg-type]
+    store = RedisRegistry(client, position_check_interval=position_check_interval)
     await store.start()
     try:
         yield store

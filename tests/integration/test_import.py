@@ -92,3 +92,22 @@ def test_onnet_import_command(server: ThreadedServer, tmp_path: Path) -> None:
     with onnet.Client(server.target) as client:
         found = client.discover(["+14155550100", "+442079460958", "+4930901820"])
     assert [m.user_id for m in found.matches] == ["alice", "carol"]
+
+
+def test_rows_sharing_a_number_apply_in_batch_order(import_server: ThreadedServer) -> None:
+    rows = [
+        onnet.ImportRow("filler-1", "+14155550150"),
+        onnet.ImportRow("alice", "+14155550100"),
+        onnet.ImportRow("bob", "+14155550100"),  # the number goes to bob, the later row
+        onnet.ImportRow("carol", "+14155550101"),
+        onnet.ImportRow("carol", "+14155550102"),  # carol ends on her last number
+    ]
+    with onnet.RegistryClient(import_server.target) as registry:
+        assert registry.import_users(rows).imported == 5
+        with pytest.raises(onnet.NotFoundError):
+            registry.unregister("alice")  # displaced by bob: gone
+    with onnet.Client(import_server.target) as client:
+        found = client.discover(["+14155550100", "+14155550101", "+14155550102"])
+    assert [(m.e164, m.user_id) for m in found.matches] == [
+        ("+14155550100", "bob"), ("+14155550102", "carol"),
+    ]  # fmt: skip

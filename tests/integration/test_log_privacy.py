@@ -6,6 +6,7 @@ import base64
 import secrets
 
 import pytest
+import redis
 
 import onnet
 import onnet.v1.discovery_pb2
@@ -32,9 +33,36 @@ def forbidden_strings(pepper: bytes) -> set[str]:
     return found
 
 
-def test_a_full_session_logs_no_personal_data() -> None:
+def as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def redis_contents(client: redis.Redis) -> bytes:
+    """Every key and every value in Redis, as one blob of bytes."""
+    blob = bytearray()
+    for key in client.scan_iter(count=1000):
+        blob += as_bytes(key)
+        kind = as_bytes(client.type(key))
+        if kind == b"hash":
+            for field, value in client.hgetall(key).items():
+                blob += as_bytes(field) + as_bytes(value)
+        elif kind == b"stream":
+            for _, fields in client.xrange(key) or []:
+                for field, value in (fields or {}).items():
+                    blob += as_bytes(field) + as_bytes(value)
+        elif kind == b"string":
+            blob += as_bytes(client.get(key) or b"")
+    return bytes(blob)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_a_full_session_logs_no_personal_data(store: str, request: pytest.FixtureRequest) -> None:
     pepper = secrets.token_bytes(32)
     env = {"ONNET_PEPPER": pepper.hex(), "ONNET_LOG_LEVEL": "DEBUG"}
+    if store == "redis":
+        env["ONNET_REDIS_URL"] = request.getfixturevalue("redis_url")
     with server_process(env) as server:
         with onnet.RegistryClient(server.target) as registry:
             for user_id, e164 in USERS.items():
@@ -58,3 +86,17 @@ def test_a_full_session_logs_no_personal_data() -> None:
     assert "Register:" in log
     leaked = sorted(s for s in forbidden_strings(pepper) if s in log)
     assert leaked == []
+    if store == "redis":
+        # What Redis keeps: fingerprints and user ids of registered users, never a number
+        # or an uploaded hash; nothing of the erased user but the erasure event's name.
+        contents = redis_contents(redis.Redis.from_url(env["ONNET_REDIS_URL"]))
+        fingerprinter = Fingerprinter(pepper)
+        for e164 in [*USERS.values(), *OUTSIDERS]:
+            digest = onnet.contact_hash(e164)
+            assert e164.encode() not in contents
+            assert digest not in contents
+            assert digest.hex().encode() not in contents
+        erased = next(iter(USERS))
+        for e164 in (USERS[erased], OUTSIDERS[0]):  # both numbers the erased user held
+            assert fingerprinter.fingerprint(onnet.contact_hash(e164)) not in contents
+        assert contents.count(erased.encode()) == 1

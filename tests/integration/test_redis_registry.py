@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import pytest
 import redis
 
 from onnet_server.stores.redis_layout import GROUPS, Layout
 from onnet_server.stores.redis_store import RedisRegistry
+from tests.redis_servers import redis_server
 from tests.stores import open_redis_store
 
 KINDS = ["redis", "cluster"]
 
 
-def location(kind: str, request: pytest.FixtureRequest) -> dict[str, str]:
+def location(kind: str, request: pytest.FixtureRequest) -> tuple[str | None, str | None]:
+    """(redis_url, cluster seeds) for open_redis_store."""
     if kind == "redis":
-        return {"redis_url": request.getfixturevalue("redis_url")}
-    return {"cluster": request.getfixturevalue("cluster_seeds")}
+        return request.getfixturevalue("redis_url"), None
+    return None, request.getfixturevalue("cluster_seeds")
 
 
 async def eventually(check: object, timeout: float = 5.0) -> float:
@@ -42,7 +45,7 @@ async def test_a_new_process_loads_what_others_wrote(
 ) -> None:
     where = location(kind, request)
     fps = numbers(300)
-    async with open_redis_store(**where) as writer:
+    async with open_redis_store(*where) as writer:
         for i, fp in enumerate(fps[:200]):
             await writer.register(f"user-{i}", fp, discoverable=i % 5 != 0)
         for i in range(0, 200, 7):
@@ -50,7 +53,7 @@ async def test_a_new_process_loads_what_others_wrote(
         for i in range(1, 200, 11):
             await writer.register(f"user-{i}", fps[200 + i % 100], discoverable=True)
         expected = writer.match(b"".join(fps))
-        async with open_redis_store(**where) as reader:
+        async with open_redis_store(*where) as reader:
             loaded = reader.match(b"".join(fps))
             assert len(reader) == len(writer)
     assert loaded.indexes.tolist() == expected.indexes.tolist()
@@ -64,7 +67,7 @@ async def test_changes_reach_another_process_through_the_feed(
 ) -> None:
     where = location(kind, request)
     a, b = numbers(2)
-    async with open_redis_store(**where) as writer, open_redis_store(**where) as reader:
+    async with open_redis_store(*where) as writer, open_redis_store(*where) as reader:
         await writer.register("alice", a, True)
         await eventually(lambda: reader.match(a).user_ids == ["alice"])
         await writer.register("alice", b, True)  # a move
@@ -84,13 +87,13 @@ async def test_every_process_agrees_who_holds_a_recycled_number(
 ) -> None:
     where = location(kind, request)
     (number,) = numbers(1)
-    async with open_redis_store(**where) as first, open_redis_store(**where) as second:
+    async with open_redis_store(*where) as first, open_redis_store(*where) as second:
         await first.register("alice", number, True)
         await eventually(lambda: second.match(number).user_ids == ["alice"])
         outcome = await second.register("bob", number, True)  # the carrier recycled it
         assert outcome.displaced_user_id == "alice"
         await eventually(lambda: first.match(number).user_ids == ["bob"] and len(first) == 1)
-        async with open_redis_store(**where) as third:
+        async with open_redis_store(*where) as third:
             assert third.match(number).user_ids == ["bob"]
             assert len(third) == 1
         assert not await first.unregister("alice")  # alice is gone from Redis too
@@ -105,8 +108,43 @@ async def test_concurrent_claims_settle_on_the_newest_everywhere(redis_url: str)
         await first.catch_up()
         await second.catch_up()
         assert first.match(number).user_ids == second.match(number).user_ids
+        winner = first.match(number).user_ids[0]
+        loser = "bob" if winner == "alice" else "alice"
+        await eventually(lambda: len(first) == 1 and len(second) == 1)
         async with open_redis_store(redis_url) as third:
-            assert third.match(number).user_ids == first.match(number).user_ids
+            assert third.match(number).user_ids == [winner]
+            assert len(third) == 1
+        assert not await first.unregister(loser)  # the loser is gone from Redis
+
+
+async def test_a_writer_whose_feed_is_behind_still_displaces(redis_url: str) -> None:
+    (number,) = numbers(1)
+    # A writer that never follows the feed: it does not know alice holds the number.
+    blind = RedisRegistry(redis.asyncio.Redis.from_url(redis_url))
+    await blind.reload()
+    async with open_redis_store(redis_url) as other:
+        await other.register("alice", number, True)
+        await blind.register("bob", number, True)
+        # The other process sees bob's newer claim and removes alice from Redis.
+        await eventually(lambda: other.match(number).user_ids == ["bob"] and len(other) == 1)
+        async with open_redis_store(redis_url) as fresh:
+            assert fresh.match(number).user_ids == ["bob"]
+            assert len(fresh) == 1
+        await other.unregister("bob")
+        await eventually(lambda: other.match(number).user_ids == [])  # alice does not return
+    await blind.close()
+
+
+async def test_a_redis_that_lost_its_data_makes_the_index_reload(tmp_path: Path) -> None:
+    (number,) = numbers(1)
+    with redis_server(tmp_path / "volatile") as server:
+        async with open_redis_store(server.url, position_check_interval=0.2) as store:
+            await store.register("alice", number, True)
+            await store.register("bob", os.urandom(16), True)
+            server.stop()
+            server.start()  # no persistence: it comes back empty
+            await eventually(lambda: len(store) == 0, timeout=10)
+            assert store.match(number).user_ids == []
 
 
 async def test_a_gap_in_the_feed_makes_the_index_reload(redis_url: str) -> None:
@@ -126,7 +164,10 @@ async def test_a_gap_in_the_feed_makes_the_index_reload(redis_url: str) -> None:
         await reader.catch_up()
         assert reader.stats.reloads == reloads + 1
         assert reader.match(b"".join(fps)).user_ids == [f"user-{i}" for i in range(20)]
-        assert await reader.catch_up() >= 0  # following resumes from the new position
+        (late,) = numbers(1)
+        await writer.register("late", late, True)
+        assert await reader.catch_up() == 1  # following resumes from the new position
+        assert reader.match(late).user_ids == ["late"]
         await reader.close()
 
 
@@ -138,7 +179,8 @@ async def test_keys_carry_hash_tags_and_hold_no_numbers(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     keys = [key.decode() for key in client.scan_iter(count=1000)]
     assert keys
-    for key in keys:
+    assert "onnet:epoch" in keys  # a random marker of the data set, nothing personal
+    for key in set(keys) - {"onnet:epoch"}:
         assert key.startswith("onnet:{g")  # one hash tag: one slot per group
         assert "}:" in key
     bucket = next(key for key in keys if ":u:" in key)

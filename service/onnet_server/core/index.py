@@ -143,6 +143,15 @@ class RegistryIndex:
                 claims.append((self._user_id(row), fingerprint, int(self._version[holder])))
         return claims
 
+    def shadowed_of(self, fingerprint: bytes) -> list[tuple[str, int]]:
+        """(user, holder's version) for each claim on ``fingerprint`` that lost it."""
+        rows = self._shadowed.get(fingerprint)
+        if not rows:
+            return []
+        hi, lo = (int(half[0]) for half in split_fingerprints(fingerprint))
+        holder = self._holder_row(hi, lo)
+        return [(self._user_id(row), int(self._version[holder])) for row in sorted(rows)]
+
     def _holder_rows(self, fingerprints: bytes) -> npt.NDArray[np.int32]:
         """Row of the holder of each fingerprint, -1 where nobody holds it (vectorized).
 

@@ -11,8 +11,14 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["STORE_DOWN", "RedisClient", "connect", "connect_with_retries", "describe"]
@@ -25,6 +31,9 @@ STORE_DOWN: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     RedisClusterException,
+    ClusterDownError,
+    MasterDownError,
+    TryAgainError,
     ConnectionError,
     OSError,
 )

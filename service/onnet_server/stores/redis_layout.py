@@ -9,6 +9,7 @@ script on one cluster slot:
                          (a process further behind than that reloads a snapshot)
     onnet:{gNN}:seq      the sequence number of the group's last change (gap detection)
     onnet:{gNN}:ver      the group's last version (versions only grow within a group)
+    onnet:epoch          a random marker of the data set; a Redis that lost its data lacks it
 
 Each group's users are spread again over ``BUCKETS`` small hashes, so that each stays in
 Redis's compact listpack encoding (128 entries by default; see README for larger
@@ -90,6 +91,10 @@ class Layout:
     def bucket_key(self, group: int, bucket: int) -> str:
         """The hash holding a bucket of the group's users."""
         return f"{self._tag(group)}:u:{bucket:04d}"
+
+    def epoch_key(self) -> str:
+        """A random marker of this Redis's data, set once; its loss means the data was lost."""
+        return f"{self.prefix}:epoch"
 
     def bucket_pattern(self) -> str:
         """A SCAN pattern that matches every bucket key of every group."""

@@ -18,17 +18,20 @@ from redis.exceptions import NoScriptError
 
 __all__ = ["DROP_IF_STALE", "IMPORT", "POSITION", "REGISTER", "UNREGISTER", "Script"]
 
-# Shared prologue: the next version of the group, at least Redis's clock in microseconds.
+# Shared prologue: the next version of the group: at least Redis's clock in microseconds,
+# above the group's last version, and at least `floor` (the caller's view of the version it
+# must beat: clocks of different cluster masters need not agree).
 _NEXT_VERSION = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local version = math.max(now, tonumber(redis.call('GET', KEYS[4]) or '0') + 1)
+local version = math.max(now, tonumber(redis.call('GET', KEYS[4]) or '0') + 1, floor)
 redis.call('SET', KEYS[4], string.format('%.0f', version))
 local seq = redis.call('INCR', KEYS[3])
 """
 
 _REGISTER_LUA = (
-    """-- ARGV: user_id, fingerprint (16 bytes), flags (1 byte), stream maxlen
+    """-- ARGV: user_id, fingerprint (16 bytes), flags (1 byte), stream maxlen, version floor
+local floor = tonumber(ARGV[5])
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 """
     + _NEXT_VERSION
@@ -51,8 +54,18 @@ return string.format('%.0f', version)
 
 _UNREGISTER_LUA = (
     """-- ARGV: user_id, stream maxlen
-local maxlen = ARGV[2]
+-- Erasure: the record goes, and so do the user's earlier changes in the stream (their
+-- fingerprints); only the erasure event itself, which names the user, stays until trimmed.
+local maxlen, floor = ARGV[2], 0
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
+  local fields = entry[2]
+  for j = 1, #fields - 1, 2 do
+    if fields[j] == 'user' and fields[j + 1] == ARGV[1] then
+      redis.call('XDEL', KEYS[2], entry[1])
+    end
+  end
+end
 """
     + _NEXT_VERSION
     + _ERASE
@@ -62,7 +75,7 @@ _DROP_IF_STALE_LUA = (
     """-- ARGV: user_id, fingerprint, winning version, stream maxlen
 -- Removes a user whose number was registered by someone else, unless their record changed
 -- since (another number, or a newer claim on this one).
-local maxlen = ARGV[4]
+local maxlen, floor = ARGV[4], 0
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old or string.sub(old, 1, 16) ~= ARGV[2] then return 0 end
 if struct.unpack('>I7', old, 18) >= tonumber(ARGV[3]) then return 0 end
@@ -72,17 +85,17 @@ if struct.unpack('>I7', old, 18) >= tonumber(ARGV[3]) then return 0 end
 )
 
 _IMPORT_LUA = """-- KEYS: stream, seq, version of one group, then the bucket key of each user.
--- ARGV: stream maxlen, then user_id, fingerprint, flags for each user, in order.
+-- ARGV: stream maxlen, then user_id, fingerprint, flags, version floor for each user.
 -- Each user is written as REGISTER would; the whole batch of the group in one step.
-local count = (#ARGV - 1) / 3
+local count = (#ARGV - 1) / 4
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local versions, updated = {}, {}
 for i = 1, count do
-  local user, fingerprint, flags = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local user, fingerprint, flags = ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i]
   local bucket = KEYS[3 + i]
-  local version = math.max(now, last + 1)
+  local version = math.max(now, last + 1, tonumber(ARGV[4 * i + 1]))
   last = version
   local seq = redis.call('INCR', KEYS[2])
   local value = fingerprint .. flags .. struct.pack('>I7', version)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,17 +81,22 @@ class RedisRegistry:
         layout: Layout | None = None,
         poll_interval: float = 0.05,
         stream_maxlen: int = STREAM_MAXLEN,
+        position_check_interval: float = 5.0,
     ) -> None:
         """Use ``client``; call ``start()`` to load the snapshot and follow the streams."""
         self._client = client
         self._layout = layout or Layout()
         self._poll_interval = poll_interval
         self._stream_maxlen = stream_maxlen
+        self._position_check_interval = position_check_interval
         self.index = RegistryIndex()
         """The index that answers lookups (replaced whole on reload)."""
         self._cursors = [_Cursor() for _ in range(GROUPS)]
         self._follower: asyncio.Task[None] | None = None
         self._stopping = False
+        # The feed and reloads move the cursors; one at a time.
+        self._feed_lock = asyncio.Lock()
+        self._epoch: bytes | str | None = None
         self.stats = FeedStats()
         """Counters of the change feed."""
 
@@ -124,29 +131,43 @@ class RedisRegistry:
         keys = self._layout.user_keys(user_id)
         args: list[bytes | str | int] = [
             user_id, fingerprint, flags_byte(discoverable), self._stream_maxlen,
+            self._version_floor(fingerprint),
         ]  # fmt: skip
-        holder = self.index.holder(fingerprint)
         old, version_text = await self._run(REGISTER, keys, args)
-        version = int(version_text)
-        self.index.put(user_id, fingerprint, version, discoverable)
-        displaced = None
-        # The script checks again, atomically, that the holder still claims this number with
-        # an older version; only then is the holder removed.
-        if holder not in (None, user_id) and await self._drop_stale(holder, fingerprint, version):
-            displaced = holder
+        self.index.put(user_id, fingerprint, int(version_text), discoverable)
+        dropped = await self._settle(fingerprint)
+        displaced = next((user for user in dropped if user != user_id), None)
         return Registration(updated=bool(old), displaced_user_id=displaced)
 
     async def register_many(self, users: list[tuple[str, bytes, bool]]) -> list[Registration]:
-        """Write a batch: one IMPORT script per group, all groups in one pipelined round trip."""
+        """Write a batch: one IMPORT script per group, all groups in one pipelined round trip.
+
+        Rows that share a user or a number with another row of the batch are written after
+        the others, one by one in batch order, so that they take effect in that order.
+        """
         if any(len(fp) != FINGERPRINT_SIZE for _, fp, _ in users):
             raise ValueError("a fingerprint is 16 bytes")
-        # A user named twice in one batch: the last row wins, as sequential calls would.
-        last_row = {user_id: i for i, (user_id, _, _) in enumerate(users)}
-        rows = [row for i, row in enumerate(users) if last_row[row[0]] == i]
-        holders = self.index.holders(b"".join(fp for _, fp, _ in rows))
+        user_count = Counter(user_id for user_id, _, _ in users)
+        number_count = Counter(fp for _, fp, _ in users)
+        independent = [
+            position
+            for position, (user_id, fp, _) in enumerate(users)
+            if user_count[user_id] == 1 and number_count[fp] == 1
+        ]
+        outcome: dict[int, Registration] = {}
+        if independent:
+            outcome.update(await self._write_independent(users, independent))
+        for position, (user_id, fp, discoverable) in enumerate(users):
+            if position not in outcome:
+                outcome[position] = await self.register(user_id, fp, discoverable)
+        return [outcome[position] for position in range(len(users))]
+
+    async def _write_independent(
+        self, users: list[tuple[str, bytes, bool]], positions: list[int]
+    ) -> dict[int, Registration]:
         by_group: dict[int, list[tuple[int, str]]] = {}
-        for position, (user_id, _, _) in enumerate(rows):
-            group, bucket = self._layout.group_of(user_id)
+        for position in positions:
+            group, bucket = self._layout.group_of(users[position][0])
             by_group.setdefault(group, []).append(
                 (position, self._layout.bucket_key(group, bucket))
             )
@@ -154,28 +175,50 @@ class RedisRegistry:
         for group, members in by_group.items():
             args: list[bytes | str | int] = [self._stream_maxlen]
             for position, _ in members:
-                user_id, fp, discoverable = rows[position]
-                args += [user_id, fp, flags_byte(discoverable)]
+                user_id, fp, discoverable = users[position]
+                args += [user_id, fp, flags_byte(discoverable), self._version_floor(fp)]
             keys = self._layout.group_keys(group) + [bucket for _, bucket in members]
             pipe.eval(IMPORT.source, len(keys), *keys, *args)
         try:
             replies = await pipe.execute()
         except STORE_DOWN as error:
             raise StoreUnavailable("", "the registry store is unavailable") from error
-        outcome: dict[int, Registration] = {}
+        written: dict[int, bool] = {}
         for (_group, members), (versions, updated) in zip(by_group.items(), replies, strict=True):
             for (position, _), version, was_there in zip(members, versions, updated, strict=True):
-                user_id, fp, discoverable = rows[position]
+                user_id, fp, discoverable = users[position]
                 self.index.put(user_id, fp, int(version), discoverable)
-                holder = holders[position]
-                displaced = None
-                if holder not in (None, user_id) and await self._drop_stale(
-                    holder, fp, int(version)
-                ):
-                    displaced = holder
-                outcome[position] = Registration(bool(was_there), displaced)
-        by_user = {rows[p][0]: registration for p, registration in outcome.items()}
-        return [by_user[user_id] for user_id, _, _ in users]
+                written[position] = bool(was_there)
+        outcome = {}
+        for position, was_there in written.items():
+            user_id, fp, _ = users[position]
+            dropped = await self._settle(fp)
+            displaced = next((user for user in dropped if user != user_id), None)
+            outcome[position] = Registration(was_there, displaced)
+        return outcome
+
+    def _version_floor(self, fingerprint: bytes) -> int:
+        """The least version that beats the number's current holder, as this process knows it."""
+        holder = self.index.holder(fingerprint)
+        record = self.index.record(holder) if holder is not None else None
+        return record.version + 1 if record is not None else 0
+
+    async def _settle(self, fingerprint: bytes) -> list[str]:
+        """Remove from Redis every claim on ``fingerprint`` that lost it to a newer one.
+
+        Any process may do this, as often as it likes: the script removes a claim only if it
+        still names this number with an older version than the winner's. A failure is left
+        for the next change of that number, or the next snapshot load, to finish.
+        """
+        dropped = []
+        for user_id, winning_version in self.index.shadowed_of(fingerprint):
+            try:
+                if await self._drop_stale(user_id, fingerprint, winning_version):
+                    dropped.append(user_id)
+            except (StoreUnavailable, RedisError) as error:
+                _log.warning("a displaced claim stays until later: %s", type(error).__name__)
+                break
+        return dropped
 
     async def unregister(self, user_id: str) -> bool:
         """Erase the user in Redis (the change reaches every index through the stream)."""
@@ -206,16 +249,29 @@ class RedisRegistry:
 
     async def reload(self) -> None:
         """Build a fresh index from a snapshot of Redis and swap it in."""
+        async with self._feed_lock:
+            await self._reload()
+
+    async def _reload(self) -> None:
         started = time.monotonic()
+        # The epoch marks this Redis's data: a Redis that comes back empty has none (or a
+        # new one), which tells every process to reload even if no change ever arrives.
+        await self._client.set(self._layout.epoch_key(), secrets.token_hex(8), nx=True)
+        self._epoch = await self._client.get(self._layout.epoch_key())
         index = RegistryIndex()
         # Positions are read before the data: changes made in between are replayed, harmlessly.
         cursors = [await self._position(group) for group in range(GROUPS)]
-        keys = [
-            key
-            async for key in self._client.scan_iter(
-                match=self._layout.bucket_pattern(), count=10_000
+        # SCAN may return a key more than once; each bucket is read once.
+        keys = list(
+            dict.fromkeys(
+                [
+                    key
+                    async for key in self._client.scan_iter(
+                        match=self._layout.bucket_pattern(), count=10_000
+                    )
+                ]
             )
-        ]
+        )
         users: list[bytes] = []
         values: list[bytes] = []
         for start in range(0, len(keys), _SNAPSHOT_CHUNK):
@@ -239,17 +295,21 @@ class RedisRegistry:
         return _Cursor(last_id if isinstance(last_id, bytes) else last_id.encode(), int(last_seq))
 
     async def _repair(self, index: RegistryIndex) -> None:
-        """Finish displacements that a process died in the middle of (see DROP_IF_STALE)."""
-        for user_id, fingerprint, winning_version in index.shadowed_claims():
-            with contextlib.suppress(StoreUnavailable):
-                await self._drop_stale(user_id, fingerprint, winning_version)
+        """Finish displacements left half-done (a process died between the two steps)."""
+        for fingerprint in {fingerprint for _, fingerprint, _ in index.shadowed_claims()}:
+            await self._settle(fingerprint)
 
     async def _follow(self) -> None:
+        """The feed loop: poll, apply, settle; survive anything, and say what happened."""
         backoff = self._poll_interval
         down_since: float | None = None
+        checked_at = time.monotonic()
         while not self._stopping:
             try:
-                applied = await self.poll_once()
+                if time.monotonic() - checked_at > self._position_check_interval:
+                    checked_at = time.monotonic()
+                    await self._check_positions()
+                applied = await self.catch_up()
             except STORE_DOWN:
                 if down_since is None:
                     down_since = time.monotonic()
@@ -257,13 +317,10 @@ class RedisRegistry:
                 backoff = min(2.0, backoff * 2)
                 await asyncio.sleep(backoff)
                 continue
-            except _Gap:
-                _log.warning("change feed: gap in a stream (trimmed or lost); reloading the index")
-                await self._reload_until_done()
-                continue
-            except RedisError as error:
-                _log.error("change feed: unexpected Redis error %s", type(error).__name__)
-                await asyncio.sleep(1.0)
+            except Exception as error:  # the feed must outlive any one failure
+                _log.error("change feed: %s; retrying", type(error).__name__)
+                backoff = min(2.0, backoff * 2)
+                await asyncio.sleep(backoff)
                 continue
             if down_since is not None:
                 _log.info("change feed: Redis back after %.1f s", time.monotonic() - down_since)
@@ -272,56 +329,72 @@ class RedisRegistry:
             if not applied:
                 await asyncio.sleep(self._poll_interval)
 
-    async def _reload_until_done(self) -> None:
-        while True:
-            try:
-                await self.reload()
-            except STORE_DOWN:
-                await asyncio.sleep(1.0)
-            else:
-                return
-
     async def catch_up(self) -> int:
         """Apply every change that has arrived; reload instead when a stream has a gap.
 
         Returns how many changes were applied (0 after a reload). Raises what Redis raises
         when it cannot be reached.
         """
-        try:
-            return await self.poll_once()
-        except _Gap:
-            await self.reload()
-            return 0
+        async with self._feed_lock:
+            try:
+                return await self._poll_once()
+            except _Gap:
+                _log.warning("change feed: gap in a stream (trimmed or lost); reloading the index")
+                await self._reload()
+                return 0
 
-    async def poll_once(self) -> int:
-        """Apply the changes that arrived since the last poll; return how many."""
+    async def _check_positions(self) -> None:
+        """Reload when Redis lost data: its epoch changed, or a group's sequence went back.
+
+        A Redis that restarted empty may not show it through any new change for a long time.
+        """
+        async with self._feed_lock:
+            lost = await self._client.get(self._layout.epoch_key()) != self._epoch
+            for group, cursor in enumerate(self._cursors):
+                if lost:
+                    break
+                lost = (await self._position(group)).last_seq < cursor.last_seq
+            if lost:
+                _log.warning("change feed: Redis lost changes; reloading the index")
+                await self._reload()
+
+    async def _poll_once(self) -> int:
         pipe = self._client.pipeline(transaction=False)
         for group, cursor in enumerate(self._cursors):
             pipe.xread({self._layout.stream_key(group): cursor.last_id}, count=_FEED_BATCH)
         replies = await pipe.execute()
         applied = 0
+        claimed: set[bytes] = set()
         for group, reply in enumerate(replies):
             for _stream, entries in _entries_of(reply):
                 for entry_id, entry in entries:
-                    self._apply(group, entry_id, entry)
+                    fingerprint = self._apply(group, entry_id, entry)
+                    if fingerprint is not None:
+                        claimed.add(fingerprint)
                     applied += 1
+        for fingerprint in claimed:
+            await self._settle(fingerprint)
         if applied:
             self.stats.applied += applied
             self.stats.last_applied_at = time.monotonic()
         return applied
 
-    def _apply(self, group: int, entry_id: bytes, entry: dict[bytes, bytes]) -> None:
+    def _apply(self, group: int, entry_id: bytes, entry: dict[bytes, bytes]) -> bytes | None:
+        """Apply one change; return the number it claimed, if it was a registration."""
         cursor = self._cursors[group]
         seq = int(entry[b"seq"])
         if seq != cursor.last_seq + 1:
             raise _Gap
         user_id = entry[b"user"].decode()
+        claimed = None
         if entry[b"op"] == b"put":
             record = UserRecord.unpack(entry[b"value"])
             self.index.put(user_id, record.fingerprint, record.version, record.discoverable)
+            claimed = record.fingerprint
         else:
             self.index.delete(user_id, int.from_bytes(entry[b"value"], "big"))
         cursor.last_id, cursor.last_seq = entry_id, seq
+        return claimed
 
 
 def _entries_of(reply: object) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:
