@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import onnet
-from tests.redis_servers import RedisProcess, free_port, redis_server
+from tests.redis_servers import RedisProcess, free_port, redis_cluster, redis_server
 from tests.servers import ThreadedServer, fresh_config, server_process
 
 # What keeps acknowledged writes across a Redis restart: the append-only file, synced on
@@ -132,3 +132,34 @@ def test_sigterm_while_waiting_for_redis_stops_cleanly() -> None:
         assert server.terminate() == 0
     assert "stopped before serving" in server.log()
     assert "Traceback" not in server.log()
+
+
+def test_a_cluster_master_going_away(tmp_path: Path) -> None:
+    """Writes whose slot group lives on a dead master fail with UNAVAILABLE; lookups and the
+    other masters' writes go on; when the master returns, its writes work again."""
+    with redis_cluster(tmp_path / "cluster") as cluster:
+        server = ThreadedServer(fresh_config(redis_cluster=cluster.seeds)).start()
+        try:
+            with onnet.RegistryClient(server.target, timeout=10) as registry:
+                registry.register("alice", BOOK[0])
+                victim = cluster.nodes[0]
+                victim.stop()
+                outcomes = {}
+                for i in range(40):  # users spread over all 16 groups, so over all masters
+                    try:
+                        registry.register(f"user-{i}", f"+1212555{i:04d}")
+                        outcomes[i] = "ok"
+                    except onnet.UnavailableError:
+                        outcomes[i] = "unavailable"
+                assert set(outcomes.values()) == {"ok", "unavailable"}
+                assert discovered(server.target) == {BOOK[0]: "alice"}  # from the index
+                victim.start()  # same port and cluster config: it rejoins
+                failed = [i for i, outcome in outcomes.items() if outcome == "unavailable"]
+                wait_for(
+                    lambda: _try_register(
+                        registry, f"user-{failed[0]}", f"+1212555{failed[0]:04d}"
+                    ),
+                    timeout=30,
+                )
+        finally:
+            server.stop()
