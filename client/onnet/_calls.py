@@ -161,6 +161,12 @@ class DiscoveryCalls:
         """Discovery.GetConfig."""
         return self._invoke(self._stub.GetConfig, request, timeout)
 
+    def blind_evaluate(
+        self, request: discovery_pb2.BlindEvaluateRequest, *, timeout: float | None = None
+    ) -> discovery_pb2.BlindEvaluateResponse:
+        """Discovery.BlindEvaluate."""
+        return self._invoke(self._stub.BlindEvaluate, request, timeout)
+
 
 class AsyncDiscoveryCalls:
     """The Discovery service's RPCs over a grpc.aio channel."""
@@ -187,6 +193,12 @@ class AsyncDiscoveryCalls:
     ) -> discovery_pb2.DiscoveryConfig:
         """Discovery.GetConfig."""
         return await self._invoke(self._stub.GetConfig, request, timeout)
+
+    async def blind_evaluate(
+        self, request: discovery_pb2.BlindEvaluateRequest, *, timeout: float | None = None
+    ) -> discovery_pb2.BlindEvaluateResponse:
+        """Discovery.BlindEvaluate."""
+        return await self._invoke(self._stub.BlindEvaluate, request, timeout)
 
 
 class RegistryCalls:

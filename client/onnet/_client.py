@@ -52,6 +52,10 @@ class ServerConfig:
     """The largest request message the server accepts."""
     quota_remaining: int | None
     """New numbers the account may still test, or None when no quota is enforced."""
+    oprf_suite: str = ""
+    """The RFC 9497 suite of BlindEvaluate ("ristretto255-SHA512"), or empty."""
+    oprf_key_id: str = ""
+    """The id of the server's OPRF key, or empty."""
 
     @classmethod
     def from_proto(cls, message: discovery_pb2.DiscoveryConfig) -> ServerConfig:
@@ -62,6 +66,8 @@ class ServerConfig:
             message.max_batch,
             message.max_message_bytes,
             quota,
+            message.oprf_suite,
+            message.oprf_key_id,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -9,9 +10,11 @@ import grpc
 from grpc import aio
 from grpc_status import rpc_status
 
+from onnet import _oprf as oprf
 from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
 from onnet_server.core.discovery import DiscoveryService
 from onnet_server.core.errors import DomainError
+from onnet_server.core.private import BlindEvaluator
 from onnet_server.core.registry import ImportRow, RegistryService
 from onnet_server.status import status_of, translate_errors
 
@@ -22,6 +25,9 @@ _log = logging.getLogger(__name__)
 
 DiscoverContext = aio.ServicerContext[discovery_pb2.DiscoverRequest, discovery_pb2.DiscoverResponse]
 ConfigContext = aio.ServicerContext[discovery_pb2.GetConfigRequest, discovery_pb2.DiscoveryConfig]
+EvaluateContext = aio.ServicerContext[
+    discovery_pb2.BlindEvaluateRequest, discovery_pb2.BlindEvaluateResponse
+]
 RegisterContext = aio.ServicerContext[registry_pb2.RegisterRequest, registry_pb2.RegisterResponse]
 ImportContext = aio.ServicerContext[registry_pb2.ImportBatch, registry_pb2.ImportProgress]
 UnregisterContext = aio.ServicerContext[
@@ -32,9 +38,10 @@ UnregisterContext = aio.ServicerContext[
 class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
     """onnet.v1.Discovery over DiscoveryService."""
 
-    def __init__(self, discovery: DiscoveryService) -> None:
-        """Serve ``discovery``."""
+    def __init__(self, discovery: DiscoveryService, evaluator: BlindEvaluator) -> None:
+        """Serve ``discovery`` and private mode's ``evaluator``."""
         self._discovery = discovery
+        self._evaluator = evaluator
 
     @translate_errors
     async def Discover(
@@ -60,6 +67,23 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
             max_batch=parameters.max_batch,
             max_message_bytes=parameters.max_message_bytes,
             quota_remaining=parameters.quota_remaining,
+            oprf_suite=oprf.SUITE,
+            oprf_key_id=self._evaluator.key.key_id,
+        )
+
+    @translate_errors
+    async def BlindEvaluate(
+        self, request: discovery_pb2.BlindEvaluateRequest, context: EvaluateContext
+    ) -> discovery_pb2.BlindEvaluateResponse:
+        """Apply the OPRF key to blinded elements."""
+        # Scalar multiplications release the GIL: a worker thread keeps the event loop free
+        # for other calls and lets a second core share the work.
+        evaluated = await asyncio.to_thread(
+            self._evaluator.blind_evaluate, request.blinded_elements
+        )
+        _log.debug("BlindEvaluate: %d elements", len(evaluated) // oprf.ELEMENT_SIZE)
+        return discovery_pb2.BlindEvaluateResponse(
+            evaluated_elements=evaluated, key_id=self._evaluator.key.key_id
         )
 
 

@@ -108,7 +108,10 @@ def test_get_config(server: ThreadedServer) -> None:
         max_batch=server.config.max_batch,
         max_message_bytes=server.config.max_message_bytes,
         quota_remaining=None,
+        oprf_suite="ristretto255-SHA512",
+        oprf_key_id=config.oprf_key_id,
     )
+    assert config.oprf_key_id
 
 
 def test_health_and_reflection(server: ThreadedServer) -> None:

@@ -10,6 +10,7 @@ import redis
 
 import onnet
 import onnet.v1.discovery_pb2
+from onnet import _oprf as oprf
 from onnet_server.core.fingerprint import Fingerprinter
 from tests.servers import server_process
 
@@ -80,11 +81,19 @@ def test_a_full_session_logs_no_personal_data(store: str, request: pytest.Fixtur
             assert len(client.discover(book, "US").matches) == 2
             with pytest.raises(onnet.InvalidArgumentError):
                 client.calls.discover(onnet.v1.discovery_pb2.DiscoverRequest(hashes=b"x" * 33))
+            blinded = b"".join(oprf.blind(e164.encode())[1] for e164 in OUTSIDERS)
+            evaluated = client.calls.blind_evaluate(
+                onnet.v1.discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
+            ).evaluated_elements
         assert server.terminate() == 0
     log = server.log()
     assert "Discover: 5 hashes, 2 matches" in log  # DEBUG lines were written
     assert "Register:" in log
-    leaked = sorted(s for s in forbidden_strings(pepper) if s in log)
+    assert "BlindEvaluate: 2 elements" in log
+    elements = [blinded[i : i + 32] for i in range(0, 64, 32)]
+    elements += [evaluated[i : i + 32] for i in range(0, 64, 32)]
+    private_mode = {element.hex()[:16] for element in elements}
+    leaked = sorted(s for s in forbidden_strings(pepper) | private_mode if s in log)
     assert leaked == []
     if store == "redis":
         # What Redis keeps: fingerprints and user ids of registered users, never a number

@@ -22,6 +22,50 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class BlindEvaluateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLINDED_ELEMENTS_FIELD_NUMBER: _builtins.int
+    blinded_elements: _builtins.bytes
+    """N blinded ristretto255 elements, 32 bytes each, concatenated (1 <= N <= max_batch)."""
+    def __init__(
+        self,
+        *,
+        blinded_elements: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blinded_elements", b"blinded_elements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BlindEvaluateRequest: _TypeAlias = BlindEvaluateRequest  # noqa: Y015
+
+@_typing.final
+class BlindEvaluateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATED_ELEMENTS_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    evaluated_elements: _builtins.bytes
+    """N evaluated elements, 32 bytes each, in the order of the request."""
+    key_id: _builtins.str
+    """The key id the elements were evaluated under (as in DiscoveryConfig.oprf_key_id)."""
+    def __init__(
+        self,
+        *,
+        evaluated_elements: _builtins.bytes = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluated_elements", b"evaluated_elements", "key_id", b"key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BlindEvaluateResponse: _TypeAlias = BlindEvaluateResponse  # noqa: Y015
+
+@_typing.final
 class DiscoverRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -114,11 +158,11 @@ class DiscoveryConfig(_message.Message):
     max_batch: _builtins.int
     """The largest number of hashes one DiscoverRequest may carry."""
     oprf_suite: _builtins.str
-    """RFC 9497 suite of private mode, e.g. "ristretto255-SHA512"; empty when private mode is off."""
+    """RFC 9497 suite of BlindEvaluate, "ristretto255-SHA512" (mode OPRF)."""
     oprf_key_id: _builtins.str
-    """Id of the server's OPRF key; empty when private mode is off."""
+    """Id of the server's OPRF key."""
     bucket_prefix_bits: _builtins.int
-    """Bits of each OPRF output sent to FetchBuckets; 0 when private mode is off."""
+    """Bits of each OPRF output sent to FetchBuckets; 0 while FetchBuckets is not served."""
     quota_remaining: _builtins.int
     """New numbers the calling account may still test; unset when no quota is enforced."""
     max_message_bytes: _builtins.int

@@ -45,6 +45,11 @@ class DiscoveryStub:
                 request_serializer=onnet_dot_v1_dot_discovery__pb2.GetConfigRequest.SerializeToString,
                 response_deserializer=onnet_dot_v1_dot_discovery__pb2.DiscoveryConfig.FromString,
                 _registered_method=True)
+        self.BlindEvaluate = channel.unary_unary(
+                '/onnet.v1.Discovery/BlindEvaluate',
+                request_serializer=onnet_dot_v1_dot_discovery__pb2.BlindEvaluateRequest.SerializeToString,
+                response_deserializer=onnet_dot_v1_dot_discovery__pb2.BlindEvaluateResponse.FromString,
+                _registered_method=True)
 
 
 class DiscoveryServicer:
@@ -65,6 +70,14 @@ class DiscoveryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BlindEvaluate(self, request, context):
+        """Private mode, step 2: applies the server's OPRF key (RFC 9497, ristretto255-SHA512,
+        mode OPRF) to blinded elements. The server learns nothing about the numbers behind them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DiscoveryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_DiscoveryServicer_to_server(servicer, server):
                     servicer.GetConfig,
                     request_deserializer=onnet_dot_v1_dot_discovery__pb2.GetConfigRequest.FromString,
                     response_serializer=onnet_dot_v1_dot_discovery__pb2.DiscoveryConfig.SerializeToString,
+            ),
+            'BlindEvaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.BlindEvaluate,
+                    request_deserializer=onnet_dot_v1_dot_discovery__pb2.BlindEvaluateRequest.FromString,
+                    response_serializer=onnet_dot_v1_dot_discovery__pb2.BlindEvaluateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +152,33 @@ class Discovery:
             '/onnet.v1.Discovery/GetConfig',
             onnet_dot_v1_dot_discovery__pb2.GetConfigRequest.SerializeToString,
             onnet_dot_v1_dot_discovery__pb2.DiscoveryConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BlindEvaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onnet.v1.Discovery/BlindEvaluate',
+            onnet_dot_v1_dot_discovery__pb2.BlindEvaluateRequest.SerializeToString,
+            onnet_dot_v1_dot_discovery__pb2.BlindEvaluateResponse.FromString,
             options,
             channel_credentials,
             insecure,

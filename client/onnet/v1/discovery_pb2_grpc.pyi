@@ -40,6 +40,10 @@ class DiscoveryStub:
     """Matches a batch of contact hashes against the registry of on-network users."""
     GetConfig: _grpc.UnaryUnaryMultiCallable[_discovery_pb2.GetConfigRequest, _discovery_pb2.DiscoveryConfig]
     """Tells a client the parameters it needs before it uploads anything."""
+    BlindEvaluate: _grpc.UnaryUnaryMultiCallable[_discovery_pb2.BlindEvaluateRequest, _discovery_pb2.BlindEvaluateResponse]
+    """Private mode, step 2: applies the server's OPRF key (RFC 9497, ristretto255-SHA512,
+    mode OPRF) to blinded elements. The server learns nothing about the numbers behind them.
+    """
 
 @_typing.type_check_only
 class DiscoveryAsyncStub(DiscoveryStub):
@@ -50,6 +54,10 @@ class DiscoveryAsyncStub(DiscoveryStub):
     """Matches a batch of contact hashes against the registry of on-network users."""
     GetConfig: _aio.UnaryUnaryMultiCallable[_discovery_pb2.GetConfigRequest, _discovery_pb2.DiscoveryConfig]  # type: ignore[assignment]
     """Tells a client the parameters it needs before it uploads anything."""
+    BlindEvaluate: _aio.UnaryUnaryMultiCallable[_discovery_pb2.BlindEvaluateRequest, _discovery_pb2.BlindEvaluateResponse]  # type: ignore[assignment]
+    """Private mode, step 2: applies the server's OPRF key (RFC 9497, ristretto255-SHA512,
+    mode OPRF) to blinded elements. The server learns nothing about the numbers behind them.
+    """
 
 class DiscoveryServicer(metaclass=_abc_1.ABCMeta):
     """Discovery answers "which of these contacts are on the network?"."""
@@ -69,5 +77,15 @@ class DiscoveryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_discovery_pb2.DiscoveryConfig, _abc.Awaitable[_discovery_pb2.DiscoveryConfig]]:
         """Tells a client the parameters it needs before it uploads anything."""
+
+    @_abc_1.abstractmethod
+    def BlindEvaluate(
+        self,
+        request: _discovery_pb2.BlindEvaluateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_discovery_pb2.BlindEvaluateResponse, _abc.Awaitable[_discovery_pb2.BlindEvaluateResponse]]:
+        """Private mode, step 2: applies the server's OPRF key (RFC 9497, ristretto255-SHA512,
+        mode OPRF) to blinded elements. The server learns nothing about the numbers behind them.
+        """
 
 def add_DiscoveryServicer_to_server(servicer: DiscoveryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
