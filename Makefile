@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: serve test lint bench protos clean
 
 $(BIN)/.installed: pyproject.toml
+	sh scripts/ensure-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
