@@ -106,12 +106,13 @@ async def start_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    evaluator = BlindEvaluator(OprfKey.from_pepper(pepper.key, pepper.key_id), config.max_batch)
+    oprf_key = OprfKey.from_pepper(pepper.key, pepper.key_id)
+    evaluator = BlindEvaluator(oprf_key, config.max_batch)
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(
         DiscoveryServicer(DiscoveryService(store, fingerprinter, limits), evaluator), server
     )
     registry_pb2_grpc.add_RegistryServicer_to_server(
-        RegistryServicer(RegistryService(store, fingerprinter)), server
+        RegistryServicer(RegistryService(store, fingerprinter, oprf_key)), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -199,12 +199,16 @@ def test_records_parse_alike_one_by_one_and_in_bulk() -> None:
     from onnet_server.stores.redis_layout import UserRecord, flags_byte, parse_records
 
     values = [
-        os.urandom(16) + flags_byte(i % 2 == 0) + (1_700_000_000_000_000 + i).to_bytes(7, "big")
+        os.urandom(16)
+        + flags_byte(i % 2 == 0)
+        + (1_700_000_000_000_000 + i).to_bytes(7, "big")
+        + (os.urandom(40) if i % 2 == 0 else b"")  # a private entry for discoverable users
         for i in range(50)
     ]
-    fingerprints, versions, discoverable = parse_records(values)
+    fingerprints, versions, discoverable, entries = parse_records(values)
     for i, value in enumerate(values):
         one = UserRecord.unpack(value)
         assert fingerprints[16 * i : 16 * i + 16] == one.fingerprint
         assert int(versions[i]) == one.version
         assert bool(discoverable[i]) == one.discoverable
+        assert entries[i] == one.private_entry

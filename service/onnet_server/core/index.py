@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from onnet._buckets import PREFIX_SIZE
 from onnet_server.core.ports import Matches
 from onnet_server.core.row_slots import EMPTY, ROW_BITS, WINDOW, RowSlots, tag_of
 
@@ -41,6 +42,19 @@ def split_fingerprints(
     """Packed 16-byte fingerprints as (first halves, second halves)."""
     halves = np.frombuffer(fingerprints, dtype=_HALVES).reshape(-1, 2)
     return halves[:, 0], halves[:, 1]
+
+
+def _gather(
+    arena: bytearray, offsets: npt.NDArray[np.uint32], lengths: npt.NDArray[np.uint8]
+) -> tuple[bytes, list[int]]:
+    """The byte strings at (offsets, lengths) in ``arena``, joined, and their end positions."""
+    sizes = lengths.astype(np.int64)
+    ends = np.cumsum(sizes)
+    if not len(ends):
+        return b"", []
+    positions = np.repeat(offsets.astype(np.int64) - (ends - sizes), sizes)
+    positions += np.arange(int(ends[-1]))
+    return np.frombuffer(arena, dtype=np.uint8)[positions].tobytes(), ends.tolist()
 
 
 def _user_hash(user_id: str) -> int:
@@ -69,6 +83,9 @@ class RegistryIndex:
         self._allocate_rows(16)
         self._arena = bytearray()
         self._garbage = 0  # arena bytes of users that are gone
+        # Private mode: each discoverable user's bucket entry (prefix kept in a row array).
+        self._entries = bytearray()
+        self._entry_garbage = 0
         self._count = 0
         self._free_rows: list[int] = []
         self._next_row = 0
@@ -83,6 +100,9 @@ class RegistryIndex:
         self._discoverable = np.zeros(capacity, dtype=bool)
         self._uid_offset = np.zeros(capacity, dtype=np.uint32)
         self._uid_length = np.zeros(capacity, dtype=np.uint8)  # 0: a free row
+        self._prefix = np.zeros(capacity, dtype=np.uint32)
+        self._entry_offset = np.zeros(capacity, dtype=np.uint32)
+        self._entry_length = np.zeros(capacity, dtype=np.uint8)  # 0: no entry
 
     def __len__(self) -> int:
         """Users with a record (holders and shadowed alike)."""
@@ -99,6 +119,7 @@ class RegistryIndex:
             "rows": sum(array.nbytes for array in self._row_arrays()),
             "tables": self._holders.nbytes + self._users.nbytes,
             "user_ids": len(self._arena),
+            "bucket_entries": len(self._entries),
         }
 
     # -- reading ---------------------------------------------------------------------------
@@ -192,12 +213,9 @@ class RegistryIndex:
         """The ids of many rows: one gather from the arena, one decode, then slices."""
         if not len(rows):
             return []
-        lengths = self._uid_length[rows].astype(np.int64)
-        ends = np.cumsum(lengths)
-        positions = np.repeat(self._uid_offset[rows].astype(np.int64) - (ends - lengths), lengths)
-        positions += np.arange(int(ends[-1]))
-        text = np.frombuffer(self._arena, dtype=np.uint8)[positions].tobytes().decode("ascii")
-        bounds = [0, *ends.tolist()]
+        joined, ends = _gather(self._arena, self._uid_offset[rows], self._uid_length[rows])
+        text = joined.decode("ascii")
+        bounds = [0, *ends]
         return [text[start:end] for start, end in itertools.pairwise(bounds)]
 
     def _user_id(self, row: int) -> str:
@@ -224,10 +242,19 @@ class RegistryIndex:
 
     # -- changing --------------------------------------------------------------------------
 
-    def put(self, user_id: str, fingerprint: bytes, version: int, discoverable: bool) -> str | None:
+    def put(
+        self,
+        user_id: str,
+        fingerprint: bytes,
+        version: int,
+        discoverable: bool,
+        private_entry: bytes = b"",
+    ) -> str | None:
         """Apply a registration; return the user it took the number from, if any.
 
-        Ignored (returns None) when the user already has a record of this version or newer.
+        ``private_entry`` is the user's private-mode bucket entry (4-byte prefix, then the
+        sealed entry), or empty. Ignored (returns None) when the user already has a record
+        of this version or newer.
         """
         slot, current = self._find_user(user_id)
         if current >= 0:
@@ -239,6 +266,7 @@ class RegistryIndex:
         self._hi[row], self._lo[row] = hi, lo
         self._version[row] = version
         self._discoverable[row] = discoverable
+        self._set_entry(row, private_entry)
         self._add_to(self._users, _user_hash(user_id), row)
         holder = self._holder_row(hi, lo)
         if holder < 0:
@@ -265,6 +293,7 @@ class RegistryIndex:
         fingerprints: bytes,
         versions: npt.NDArray[np.uint64],
         discoverable: npt.NDArray[np.bool_],
+        private_entries: list[bytes] | None = None,
     ) -> None:
         """Fill an empty index with many records at once (a snapshot), vectorized.
 
@@ -285,6 +314,8 @@ class RegistryIndex:
         self._uid_length[:count] = lengths
         self._uid_offset[:count] = np.cumsum(lengths, dtype=np.uint64) - lengths
         self._arena = bytearray("".join(user_ids).encode("ascii"))
+        if private_entries is not None:
+            self._load_entries(private_entries)
         self._count = self._next_row = count
         rows = np.arange(count, dtype=np.int32)
         hashes = np.fromiter((_user_hash(user) for user in user_ids), dtype=np.uint64, count=count)
@@ -297,6 +328,69 @@ class RegistryIndex:
         self._holders.rebuild(hi[is_holder], rows[is_holder])
         for row in np.flatnonzero(~is_holder).tolist():
             self._shadowed.setdefault(self._fingerprint(row), set()).add(row)
+
+    def _set_entry(self, row: int, private_entry: bytes) -> None:
+        if not private_entry:
+            self._entry_length[row] = 0
+            return
+        if len(private_entry) <= PREFIX_SIZE or len(private_entry) - PREFIX_SIZE > 255:
+            raise ValueError("a private entry is a 4-byte prefix and 1 to 255 bytes")
+        if self._entry_garbage > max(1 << 20, len(self._entries) // 2):
+            self._compact_entries()
+        self._prefix[row] = int.from_bytes(private_entry[:PREFIX_SIZE], "big")
+        self._entry_offset[row] = len(self._entries)
+        self._entry_length[row] = len(private_entry) - PREFIX_SIZE
+        self._entries += private_entry[PREFIX_SIZE:]
+
+    def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
+        """Private mode: the entries of every bucket asked for (``bits``-bit bucket numbers).
+
+        Only holders of their number who are discoverable have an entry served, so a bucket
+        never reveals a hidden user or a lost claim.
+        """
+        if not 0 <= bits <= 32:
+            raise ValueError("bits must be between 0 and 32")
+        live = np.flatnonzero(self._entry_length[: self._next_row] > 0).astype(np.int32)
+        live = live[self._discoverable[live]]
+        shift = np.uint32(32 - bits) if bits else None
+        bucket_of_row = (
+            self._prefix[live] >> shift if shift is not None else np.zeros(len(live), np.uint32)
+        )
+        wanted = np.isin(bucket_of_row, np.array(buckets, dtype=np.uint32))
+        rows, row_buckets = live[wanted], bucket_of_row[wanted]
+        shadowed = {row for claims in self._shadowed.values() for row in claims}
+        joined, ends = _gather(self._entries, self._entry_offset[rows], self._entry_length[rows])
+        result: dict[int, list[bytes]] = {bucket: [] for bucket in buckets}
+        start = 0
+        for row, bucket, end in zip(rows.tolist(), row_buckets.tolist(), ends, strict=True):
+            if row not in shadowed:
+                result[bucket].append(joined[start:end])
+            start = end
+        return result
+
+    def _load_entries(self, private_entries: list[bytes]) -> None:
+        count = len(private_entries)
+        sizes = np.fromiter(
+            (max(len(e) - PREFIX_SIZE, 0) for e in private_entries), dtype=np.int64, count=count
+        )
+        if (sizes > 255).any():
+            raise ValueError("a private entry is at most 255 bytes after its prefix")
+        self._entry_length[:count] = sizes
+        self._entry_offset[:count] = np.cumsum(sizes) - sizes
+        self._prefix[:count] = np.fromiter(
+            (int.from_bytes(e[:PREFIX_SIZE], "big") if e else 0 for e in private_entries),
+            dtype=np.uint32,
+            count=count,
+        )
+        self._entries = bytearray(b"".join(e[PREFIX_SIZE:] for e in private_entries))
+
+    def _compact_entries(self) -> None:
+        live = np.flatnonzero(self._entry_length[: self._next_row] > 0).astype(np.int32)
+        kept, ends = _gather(self._entries, self._entry_offset[live], self._entry_length[live])
+        lengths = self._entry_length[live].astype(np.int64)
+        self._entries = bytearray(kept)
+        self._entry_offset[live] = np.array(ends, dtype=np.int64) - lengths
+        self._entry_garbage = 0
 
     def _claim(self, row: int) -> tuple[int, str]:
         return int(self._version[row]), self._user_id(row)
@@ -344,6 +438,10 @@ class RegistryIndex:
         self._arena[start : start + length] = bytes(length)
         self._garbage += length
         # Erasure leaves no trace of the number or the user in the arrays.
+        entry_start, entry_length = int(self._entry_offset[row]), int(self._entry_length[row])
+        self._entries[entry_start : entry_start + entry_length] = bytes(entry_length)
+        self._entry_garbage += entry_length
+        self._entry_length[row] = self._prefix[row] = 0
         self._hi[row] = self._lo[row] = self._version[row] = 0
         self._discoverable[row] = False
         self._uid_length[row] = 0
@@ -375,6 +473,9 @@ class RegistryIndex:
             self._discoverable,
             self._uid_offset,
             self._uid_length,
+            self._prefix,
+            self._entry_offset,
+            self._entry_length,
         )
 
     def _grow_rows(self) -> None:

@@ -8,7 +8,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Matches", "Registration", "RegistryStore"]
+__all__ = ["Matches", "Registration", "RegistryStore", "UserRow"]
+
+UserRow = tuple[str, bytes, bool, bytes]
+"""(user_id, fingerprint, discoverable, private_entry): one row of a bulk registration."""
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,20 @@ class RegistryStore(Protocol):
     unregistering removes every trace of the user.
     """
 
-    async def register(self, user_id: str, fingerprint: bytes, discoverable: bool) -> Registration:
-        """Add or move ``user_id`` to ``fingerprint`` (16 bytes); raises StoreUnavailable."""
+    async def register(
+        self, user_id: str, fingerprint: bytes, discoverable: bool, private_entry: bytes = b""
+    ) -> Registration:
+        """Add or move ``user_id`` to ``fingerprint`` (16 bytes); raises StoreUnavailable.
+
+        ``private_entry`` is the user's private-mode bucket entry (4-byte prefix, sealed
+        entry), empty for a user who is not discoverable.
+        """
         ...
 
-    async def register_many(self, users: list[tuple[str, bytes, bool]]) -> list[Registration]:
-        """Register (user_id, fingerprint, discoverable) rows in order, as ``register`` would.
+    async def register_many(self, users: list[UserRow]) -> list[Registration]:
+        """Register rows (user_id, fingerprint, discoverable, private_entry) in order.
+
+        Each row as ``register`` would.
 
         Each row is written whole or not at all; a store failure part-way raises
         StoreUnavailable and leaves the rows before it written.
@@ -62,6 +73,10 @@ class RegistryStore(Protocol):
         Only discoverable users match. Never waits on a store: lookups keep working while
         the store is down.
         """
+        ...
+
+    def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
+        """Private mode: every entry of the asked ``bits``-bit buckets, from process memory."""
         ...
 
     def __len__(self) -> int:

@@ -10,10 +10,11 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
+from onnet import _buckets as buckets
 from onnet import _oprf as oprf
 from onnet_server.core.errors import InvalidArgument
 
-__all__ = ["BlindEvaluator", "OprfKey"]
+__all__ = ["BlindEvaluator", "OprfKey", "private_entry"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,16 @@ class OprfKey:
         seed = hmac.new(pepper, b"onnet/oprf-seed/v1", hashlib.sha256).digest()
         secret, public = oprf.derive_key_pair(seed, b"onnet oprf key", oprf.Mode.OPRF)
         return cls(key_id, secret, public)
+
+
+def private_entry(key: OprfKey, e164: str, user_id: str) -> bytes:
+    """A user's bucket entry: the 4-byte prefix of T = OPRF(e164), then the sealed user id.
+
+    T comes from RFC 9497's direct Evaluate: at registration the server holds both the key
+    and the number.
+    """
+    output = oprf.evaluate(key.secret, e164.encode("ascii"))
+    return output[: buckets.PREFIX_SIZE] + buckets.seal_entry(output, user_id)
 
 
 class BlindEvaluator:

@@ -8,6 +8,7 @@ from onnet import contact_hash
 from onnet_server.core.errors import InvalidArgument, NotFound
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import Registration, RegistryStore
+from onnet_server.core.private import OprfKey, private_entry
 from onnet_server.core.validation import check_e164, check_user_id
 
 __all__ = ["ImportOutcome", "ImportRow", "RegistryService", "Rejection"]
@@ -42,17 +43,27 @@ class ImportOutcome:
 class RegistryService:
     """Adds, moves and erases users. The number itself is dropped once fingerprinted."""
 
-    def __init__(self, store: RegistryStore, fingerprinter: Fingerprinter) -> None:
-        """Write to ``store`` under the pepper behind ``fingerprinter``."""
+    def __init__(
+        self, store: RegistryStore, fingerprinter: Fingerprinter, oprf_key: OprfKey
+    ) -> None:
+        """Write to ``store`` under the pepper behind ``fingerprinter`` and ``oprf_key``."""
         self._store = store
         self._fingerprinter = fingerprinter
+        self._oprf_key = oprf_key
+
+    def _private_entry(self, user_id: str, e164: str, discoverable: bool) -> bytes:
+        """The user's bucket entry for private mode; none for a user who hides."""
+        if not discoverable:
+            return b""
+        return private_entry(self._oprf_key, e164, user_id)
 
     async def register(self, user_id: str, e164: str, discoverable: bool) -> Registration:
         """Register ``user_id`` at ``e164``, moving them if they held another number."""
         check_user_id(user_id)
         check_e164(e164)
         fingerprint = self._fingerprinter.fingerprint(contact_hash(e164))
-        return await self._store.register(user_id, fingerprint, discoverable)
+        entry = self._private_entry(user_id, e164, discoverable)
+        return await self._store.register(user_id, fingerprint, discoverable, entry)
 
     async def import_batch(self, rows: list[ImportRow], first_row: int) -> ImportOutcome:
         """Register every valid row; skip the others with their position and reason.
@@ -75,7 +86,12 @@ class RegistryService:
             fingerprints = self._fingerprinter.fingerprints(hashes)
             await self._store.register_many(
                 [
-                    (row.user_id, fingerprints[16 * i : 16 * i + 16], row.discoverable)
+                    (
+                        row.user_id,
+                        fingerprints[16 * i : 16 * i + 16],
+                        row.discoverable,
+                        self._private_entry(row.user_id, row.e164, row.discoverable),
+                    )
                     for i, row in enumerate(valid)
                 ]
             )

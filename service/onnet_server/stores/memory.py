@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
-from onnet_server.core.ports import Matches, Registration
+from onnet_server.core.ports import Matches, Registration, UserRow
 
 __all__ = ["MemoryRegistry"]
 
@@ -32,24 +32,34 @@ class MemoryRegistry:
         """Bytes held by the index's numpy arrays."""
         return self.index.nbytes
 
-    async def register(self, user_id: str, fingerprint: bytes, discoverable: bool) -> Registration:
+    async def register(
+        self, user_id: str, fingerprint: bytes, discoverable: bool, private_entry: bytes = b""
+    ) -> Registration:
         """Add or move ``user_id``; the newest holder of a number wins it."""
-        return self.register_now(user_id, fingerprint, discoverable)
+        return self.register_now(user_id, fingerprint, discoverable, private_entry)
 
-    def register_now(self, user_id: str, fingerprint: bytes, discoverable: bool) -> Registration:
+    def register_now(
+        self, user_id: str, fingerprint: bytes, discoverable: bool, private_entry: bytes = b""
+    ) -> Registration:
         """``register`` without the event loop, for bulk loading and benchmarks."""
         if len(fingerprint) != FINGERPRINT_SIZE:
             raise ValueError("a fingerprint is 16 bytes")
         updated = self.index.record(user_id) is not None
-        displaced = self.index.put(user_id, fingerprint, self._next_version(), discoverable)
+        displaced = self.index.put(
+            user_id, fingerprint, self._next_version(), discoverable, private_entry
+        )
         if displaced is not None:
             # The previous holder had only this number: losing it removes them.
             self.index.delete(displaced, self._next_version())
         return Registration(updated=updated, displaced_user_id=displaced)
 
-    async def register_many(self, users: list[tuple[str, bytes, bool]]) -> list[Registration]:
+    async def register_many(self, users: list[UserRow]) -> list[Registration]:
         """Register rows in order."""
-        return [self.register_now(user_id, fp, discoverable) for user_id, fp, discoverable in users]
+        return [self.register_now(*row) for row in users]
+
+    def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
+        """Private mode: every entry of the asked buckets."""
+        return self.index.bucket_entries(buckets, bits)
 
     async def unregister(self, user_id: str) -> bool:
         """Erase ``user_id``; False when no such user was registered."""

@@ -14,7 +14,8 @@ script on one cluster slot:
 Each group's users are spread again over ``BUCKETS`` small hashes, so that each stays in
 Redis's compact listpack encoding (128 entries by default; see README for larger
 registries). A record is 24 bytes: the 16-byte fingerprint, one flag byte, and a 7-byte
-big-endian version (microseconds of Redis time, kept increasing within the group).
+big-endian version (microseconds of Redis time, kept increasing within the group); then,
+for a discoverable user, the private-mode bucket entry (4-byte prefix, sealed user id).
 """
 
 from __future__ import annotations
@@ -43,30 +44,35 @@ class UserRecord:
     fingerprint: bytes
     discoverable: bool
     version: int
+    private_entry: bytes = b""
 
     @classmethod
     def unpack(cls, value: bytes) -> UserRecord:
-        """Read a 24-byte record."""
-        if len(value) != RECORD_SIZE:
-            raise ValueError(f"a record is {RECORD_SIZE} bytes, not {len(value)}")
+        """Read a record: 24 fixed bytes, then the private-mode entry, if any."""
+        if len(value) < RECORD_SIZE:
+            raise ValueError(f"a record is at least {RECORD_SIZE} bytes, not {len(value)}")
         flags = value[FINGERPRINT_SIZE]
-        version = int.from_bytes(value[FINGERPRINT_SIZE + 1 :], "big")
-        return cls(value[:FINGERPRINT_SIZE], bool(flags & _DISCOVERABLE), version)
+        version = int.from_bytes(value[FINGERPRINT_SIZE + 1 : RECORD_SIZE], "big")
+        return cls(
+            value[:FINGERPRINT_SIZE], bool(flags & _DISCOVERABLE), version, value[RECORD_SIZE:]
+        )
 
 
 def parse_records(
     values: list[bytes],
-) -> tuple[bytes, npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
-    """Many records at once: (packed fingerprints, versions, discoverable flags)."""
-    if any(len(value) != RECORD_SIZE for value in values):
-        raise ValueError(f"a record is {RECORD_SIZE} bytes")
-    table = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(-1, RECORD_SIZE)
+) -> tuple[bytes, npt.NDArray[np.uint64], npt.NDArray[np.bool_], list[bytes]]:
+    """Many records at once: (packed fingerprints, versions, discoverable flags, entries)."""
+    if any(len(value) < RECORD_SIZE for value in values):
+        raise ValueError(f"a record is at least {RECORD_SIZE} bytes")
+    fixed = b"".join(value[:RECORD_SIZE] for value in values)
+    entries = [value[RECORD_SIZE:] for value in values]
+    table = np.frombuffer(fixed, dtype=np.uint8).reshape(-1, RECORD_SIZE)
     fingerprints = np.ascontiguousarray(table[:, :FINGERPRINT_SIZE]).tobytes()
     flags = table[:, FINGERPRINT_SIZE]
     versions = np.zeros(len(values), dtype=np.uint64)
     for byte in table[:, FINGERPRINT_SIZE + 1 :].T:  # 7 bytes, big-endian
         versions = (versions << np.uint64(8)) | byte.astype(np.uint64)
-    return fingerprints, versions, (flags & _DISCOVERABLE).astype(bool)
+    return fingerprints, versions, (flags & _DISCOVERABLE).astype(bool), entries
 
 
 def flags_byte(discoverable: bool) -> bytes:

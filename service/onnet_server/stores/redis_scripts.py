@@ -30,13 +30,14 @@ local seq = redis.call('INCR', KEYS[3])
 """
 
 _REGISTER_LUA = (
-    """-- ARGV: user_id, fingerprint (16 bytes), flags (1 byte), stream maxlen, version floor
+    """-- ARGV: user_id, fingerprint (16 bytes), flags (1 byte), stream maxlen, version floor,
+-- private-mode entry (may be empty)
 local floor = tonumber(ARGV[5])
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 """
     + _NEXT_VERSION
     + """
-local value = ARGV[2] .. ARGV[3] .. struct.pack('>I7', version)
+local value = ARGV[2] .. ARGV[3] .. struct.pack('>I7', version) .. ARGV[6]
 redis.call('HSET', KEYS[1], ARGV[1], value)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
            'op', 'put', 'user', ARGV[1], 'value', value, 'seq', seq)
@@ -85,20 +86,21 @@ if struct.unpack('>I7', old, 18) >= tonumber(ARGV[3]) then return 0 end
 )
 
 _IMPORT_LUA = """-- KEYS: stream, seq, version of one group, then the bucket key of each user.
--- ARGV: stream maxlen, then user_id, fingerprint, flags, version floor for each user.
--- Each user is written as REGISTER would; the whole batch of the group in one step.
-local count = (#ARGV - 1) / 4
+-- ARGV: stream maxlen, then user_id, fingerprint, flags, version floor, private entry for
+-- each user. Each user is written as REGISTER would; the whole batch of the group in one step.
+local count = (#ARGV - 1) / 5
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local versions, updated = {}, {}
 for i = 1, count do
-  local user, fingerprint, flags = ARGV[4 * i - 2], ARGV[4 * i - 1], ARGV[4 * i]
+  local base = 5 * (i - 1) + 1
+  local user, fingerprint, flags = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local bucket = KEYS[3 + i]
-  local version = math.max(now, last + 1, tonumber(ARGV[4 * i + 1]))
+  local version = math.max(now, last + 1, tonumber(ARGV[base + 4]))
   last = version
   local seq = redis.call('INCR', KEYS[2])
-  local value = fingerprint .. flags .. struct.pack('>I7', version)
+  local value = fingerprint .. flags .. struct.pack('>I7', version) .. ARGV[base + 5]
   updated[i] = redis.call('HSET', bucket, user, value) == 0 and 1 or 0
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
              'op', 'put', 'user', user, 'value', value, 'seq', seq)

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from onnet_server.core.errors import StoreUnavailable
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
-from onnet_server.core.ports import Matches, Registration
+from onnet_server.core.ports import Matches, Registration, UserRow
 from onnet_server.stores.redis_connection import STORE_DOWN, RedisClient
 from onnet_server.stores.redis_layout import (
     GROUPS,
@@ -124,46 +124,52 @@ class RedisRegistry:
         """Answer from the in-process index; never waits on Redis."""
         return self.index.match(fingerprints)
 
-    async def register(self, user_id: str, fingerprint: bytes, discoverable: bool) -> Registration:
+    def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
+        """Private mode: every entry of the asked buckets, from the in-process index."""
+        return self.index.bucket_entries(buckets, bits)
+
+    async def register(
+        self, user_id: str, fingerprint: bytes, discoverable: bool, private_entry: bytes = b""
+    ) -> Registration:
         """Write the registration to Redis, then to this process's index."""
         if len(fingerprint) != FINGERPRINT_SIZE:
             raise ValueError("a fingerprint is 16 bytes")
         keys = self._layout.user_keys(user_id)
         args: list[bytes | str | int] = [
             user_id, fingerprint, flags_byte(discoverable), self._stream_maxlen,
-            self._version_floor(fingerprint),
+            self._version_floor(fingerprint), private_entry,
         ]  # fmt: skip
         old, version_text = await self._run(REGISTER, keys, args)
-        self.index.put(user_id, fingerprint, int(version_text), discoverable)
+        self.index.put(user_id, fingerprint, int(version_text), discoverable, private_entry)
         dropped = await self._settle(fingerprint)
         displaced = next((user for user in dropped if user != user_id), None)
         return Registration(updated=bool(old), displaced_user_id=displaced)
 
-    async def register_many(self, users: list[tuple[str, bytes, bool]]) -> list[Registration]:
+    async def register_many(self, users: list[UserRow]) -> list[Registration]:
         """Write a batch: one IMPORT script per group, all groups in one pipelined round trip.
 
         Rows that share a user or a number with another row of the batch are written after
         the others, one by one in batch order, so that they take effect in that order.
         """
-        if any(len(fp) != FINGERPRINT_SIZE for _, fp, _ in users):
+        if any(len(row[1]) != FINGERPRINT_SIZE for row in users):
             raise ValueError("a fingerprint is 16 bytes")
-        user_count = Counter(user_id for user_id, _, _ in users)
-        number_count = Counter(fp for _, fp, _ in users)
+        user_count = Counter(row[0] for row in users)
+        number_count = Counter(row[1] for row in users)
         independent = [
             position
-            for position, (user_id, fp, _) in enumerate(users)
-            if user_count[user_id] == 1 and number_count[fp] == 1
+            for position, row in enumerate(users)
+            if user_count[row[0]] == 1 and number_count[row[1]] == 1
         ]
         outcome: dict[int, Registration] = {}
         if independent:
             outcome.update(await self._write_independent(users, independent))
-        for position, (user_id, fp, discoverable) in enumerate(users):
+        for position, row in enumerate(users):
             if position not in outcome:
-                outcome[position] = await self.register(user_id, fp, discoverable)
+                outcome[position] = await self.register(*row)
         return [outcome[position] for position in range(len(users))]
 
     async def _write_independent(
-        self, users: list[tuple[str, bytes, bool]], positions: list[int]
+        self, users: list[UserRow], positions: list[int]
     ) -> dict[int, Registration]:
         by_group: dict[int, list[tuple[int, str]]] = {}
         for position in positions:
@@ -175,8 +181,8 @@ class RedisRegistry:
         for group, members in by_group.items():
             args: list[bytes | str | int] = [self._stream_maxlen]
             for position, _ in members:
-                user_id, fp, discoverable = users[position]
-                args += [user_id, fp, flags_byte(discoverable), self._version_floor(fp)]
+                user_id, fp, discoverable, entry = users[position]
+                args += [user_id, fp, flags_byte(discoverable), self._version_floor(fp), entry]
             keys = self._layout.group_keys(group) + [bucket for _, bucket in members]
             pipe.eval(IMPORT.source, len(keys), *keys, *args)
         try:
@@ -186,12 +192,12 @@ class RedisRegistry:
         written: dict[int, bool] = {}
         for (_group, members), (versions, updated) in zip(by_group.items(), replies, strict=True):
             for (position, _), version, was_there in zip(members, versions, updated, strict=True):
-                user_id, fp, discoverable = users[position]
-                self.index.put(user_id, fp, int(version), discoverable)
+                user_id, fp, discoverable, entry = users[position]
+                self.index.put(user_id, fp, int(version), discoverable, entry)
                 written[position] = bool(was_there)
         outcome = {}
         for position, was_there in written.items():
-            user_id, fp, _ = users[position]
+            user_id, fp = users[position][:2]
             dropped = await self._settle(fp)
             displaced = next((user for user in dropped if user != user_id), None)
             outcome[position] = Registration(was_there, displaced)
@@ -389,7 +395,10 @@ class RedisRegistry:
         claimed = None
         if entry[b"op"] == b"put":
             record = UserRecord.unpack(entry[b"value"])
-            self.index.put(user_id, record.fingerprint, record.version, record.discoverable)
+            self.index.put(
+                user_id, record.fingerprint, record.version, record.discoverable,
+                record.private_entry,
+            )  # fmt: skip
             claimed = record.fingerprint
         else:
             self.index.delete(user_id, int.from_bytes(entry[b"value"], "big"))

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+
+from onnet import _buckets as buckets
+
+
+def test_an_entry_opens_only_with_its_output() -> None:
+    output, other = os.urandom(64), os.urandom(64)
+    entry = buckets.seal_entry(output, "alice")
+    assert buckets.open_entry(output, entry) == "alice"
+    assert buckets.open_entry(other, entry) is None
+    tampered = entry[:-1] + bytes([entry[-1] ^ 1])
+    assert buckets.open_entry(output, tampered) is None
+    assert buckets.open_entry(output, entry[:10]) is None
+
+
+def test_sealing_twice_gives_different_bytes() -> None:
+    output = os.urandom(64)
+    assert buckets.seal_entry(output, "alice") != buckets.seal_entry(output, "alice")
+
+
+def test_bucket_numbers() -> None:
+    output = bytes.fromhex("abcdef01") + bytes(60)
+    assert buckets.prefix_of(output) == 0xABCDEF01
+    assert buckets.bucket_of(output, 0) == 0
+    assert buckets.bucket_of(output, 4) == 0xA
+    assert buckets.bucket_of(output, 16) == 0xABCD
+    assert buckets.bucket_of(output, 32) == 0xABCDEF01
