@@ -167,6 +167,12 @@ class DiscoveryCalls:
         """Discovery.BlindEvaluate."""
         return self._invoke(self._stub.BlindEvaluate, request, timeout)
 
+    def fetch_buckets(
+        self, request: discovery_pb2.FetchBucketsRequest, *, timeout: float | None = None
+    ) -> discovery_pb2.FetchBucketsResponse:
+        """Discovery.FetchBuckets."""
+        return self._invoke(self._stub.FetchBuckets, request, timeout)
+
 
 class AsyncDiscoveryCalls:
     """The Discovery service's RPCs over a grpc.aio channel."""
@@ -199,6 +205,12 @@ class AsyncDiscoveryCalls:
     ) -> discovery_pb2.BlindEvaluateResponse:
         """Discovery.BlindEvaluate."""
         return await self._invoke(self._stub.BlindEvaluate, request, timeout)
+
+    async def fetch_buckets(
+        self, request: discovery_pb2.FetchBucketsRequest, *, timeout: float | None = None
+    ) -> discovery_pb2.FetchBucketsResponse:
+        """Discovery.FetchBuckets."""
+        return await self._invoke(self._stub.FetchBuckets, request, timeout)
 
 
 class RegistryCalls:

@@ -28,6 +28,7 @@ from onnet._importing import (
     WindowedBatches,
 )
 from onnet._plan import DiscoveryPlan, DiscoveryResult
+from onnet._private import OutputCache, PrivatePlan
 from onnet.v1 import discovery_pb2, registry_pb2
 
 __all__ = [
@@ -56,6 +57,8 @@ class ServerConfig:
     """The RFC 9497 suite of BlindEvaluate ("ristretto255-SHA512"), or empty."""
     oprf_key_id: str = ""
     """The id of the server's OPRF key, or empty."""
+    bucket_prefix_bits: int = 0
+    """Bits of an OPRF output that name its bucket in FetchBuckets."""
 
     @classmethod
     def from_proto(cls, message: discovery_pb2.DiscoveryConfig) -> ServerConfig:
@@ -68,6 +71,7 @@ class ServerConfig:
             quota,
             message.oprf_suite,
             message.oprf_key_id,
+            message.bucket_prefix_bits,
         )
 
 
@@ -180,6 +184,7 @@ class Client(_BlockingChannel):
         self.calls = DiscoveryCalls(self._channel, timeout=timeout, metadata=metadata, retry=retry)
         """The typed call layer underneath, one method per RPC."""
         self._config: ServerConfig | None = None
+        self._outputs: OutputCache = {}
 
     def get_config(self) -> ServerConfig:
         """Ask the server for its parameters (cached after the first call)."""
@@ -192,20 +197,38 @@ class Client(_BlockingChannel):
         return self._config
 
     def discover(
-        self, numbers: Iterable[str], default_region: str | None = None
+        self, numbers: Iterable[str], default_region: str | None = None, *, private: bool = False
     ) -> DiscoveryResult:
         """Find which entries of an address book are on the network.
 
-        Entries are normalized with ``default_region``; invalid ones are returned as rejected,
-        and each distinct number is uploaded once, as a contact hash, in batches no larger than
-        the server allows.
+        Entries are normalized with ``default_region``; invalid ones are returned as rejected.
+        Each distinct number is uploaded once, as a contact hash, in batches no larger than
+        the server allows; with ``private``, only as a blinded OPRF element (RFC 9497) and a
+        bucket number, so the server learns neither the number nor its hash.
         """
         plan = DiscoveryPlan(numbers, default_region)
+        if private:
+            return plan.result(self._discover_private(plan))
         matched: dict[int, str] = {}
         for first_index, batch in plan.batches(self.get_config().max_batch):
             response = self.calls.discover(discovery_pb2.DiscoverRequest(hashes=batch))
             _collect(first_index, batch, response, matched)
         return plan.result(matched)
+
+    def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
+        # Fresh parameters: the bucket size follows the registry's.
+        config = ServerConfig.from_proto(self.calls.get_config(discovery_pb2.GetConfigRequest()))
+        private = PrivatePlan(plan.unique_numbers, self._outputs, config.oprf_key_id)
+        for indexes, blinded in private.blinded_batches(config.max_batch):
+            evaluate = discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
+            private.take_evaluated(indexes, self.calls.blind_evaluate(evaluate).evaluated_elements)
+        bits = config.bucket_prefix_bits
+        entries: dict[int, list[bytes]] = {}
+        for wanted in private.bucket_requests(bits, config.max_batch):
+            fetch = discovery_pb2.FetchBucketsRequest(prefix_bits=bits, buckets=wanted)
+            for bucket in self.calls.fetch_buckets(fetch).buckets:
+                entries[bucket.bucket] = list(bucket.entries)
+        return private.matches(bits, entries)
 
 
 class AsyncClient(_AsyncChannel):
@@ -227,6 +250,7 @@ class AsyncClient(_AsyncChannel):
         )
         """The typed call layer underneath, one method per RPC."""
         self._config: ServerConfig | None = None
+        self._outputs: OutputCache = {}
 
     async def get_config(self) -> ServerConfig:
         """Ask the server for its parameters (cached after the first call)."""
@@ -238,16 +262,34 @@ class AsyncClient(_AsyncChannel):
         return self._config
 
     async def discover(
-        self, numbers: Iterable[str], default_region: str | None = None
+        self, numbers: Iterable[str], default_region: str | None = None, *, private: bool = False
     ) -> DiscoveryResult:
         """Find which entries of an address book are on the network (see Client.discover)."""
         plan = DiscoveryPlan(numbers, default_region)
+        if private:
+            return plan.result(await self._discover_private(plan))
         matched: dict[int, str] = {}
         max_batch = (await self.get_config()).max_batch
         for first_index, batch in plan.batches(max_batch):
             response = await self.calls.discover(discovery_pb2.DiscoverRequest(hashes=batch))
             _collect(first_index, batch, response, matched)
         return plan.result(matched)
+
+    async def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
+        message = await self.calls.get_config(discovery_pb2.GetConfigRequest())
+        config = ServerConfig.from_proto(message)
+        private = PrivatePlan(plan.unique_numbers, self._outputs, config.oprf_key_id)
+        for indexes, blinded in private.blinded_batches(config.max_batch):
+            request = discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
+            response = await self.calls.blind_evaluate(request)
+            private.take_evaluated(indexes, response.evaluated_elements)
+        bits = config.bucket_prefix_bits
+        entries: dict[int, list[bytes]] = {}
+        for wanted in private.bucket_requests(bits, config.max_batch):
+            request_buckets = discovery_pb2.FetchBucketsRequest(prefix_bits=bits, buckets=wanted)
+            for bucket in (await self.calls.fetch_buckets(request_buckets)).buckets:
+                entries[bucket.bucket] = list(bucket.entries)
+        return private.matches(bits, entries)
 
 
 class RegistryClient(_BlockingChannel):

@@ -106,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("file", type=Path, metavar="FILE", help="a .csv or .vcf address book")
     discover.add_argument("--region", type=_region, help="region for national numbers, e.g. US")
     discover.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    discover.add_argument(
+        "--private",
+        action="store_true",
+        help="private mode: send blinded OPRF elements and bucket numbers, not hashes",
+    )
     discover.set_defaults(run=_discover)
 
     bulk = client_command("import", "register many users from a CSV file")
@@ -234,7 +239,7 @@ def _import(args: argparse.Namespace) -> int:
 def _discover(args: argparse.Namespace) -> int:
     numbers = onnet.read_address_book(args.file)
     with onnet.Client(args.target, timeout=args.timeout) as client:
-        result = client.discover(numbers, default_region=args.region)
+        result = client.discover(numbers, default_region=args.region, private=args.private)
     if args.json:
         print(json.dumps(_as_json(result), indent=2, ensure_ascii=False))
     else:

@@ -16,7 +16,7 @@ from onnet_server.config import ServerConfig
 from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import RegistryStore
-from onnet_server.core.private import BlindEvaluator, OprfKey
+from onnet_server.core.private import BlindEvaluator, BucketServer, OprfKey
 from onnet_server.core.registry import RegistryService
 from onnet_server.pepper import Pepper, load_pepper
 from onnet_server.servicer import DiscoveryServicer, RegistryServicer
@@ -109,7 +109,12 @@ async def start_server(
     oprf_key = OprfKey.from_pepper(pepper.key, pepper.key_id)
     evaluator = BlindEvaluator(oprf_key, config.max_batch)
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(
-        DiscoveryServicer(DiscoveryService(store, fingerprinter, limits), evaluator), server
+        DiscoveryServicer(
+            DiscoveryService(store, fingerprinter, limits),
+            evaluator,
+            BucketServer(store, config.max_batch),
+        ),
+        server,
     )
     registry_pb2_grpc.add_RegistryServicer_to_server(
         RegistryServicer(RegistryService(store, fingerprinter, oprf_key)), server

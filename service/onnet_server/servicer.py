@@ -14,7 +14,7 @@ from onnet import _oprf as oprf
 from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
 from onnet_server.core.discovery import DiscoveryService
 from onnet_server.core.errors import DomainError
-from onnet_server.core.private import BlindEvaluator
+from onnet_server.core.private import BlindEvaluator, BucketServer
 from onnet_server.core.registry import ImportRow, RegistryService
 from onnet_server.status import status_of, translate_errors
 
@@ -25,6 +25,9 @@ _log = logging.getLogger(__name__)
 
 DiscoverContext = aio.ServicerContext[discovery_pb2.DiscoverRequest, discovery_pb2.DiscoverResponse]
 ConfigContext = aio.ServicerContext[discovery_pb2.GetConfigRequest, discovery_pb2.DiscoveryConfig]
+FetchContext = aio.ServicerContext[
+    discovery_pb2.FetchBucketsRequest, discovery_pb2.FetchBucketsResponse
+]
 EvaluateContext = aio.ServicerContext[
     discovery_pb2.BlindEvaluateRequest, discovery_pb2.BlindEvaluateResponse
 ]
@@ -38,10 +41,13 @@ UnregisterContext = aio.ServicerContext[
 class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
     """onnet.v1.Discovery over DiscoveryService."""
 
-    def __init__(self, discovery: DiscoveryService, evaluator: BlindEvaluator) -> None:
-        """Serve ``discovery`` and private mode's ``evaluator``."""
+    def __init__(
+        self, discovery: DiscoveryService, evaluator: BlindEvaluator, buckets: BucketServer
+    ) -> None:
+        """Serve ``discovery``, and private mode's ``evaluator`` and ``buckets``."""
         self._discovery = discovery
         self._evaluator = evaluator
+        self._buckets = buckets
 
     @translate_errors
     async def Discover(
@@ -69,6 +75,21 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
             quota_remaining=parameters.quota_remaining,
             oprf_suite=oprf.SUITE,
             oprf_key_id=self._evaluator.key.key_id,
+            bucket_prefix_bits=self._buckets.prefix_bits(),
+        )
+
+    @translate_errors
+    async def FetchBuckets(
+        self, request: discovery_pb2.FetchBucketsRequest, context: FetchContext
+    ) -> discovery_pb2.FetchBucketsResponse:
+        """Every entry of the asked buckets."""
+        found = self._buckets.fetch(request.prefix_bits, list(request.buckets))
+        _log.debug("FetchBuckets: %d buckets", len(found))
+        return discovery_pb2.FetchBucketsResponse(
+            buckets=[
+                discovery_pb2.Bucket(bucket=bucket, entries=entries)
+                for bucket, entries in found.items()
+            ]
         )
 
     @translate_errors

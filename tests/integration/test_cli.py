@@ -53,6 +53,10 @@ def test_the_readme_walkthrough() -> None:
             ("+442079460958", "charles"),
         }
         assert [r["raw"] for r in as_json["rejected"]] == ["555-0199"]
+        private = onnet_cli(
+            "discover", str(SAMPLE), "--json", "--private", "--region", "US", *target
+        )
+        assert json.loads(private.stdout) == as_json
         gone = onnet_cli("unregister", "alice", *target)
         assert (gone.returncode, gone.stdout.strip()) == (0, "unregistered alice")
         again = onnet_cli("unregister", "alice", *target)

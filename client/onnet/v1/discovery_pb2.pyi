@@ -22,6 +22,83 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class FetchBucketsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFIX_BITS_FIELD_NUMBER: _builtins.int
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    prefix_bits: _builtins.int
+    """Bits that name a bucket: DiscoveryConfig.bucket_prefix_bits (or up to 2 fewer, if the
+    registry grew since the client asked; at most 24).
+    """
+    @_builtins.property
+    def buckets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Bucket numbers, each below 2^prefix_bits (1 <= count <= max_batch)."""
+
+    def __init__(
+        self,
+        *,
+        prefix_bits: _builtins.int = ...,
+        buckets: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buckets", b"buckets", "prefix_bits", b"prefix_bits"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchBucketsRequest: _TypeAlias = FetchBucketsRequest  # noqa: Y015
+
+@_typing.final
+class FetchBucketsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def buckets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Bucket]:
+        """One per distinct bucket asked, in ascending order of bucket number."""
+
+    def __init__(
+        self,
+        *,
+        buckets: _abc.Iterable[Global___Bucket] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["buckets", b"buckets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchBucketsResponse: _TypeAlias = FetchBucketsResponse  # noqa: Y015
+
+@_typing.final
+class Bucket(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Each entry: an 8-byte tag, a 12-byte nonce, and the user id sealed with
+        ChaCha20-Poly1305 (see docs/protocol.md for the key and tag derivations).
+        """
+
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.int = ...,
+        entries: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Bucket: _TypeAlias = Bucket  # noqa: Y015
+
+@_typing.final
 class BlindEvaluateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -162,7 +239,9 @@ class DiscoveryConfig(_message.Message):
     oprf_key_id: _builtins.str
     """Id of the server's OPRF key."""
     bucket_prefix_bits: _builtins.int
-    """Bits of each OPRF output sent to FetchBuckets; 0 while FetchBuckets is not served."""
+    """Bits of an OPRF output that name its bucket in FetchBuckets (grows with the registry,
+    so that a bucket holds a few tens of entries).
+    """
     quota_remaining: _builtins.int
     """New numbers the calling account may still test; unset when no quota is enforced."""
     max_message_bytes: _builtins.int

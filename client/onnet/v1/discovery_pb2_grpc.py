@@ -50,6 +50,11 @@ class DiscoveryStub:
                 request_serializer=onnet_dot_v1_dot_discovery__pb2.BlindEvaluateRequest.SerializeToString,
                 response_deserializer=onnet_dot_v1_dot_discovery__pb2.BlindEvaluateResponse.FromString,
                 _registered_method=True)
+        self.FetchBuckets = channel.unary_unary(
+                '/onnet.v1.Discovery/FetchBuckets',
+                request_serializer=onnet_dot_v1_dot_discovery__pb2.FetchBucketsRequest.SerializeToString,
+                response_deserializer=onnet_dot_v1_dot_discovery__pb2.FetchBucketsResponse.FromString,
+                _registered_method=True)
 
 
 class DiscoveryServicer:
@@ -78,6 +83,14 @@ class DiscoveryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchBuckets(self, request, context):
+        """Private mode, step 4: every entry of the asked buckets. A bucket is named by the first
+        `prefix_bits` bits of an OPRF output; an entry opens only with the output it was made for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DiscoveryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +108,11 @@ def add_DiscoveryServicer_to_server(servicer, server):
                     servicer.BlindEvaluate,
                     request_deserializer=onnet_dot_v1_dot_discovery__pb2.BlindEvaluateRequest.FromString,
                     response_serializer=onnet_dot_v1_dot_discovery__pb2.BlindEvaluateResponse.SerializeToString,
+            ),
+            'FetchBuckets': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchBuckets,
+                    request_deserializer=onnet_dot_v1_dot_discovery__pb2.FetchBucketsRequest.FromString,
+                    response_serializer=onnet_dot_v1_dot_discovery__pb2.FetchBucketsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +197,33 @@ class Discovery:
             '/onnet.v1.Discovery/BlindEvaluate',
             onnet_dot_v1_dot_discovery__pb2.BlindEvaluateRequest.SerializeToString,
             onnet_dot_v1_dot_discovery__pb2.BlindEvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchBuckets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onnet.v1.Discovery/FetchBuckets',
+            onnet_dot_v1_dot_discovery__pb2.FetchBucketsRequest.SerializeToString,
+            onnet_dot_v1_dot_discovery__pb2.FetchBucketsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,10 @@ class DiscoveryStub:
     """Private mode, step 2: applies the server's OPRF key (RFC 9497, ristretto255-SHA512,
     mode OPRF) to blinded elements. The server learns nothing about the numbers behind them.
     """
+    FetchBuckets: _grpc.UnaryUnaryMultiCallable[_discovery_pb2.FetchBucketsRequest, _discovery_pb2.FetchBucketsResponse]
+    """Private mode, step 4: every entry of the asked buckets. A bucket is named by the first
+    `prefix_bits` bits of an OPRF output; an entry opens only with the output it was made for.
+    """
 
 @_typing.type_check_only
 class DiscoveryAsyncStub(DiscoveryStub):
@@ -57,6 +61,10 @@ class DiscoveryAsyncStub(DiscoveryStub):
     BlindEvaluate: _aio.UnaryUnaryMultiCallable[_discovery_pb2.BlindEvaluateRequest, _discovery_pb2.BlindEvaluateResponse]  # type: ignore[assignment]
     """Private mode, step 2: applies the server's OPRF key (RFC 9497, ristretto255-SHA512,
     mode OPRF) to blinded elements. The server learns nothing about the numbers behind them.
+    """
+    FetchBuckets: _aio.UnaryUnaryMultiCallable[_discovery_pb2.FetchBucketsRequest, _discovery_pb2.FetchBucketsResponse]  # type: ignore[assignment]
+    """Private mode, step 4: every entry of the asked buckets. A bucket is named by the first
+    `prefix_bits` bits of an OPRF output; an entry opens only with the output it was made for.
     """
 
 class DiscoveryServicer(metaclass=_abc_1.ABCMeta):
@@ -86,6 +94,16 @@ class DiscoveryServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_discovery_pb2.BlindEvaluateResponse, _abc.Awaitable[_discovery_pb2.BlindEvaluateResponse]]:
         """Private mode, step 2: applies the server's OPRF key (RFC 9497, ristretto255-SHA512,
         mode OPRF) to blinded elements. The server learns nothing about the numbers behind them.
+        """
+
+    @_abc_1.abstractmethod
+    def FetchBuckets(
+        self,
+        request: _discovery_pb2.FetchBucketsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_discovery_pb2.FetchBucketsResponse, _abc.Awaitable[_discovery_pb2.FetchBucketsResponse]]:
+        """Private mode, step 4: every entry of the asked buckets. A bucket is named by the first
+        `prefix_bits` bits of an OPRF output; an entry opens only with the output it was made for.
         """
 
 def add_DiscoveryServicer_to_server(servicer: DiscoveryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from onnet import _buckets as buckets
 from onnet import _oprf as oprf
 from onnet_server.core.errors import InvalidArgument
+from onnet_server.core.ports import RegistryStore
 
-__all__ = ["BlindEvaluator", "OprfKey", "private_entry"]
+__all__ = ["BlindEvaluator", "BucketServer", "OprfKey", "prefix_bits_for", "private_entry"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +85,49 @@ class BlindEvaluator:
                     f"element {index} is not a canonical, non-identity ristretto255 element",
                 ) from None
         return b"".join(evaluated)
+
+
+# Buckets are sized for a few tens of entries: 2^bits buckets for n users.
+_ENTRIES_PER_BUCKET = 32
+_MAX_PREFIX_BITS = 24
+_BITS_SLACK = 2  # a client may ask with a few bits fewer, if the registry grew meanwhile
+
+
+def prefix_bits_for(users: int) -> int:
+    """Bucket prefix length for a registry of ``users``: about 32 entries a bucket."""
+    bits = 0
+    while bits < _MAX_PREFIX_BITS and users >> (bits + 1) >= _ENTRIES_PER_BUCKET:
+        bits += 1
+    return bits
+
+
+class BucketServer:
+    """FetchBuckets: entries of the asked buckets, from the store's in-process index."""
+
+    def __init__(self, store: RegistryStore, max_batch: int) -> None:
+        """Serve ``store``'s entries, at most ``max_batch`` buckets a call."""
+        self._store = store
+        self._max_batch = max_batch
+
+    def prefix_bits(self) -> int:
+        """The bucket prefix length that GetConfig announces now."""
+        return prefix_bits_for(len(self._store))
+
+    def fetch(self, prefix_bits: int, buckets: list[int]) -> dict[int, list[bytes]]:
+        """Entries by bucket, for distinct ``buckets``, ascending."""
+        current = self.prefix_bits()
+        if not max(0, current - _BITS_SLACK) <= prefix_bits <= _MAX_PREFIX_BITS:
+            raise InvalidArgument(
+                "prefix_bits",
+                f"must be between {max(0, current - _BITS_SLACK)} and {_MAX_PREFIX_BITS} "
+                f"(GetConfig says {current})",
+            )
+        if not buckets:
+            raise InvalidArgument("buckets", "must name at least one bucket")
+        if len(buckets) > self._max_batch:
+            raise InvalidArgument(
+                "buckets", f"{len(buckets)} buckets exceed the limit of {self._max_batch}"
+            )
+        if max(buckets) >> prefix_bits:
+            raise InvalidArgument("buckets", f"a bucket number is not below 2^{prefix_bits}")
+        return self._store.bucket_entries(sorted(set(buckets)), prefix_bits)

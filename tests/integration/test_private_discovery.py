@@ -1,0 +1,81 @@
+"""Private discovery (RFC 9497 OPRF + buckets) returns exactly what hashed mode returns,
+on memory, Redis and a Redis Cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+import onnet
+from onnet.v1 import discovery_pb2
+from tests.servers import ThreadedServer
+
+USERS = {
+    "alice": ("+14155550100", True),
+    "bob": ("+442079460958", True),
+    "carol": ("+4930901820", False),  # hidden: never found, in either mode
+    "dave": ("+33612345678", True),
+}
+BOOK = ["(415) 555-0100", "+44 20 7946 0958", "+49 30 901820", "+1 202 555 0123", "911"]
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def private_server(
+    request: pytest.FixtureRequest, make_server: Callable[..., ThreadedServer]
+) -> ThreadedServer:
+    if request.param == "memory":
+        return make_server()
+    if request.param == "redis":
+        return make_server(redis_url=request.getfixturevalue("redis_url"))
+    return make_server(redis_cluster=request.getfixturevalue("cluster_seeds"))
+
+
+def test_private_equals_hashed(private_server: ThreadedServer) -> None:
+    with onnet.RegistryClient(private_server.target) as registry:
+        for user_id, (e164, discoverable) in USERS.items():
+            registry.register(user_id, e164, discoverable=discoverable)
+        registry.register("dave", "+12025550123")  # a move: the old number's entry goes
+    with onnet.Client(private_server.target) as client:
+        hashed = client.discover(BOOK, "US")
+        private = client.discover(BOOK, "US", private=True)
+        again = client.discover(BOOK, "US", private=True)  # from cached outputs
+    assert private == hashed == again
+    assert {m.user_id for m in private.matches} == {"alice", "bob", "dave"}
+
+
+async def test_async_private_discovery(private_server: ThreadedServer) -> None:
+    async with onnet.AsyncRegistryClient(private_server.target) as registry:
+        await registry.register("alice", "+14155550100")
+    async with onnet.AsyncClient(private_server.target) as client:
+        result = await client.discover(BOOK, "US", private=True)
+    assert [(m.e164, m.user_id) for m in result.matches] == [("+14155550100", "alice")]
+
+
+def test_a_recycled_number_opens_only_for_its_new_holder(server: ThreadedServer) -> None:
+    with onnet.RegistryClient(server.target) as registry:
+        registry.register("alice", "+14155550100")
+        registry.register("bob", "+14155550100")
+    with onnet.Client(server.target) as client:
+        result = client.discover(["+14155550100"], private=True)
+    assert [m.user_id for m in result.matches] == ["bob"]
+
+
+@pytest.mark.parametrize(
+    ("bits", "buckets", "field", "message"),
+    [
+        (0, [], "buckets", "at least one bucket"),
+        (4, [16], "buckets", "not below 2^4"),
+        (25, [1], "prefix_bits", "between 0 and 24"),
+        (0, list(range(10_001)), "buckets", "exceed the limit of 10000"),
+    ],
+)
+def test_bad_bucket_requests(
+    server: ThreadedServer, bits: int, buckets: list[int], field: str, message: str
+) -> None:
+    request = discovery_pb2.FetchBucketsRequest(prefix_bits=bits, buckets=buckets)
+    with onnet.Client(server.target) as client:
+        with pytest.raises(onnet.InvalidArgumentError) as caught:
+            client.calls.fetch_buckets(request)
+        assert caught.value.field == field
+        assert message in caught.value.reason
