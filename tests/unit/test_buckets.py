@@ -33,9 +33,9 @@ def test_buckets_hold_a_few_tens_of_entries() -> None:
     from onnet_server.core.private import prefix_bits_for
 
     assert prefix_bits_for(0) == 0
-    assert prefix_bits_for(63) == 0
-    assert prefix_bits_for(64) == 1
+    assert prefix_bits_for(31) == 0
+    assert prefix_bits_for(32) == 1
     for users in (1_000, 100_000, 1_000_000, 10_000_000):
         per_bucket = users / 2 ** prefix_bits_for(users)
-        assert 32 <= per_bucket < 64
+        assert 16 <= per_bucket < 32
     assert prefix_bits_for(10**12) == 24
