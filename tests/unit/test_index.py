@@ -212,3 +212,15 @@ def test_records_parse_alike_one_by_one_and_in_bulk() -> None:
         assert int(versions[i]) == one.version
         assert bool(discoverable[i]) == one.discoverable
         assert entries[i] == one.private_entry
+
+
+def test_user_hashes_agree_one_by_one_and_in_bulk() -> None:
+    from onnet_server.core.index import _user_hash, _user_hashes
+
+    users = ["a", "alice", "user-0000001", "~" * 64, "acct:12 34", "b"]
+    arena = bytearray("".join(users).encode())
+    lengths = np.array([len(u) for u in users], dtype=np.uint8)
+    offsets = (np.cumsum(lengths, dtype=np.int64) - lengths).astype(np.uint32)
+    bulk = _user_hashes(arena, offsets, lengths).tolist()
+    assert bulk == [_user_hash(u) for u in users]
+    assert len(set(bulk)) == len(users)
