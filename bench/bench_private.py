@@ -56,7 +56,7 @@ def onnet_side(users: int) -> dict[str, float]:
     assert config.pepper_hex is not None
     pepper = bytes.fromhex(config.pepper_hex)
     fingerprinter = Fingerprinter(pepper)
-    key = OprfKey.from_pepper(pepper, "bench")
+    key = OprfKey.from_pepper(pepper)
     store = MemoryRegistry()
     for i, e164 in enumerate(server_items):
         fingerprint = fingerprinter.fingerprint(onnet.contact_hash(e164))

@@ -10,6 +10,7 @@ from typing import Self
 import grpc
 from grpc import aio
 
+from onnet import _oprf as oprf
 from onnet._calls import (
     AsyncDiscoveryCalls,
     AsyncRegistryCalls,
@@ -19,7 +20,7 @@ from onnet._calls import (
     RetryPolicy,
 )
 from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION
-from onnet._errors import InternalServiceError, OnnetError
+from onnet._errors import InternalServiceError, OnnetError, UnavailableError
 from onnet._importing import (
     AsyncWindowedBatches,
     ImportProgressCallback,
@@ -59,6 +60,8 @@ class ServerConfig:
     """The id of the server's OPRF key, or empty."""
     bucket_prefix_bits: int = 0
     """Bits of an OPRF output that name its bucket in FetchBuckets."""
+    max_buckets: int = 0
+    """The most buckets one FetchBuckets may ask for (bounds the response's size)."""
 
     @classmethod
     def from_proto(cls, message: discovery_pb2.DiscoveryConfig) -> ServerConfig:
@@ -72,6 +75,7 @@ class ServerConfig:
             message.oprf_suite,
             message.oprf_key_id,
             message.bucket_prefix_bits,
+            message.max_buckets,
         )
 
 
@@ -83,6 +87,24 @@ class RegisterResult:
     """True when the user was already registered (perhaps under another number)."""
     displaced_user_id: str
     """The user who held this number before and lost it; empty if none."""
+
+
+def _check_private(config: ServerConfig) -> None:
+    """Refuse to run private mode against parameters this SDK cannot use."""
+    _check_server(config)
+    if config.oprf_suite != oprf.SUITE or not config.oprf_key_id:
+        raise OnnetError(f"the server offers no {oprf.SUITE} private mode")
+    if not 0 <= config.bucket_prefix_bits <= 32 or config.max_buckets < 1:
+        raise OnnetError("the server announced unusable bucket parameters")
+
+
+def _check_key(config: ServerConfig, key_id: str) -> None:
+    # A key that changed between GetConfig and BlindEvaluate (a rotation, or servers that
+    # disagree) would put wrong outputs in the cache: stop, so the next call starts afresh.
+    if key_id != config.oprf_key_id:
+        raise UnavailableError(
+            grpc.StatusCode.UNAVAILABLE, "the server's OPRF key changed during discovery; retry"
+        )
 
 
 def _check_server(config: ServerConfig) -> None:
@@ -218,13 +240,16 @@ class Client(_BlockingChannel):
     def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
         # Fresh parameters: the bucket size follows the registry's.
         config = ServerConfig.from_proto(self.calls.get_config(discovery_pb2.GetConfigRequest()))
+        _check_private(config)
         private = PrivatePlan(plan.unique_numbers, self._outputs, config.oprf_key_id)
         for indexes, blinded in private.blinded_batches(config.max_batch):
             evaluate = discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
-            private.take_evaluated(indexes, self.calls.blind_evaluate(evaluate).evaluated_elements)
+            response = self.calls.blind_evaluate(evaluate)
+            _check_key(config, response.key_id)
+            private.take_evaluated(indexes, response.evaluated_elements)
         bits = config.bucket_prefix_bits
         entries: dict[int, list[bytes]] = {}
-        for wanted in private.bucket_requests(bits, config.max_batch):
+        for wanted in private.bucket_requests(bits, config.max_buckets):
             fetch = discovery_pb2.FetchBucketsRequest(prefix_bits=bits, buckets=wanted)
             for bucket in self.calls.fetch_buckets(fetch).buckets:
                 entries[bucket.bucket] = list(bucket.entries)
@@ -278,14 +303,16 @@ class AsyncClient(_AsyncChannel):
     async def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
         message = await self.calls.get_config(discovery_pb2.GetConfigRequest())
         config = ServerConfig.from_proto(message)
+        _check_private(config)
         private = PrivatePlan(plan.unique_numbers, self._outputs, config.oprf_key_id)
         for indexes, blinded in private.blinded_batches(config.max_batch):
             request = discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
             response = await self.calls.blind_evaluate(request)
+            _check_key(config, response.key_id)
             private.take_evaluated(indexes, response.evaluated_elements)
         bits = config.bucket_prefix_bits
         entries: dict[int, list[bytes]] = {}
-        for wanted in private.bucket_requests(bits, config.max_batch):
+        for wanted in private.bucket_requests(bits, config.max_buckets):
             request_buckets = discovery_pb2.FetchBucketsRequest(prefix_bits=bits, buckets=wanted)
             for bucket in (await self.calls.fetch_buckets(request_buckets)).buckets:
                 entries[bucket.bucket] = list(bucket.entries)

@@ -70,7 +70,25 @@ def _i2osp(value: int, length: int) -> bytes:
 
 
 def _length_prefixed(*parts: bytes) -> bytes:
+    if any(len(part) > 0xFFFF for part in parts):
+        raise OprfError
     return b"".join(_i2osp(len(part), 2) + part for part in parts)
+
+
+_ORDER = 2**252 + 27742317777372353535851937790883648493  # ristretto255's group order
+
+
+def _check_scalar(scalar: bytes) -> None:
+    """Refuse a scalar that is not a canonical encoding (little-endian, below the order)."""
+    if len(scalar) != SCALAR_SIZE or int.from_bytes(scalar, "little") >= _ORDER:
+        raise OprfError
+
+
+def _base_mul(scalar: bytes) -> bytes:
+    try:
+        return bytes(pysodium.crypto_scalarmult_ristretto255_base(scalar))
+    except ValueError:
+        raise OprfError from None
 
 
 def context_string(mode: Mode) -> bytes:
@@ -148,7 +166,7 @@ def derive_key_pair(seed: bytes, info: bytes, mode: Mode) -> tuple[bytes, bytes]
 
 def public_key(secret: bytes) -> bytes:
     """The public key (skS * G) of a secret key."""
-    return bytes(pysodium.crypto_scalarmult_ristretto255_base(secret))
+    return _base_mul(secret)
 
 
 def blind(message: bytes, mode: Mode = Mode.OPRF) -> tuple[bytes, bytes]:
@@ -226,7 +244,7 @@ def _generate_proof_with(
 ) -> bytes:
     public = public_key(secret)
     m, z = _composites(public, blinded, evaluated, mode, secret)
-    t2 = bytes(pysodium.crypto_scalarmult_ristretto255_base(r))
+    t2 = _base_mul(r)
     t3 = _mul(r, m)
     c = _challenge(mode, public, m, z, t2, t3)
     s = bytes(pysodium.crypto_core_ristretto255_scalar_sub(
@@ -249,7 +267,9 @@ def verify_proof(
         check_element(element)
     m, z = _composites(public, blinded, evaluated, mode, None)
     c, s = proof[:SCALAR_SIZE], proof[SCALAR_SIZE:]
-    t2 = _add(bytes(pysodium.crypto_scalarmult_ristretto255_base(s)), _mul(c, public))
+    _check_scalar(c)
+    _check_scalar(s)  # a non-canonical s would make the proof malleable
+    t2 = _add(_base_mul(s), _mul(c, public))
     t3 = _add(_mul(s, m), _mul(c, z))
     if not hmac.compare_digest(_challenge(mode, public, m, z, t2, t3), c):
         raise OprfError

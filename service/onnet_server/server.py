@@ -106,13 +106,13 @@ async def start_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    oprf_key = OprfKey.from_pepper(pepper.key, pepper.key_id)
+    oprf_key = OprfKey.from_pepper(pepper.key)
     evaluator = BlindEvaluator(oprf_key, config.max_batch)
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(
         DiscoveryServicer(
             DiscoveryService(store, fingerprinter, limits),
             evaluator,
-            BucketServer(store, config.max_batch),
+            BucketServer(store, config.max_message_bytes),
         ),
         server,
     )

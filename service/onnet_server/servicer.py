@@ -76,6 +76,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
             oprf_suite=oprf.SUITE,
             oprf_key_id=self._evaluator.key.key_id,
             bucket_prefix_bits=self._buckets.prefix_bits(),
+            max_buckets=self._buckets.max_buckets,
         )
 
     @translate_errors

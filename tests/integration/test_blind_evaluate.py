@@ -14,10 +14,11 @@ NUMBERS = [b"+14155550100", b"+442079460958", b"+4930901820"]
 
 
 def server_key(server: ThreadedServer) -> OprfKey:
-    with onnet.Client(server.target) as client:
-        key_id = client.get_config().oprf_key_id
     assert server.config.pepper_hex is not None
-    return OprfKey.from_pepper(bytes.fromhex(server.config.pepper_hex), key_id)
+    key = OprfKey.from_pepper(bytes.fromhex(server.config.pepper_hex))
+    with onnet.Client(server.target) as client:
+        assert client.get_config().oprf_key_id == key.key_id
+    return key
 
 
 def test_blind_evaluate_then_finalize_gives_the_prf_output(server: ThreadedServer) -> None:

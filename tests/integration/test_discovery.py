@@ -110,7 +110,10 @@ def test_get_config(server: ThreadedServer) -> None:
         quota_remaining=None,
         oprf_suite="ristretto255-SHA512",
         oprf_key_id=config.oprf_key_id,
+        bucket_prefix_bits=0,
+        max_buckets=config.max_buckets,
     )
+    assert config.max_buckets >= 100
     assert config.oprf_key_id
 
 

@@ -65,9 +65,9 @@ def test_a_recycled_number_opens_only_for_its_new_holder(server: ThreadedServer)
     ("bits", "buckets", "field", "message"),
     [
         (0, [], "buckets", "at least one bucket"),
-        (4, [16], "buckets", "not below 2^4"),
-        (25, [1], "prefix_bits", "between 0 and 24"),
-        (0, list(range(10_001)), "buckets", "exceed the limit of 10000"),
+        (0, [1], "buckets", "not below 2^0"),
+        (4, [1], "prefix_bits", "must be 0 (as GetConfig says)"),
+        (0, [0] * 10_000, "buckets", "exceed the limit of"),
     ],
 )
 def test_bad_bucket_requests(
@@ -79,3 +79,21 @@ def test_bad_bucket_requests(
             client.calls.fetch_buckets(request)
         assert caught.value.field == field
         assert message in caught.value.reason
+
+
+def test_stale_outputs_are_not_trusted_across_a_key_change(
+    make_server: Callable[..., ThreadedServer],
+) -> None:
+    """A client whose cache holds outputs of an old key finds matches under the new one."""
+    first = make_server()
+    with onnet.RegistryClient(first.target) as registry:
+        registry.register("alice", "+14155550100")
+    with onnet.Client(first.target) as client:
+        assert [m.user_id for m in client.discover(BOOK, "US", private=True).matches] == ["alice"]
+        cached = dict(client._outputs)
+    second = make_server()  # another pepper, so another OPRF key and key id
+    with onnet.RegistryClient(second.target) as registry:
+        registry.register("alice", "+14155550100")
+    with onnet.Client(second.target) as client:
+        client._outputs.update(cached)
+        assert [m.user_id for m in client.discover(BOOK, "US", private=True).matches] == ["alice"]

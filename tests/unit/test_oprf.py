@@ -82,3 +82,24 @@ def test_bad_elements_are_refused_with_one_opaque_error(element: bytes) -> None:
     secret, _ = oprf.derive_key_pair(bytes(32), b"onnet test", oprf.Mode.OPRF)
     with pytest.raises(oprf.OprfError, match=r"^OPRF operation failed$"):
         oprf.blind_evaluate(secret, element)
+
+
+def test_proofs_with_non_canonical_scalars_are_refused() -> None:
+    suite = next(s for s in SUITES if s["mode"] == 1)
+    vector = suite["vectors"][0]
+    secret, public = bytes.fromhex(suite["skSm"]), bytes.fromhex(suite["pkSm"])
+    blinded = split(vector["BlindedElement"])
+    evaluated = [oprf.blind_evaluate(secret, element) for element in blinded]
+    proof = bytes.fromhex(vector["Proof"]["proof"])
+    c, s = proof[:32], int.from_bytes(proof[32:], "little")
+    order = 2**252 + 27742317777372353535851937790883648493
+    for bad_s in (s + order, s | 1 << 255, 0):
+        bad = c + bad_s.to_bytes(32, "little")
+        with pytest.raises(oprf.OprfError):
+            oprf.verify_proof(public, blinded, evaluated, bad)
+
+
+def test_inputs_too_long_for_the_transcript_are_refused() -> None:
+    blind_scalar, blinded = oprf.blind(b"+14155550100")
+    with pytest.raises(oprf.OprfError):
+        oprf.finalize(b"x" * 70_000, blind_scalar, blinded)

@@ -28,12 +28,12 @@ class FetchBucketsRequest(_message.Message):
     PREFIX_BITS_FIELD_NUMBER: _builtins.int
     BUCKETS_FIELD_NUMBER: _builtins.int
     prefix_bits: _builtins.int
-    """Bits that name a bucket: DiscoveryConfig.bucket_prefix_bits (or up to 2 fewer, if the
-    registry grew since the client asked; at most 24).
+    """Bits that name a bucket: DiscoveryConfig.bucket_prefix_bits (or 1 fewer, if the
+    registry grew since the client asked).
     """
     @_builtins.property
     def buckets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Bucket numbers, each below 2^prefix_bits (1 <= count <= max_batch)."""
+        """Bucket numbers, each below 2^prefix_bits (1 <= count <= DiscoveryConfig.max_buckets)."""
 
     def __init__(
         self,
@@ -228,6 +228,7 @@ class DiscoveryConfig(_message.Message):
     BUCKET_PREFIX_BITS_FIELD_NUMBER: _builtins.int
     QUOTA_REMAINING_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_BUCKETS_FIELD_NUMBER: _builtins.int
     contact_hash_version: _builtins.int
     """Version of the contact-hash formula the server expects (1 = SHA-256 of
     "onnet/contact/v1:" followed by the ASCII E.164 string).
@@ -246,6 +247,8 @@ class DiscoveryConfig(_message.Message):
     """New numbers the calling account may still test; unset when no quota is enforced."""
     max_message_bytes: _builtins.int
     """The largest request message, in bytes, that the server accepts."""
+    max_buckets: _builtins.int
+    """The most buckets one FetchBuckets may ask for (keeps its response below the message limit)."""
     def __init__(
         self,
         *,
@@ -256,10 +259,11 @@ class DiscoveryConfig(_message.Message):
         bucket_prefix_bits: _builtins.int = ...,
         quota_remaining: _builtins.int | None = ...,
         max_message_bytes: _builtins.int = ...,
+        max_buckets: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_quota_remaining", b"_quota_remaining", "quota_remaining", b"quota_remaining"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quota_remaining", b"_quota_remaining", "bucket_prefix_bits", b"bucket_prefix_bits", "contact_hash_version", b"contact_hash_version", "max_batch", b"max_batch", "max_message_bytes", b"max_message_bytes", "oprf_key_id", b"oprf_key_id", "oprf_suite", b"oprf_suite", "quota_remaining", b"quota_remaining"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quota_remaining", b"_quota_remaining", "bucket_prefix_bits", b"bucket_prefix_bits", "contact_hash_version", b"contact_hash_version", "max_batch", b"max_batch", "max_buckets", b"max_buckets", "max_message_bytes", b"max_message_bytes", "oprf_key_id", b"oprf_key_id", "oprf_suite", b"oprf_suite", "quota_remaining", b"quota_remaining"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__quota_remaining: _TypeAlias = _typing.Literal["quota_remaining"]  # noqa: Y015
     _WhichOneofArgType__quota_remaining: _TypeAlias = _typing.Literal["_quota_remaining", b"_quota_remaining"]  # noqa: Y015

@@ -374,6 +374,13 @@ class RegistryIndex:
         self._entry_length[row] = len(private_entry) - PREFIX_SIZE
         self._entries += private_entry[PREFIX_SIZE:]
 
+    def bucket_entry_count(self) -> int:
+        """Entries that buckets serve: discoverable users that have one (lost claims aside)."""
+        rows = self._entry_length[: self._next_row] > 0
+        rows &= self._discoverable[: self._next_row]
+        shadowed = sum(len(claims) for claims in self._shadowed.values())
+        return max(0, int(np.count_nonzero(rows)) - shadowed)
+
     def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
         """Private mode: the entries of every bucket asked for (``bits``-bit bucket numbers).
 

@@ -79,6 +79,10 @@ class RegistryStore(Protocol):
         """Private mode: every entry of the asked ``bits``-bit buckets, from process memory."""
         ...
 
+    def bucket_entry_count(self) -> int:
+        """Private mode: how many entries buckets serve (discoverable users with one)."""
+        ...
+
     def __len__(self) -> int:
         """Registered users."""
         ...

@@ -27,7 +27,7 @@ class OprfKey:
     public: bytes
 
     @classmethod
-    def from_pepper(cls, pepper: bytes, key_id: str) -> OprfKey:
+    def from_pepper(cls, pepper: bytes) -> OprfKey:
         """Derive the OPRF key from the pepper.
 
         One secret (and one rotation) then serves both modes; the derivation is one-way, so
@@ -35,6 +35,9 @@ class OprfKey:
         """
         seed = hmac.new(pepper, b"onnet/oprf-seed/v1", hashlib.sha256).digest()
         secret, public = oprf.derive_key_pair(seed, b"onnet oprf key", oprf.Mode.OPRF)
+        # The id names the key itself (a digest of the public key), so it changes exactly
+        # when the key does, whatever id the pepper was given.
+        key_id = hashlib.sha256(b"onnet/oprf-key-id:" + public).hexdigest()[:16]
         return cls(key_id, secret, public)
 
 
@@ -91,7 +94,11 @@ class BlindEvaluator:
 # OpenMined PSI's bytes at 1,000,000 users (bench/README.md); 2^bits buckets for n users.
 _ENTRIES_PER_BUCKET = 16
 _MAX_PREFIX_BITS = 24
-_BITS_SLACK = 2  # a client may ask with a few bits fewer, if the registry grew meanwhile
+_BITS_SLACK = 1  # a client may ask with one bit fewer, if the registry grew meanwhile
+# The largest entry: 8-byte tag, 12-byte nonce, a padded 64-byte id, 16-byte AEAD tag, and
+# protobuf framing; a bucket asked with one bit fewer holds up to twice the usual 31.
+_MAX_ENTRY_BYTES = 8 + 12 + 64 + 16 + 3
+_MAX_BUCKET_ENTRIES = 2 * (2 * _ENTRIES_PER_BUCKET - 1)
 
 
 def prefix_bits_for(users: int) -> int:
@@ -105,30 +112,35 @@ def prefix_bits_for(users: int) -> int:
 class BucketServer:
     """FetchBuckets: entries of the asked buckets, from the store's in-process index."""
 
-    def __init__(self, store: RegistryStore, max_batch: int) -> None:
-        """Serve ``store``'s entries, at most ``max_batch`` buckets a call."""
+    def __init__(self, store: RegistryStore, max_message_bytes: int) -> None:
+        """Serve ``store``'s entries in responses below ``max_message_bytes``."""
         self._store = store
-        self._max_batch = max_batch
+        self._max_bytes = max_message_bytes - 1024
+        self.max_buckets = max(1, self._max_bytes // (_MAX_BUCKET_ENTRIES * _MAX_ENTRY_BYTES))
+        """The most buckets one call may ask for: full buckets still fit in a response."""
 
     def prefix_bits(self) -> int:
-        """The bucket prefix length that GetConfig announces now."""
-        return prefix_bits_for(len(self._store))
+        """The bucket prefix length that GetConfig announces now (from the served entries)."""
+        return prefix_bits_for(self._store.bucket_entry_count())
 
     def fetch(self, prefix_bits: int, buckets: list[int]) -> dict[int, list[bytes]]:
         """Entries by bucket, for distinct ``buckets``, ascending."""
         current = self.prefix_bits()
-        if not max(0, current - _BITS_SLACK) <= prefix_bits <= _MAX_PREFIX_BITS:
+        if not max(0, current - _BITS_SLACK) <= prefix_bits <= current:
             raise InvalidArgument(
                 "prefix_bits",
-                f"must be between {max(0, current - _BITS_SLACK)} and {_MAX_PREFIX_BITS} "
-                f"(GetConfig says {current})",
+                f"must be {current} (as GetConfig says) or {max(0, current - _BITS_SLACK)}",
             )
         if not buckets:
             raise InvalidArgument("buckets", "must name at least one bucket")
-        if len(buckets) > self._max_batch:
+        if len(buckets) > self.max_buckets:
             raise InvalidArgument(
-                "buckets", f"{len(buckets)} buckets exceed the limit of {self._max_batch}"
+                "buckets", f"{len(buckets)} buckets exceed the limit of {self.max_buckets}"
             )
         if max(buckets) >> prefix_bits:
             raise InvalidArgument("buckets", f"a bucket number is not below 2^{prefix_bits}")
-        return self._store.bucket_entries(sorted(set(buckets)), prefix_bits)
+        found = self._store.bucket_entries(sorted(set(buckets)), prefix_bits)
+        size = sum(len(entry) + 3 for entries in found.values() for entry in entries)
+        if size > self._max_bytes:  # only a registry far off its bucket size gets here
+            raise InvalidArgument("buckets", "the response would be too large; ask for fewer")
+        return found

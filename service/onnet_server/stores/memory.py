@@ -57,6 +57,10 @@ class MemoryRegistry:
         """Register rows in order."""
         return [self.register_now(*row) for row in users]
 
+    def bucket_entry_count(self) -> int:
+        """Private mode: how many entries buckets serve."""
+        return self.index.bucket_entry_count()
+
     def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
         """Private mode: every entry of the asked buckets."""
         return self.index.bucket_entries(buckets, bits)

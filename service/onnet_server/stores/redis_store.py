@@ -124,6 +124,10 @@ class RedisRegistry:
         """Answer from the in-process index; never waits on Redis."""
         return self.index.match(fingerprints)
 
+    def bucket_entry_count(self) -> int:
+        """Private mode: how many entries buckets serve."""
+        return self.index.bucket_entry_count()
+
     def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
         """Private mode: every entry of the asked buckets, from the in-process index."""
         return self.index.bucket_entries(buckets, bits)
