@@ -224,3 +224,14 @@ def test_user_hashes_agree_one_by_one_and_in_bulk() -> None:
     bulk = _user_hashes(arena, offsets, lengths).tolist()
     assert bulk == [_user_hash(u) for u in users]
     assert len(set(bulk)) == len(users)
+
+
+def test_users_without_a_bucket_entry_are_counted() -> None:
+    index = RegistryIndex()
+    index.put("legacy", NUMBERS[0], 1, True)  # registered before private mode
+    index.put("hidden", NUMBERS[1], 2, False)  # hidden users need no entry
+    entry = os.urandom(52)
+    index.put("current", NUMBERS[2], 3, True, b"\x00\x00\x00\x01" + entry)
+    assert index.discoverable_without_entry() == 1
+    assert index.bucket_entry_count() == 1
+    assert index.bucket_entries([0], 0) == {0: [entry]}  # one bucket: only the entry served

@@ -381,6 +381,13 @@ class RegistryIndex:
         shadowed = sum(len(claims) for claims in self._shadowed.values())
         return max(0, int(np.count_nonzero(rows)) - shadowed)
 
+    def discoverable_without_entry(self) -> int:
+        """Discoverable users with no bucket entry (registered before private mode)."""
+        rows = self._uid_length[: self._next_row] > 0
+        rows &= self._discoverable[: self._next_row]
+        rows &= self._entry_length[: self._next_row] == 0
+        return int(np.count_nonzero(rows))
+
     def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
         """Private mode: the entries of every bucket asked for (``bits``-bit bucket numbers).
 

@@ -293,11 +293,13 @@ class RedisRegistry:
                 values.extend(bucket_records.values())
         index.load([user.decode() for user in users], *parse_records(values))
         self.index, self._cursors = index, cursors
-        missing = len(index) - index.bucket_entry_count()
-        if missing > 0:
-            # Records written before private mode (or of hidden users) have no bucket entry;
-            # hidden users never need one, but earlier discoverable users must be re-imported.
-            _log.info("%d registered users have no private-mode entry", missing)
+        missing = index.discoverable_without_entry()
+        if missing:
+            # Records written before private mode: private discovery cannot find these users
+            # until they are registered again (or re-imported).
+            _log.warning(
+                "%d discoverable users have no private-mode entry; re-import them", missing
+            )
         await self._repair(index)
         self.stats.reloads += 1
         _log.info(
