@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from onnet import contact_hash
 from onnet_server.core.errors import InvalidArgument, NotFound
 from onnet_server.core.fingerprint import Fingerprinter
-from onnet_server.core.ports import Registration, RegistryStore
+from onnet_server.core.ports import Registration, RegistryStore, UserRow
 from onnet_server.core.private import OprfKey, private_entry
 from onnet_server.core.validation import check_e164, check_user_id
 
@@ -68,9 +69,19 @@ class RegistryService:
     async def import_batch(self, rows: list[ImportRow], first_row: int) -> ImportOutcome:
         """Register every valid row; skip the others with their position and reason.
 
-        ``first_row`` is the position of ``rows[0]`` in the whole import. The valid rows'
-        numbers are fingerprinted in one call and written in one store round trip.
+        ``first_row`` is the position of ``rows[0]`` in the whole import. Checking the rows,
+        fingerprinting them (one call) and computing their private-mode entries (one OPRF
+        evaluation each) run in a worker thread, so a large batch does not stall other
+        calls; the valid rows are then written in one store round trip.
         """
+        prepared, rejected = await asyncio.to_thread(self._prepare, rows, first_row)
+        if prepared:
+            await self._store.register_many(prepared)
+        return ImportOutcome(len(prepared), rejected)
+
+    def _prepare(
+        self, rows: list[ImportRow], first_row: int
+    ) -> tuple[list[UserRow], list[Rejection]]:
         valid: list[ImportRow] = []
         rejected: list[Rejection] = []
         for offset, row in enumerate(rows):
@@ -81,21 +92,21 @@ class RegistryService:
                 rejected.append(Rejection(first_row + offset, error.field, error.reason))
                 continue
             valid.append(row)
-        if valid:
-            hashes = b"".join(contact_hash(row.e164) for row in valid)
-            fingerprints = self._fingerprinter.fingerprints(hashes)
-            await self._store.register_many(
-                [
-                    (
-                        row.user_id,
-                        fingerprints[16 * i : 16 * i + 16],
-                        row.discoverable,
-                        self._private_entry(row.user_id, row.e164, row.discoverable),
-                    )
-                    for i, row in enumerate(valid)
-                ]
+        if not valid:
+            return [], rejected
+        fingerprints = self._fingerprinter.fingerprints(
+            b"".join(contact_hash(row.e164) for row in valid)
+        )
+        prepared = [
+            (
+                row.user_id,
+                fingerprints[16 * i : 16 * i + 16],
+                row.discoverable,
+                self._private_entry(row.user_id, row.e164, row.discoverable),
             )
-        return ImportOutcome(len(valid), rejected)
+            for i, row in enumerate(valid)
+        ]
+        return prepared, rejected
 
     async def unregister(self, user_id: str) -> None:
         """Erase every trace of ``user_id``."""
