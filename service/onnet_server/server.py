@@ -22,7 +22,7 @@ from onnet_server.pepper import Pepper, load_pepper
 from onnet_server.servicer import DiscoveryServicer, RegistryServicer
 from onnet_server.status import MalformedRequestInterceptor
 from onnet_server.stores.memory import MemoryRegistry
-from onnet_server.stores.redis_connection import STORE_DOWN, connect_with_retries, describe
+from onnet_server.stores.redis_connection import RedisClient, connect_and_run, describe
 from onnet_server.stores.redis_store import RedisRegistry
 
 __all__ = ["RunningServer", "serve", "start_server"]
@@ -59,22 +59,13 @@ async def open_store(config: ServerConfig) -> RegistryStore:
     if not (config.redis_url or config.redis_cluster):
         return MemoryRegistry()
     _log.info("loading the registry from %s", describe(config.redis_url, config.redis_cluster))
-    where = describe(config.redis_url, config.redis_cluster)
-    client = await connect_with_retries(config.redis_url, config.redis_cluster)
-    store = RedisRegistry(client)
-    backoff = 0.2
-    while True:
-        try:
-            await store.start()
-        except STORE_DOWN as error:  # Redis went away between the PING and the load
-            _log.warning(
-                "cannot load the registry from %s (%s); retrying in %.1f s",
-                where, type(error).__name__, backoff,
-            )  # fmt: skip
-            await asyncio.sleep(backoff)
-            backoff = min(10.0, backoff * 2)
-            continue
+
+    async def load(client: RedisClient) -> RedisRegistry:
+        store = RedisRegistry(client)
+        await store.start()
         return store
+
+    return await connect_and_run(config.redis_url, config.redis_cluster, load)
 
 
 async def start_server(

@@ -170,11 +170,6 @@ class RegistryIndex:
         row = self._holder_row(hi, lo)
         return self._user_id(row) if row >= 0 else None
 
-    def holders(self, fingerprints: bytes) -> list[str | None]:
-        """The holder of each of many fingerprints (one vectorized lookup)."""
-        rows = self._holder_rows(fingerprints).tolist()
-        return [self._user_id(row) if row >= 0 else None for row in rows]
-
     def record(self, user_id: str) -> Record | None:
         """The user's current record, if any."""
         row = self._find_user(user_id)[1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -21,11 +23,12 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["STORE_DOWN", "RedisClient", "connect", "connect_with_retries", "describe"]
+__all__ = ["STORE_DOWN", "RedisClient", "connect", "connect_and_run", "describe"]
 
 _log = logging.getLogger(__name__)
 
 RedisClient = Redis | RedisCluster
+_Result = TypeVar("_Result")
 
 STORE_DOWN: tuple[type[Exception], ...] = (
     RedisConnectionError,
@@ -80,33 +83,27 @@ def describe(redis_url: str | None, cluster_nodes: str | None) -> str:
     return f"Redis at {parts.hostname}:{parts.port or 6379}"
 
 
-async def connect_with_retries(
+async def connect_and_run(
     redis_url: str | None,
     cluster_nodes: str | None,
+    first_use: Callable[[RedisClient], Awaitable[_Result]],
     *,
-    attempts: int = 0,
     max_backoff: float = 10.0,
-) -> RedisClient:
-    """Connect and PING, retrying with exponential backoff and jitter (``attempts`` 0: forever).
+) -> _Result:
+    """Connect and run ``first_use`` on the client (say, loading a snapshot), with retries.
 
-    Each failure is one log line saying where and when the next try is, never a traceback.
+    Both are retried together, with exponential backoff and jitter, until they succeed:
+    Redis may vanish between connecting and loading; one loop covers both. Each failure is
+    one log line saying where and when the next try is, never a traceback.
     """
     where = describe(redis_url, cluster_nodes)
     backoff = 0.2
-    attempt = 0
     while True:
-        attempt += 1
-        client: RedisClient | None = None
+        client = connect(redis_url, cluster_nodes)
         try:
-            client = connect(redis_url, cluster_nodes)
-            if isinstance(client, RedisCluster):
-                await client.initialize()
-            await client.ping()
+            result = await first_use(client)
         except _CONNECT_FAILURES as error:
-            if client is not None:
-                await client.aclose()
-            if attempts and attempt >= attempts:
-                raise ConnectionError(f"cannot reach {where}: {error}") from None
+            await client.aclose()
             wait = random.uniform(backoff / 2, backoff)  # noqa: S311 - jitter, not a secret
             _log.warning(
                 "cannot reach %s (%s); retrying in %.1f s", where, type(error).__name__, wait
@@ -115,4 +112,4 @@ async def connect_with_retries(
             backoff = min(max_backoff, backoff * 2)
             continue
         _log.info("connected to %s", where)
-        return client
+        return result

@@ -15,10 +15,9 @@ import logging
 import secrets
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from onnet_server.core.errors import StoreUnavailable
@@ -60,11 +59,10 @@ class _Cursor:
 
 @dataclass
 class FeedStats:
-    """What the change feed has done, for logs and metrics."""
+    """What the change feed has done."""
 
-    applied: int = 0
     reloads: int = 0
-    last_applied_at: float = field(default_factory=time.monotonic)
+    """Snapshots loaded, the first one included."""
 
 
 class _Gap(Exception):
@@ -391,9 +389,6 @@ class RedisRegistry:
                     applied += 1
         for fingerprint in claimed:
             await self._settle(fingerprint)
-        if applied:
-            self.stats.applied += applied
-            self.stats.last_applied_at = time.monotonic()
         return applied
 
     def _apply(self, group: int, entry_id: bytes, entry: dict[bytes, bytes]) -> bytes | None:
@@ -425,8 +420,3 @@ def _entries_of(reply: object) -> list[tuple[bytes, list[tuple[bytes, dict[bytes
         return [(stream, entries[0] if entries and isinstance(entries[0], list) else entries)
                 for stream, entries in reply.items()]  # fmt: skip
     return list(reply)  # type: ignore[call-overload, no-any-return]
-
-
-def is_cluster(client: RedisClient) -> bool:
-    """True for a Redis Cluster client."""
-    return isinstance(client, RedisCluster)
