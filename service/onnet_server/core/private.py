@@ -14,6 +14,7 @@ from onnet import _buckets as buckets
 from onnet import _oprf as oprf
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.ports import RegistryStore
+from onnet_server.core.validation import check_packed
 
 __all__ = ["BlindEvaluator", "BucketServer", "OprfKey", "prefix_bits_for", "private_entry"]
 
@@ -62,19 +63,15 @@ class BlindEvaluator:
     def blind_evaluate(self, blinded_elements: bytes) -> bytes:
         """Packed 32-byte evaluated elements, in order; InvalidArgument names a bad element."""
         size = oprf.ELEMENT_SIZE
-        if len(blinded_elements) % size:
-            raise InvalidArgument(
-                "blinded_elements",
-                f"length {len(blinded_elements)} is not a multiple of {size} bytes",
-            )
-        count = len(blinded_elements) // size
-        if count == 0:
-            raise InvalidArgument("blinded_elements", "must hold at least one element")
-        if count > self._max_batch:
-            raise InvalidArgument(
-                "blinded_elements",
-                f"batch of {count} elements exceeds the limit of {self._max_batch}",
-            )
+        count = check_packed(
+            "blinded_elements",
+            blinded_elements,
+            item_size=size,
+            item="element",
+            items="elements",
+            max_count=self._max_batch,
+            allow_empty=False,
+        )
         evaluated = []
         for index in range(count):
             element = blinded_elements[index * size : (index + 1) * size]

@@ -5,24 +5,53 @@ from __future__ import annotations
 from onnet import CONTACT_HASH_SIZE, InvalidNumberError, normalize
 from onnet_server.core.errors import InvalidArgument
 
-__all__ = ["MAX_USER_ID_LENGTH", "check_e164", "check_packed_hashes", "check_user_id"]
+__all__ = [
+    "MAX_USER_ID_LENGTH",
+    "check_e164",
+    "check_packed",
+    "check_packed_hashes",
+    "check_user_id",
+]
 
 MAX_USER_ID_LENGTH = 64
 _PRINTABLE_ASCII = frozenset(chr(c) for c in range(0x20, 0x7F))
 
 
-def check_packed_hashes(field: str, data: bytes, *, max_count: int, allow_empty: bool) -> int:
-    """Return how many 32-byte hashes ``data`` packs, or raise InvalidArgument."""
-    if len(data) % CONTACT_HASH_SIZE:
-        raise InvalidArgument(
-            field, f"length {len(data)} is not a multiple of {CONTACT_HASH_SIZE} bytes"
-        )
-    count = len(data) // CONTACT_HASH_SIZE
+def check_packed(
+    field: str,
+    data: bytes,
+    *,
+    item_size: int,
+    item: str,
+    items: str,
+    max_count: int,
+    allow_empty: bool,
+) -> int:
+    """Return how many ``item_size``-byte items ``data`` packs, or raise InvalidArgument.
+
+    ``item`` and ``items`` name one and several of them in the messages.
+    """
+    if len(data) % item_size:
+        raise InvalidArgument(field, f"length {len(data)} is not a multiple of {item_size} bytes")
+    count = len(data) // item_size
     if count == 0 and not allow_empty:
-        raise InvalidArgument(field, "must hold at least one 32-byte contact hash")
+        raise InvalidArgument(field, f"must hold at least one {item}")
     if count > max_count:
-        raise InvalidArgument(field, f"batch of {count} hashes exceeds the limit of {max_count}")
+        raise InvalidArgument(field, f"batch of {count} {items} exceeds the limit of {max_count}")
     return count
+
+
+def check_packed_hashes(field: str, data: bytes, *, max_count: int, allow_empty: bool) -> int:
+    """Return how many 32-byte contact hashes ``data`` packs, or raise InvalidArgument."""
+    return check_packed(
+        field,
+        data,
+        item_size=CONTACT_HASH_SIZE,
+        item="32-byte contact hash",
+        items="hashes",
+        max_count=max_count,
+        allow_empty=allow_empty,
+    )
 
 
 def check_user_id(user_id: str) -> None:
