@@ -6,17 +6,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-import grpc
 from grpc import aio
-from grpc_status import rpc_status
 
 from onnet import _oprf as oprf
 from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
 from onnet_server.core.discovery import DiscoveryService
-from onnet_server.core.errors import DomainError
 from onnet_server.core.private import BlindEvaluator, BucketServer
 from onnet_server.core.registry import ImportRow, RegistryService
-from onnet_server.status import status_of, translate_errors
+from onnet_server.status import abort_for, translate_errors
 
 __all__ = ["DiscoveryServicer", "RegistryServicer"]
 
@@ -147,11 +144,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
             rows = [ImportRow(r.user_id, r.e164, r.discoverable) for r in batch.rows]
             try:
                 outcome = await self._registry.import_batch(rows, first_row)
-            except DomainError as error:
-                await context.abort_with_status(rpc_status.to_status(status_of(error)))
             except Exception as error:  # the boundary: nothing may escape unmapped
-                _log.error("ImportUsers failed: internal error of type %s", type(error).__name__)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                await abort_for(error, context, "ImportUsers")
             first_row += len(rows)
             _log.debug("ImportUsers: batch of %d, %d skipped", len(rows), len(outcome.rejected))
             yield registry_pb2.ImportProgress(

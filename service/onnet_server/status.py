@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -16,7 +16,13 @@ from grpc_status import rpc_status
 
 from onnet_server.core.errors import DomainError, InvalidArgument, NotFound, StoreUnavailable
 
-__all__ = ["STATUS_OF", "MalformedRequestInterceptor", "status_of", "translate_errors"]
+__all__ = [
+    "STATUS_OF",
+    "MalformedRequestInterceptor",
+    "abort_for",
+    "status_of",
+    "translate_errors",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -64,16 +70,26 @@ def translate_errors(
     ) -> _Response:
         try:
             return await handler(servicer, request, context)
-        except DomainError as error:
-            await context.abort_with_status(rpc_status.to_status(status_of(error)))
         except Exception as error:  # the boundary: nothing may escape unmapped
-            _log.error(
-                "%s failed: internal error of type %s", handler.__name__, type(error).__name__
-            )
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        raise AssertionError("unreachable: abort raises")
+            await abort_for(error, context, handler.__name__)
 
     return wrapper
+
+
+async def abort_for(
+    error: Exception, context: aio.ServicerContext[Any, Any], method: str
+) -> NoReturn:
+    """End the call with ``error``'s status: its own for a domain error, else INTERNAL.
+
+    For anything unexpected only the exception's type is logged, since its text could carry
+    request data.
+    """
+    if isinstance(error, DomainError):
+        await context.abort_with_status(rpc_status.to_status(status_of(error)))
+    else:
+        _log.error("%s failed: internal error of type %s", method, type(error).__name__)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    raise AssertionError("unreachable: abort raises")
 
 
 class MalformedRequestInterceptor(aio.ServerInterceptor):

@@ -111,3 +111,21 @@ def test_rows_sharing_a_number_apply_in_batch_order(import_server: ThreadedServe
     assert [(m.e164, m.user_id) for m in found.matches] == [
         ("+14155550100", "bob"), ("+14155550102", "carol"),
     ]  # fmt: skip
+
+
+def test_import_with_the_store_gone_is_unavailable(tmp_path: Path) -> None:
+    from tests.redis_servers import redis_server
+    from tests.servers import fresh_config
+
+    with redis_server(tmp_path / "redis") as redis:
+        server = ThreadedServer(fresh_config(redis_url=redis.url)).start()
+        try:
+            redis.stop()
+            with (
+                onnet.RegistryClient(server.target) as registry,
+                pytest.raises(onnet.UnavailableError) as caught,
+            ):
+                registry.import_users(ROWS[:10])
+            assert "store is unavailable" in caught.value.reason
+        finally:
+            server.stop()
