@@ -235,3 +235,18 @@ def test_users_without_a_bucket_entry_are_counted() -> None:
     assert index.discoverable_without_entry() == 1
     assert index.bucket_entry_count() == 1
     assert index.bucket_entries([0], 0) == {0: [entry]}  # one bucket: only the entry served
+
+
+def test_the_served_entry_count_follows_every_change() -> None:
+    rng = random.Random(3)
+    index = RegistryIndex()
+    for version in range(1, 3000):
+        user = f"user-{rng.randrange(300)}"
+        if rng.random() < 0.3:
+            index.delete(user, version)
+        else:
+            entry = rng.randbytes(4) + rng.randbytes(40)
+            index.put(user, NUMBERS[rng.randrange(4)] if rng.random() < 0.1 else rng.randbytes(16),
+                      version, rng.random() < 0.7, entry)  # fmt: skip
+        if version % 250 == 0:
+            assert index.bucket_entry_count() == len(index.bucket_entries([0], 0)[0])

@@ -118,6 +118,9 @@ class RegistryIndex:
         # Private mode: each discoverable user's bucket entry (prefix kept in a row array).
         self._entries = bytearray()
         self._entry_garbage = 0
+        # Rows with an entry whose user is discoverable, kept as changes happen, so that
+        # GetConfig and FetchBuckets need not count them over every row.
+        self._served_rows = 0
         self._count = 0
         self._free_rows: list[int] = []
         self._next_row = 0
@@ -343,6 +346,9 @@ class RegistryIndex:
         self._arena = bytearray("".join(user_ids).encode("ascii"))
         if private_entries is not None:
             self._load_entries(private_entries)
+            self._served_rows = int(
+                np.count_nonzero((self._entry_length[:count] > 0) & self._discoverable[:count])
+            )
         self._count = self._next_row = count
         rows = np.arange(count, dtype=np.int32)
         hashes = _user_hashes(self._arena, self._uid_offset[:count], self._uid_length[:count])
@@ -364,6 +370,7 @@ class RegistryIndex:
             raise ValueError("a private entry is a 4-byte prefix and 1 to 255 bytes")
         if self._entry_garbage > max(1 << 20, len(self._entries) // 2):
             self._compact_entries()
+        self._served_rows += bool(self._discoverable[row])
         self._prefix[row] = int.from_bytes(private_entry[:PREFIX_SIZE], "big")
         self._entry_offset[row] = len(self._entries)
         self._entry_length[row] = len(private_entry) - PREFIX_SIZE
@@ -371,10 +378,14 @@ class RegistryIndex:
 
     def bucket_entry_count(self) -> int:
         """Entries that buckets serve: discoverable users that have one (lost claims aside)."""
-        rows = self._entry_length[: self._next_row] > 0
-        rows &= self._discoverable[: self._next_row]
-        shadowed = sum(len(claims) for claims in self._shadowed.values())
-        return max(0, int(np.count_nonzero(rows)) - shadowed)
+        # Lost claims are few; of those, only the ones that would be served are subtracted.
+        shadowed = sum(
+            1
+            for claims in self._shadowed.values()
+            for row in claims
+            if self._entry_length[row] and self._discoverable[row]
+        )
+        return self._served_rows - shadowed
 
     def discoverable_without_entry(self) -> int:
         """Discoverable users with no bucket entry (registered before private mode)."""
@@ -476,6 +487,7 @@ class RegistryIndex:
         self._garbage += length
         # Erasure leaves no trace of the number or the user in the arrays.
         entry_start, entry_length = int(self._entry_offset[row]), int(self._entry_length[row])
+        self._served_rows -= bool(entry_length and self._discoverable[row])
         self._entries[entry_start : entry_start + entry_length] = bytes(entry_length)
         self._entry_garbage += entry_length
         self._entry_length[row] = self._prefix[row] = 0
