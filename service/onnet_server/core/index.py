@@ -167,11 +167,11 @@ class RegistryIndex:
         indexes = np.flatnonzero(hit).astype(np.uint32)
         return Matches(indexes, self._user_ids(rows[indexes]))
 
-    def holder(self, fingerprint: bytes) -> str | None:
-        """The user who holds ``fingerprint`` now, if anyone."""
+    def holder_version(self, fingerprint: bytes) -> int | None:
+        """The version of the claim that holds ``fingerprint`` now, if anyone holds it."""
         hi, lo = (int(half[0]) for half in split_fingerprints(fingerprint))
         row = self._holder_row(hi, lo)
-        return self._user_id(row) if row >= 0 else None
+        return int(self._version[row]) if row >= 0 else None
 
     def record(self, user_id: str) -> Record | None:
         """The user's current record, if any."""

@@ -207,9 +207,8 @@ class RedisRegistry:
 
     def _version_floor(self, fingerprint: bytes) -> int:
         """The least version that beats the number's current holder, as this process knows it."""
-        holder = self.index.holder(fingerprint)
-        record = self.index.record(holder) if holder is not None else None
-        return record.version + 1 if record is not None else 0
+        version = self.index.holder_version(fingerprint)
+        return version + 1 if version is not None else 0
 
     async def _settle(self, fingerprint: bytes) -> list[str]:
         """Remove from Redis every claim on ``fingerprint`` that lost it to a newer one.
