@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+from tests.servers import free_port
 
 CLUSTER_SLOTS = 16384
 
@@ -36,13 +37,6 @@ def redis_server_binary() -> str:
     if found is None:
         raise RuntimeError("no redis-server: install the dev dependencies (make test does)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @dataclass

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,14 @@ from onnet_server.core.ports import RegistryStore
 from onnet_server.server import start_server
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on (free at the moment of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def fresh_config(**overrides: object) -> ServerConfig:
@@ -161,3 +170,16 @@ def server_process(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+@contextmanager
+def server_starting_late(port: int, delay: float) -> Iterator[ThreadedServer]:
+    """A server that starts on ``port`` after ``delay`` seconds; stopped on exit."""
+    late = ThreadedServer(fresh_config(listen=f"127.0.0.1:{port}"))
+    starter = threading.Timer(delay, late.start)
+    starter.start()
+    try:
+        yield late
+    finally:
+        starter.join()
+        late.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 
@@ -14,7 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import onnet
 from onnet.v1 import discovery_pb2
-from tests.servers import ThreadedServer, fresh_config
+from tests.servers import ThreadedServer, free_port, server_starting_late
 
 BOOK = ["(415) 555-0100", "+44 20 7946 0958", "030 901820", "+49 30 901820", "nonsense"]
 
@@ -131,27 +130,16 @@ def test_health_and_reflection(server: ThreadedServer) -> None:
 
 
 def test_unavailable_is_retried_until_the_server_comes_up() -> None:
-    config = fresh_config(listen="127.0.0.1:0")
-    probe = ThreadedServer(config).start()  # find a free port, then free it again
-    port = probe.port
-    probe.stop()
-    late = ThreadedServer(fresh_config(listen=f"127.0.0.1:{port}"))
-    starter = threading.Timer(0.5, late.start)
-    starter.start()
-    try:
+    port = free_port()
+    with server_starting_late(port, 0.5):
         started = time.monotonic()
         with onnet.Client(f"127.0.0.1:{port}", timeout=3) as client:  # the default policy
             assert client.discover(["+14155550100"]).uploaded == 1
         assert time.monotonic() - started >= 0.4
-    finally:
-        starter.join()
-        late.stop()
 
 
 def test_unreachable_server_gives_unavailable_after_bounded_retries() -> None:
-    probe = ThreadedServer(fresh_config()).start()
-    port = probe.port
-    probe.stop()
+    port = free_port()  # nothing listens there
     retry = onnet.RetryPolicy(attempts=3, initial_backoff=0.05, max_backoff=0.1)
     started = time.monotonic()
     with (
@@ -250,24 +238,14 @@ async def test_async_clients_map_errors_like_the_sync_ones(server: ThreadedServe
 
 
 async def test_async_client_retries_unavailable() -> None:
-    probe = ThreadedServer(fresh_config()).start()
-    port = probe.port
-    probe.stop()
-    late = ThreadedServer(fresh_config(listen=f"127.0.0.1:{port}"))
-    starter = threading.Timer(0.3, late.start)
-    starter.start()
-    try:
+    port = free_port()
+    with server_starting_late(port, 0.3):
         async with onnet.AsyncClient(f"127.0.0.1:{port}", timeout=3) as client:
             assert (await client.discover(["+14155550100"])).uploaded == 1
-    finally:
-        starter.join()
-        late.stop()
 
 
 def test_registry_writes_are_not_retried_blindly() -> None:
-    probe = ThreadedServer(fresh_config()).start()
-    port = probe.port
-    probe.stop()
+    port = free_port()  # nothing listens there
     started = time.monotonic()
     with (
         onnet.RegistryClient(f"127.0.0.1:{port}", timeout=2) as registry,

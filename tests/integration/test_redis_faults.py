@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import onnet
-from tests.redis_servers import RedisProcess, free_port, redis_cluster, redis_server
-from tests.servers import ThreadedServer, fresh_config, server_process
+from tests.redis_servers import RedisProcess, redis_cluster, redis_server
+from tests.servers import ThreadedServer, free_port, fresh_config, server_process
 
 # What keeps acknowledged writes across a Redis restart: the append-only file, synced on
 # every write (README: "Running with Redis").
