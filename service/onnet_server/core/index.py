@@ -167,11 +167,11 @@ class RegistryIndex:
         indexes = np.flatnonzero(hit).astype(np.uint32)
         return Matches(indexes, self._user_ids(rows[indexes]))
 
-    def holder_version(self, fingerprint: bytes) -> int | None:
-        """The version of the claim that holds ``fingerprint`` now, if anyone holds it."""
+    def holder_claim(self, fingerprint: bytes) -> tuple[str, int] | None:
+        """(user, version) of the claim that holds ``fingerprint`` now, if anyone holds it."""
         hi, lo = (int(half[0]) for half in split_fingerprints(fingerprint))
         row = self._holder_row(hi, lo)
-        return int(self._version[row]) if row >= 0 else None
+        return (self._user_id(row), int(self._version[row])) if row >= 0 else None
 
     def record(self, user_id: str) -> Record | None:
         """The user's current record, if any."""

@@ -137,15 +137,15 @@ class RedisRegistry:
         if len(fingerprint) != FINGERPRINT_SIZE:
             raise ValueError("a fingerprint is 16 bytes")
         keys = self._layout.user_keys(user_id)
+        previous = self.index.holder_claim(fingerprint)
         args: list[bytes | str | int] = [
             user_id, fingerprint, flags_byte(discoverable), self._stream_maxlen,
-            self._version_floor(fingerprint), private_entry,
+            _floor(previous), private_entry,
         ]  # fmt: skip
         old, version_text = await self._run(REGISTER, keys, args)
         self.index.put(user_id, fingerprint, int(version_text), discoverable, private_entry)
-        dropped = await self._settle(fingerprint)
-        displaced = next((user for user in dropped if user != user_id), None)
-        return Registration(updated=bool(old), displaced_user_id=displaced)
+        await self._settle(fingerprint)
+        return Registration(updated=bool(old), displaced_user_id=_displaced(previous, user_id))
 
     async def register_many(self, users: list[UserRow]) -> list[Registration]:
         """Write a batch: one IMPORT script per group, all groups in one pipelined round trip.
@@ -173,6 +173,7 @@ class RedisRegistry:
     async def _write_independent(
         self, users: list[UserRow], positions: list[int]
     ) -> dict[int, Registration]:
+        previous = {position: self.index.holder_claim(users[position][1]) for position in positions}
         by_group: dict[int, list[tuple[int, str]]] = {}
         for position in positions:
             group, bucket = self._layout.group_of(users[position][0])
@@ -184,7 +185,7 @@ class RedisRegistry:
             args: list[bytes | str | int] = [self._stream_maxlen]
             for position, _ in members:
                 user_id, fp, discoverable, entry = users[position]
-                args += [user_id, fp, flags_byte(discoverable), self._version_floor(fp), entry]
+                args += [user_id, fp, flags_byte(discoverable), _floor(previous[position]), entry]
             keys = self._layout.group_keys(group) + [bucket for _, bucket in members]
             pipe.eval(IMPORT.source, len(keys), *keys, *args)
         try:
@@ -200,32 +201,23 @@ class RedisRegistry:
         outcome = {}
         for position, was_there in written.items():
             user_id, fp = users[position][:2]
-            dropped = await self._settle(fp)
-            displaced = next((user for user in dropped if user != user_id), None)
-            outcome[position] = Registration(was_there, displaced)
+            await self._settle(fp)
+            outcome[position] = Registration(was_there, _displaced(previous[position], user_id))
         return outcome
 
-    def _version_floor(self, fingerprint: bytes) -> int:
-        """The least version that beats the number's current holder, as this process knows it."""
-        version = self.index.holder_version(fingerprint)
-        return version + 1 if version is not None else 0
-
-    async def _settle(self, fingerprint: bytes) -> list[str]:
+    async def _settle(self, fingerprint: bytes) -> None:
         """Remove from Redis every claim on ``fingerprint`` that lost it to a newer one.
 
         Any process may do this, as often as it likes: the script removes a claim only if it
         still names this number with an older version than the winner's. A failure is left
         for the next change of that number, or the next snapshot load, to finish.
         """
-        dropped = []
         for user_id, winning_version in self.index.shadowed_of(fingerprint):
             try:
-                if await self._drop_stale(user_id, fingerprint, winning_version):
-                    dropped.append(user_id)
+                await self._drop_stale(user_id, fingerprint, winning_version)
             except (StoreUnavailable, RedisError) as error:
                 _log.warning("a displaced claim stays until later: %s", type(error).__name__)
-                break
-        return dropped
+                return
 
     async def unregister(self, user_id: str) -> bool:
         """Erase the user in Redis (the change reaches every index through the stream)."""
@@ -409,6 +401,20 @@ class RedisRegistry:
             self.index.delete(user_id, int.from_bytes(entry[b"value"], "big"))
         cursor.last_id, cursor.last_seq = entry_id, seq
         return claimed
+
+
+def _floor(previous: tuple[str, int] | None) -> int:
+    """The least version that beats the number's holder, as this process knows it."""
+    return previous[1] + 1 if previous is not None else 0
+
+
+def _displaced(previous: tuple[str, int] | None, user_id: str) -> str | None:
+    """Who a registration took the number from: the holder this process saw before writing.
+
+    Any process may be the one that removes the loser from Redis, so the answer comes from
+    the writer's own view, not from who ran the removal.
+    """
+    return previous[0] if previous is not None and previous[0] != user_id else None
 
 
 def _entries_of(reply: object) -> list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]:
