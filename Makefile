@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 
 ## Start the service on the embedded in-memory registry at 127.0.0.1:50051.
 serve: $(BIN)/.installed
-	$(BIN)/onnet serve
+	$(BIN)/onnet serve --dev
 
 ## Lint, type-check and run the whole test suite (benchmarks run once as smoke tests).
 test: $(BIN)/.installed lint

@@ -27,6 +27,7 @@ from bench.psi_peer import items
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.private import OprfKey, private_entry
 from onnet_server.stores.memory import MemoryRegistry
+from tests.security import account_metadata, discovery_client
 from tests.servers import REPO, ThreadedServer, fresh_config
 
 FULL = bool(os.environ.get("ONNET_BENCH_USERS"))
@@ -64,8 +65,10 @@ def onnet_side(users: int) -> dict[str, float]:
     server = ThreadedServer(config, store=store).start()
     try:
         counter = ByteCounter()
-        with onnet.Client(server.target) as client:
-            client.calls = onnet.DiscoveryCalls(grpc.intercept_channel(client._channel, counter))
+        with discovery_client(server.target) as client:
+            client.calls = onnet.DiscoveryCalls(
+                grpc.intercept_channel(client._channel, counter), metadata=account_metadata()
+            )
             started = time.perf_counter()
             result = client.discover(client_items, private=True)
             elapsed = time.perf_counter() - started

@@ -33,6 +33,7 @@ from bench.bench_lookup import USERS, rss_bytes
 from onnet_server.stores.redis_layout import GROUPS, Layout
 from onnet_server.stores.redis_store import RedisRegistry
 from tests.redis_servers import RedisProcess, redis_server
+from tests.security import discovery_client, registry_client
 from tests.servers import ThreadedServer, fresh_config, server_process
 
 FEED_SAMPLES = 200 if USERS >= 100_000 else 10
@@ -80,7 +81,7 @@ def test_import_rate(redis_instance: RedisProcess) -> None:
     try:
         rows = [onnet.ImportRow(user, number) for number, user in unique.items()]
         started = time.monotonic()
-        with onnet.RegistryClient(server.target) as registry:
+        with registry_client(server.target) as registry:
             result = registry.import_users(rows, batch_size=2000, window=8)
         elapsed = time.monotonic() - started
     finally:
@@ -157,8 +158,8 @@ def test_feed_latency(redis_instance: RedisProcess) -> None:
     latencies = []
     with server_process(env) as writer_side, server_process(env) as reader_side:
         with (
-            onnet.RegistryClient(writer_side.target) as registry,
-            onnet.Client(reader_side.target) as client,
+            registry_client(writer_side.target) as registry,
+            discovery_client(reader_side.target) as client,
         ):
             for i in range(FEED_SAMPLES):
                 number = f"+1212555{i % 10000:04d}"

@@ -20,6 +20,7 @@ from pathlib import Path
 from onnet_server.config import ServerConfig
 from onnet_server.core.ports import RegistryStore
 from onnet_server.server import start_server
+from tests.security import security
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,11 +34,12 @@ def free_port() -> int:
 
 
 def fresh_config(**overrides: object) -> ServerConfig:
-    """A config on a free loopback port with a fresh random pepper."""
+    """A config on a free loopback port with a fresh random pepper, TLS and credentials."""
     values: dict[str, object] = {
         "listen": "127.0.0.1:0",
         "pepper_hex": secrets.token_hex(32),
         "shutdown_grace": 2.0,
+        **security().server_settings(),
     }
     values.update(overrides)
     return ServerConfig(**values)  # type: ignore[arg-type]
@@ -134,10 +136,15 @@ class ServerProcess:
 
 @contextmanager
 def server_process(
-    env: dict[str, str] | None = None, *args: str, wait: bool = True
+    env: dict[str, str] | None = None, *args: str, wait: bool = True, secure: bool = True
 ) -> Iterator[ServerProcess]:
-    """Run `onnet serve --listen 127.0.0.1:0`, wait until it serves, stop it by pid after."""
-    full_env = {**os.environ, **(env or {})}
+    """Run `onnet serve --listen 127.0.0.1:0`, wait until it serves, stop it by pid after.
+
+    It serves TLS and checks credentials with this run's material, unless ``secure`` is
+    False (then pass ``--dev`` or settings of your own).
+    """
+    material = security().server_env() if secure else {}
+    full_env = {**os.environ, **material, **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "onnet_server", "serve", "--listen", "127.0.0.1:0", *args],
         stderr=subprocess.PIPE,

@@ -21,6 +21,7 @@ from onnet._client import (
     ServerConfig,
 )
 from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION, contact_hash
+from onnet._credentials import issue_token, load_signing_key
 from onnet._errors import (
     AuthenticationError,
     DeadlineExceededError,
@@ -36,6 +37,8 @@ from onnet._errors import (
 from onnet._importing import ImportRejection, ImportResult, ImportRow
 from onnet._phone import InvalidNumberError, is_supported_region, normalize
 from onnet._plan import DiscoveryResult, Match, Rejected
+from onnet._resync import SyncState
+from onnet._tls import channel_credentials
 
 __all__ = [
     "CONTACT_HASH_SIZE",
@@ -68,9 +71,13 @@ __all__ = [
     "RetryPolicy",
     "ServerConfig",
     "ServiceError",
+    "SyncState",
     "UnavailableError",
+    "channel_credentials",
     "contact_hash",
     "is_supported_region",
+    "issue_token",
+    "load_signing_key",
     "normalize",
     "read_address_book",
     "read_csv",

@@ -239,6 +239,18 @@ class RegistryCalls:
         """Registry.Unregister."""
         return self._invoke(self._stub.Unregister, request, timeout)
 
+    def block(
+        self, request: registry_pb2.BlockRequest, *, timeout: float | None = None
+    ) -> registry_pb2.BlockResponse:
+        """Registry.Block."""
+        return self._invoke(self._stub.Block, request, timeout)
+
+    def unblock(
+        self, request: registry_pb2.BlockRequest, *, timeout: float | None = None
+    ) -> registry_pb2.BlockResponse:
+        """Registry.Unblock."""
+        return self._invoke(self._stub.Unblock, request, timeout)
+
     def import_users(
         self, batches: Iterator[registry_pb2.ImportBatch], *, timeout: float | None = None
     ) -> Iterator[registry_pb2.ImportProgress]:
@@ -279,6 +291,18 @@ class AsyncRegistryCalls:
     ) -> registry_pb2.UnregisterResponse:
         """Registry.Unregister."""
         return await self._invoke(self._stub.Unregister, request, timeout)
+
+    async def block(
+        self, request: registry_pb2.BlockRequest, *, timeout: float | None = None
+    ) -> registry_pb2.BlockResponse:
+        """Registry.Block."""
+        return await self._invoke(self._stub.Block, request, timeout)
+
+    async def unblock(
+        self, request: registry_pb2.BlockRequest, *, timeout: float | None = None
+    ) -> registry_pb2.BlockResponse:
+        """Registry.Unblock."""
+        return await self._invoke(self._stub.Unblock, request, timeout)
 
     async def import_users(
         self, batches: AsyncIterator[registry_pb2.ImportBatch], *, timeout: float | None = None

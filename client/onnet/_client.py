@@ -20,7 +20,13 @@ from onnet._calls import (
     RetryPolicy,
 )
 from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION
-from onnet._errors import InternalServiceError, OnnetError, UnavailableError
+from onnet._credentials import bearer
+from onnet._errors import (
+    InternalServiceError,
+    InvalidArgumentError,
+    OnnetError,
+    UnavailableError,
+)
 from onnet._importing import (
     AsyncWindowedBatches,
     ImportProgressCallback,
@@ -30,6 +36,7 @@ from onnet._importing import (
 )
 from onnet._plan import DiscoveryPlan, DiscoveryResult
 from onnet._private import OutputCache, PrivatePlan
+from onnet._resync import SyncState
 from onnet.v1 import discovery_pb2, registry_pb2
 
 __all__ = [
@@ -131,6 +138,30 @@ def _collect(
         into[first_index + index] = user_id
 
 
+def _with_token(metadata: Metadata, token: str | None) -> Metadata:
+    """``metadata`` plus the bearer credential, if there is one."""
+    return (*metadata, *bearer(token)) if token else tuple(metadata)
+
+
+def _room_for_previous(config: ServerConfig) -> int:
+    """How many covered hashes fit beside a full batch in one request."""
+    return (config.max_message_bytes - 1024) // CONTACT_HASH_SIZE - config.max_batch
+
+
+def _discover_request(state: SyncState, batch: bytes) -> discovery_pb2.DiscoverRequest:
+    return discovery_pb2.DiscoverRequest(
+        hashes=batch, token=state.token, previous_hashes=state.previous_hashes()
+    )
+
+
+def _token_refused(error: InvalidArgumentError, state: SyncState) -> bool:
+    """An expired or retired re-sync token: forget it, so the next try goes without."""
+    if error.field == "token" and state.token:
+        state.clear()
+        return True
+    return False
+
+
 class _BlockingChannel:
     """Owns a blocking channel: close() and the context-manager protocol."""
 
@@ -200,11 +231,22 @@ class Client(_BlockingChannel):
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
         retry: RetryPolicy | None = None,
+        token: str | None = None,
+        sync_state: SyncState | None = None,
     ) -> None:
-        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
+        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline.
+
+        ``token`` is the account's credential from the account service; ``credentials``
+        the channel's TLS (``onnet.channel_credentials``); ``sync_state`` a re-sync state
+        kept from an earlier session (``SyncState.from_bytes``).
+        """
         super().__init__(target, credentials)
-        self.calls = DiscoveryCalls(self._channel, timeout=timeout, metadata=metadata, retry=retry)
+        self.calls = DiscoveryCalls(
+            self._channel, timeout=timeout, metadata=_with_token(metadata, token), retry=retry
+        )
         """The typed call layer underneath, one method per RPC."""
+        self.sync_state = sync_state or SyncState()
+        """What this account already paid for: re-syncs of those contacts cost no quota."""
         self._config: ServerConfig | None = None
         self._outputs: OutputCache = {}
 
@@ -231,11 +273,23 @@ class Client(_BlockingChannel):
         plan = DiscoveryPlan(numbers, default_region)
         if private:
             return plan.result(self._discover_private(plan))
+        config = self.get_config()
         matched: dict[int, str] = {}
-        for first_index, batch in plan.batches(self.get_config().max_batch):
-            response = self.calls.discover(discovery_pb2.DiscoverRequest(hashes=batch))
+        for first_index, batch in plan.batches(config.max_batch):
+            if len(self.sync_state) > _room_for_previous(config):
+                self.sync_state.clear()  # too many to carry: pay for them again
+            response = self._discover_batch(batch)
+            self.sync_state.advance(response.token, batch)
             _collect(first_index, batch, response, matched)
         return plan.result(matched)
+
+    def _discover_batch(self, batch: bytes) -> discovery_pb2.DiscoverResponse:
+        try:
+            return self.calls.discover(_discover_request(self.sync_state, batch))
+        except InvalidArgumentError as error:
+            if not _token_refused(error, self.sync_state):
+                raise
+        return self.calls.discover(_discover_request(self.sync_state, batch))
 
     def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
         # Fresh parameters: the bucket size follows the registry's.
@@ -267,13 +321,17 @@ class AsyncClient(_AsyncChannel):
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
         retry: RetryPolicy | None = None,
+        token: str | None = None,
+        sync_state: SyncState | None = None,
     ) -> None:
-        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
+        """Open a channel to ``target`` ("host:port") (see Client for the arguments)."""
         super().__init__(target, credentials)
         self.calls = AsyncDiscoveryCalls(
-            self._channel, timeout=timeout, metadata=metadata, retry=retry
+            self._channel, timeout=timeout, metadata=_with_token(metadata, token), retry=retry
         )
         """The typed call layer underneath, one method per RPC."""
+        self.sync_state = sync_state or SyncState()
+        """What this account already paid for: re-syncs of those contacts cost no quota."""
         self._config: ServerConfig | None = None
         self._outputs: OutputCache = {}
 
@@ -293,12 +351,23 @@ class AsyncClient(_AsyncChannel):
         plan = DiscoveryPlan(numbers, default_region)
         if private:
             return plan.result(await self._discover_private(plan))
+        config = await self.get_config()
         matched: dict[int, str] = {}
-        max_batch = (await self.get_config()).max_batch
-        for first_index, batch in plan.batches(max_batch):
-            response = await self.calls.discover(discovery_pb2.DiscoverRequest(hashes=batch))
+        for first_index, batch in plan.batches(config.max_batch):
+            if len(self.sync_state) > _room_for_previous(config):
+                self.sync_state.clear()  # too many to carry: pay for them again
+            response = await self._discover_batch(batch)
+            self.sync_state.advance(response.token, batch)
             _collect(first_index, batch, response, matched)
         return plan.result(matched)
+
+    async def _discover_batch(self, batch: bytes) -> discovery_pb2.DiscoverResponse:
+        try:
+            return await self.calls.discover(_discover_request(self.sync_state, batch))
+        except InvalidArgumentError as error:
+            if not _token_refused(error, self.sync_state):
+                raise
+        return await self.calls.discover(_discover_request(self.sync_state, batch))
 
     async def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
         message = await self.calls.get_config(discovery_pb2.GetConfigRequest())
@@ -330,10 +399,17 @@ class RegistryClient(_BlockingChannel):
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
         retry: RetryPolicy | None = None,
+        token: str | None = None,
     ) -> None:
-        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
+        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline.
+
+        ``token`` is a service credential (or ``credentials`` carry a trusted client
+        certificate).
+        """
         super().__init__(target, credentials)
-        self.calls = RegistryCalls(self._channel, timeout=timeout, metadata=metadata, retry=retry)
+        self.calls = RegistryCalls(
+            self._channel, timeout=timeout, metadata=_with_token(metadata, token), retry=retry
+        )
         """The typed call layer underneath, one method per RPC."""
 
     def register(self, user_id: str, e164: str, *, discoverable: bool = True) -> RegisterResult:
@@ -347,6 +423,16 @@ class RegistryClient(_BlockingChannel):
     def unregister(self, user_id: str) -> None:
         """Erase ``user_id``; raises NotFoundError when no such user is registered."""
         self.calls.unregister(registry_pb2.UnregisterRequest(user_id=user_id))
+
+    def block(self, user_id: str, e164: str) -> bool:
+        """Block ``e164`` for ``user_id``: its holder never finds them. False if already so."""
+        request = registry_pb2.BlockRequest(user_id=user_id, e164=e164)
+        return self.calls.block(request).changed
+
+    def unblock(self, user_id: str, e164: str) -> bool:
+        """Unblock ``e164`` for ``user_id``; False if it was not blocked."""
+        request = registry_pb2.BlockRequest(user_id=user_id, e164=e164)
+        return self.calls.unblock(request).changed
 
     def import_users(
         self,
@@ -382,11 +468,12 @@ class AsyncRegistryClient(_AsyncChannel):
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
         retry: RetryPolicy | None = None,
+        token: str | None = None,
     ) -> None:
-        """Open a channel to ``target`` ("host:port"); ``timeout`` is each call's deadline."""
+        """Open a channel to ``target`` ("host:port") (see RegistryClient for the arguments)."""
         super().__init__(target, credentials)
         self.calls = AsyncRegistryCalls(
-            self._channel, timeout=timeout, metadata=metadata, retry=retry
+            self._channel, timeout=timeout, metadata=_with_token(metadata, token), retry=retry
         )
         """The typed call layer underneath, one method per RPC."""
 
@@ -403,6 +490,16 @@ class AsyncRegistryClient(_AsyncChannel):
     async def unregister(self, user_id: str) -> None:
         """Erase ``user_id``; raises NotFoundError when no such user is registered."""
         await self.calls.unregister(registry_pb2.UnregisterRequest(user_id=user_id))
+
+    async def block(self, user_id: str, e164: str) -> bool:
+        """Block ``e164`` for ``user_id`` (see RegistryClient.block)."""
+        request = registry_pb2.BlockRequest(user_id=user_id, e164=e164)
+        return (await self.calls.block(request)).changed
+
+    async def unblock(self, user_id: str, e164: str) -> bool:
+        """Unblock ``e164`` for ``user_id`` (see RegistryClient.unblock)."""
+        request = registry_pb2.BlockRequest(user_id=user_id, e164=e164)
+        return (await self.calls.unblock(request)).changed
 
     async def import_users(
         self,

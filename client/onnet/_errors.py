@@ -16,6 +16,8 @@ OnnetError
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -64,8 +66,16 @@ class NotFoundError(ServiceError):
 class QuotaExceededError(ServiceError):
     """RESOURCE_EXHAUSTED: a quota (new numbers) or a size limit (message) was exceeded.
 
-    The SDK never retries it.
+    ``retry_after`` is how many seconds to wait before the same request would fit, when
+    the server said (None: waiting will not help, e.g. a message too large or a request
+    larger than the whole quota). The SDK never retries it.
     """
+
+    def __init__(
+        self, code: grpc.StatusCode, reason: str, field: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(code, reason, field)
+        self.retry_after = retry_after
 
 
 class AuthenticationError(ServiceError):
@@ -104,21 +114,35 @@ def from_rpc_error(error: grpc.RpcError) -> ServiceError:
     # grpc.aio's AioRpcError is not a grpc.Call, but has the same code() and details().
     code = getattr(error, "code", lambda: grpc.StatusCode.UNKNOWN)()
     reason = getattr(error, "details", lambda: None)() or str(error)
-    field = _violated_field(error)
+    details = _details(error)
+    field = _violated_field(details)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return QuotaExceededError(code, reason, field, _retry_after(details))
     return _BY_CODE.get(code, InternalServiceError)(code, reason, field)
 
 
-def _violated_field(error: grpc.RpcError) -> str:
+def _details(error: grpc.RpcError) -> list[Any]:
     try:
         status = rpc_status.from_call(error)
     except (ValueError, AttributeError):
-        return ""
-    if status is None:
-        return ""
-    for detail in status.details:
+        return []
+    return list(status.details) if status is not None else []
+
+
+def _violated_field(details: list[Any]) -> str:
+    for detail in details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)
             for violation in bad_request.field_violations:
                 return str(violation.field)
     return ""
+
+
+def _retry_after(details: list[Any]) -> float | None:
+    for detail in details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            return float(retry.retry_delay.ToNanoseconds()) / 1e9
+    return None

@@ -2,21 +2,28 @@
 
 Exit codes: 0 success; 1 the service refused the request (or, for ``normalize``, some line
 was invalid); 2 bad usage or unreadable input; 3 the service could not be reached.
+
+Client commands take their credential from ONNET_TOKEN (or ``--token-file``) and their TLS
+material from ONNET_TLS_CA, ONNET_TLS_CLIENT_CERT and ONNET_TLS_CLIENT_KEY (or the flags):
+a token on the command line would show in the process list.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+
+import grpc
 
 import onnet
+from onnet_server.cli_secrets import add_secret_commands
 from onnet_server.config import ConfigError, ServerConfig
 
 __all__ = ["main"]
@@ -39,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (onnet.AddressBookError, onnet.InvalidNumberError) as exc:
         _fail(str(exc))
         code = EXIT_USAGE
+    except onnet.QuotaExceededError as exc:
+        wait = f"; try again in {exc.retry_after:.0f} s" if exc.retry_after is not None else ""
+        _fail(f"the service refused the request: {exc.reason}{wait}")
+        code = EXIT_REFUSED
     except (onnet.UnavailableError, onnet.DeadlineExceededError) as exc:
         _fail(f"cannot reach the onnet service at {args.target}: {exc.reason}")
         code = EXIT_UNREACHABLE
@@ -66,20 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser(
-        "serve",
-        help="run the service (embedded in-memory registry)",
-        description="Run the Discovery and Registry services. Settings come from ONNET_* "
-        "variables (see README); the flags override them.",
-    )
-    serve.add_argument("--listen", metavar="HOST:PORT", help="default 127.0.0.1:50051")
-    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    serve.add_argument("--max-batch", type=int, metavar="N", help="most hashes per Discover")
-    serve.add_argument("--redis", metavar="URL", help="keep the registry in Redis (redis://...)")
-    serve.add_argument(
-        "--redis-cluster", metavar="HOST:PORT[,...]", help="keep the registry in Redis Cluster"
-    )
-    serve.set_defaults(run=_serve, target=None)
+    _add_serve(commands)
 
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text, description=help_text)
@@ -87,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
             "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="the onnet service"
         )
         command.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+        command.add_argument(
+            "--token-file", type=Path, metavar="FILE", help="credential (else $ONNET_TOKEN)"
+        )
+        command.add_argument(
+            "--ca", type=Path, metavar="FILE", help="use TLS, trusting this CA ($ONNET_TLS_CA)"
+        )
+        command.add_argument(
+            "--cert", type=Path, metavar="FILE", help="client certificate ($ONNET_TLS_CLIENT_CERT)"
+        )
+        command.add_argument(
+            "--key", type=Path, metavar="FILE", help="its private key ($ONNET_TLS_CLIENT_KEY)"
+        )
         return command
 
     register = client_command("register", "register a user with their verified number")
@@ -101,6 +111,16 @@ def _parser() -> argparse.ArgumentParser:
     unregister = client_command("unregister", "erase a user from the registry")
     unregister.add_argument("user_id", metavar="USER_ID")
     unregister.set_defaults(run=_unregister)
+
+    for name, help_text in (
+        ("block", "block a number for a user: its holder never finds the user"),
+        ("unblock", "remove a number from a user's blocklist"),
+    ):
+        command = client_command(name, help_text)
+        command.add_argument("user_id", metavar="USER_ID")
+        command.add_argument("number", metavar="NUMBER", help="E.164, or national with --region")
+        command.add_argument("--region", type=_region, help="region for a national number")
+        command.set_defaults(run=_set_blocked, blocked=name == "block")
 
     discover = client_command("discover", "find which contacts of an address book are on-net")
     discover.add_argument("file", type=Path, metavar="FILE", help="a .csv or .vcf address book")
@@ -142,24 +162,56 @@ def _parser() -> argparse.ArgumentParser:
     )
     new_pepper.add_argument("file", type=Path, metavar="FILE")
     new_pepper.set_defaults(run=_new_pepper, target=None)
+
+    add_secret_commands(commands)
     return parser
+
+
+def _add_serve(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers action
+    serve = commands.add_parser(
+        "serve",
+        help="run the service (embedded in-memory registry)",
+        description="Run the Discovery and Registry services. Settings come from ONNET_* "
+        "variables (see README); the flags override them.",
+    )
+    serve.add_argument("--listen", metavar="HOST:PORT", help="default 127.0.0.1:50051")
+    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument("--max-batch", type=int, metavar="N", help="most hashes per Discover")
+    serve.add_argument("--redis", metavar="URL", help="keep the registry in Redis (redis://...)")
+    serve.add_argument(
+        "--redis-cluster", metavar="HOST:PORT[,...]", help="keep the registry in Redis Cluster"
+    )
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: calls without a credential are let through (loopback, "
+        "embedded store only; never in production)",
+    )
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve TLS with this cert")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's key")
+    serve.add_argument(
+        "--tls-client-ca", type=Path, metavar="FILE", help="require client certs from this CA"
+    )
+    serve.set_defaults(run=_serve, target=None)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from onnet_server.logs import configure_logging  # noqa: PLC0415 - only the server needs it
     from onnet_server.server import serve  # noqa: PLC0415
 
-    config = ServerConfig.from_env()
     overrides = {
         "listen": args.listen,
         "log_level": args.log_level,
         "max_batch": args.max_batch,
         "redis_url": args.redis,
         "redis_cluster": args.redis_cluster,
+        "dev_mode": args.dev or None,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca,
     }
     values = {key: value for key, value in overrides.items() if value is not None}
-    if values:
-        config = dataclasses.replace(config, **values)
+    config = ServerConfig.from_env(**values)
     configure_logging(config.log_level)
     try:
         asyncio.run(serve(config))
@@ -169,9 +221,39 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _token_of(args: argparse.Namespace) -> str | None:
+    if args.token_file is not None:
+        try:
+            return str(args.token_file.read_text(encoding="ascii").strip())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the token file {args.token_file}: {exc}") from None
+    return os.environ.get("ONNET_TOKEN") or None
+
+
+def _tls_of(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    ca = args.ca or os.environ.get("ONNET_TLS_CA")
+    cert = args.cert or os.environ.get("ONNET_TLS_CLIENT_CERT")
+    key = args.key or os.environ.get("ONNET_TLS_CLIENT_KEY")
+    if not (ca or cert or key):
+        return None
+    try:
+        return onnet.channel_credentials(ca, cert, key)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _registry(args: argparse.Namespace, timeout: float | None) -> onnet.RegistryClient:
+    return onnet.RegistryClient(
+        args.target,
+        timeout=timeout if timeout is not None else 10.0,
+        token=_token_of(args),
+        credentials=_tls_of(args),
+    )
+
+
 def _register(args: argparse.Namespace) -> int:
     e164 = onnet.normalize(args.number, args.region)
-    with onnet.RegistryClient(args.target, timeout=args.timeout) as client:
+    with _registry(args, args.timeout) as client:
         result = client.register(args.user_id, e164, discoverable=not args.not_discoverable)
     print(f"{'moved' if result.updated else 'registered'} {args.user_id}")
     if result.displaced_user_id:
@@ -180,9 +262,20 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _unregister(args: argparse.Namespace) -> int:
-    with onnet.RegistryClient(args.target, timeout=args.timeout) as client:
+    with _registry(args, args.timeout) as client:
         client.unregister(args.user_id)
     print(f"unregistered {args.user_id}")
+    return EXIT_OK
+
+
+def _set_blocked(args: argparse.Namespace) -> int:
+    e164 = onnet.normalize(args.number, args.region)
+    with _registry(args, args.timeout) as client:
+        changed = (
+            client.block(args.user_id, e164) if args.blocked else client.unblock(args.user_id, e164)
+        )
+    verb = "blocked" if args.blocked else "unblocked"
+    print(f"{verb} for {args.user_id}" if changed else f"already {verb} for {args.user_id}")
     return EXIT_OK
 
 
@@ -214,7 +307,7 @@ def _import(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     try:
-        with onnet.RegistryClient(args.target) as client:
+        with _registry(args, None) as client:
             result = client.import_users(rows(), batch_size=args.batch, progress=on_progress)
     except UnicodeDecodeError:
         _fail(f"{args.file} is not UTF-8 text")
@@ -238,7 +331,9 @@ def _import(args: argparse.Namespace) -> int:
 
 def _discover(args: argparse.Namespace) -> int:
     numbers = onnet.read_address_book(args.file)
-    with onnet.Client(args.target, timeout=args.timeout) as client:
+    with onnet.Client(
+        args.target, timeout=args.timeout, token=_token_of(args), credentials=_tls_of(args)
+    ) as client:
         result = client.discover(numbers, default_region=args.region, private=args.private)
     if args.json:
         print(json.dumps(_as_json(result), indent=2, ensure_ascii=False))

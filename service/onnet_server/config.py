@@ -8,11 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onnet_server.core.quota import QuotaPolicy
+
 __all__ = ["ConfigError", "ServerConfig"]
 
 _ENV_PREFIX = "ONNET_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _MAX_MESSAGE_LIMIT = 2**31 - 1  # gRPC's limit options are signed 32-bit integers
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_PREFIX_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+_TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 class ConfigError(ValueError):
@@ -44,6 +49,34 @@ class ServerConfig:
     """Python logging level name (ONNET_LOG_LEVEL)."""
     shutdown_grace: float = 10.0
     """Seconds that in-flight calls get to finish on SIGTERM or SIGINT (ONNET_SHUTDOWN_GRACE)."""
+    dev_mode: bool = False
+    """Development mode (ONNET_DEV=1, ``--dev``): calls without a credential are let through
+    as the caller "dev". Only on the embedded store and a loopback address."""
+    auth_public_keys: Path | None = None
+    """PEM file of the account service's Ed25519 public keys that sign credentials
+    (ONNET_AUTH_PUBLIC_KEYS). Required unless in development mode."""
+    service_cert_names: tuple[str, ...] = ()
+    """Client-certificate common names trusted as services on the Registry without a token
+    (ONNET_SERVICE_CERT_NAMES, comma-separated; needs ONNET_TLS_CLIENT_CA)."""
+    tls_cert: Path | None = None
+    """Server certificate chain, PEM (ONNET_TLS_CERT); unset serves plaintext."""
+    tls_key: Path | None = None
+    """Server private key, PEM (ONNET_TLS_KEY)."""
+    tls_client_ca: Path | None = None
+    """CA whose client certificates are required (ONNET_TLS_CLIENT_CA): mutual TLS."""
+    quota_new_numbers: int = 20_000
+    """New numbers an account may look up per quota period (ONNET_QUOTA_NEW_NUMBERS)."""
+    quota_period: float = 864_000.0
+    """Seconds in which a spent quota refills completely (ONNET_QUOTA_PERIOD; 10 days)."""
+    resync_token_ttl: int = 90 * 86_400
+    """Seconds a re-sync token stays valid (ONNET_RESYNC_TOKEN_TTL; 90 days). Every sync
+    returns a fresh one, so only an account idle that long pays again."""
+    previous_pepper_file: Path | None = None
+    """The pepper before the last rotation (ONNET_PREVIOUS_PEPPER_FILE): re-sync tokens
+    issued under it stay valid, so a rotation does not make every client pay again."""
+    redis_prefix: str = "onnet"
+    """Prefix of the registry's Redis keys (ONNET_REDIS_PREFIX); a pepper rotation imports
+    into a new prefix while the old one serves."""
 
     def __post_init__(self) -> None:
         """Reject values that cannot work, naming the variable."""
@@ -65,10 +98,46 @@ class ServerConfig:
             raise ConfigError("set ONNET_REDIS_URL or ONNET_REDIS_CLUSTER, not both")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("ONNET_REDIS_URL must start with redis://, rediss:// or unix://")
+        self._check_security()
+        if self.quota_new_numbers < 1:
+            raise ConfigError("ONNET_QUOTA_NEW_NUMBERS must be at least 1")
+        if not math.isfinite(self.quota_period) or self.quota_period <= 0:
+            raise ConfigError("ONNET_QUOTA_PERIOD must be a positive number of seconds")
+        try:
+            QuotaPolicy(self.quota_new_numbers, self.quota_period)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"ONNET_QUOTA_NEW_NUMBERS / ONNET_QUOTA_PERIOD: {error}") from None
+        if self.resync_token_ttl < 1:
+            raise ConfigError("ONNET_RESYNC_TOKEN_TTL must be at least 1 second")
+        if not self.redis_prefix or not set(self.redis_prefix) <= _PREFIX_CHARACTERS:
+            raise ConfigError("ONNET_REDIS_PREFIX must be letters, digits, '-' or '_'")
+
+    def _check_security(self) -> None:
+        """Credentials, TLS and development mode must make a coherent whole."""
+        if self.dev_mode:
+            if self.redis_url or self.redis_cluster:
+                raise ConfigError("development mode (--dev) runs only on the embedded store")
+            host = self.listen.rsplit(":", 1)[0].strip("[]")
+            if host not in _LOOPBACK:
+                raise ConfigError("development mode (--dev) listens only on a loopback address")
+        elif self.auth_public_keys is None:
+            raise ConfigError(
+                "set ONNET_AUTH_PUBLIC_KEYS (the account service's public keys), "
+                "or pass --dev for a local try-out"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("set ONNET_TLS_CERT and ONNET_TLS_KEY together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("ONNET_TLS_CLIENT_CA needs ONNET_TLS_CERT and ONNET_TLS_KEY")
+        if self.service_cert_names and self.tls_client_ca is None:
+            raise ConfigError("ONNET_SERVICE_CERT_NAMES needs ONNET_TLS_CLIENT_CA (mutual TLS)")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
-        """Build the configuration from ONNET_* variables (``os.environ`` by default)."""
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerConfig:
+        """Build the configuration from ONNET_* variables (``os.environ`` by default).
+
+        ``overrides`` (command-line flags) win over the variables; the whole is checked once.
+        """
         env = os.environ if env is None else env
 
         def get(name: str) -> str | None:
@@ -84,21 +153,39 @@ class ServerConfig:
             except ValueError:
                 raise ConfigError(f"{_ENV_PREFIX}{name} must be a whole number") from None
 
-        grace_text = get("SHUTDOWN_GRACE")
-        try:
-            grace = float(grace_text) if grace_text is not None else cls.shutdown_grace
-        except ValueError:
-            raise ConfigError("ONNET_SHUTDOWN_GRACE must be a number of seconds") from None
-        pepper_file = get("PEPPER_FILE")
-        return cls(
+        def seconds(name: str, default: float) -> float:
+            text = get(name)
+            try:
+                return float(text) if text is not None else default
+            except ValueError:
+                raise ConfigError(f"{_ENV_PREFIX}{name} must be a number of seconds") from None
+
+        def path(name: str) -> Path | None:
+            text = get(name)
+            return Path(text) if text else None
+
+        names = get("SERVICE_CERT_NAMES")
+        values: dict[str, object] = dict(
             listen=get("LISTEN") or cls.listen,
             max_batch=number("MAX_BATCH", cls.max_batch),
             max_message_bytes=number("MAX_MESSAGE_BYTES", cls.max_message_bytes),
-            pepper_file=Path(pepper_file) if pepper_file else None,
+            pepper_file=path("PEPPER_FILE"),
             pepper_hex=get("PEPPER"),
             pepper_id=get("PEPPER_ID"),
             redis_url=get("REDIS_URL"),
             redis_cluster=get("REDIS_CLUSTER"),
             log_level=(get("LOG_LEVEL") or cls.log_level).upper(),
-            shutdown_grace=grace,
+            shutdown_grace=seconds("SHUTDOWN_GRACE", cls.shutdown_grace),
+            dev_mode=(get("DEV") or "").lower() in _TRUE,
+            auth_public_keys=path("AUTH_PUBLIC_KEYS"),
+            service_cert_names=tuple(n.strip() for n in (names or "").split(",") if n.strip()),
+            tls_cert=path("TLS_CERT"),
+            tls_key=path("TLS_KEY"),
+            tls_client_ca=path("TLS_CLIENT_CA"),
+            quota_new_numbers=number("QUOTA_NEW_NUMBERS", cls.quota_new_numbers),
+            quota_period=seconds("QUOTA_PERIOD", cls.quota_period),
+            resync_token_ttl=number("RESYNC_TOKEN_TTL", cls.resync_token_ttl),
+            previous_pepper_file=path("PREVIOUS_PEPPER_FILE"),
+            redis_prefix=get("REDIS_PREFIX") or cls.redis_prefix,
         )
+        return cls(**{**values, **overrides})  # type: ignore[arg-type]

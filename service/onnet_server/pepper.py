@@ -14,7 +14,7 @@ from pathlib import Path
 
 from onnet_server.config import ConfigError, ServerConfig
 
-__all__ = ["PEPPER_SIZE", "Pepper", "load_pepper", "write_pepper_file"]
+__all__ = ["PEPPER_SIZE", "Pepper", "load_pepper", "load_previous_pepper", "write_pepper_file"]
 
 PEPPER_SIZE = 32
 """Bytes of key: AES-256."""
@@ -49,14 +49,28 @@ def _parse_hex(text: str, source: str) -> bytes:
     return key
 
 
+def _read_pepper_file(path: Path, variable: str) -> bytes:
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{variable} cannot be read: {exc}") from None
+    return _parse_hex(text, variable)
+
+
+def load_previous_pepper(config: ServerConfig) -> Pepper | None:
+    """The pepper before the last rotation (ONNET_PREVIOUS_PEPPER_FILE), if configured."""
+    if config.previous_pepper_file is None:
+        return None
+    return Pepper.from_key(
+        _read_pepper_file(config.previous_pepper_file, "ONNET_PREVIOUS_PEPPER_FILE")
+    )
+
+
 def load_pepper(config: ServerConfig) -> Pepper:
     """The configured pepper: ONNET_PEPPER_FILE, else ONNET_PEPPER, else an ephemeral one."""
     if config.pepper_file is not None:
-        try:
-            text = config.pepper_file.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"ONNET_PEPPER_FILE cannot be read: {exc}") from None
-        return Pepper.from_key(_parse_hex(text, "ONNET_PEPPER_FILE"), config.pepper_id)
+        key = _read_pepper_file(config.pepper_file, "ONNET_PEPPER_FILE")
+        return Pepper.from_key(key, config.pepper_id)
     if config.pepper_hex is not None:
         return Pepper.from_key(_parse_hex(config.pepper_hex, "ONNET_PEPPER"), config.pepper_id)
     return Pepper.from_key(secrets.token_bytes(PEPPER_SIZE), config.pepper_id, ephemeral=True)

@@ -11,19 +11,28 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from onnet._credentials import CredentialVerifier, load_public_keys
 from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
-from onnet_server.config import ServerConfig
+from onnet_server.auth import Authenticator
+from onnet_server.config import ConfigError, ServerConfig
 from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import RegistryStore
 from onnet_server.core.private import BlindEvaluator, BucketServer, OprfKey
+from onnet_server.core.private_discovery import PrivateDiscovery
+from onnet_server.core.quota import QuotaPolicy, QuotaStore
 from onnet_server.core.registry import RegistryService
-from onnet_server.pepper import Pepper, load_pepper
+from onnet_server.core.resync import ResyncTokens, derive_resync_key
+from onnet_server.pepper import Pepper, load_pepper, load_previous_pepper
 from onnet_server.servicer import DiscoveryServicer, RegistryServicer
 from onnet_server.status import MalformedRequestInterceptor
 from onnet_server.stores.memory import MemoryRegistry
+from onnet_server.stores.memory_quota import MemoryQuota
 from onnet_server.stores.redis_connection import RedisClient, connect_and_run, describe
+from onnet_server.stores.redis_layout import Layout
+from onnet_server.stores.redis_quota import RedisQuota
 from onnet_server.stores.redis_store import RedisRegistry
+from onnet_server.tls import server_credentials
 
 __all__ = ["RunningServer", "serve", "start_server"]
 
@@ -61,11 +70,47 @@ async def open_store(config: ServerConfig) -> RegistryStore:
     _log.info("loading the registry from %s", describe(config.redis_url, config.redis_cluster))
 
     async def load(client: RedisClient) -> RedisRegistry:
-        store = RedisRegistry(client)
+        store = RedisRegistry(client, layout=Layout(config.redis_prefix))
         await store.start()
         return store
 
     return await connect_and_run(config.redis_url, config.redis_cluster, load)
+
+
+def quota_store(config: ServerConfig, store: RegistryStore) -> QuotaStore:
+    """The quota store beside ``store``: in the same Redis, or in memory.
+
+    Quota keys do not take the registry's prefix: a pepper rotation imports into a new
+    prefix, and must not hand every account a fresh quota.
+    """
+    policy = QuotaPolicy(config.quota_new_numbers, config.quota_period)
+    if isinstance(store, RedisRegistry):
+        return RedisQuota(store.client, policy)
+    return MemoryQuota(policy)
+
+
+def resync_tokens(config: ServerConfig, pepper: Pepper) -> ResyncTokens:
+    """Re-sync tokens under the pepper, still accepting those of the previous pepper."""
+    key_id, key = derive_resync_key(pepper.key)
+    keys = {key_id: key}
+    previous = load_previous_pepper(config)
+    if previous is not None:
+        old_id, old_key = derive_resync_key(previous.key)
+        keys[old_id] = old_key
+    return ResyncTokens(keys, key_id, config.resync_token_ttl)
+
+
+def authenticator(config: ServerConfig) -> Authenticator:
+    """The credential check that ``config`` asks for."""
+    verifier = None
+    if config.auth_public_keys is not None:
+        try:
+            verifier = CredentialVerifier(load_public_keys(config.auth_public_keys))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"ONNET_AUTH_PUBLIC_KEYS: {error}") from None
+    return Authenticator(
+        verifier, dev_mode=config.dev_mode, service_names=config.service_cert_names
+    )
 
 
 async def start_server(
@@ -79,7 +124,15 @@ async def start_server(
             "pepper, id %s; fingerprints will not match after a restart. Development only.",
             pepper.key_id,
         )
+    auth = authenticator(config)
+    if config.dev_mode:
+        _log.warning(
+            "DEVELOPMENT MODE: calls without a credential are accepted (as the caller 'dev')%s. "
+            "Not for production: set ONNET_AUTH_PUBLIC_KEYS and drop --dev.",
+            "" if config.tls_cert else ", over plaintext",
+        )
     store = store if store is not None else await open_store(config)
+    quota = quota_store(config, store)
     fingerprinter = Fingerprinter(pepper.key)
     limits = DiscoveryLimits(
         max_batch=config.max_batch,
@@ -98,17 +151,18 @@ async def start_server(
         ],
     )
     oprf_key = OprfKey.from_pepper(pepper.key)
-    evaluator = BlindEvaluator(oprf_key, config.max_batch)
+    private = PrivateDiscovery(
+        BlindEvaluator(oprf_key, config.max_batch),
+        BucketServer(store, config.max_message_bytes),
+        quota,
+        store,
+    )
+    discovery = DiscoveryService(store, fingerprinter, limits, quota, resync_tokens(config, pepper))
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(
-        DiscoveryServicer(
-            DiscoveryService(store, fingerprinter, limits),
-            evaluator,
-            BucketServer(store, config.max_message_bytes),
-        ),
-        server,
+        DiscoveryServicer(discovery, private, auth), server
     )
     registry_pb2_grpc.add_RegistryServicer_to_server(
-        RegistryServicer(RegistryService(store, fingerprinter, oprf_key)), server
+        RegistryServicer(RegistryService(store, fingerprinter, oprf_key), auth), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -120,7 +174,11 @@ async def start_server(
         ),
         server,
     )
-    port = server.add_insecure_port(config.listen)
+    if config.tls_cert is not None and config.tls_key is not None:
+        credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+        port = server.add_secure_port(config.listen, credentials)
+    else:
+        port = server.add_insecure_port(config.listen)
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
@@ -128,14 +186,24 @@ async def start_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     _log.info(
-        "onnet serving on %s:%d (store: %s, pepper id %s, max batch %d)",
+        "onnet serving on %s:%d (%s; store: %s, pepper id %s, max batch %d, quota %d new "
+        "numbers per %.0f s)",
         host,
         port,
+        _transport(config),
         type(store).__name__,
         pepper.key_id,
         config.max_batch,
+        config.quota_new_numbers,
+        config.quota_period,
     )
     return RunningServer(server, port, health_servicer, config.shutdown_grace, store)
+
+
+def _transport(config: ServerConfig) -> str:
+    if config.tls_client_ca is not None:
+        return "mutual TLS"
+    return "TLS" if config.tls_cert is not None else "plaintext"
 
 
 async def serve(config: ServerConfig) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -10,8 +9,9 @@ from grpc import aio
 
 from onnet import _oprf as oprf
 from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
+from onnet_server.auth import KIND_ACCOUNT, KIND_SERVICE, Authenticator
 from onnet_server.core.discovery import DiscoveryService
-from onnet_server.core.private import BlindEvaluator, BucketServer
+from onnet_server.core.private_discovery import PrivateDiscovery
 from onnet_server.core.registry import ImportRow, RegistryService
 from onnet_server.status import abort_for, translate_errors
 
@@ -33,47 +33,54 @@ ImportContext = aio.ServicerContext[registry_pb2.ImportBatch, registry_pb2.Impor
 UnregisterContext = aio.ServicerContext[
     registry_pb2.UnregisterRequest, registry_pb2.UnregisterResponse
 ]
+BlockContext = aio.ServicerContext[registry_pb2.BlockRequest, registry_pb2.BlockResponse]
 
 
 class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
-    """onnet.v1.Discovery over DiscoveryService."""
+    """onnet.v1.Discovery over DiscoveryService; every call needs an account credential."""
 
     def __init__(
-        self, discovery: DiscoveryService, evaluator: BlindEvaluator, buckets: BucketServer
+        self, discovery: DiscoveryService, private: PrivateDiscovery, auth: Authenticator
     ) -> None:
-        """Serve ``discovery``, and private mode's ``evaluator`` and ``buckets``."""
+        """Serve ``discovery`` and ``private`` mode to callers that ``auth`` lets in."""
         self._discovery = discovery
-        self._evaluator = evaluator
-        self._buckets = buckets
+        self._private = private
+        self._auth = auth
 
     @translate_errors
     async def Discover(
         self, request: discovery_pb2.DiscoverRequest, context: DiscoverContext
     ) -> discovery_pb2.DiscoverResponse:
         """Match a batch of contact hashes."""
-        matches = self._discovery.discover(request.hashes, request.previous_hashes)
+        account = self._auth.caller(context, KIND_ACCOUNT).subject
+        answer = await self._discovery.discover(
+            account, request.hashes, request.token, request.previous_hashes
+        )
+        matches = answer.matches
         _log.debug(
             "Discover: %d hashes, %d matches", len(request.hashes) // 32, len(matches.user_ids)
         )
         return discovery_pb2.DiscoverResponse(
-            matched_indexes=matches.indexes.tolist(), user_ids=matches.user_ids
+            matched_indexes=matches.indexes.tolist(), user_ids=matches.user_ids, token=answer.token
         )
 
     @translate_errors
     async def GetConfig(
         self, request: discovery_pb2.GetConfigRequest, context: ConfigContext
     ) -> discovery_pb2.DiscoveryConfig:
-        """Announce the contact-hash version and the limits."""
-        parameters = self._discovery.parameters()
+        """Announce the contact-hash version, the limits, and the caller's quota left."""
+        account = self._auth.caller(context, KIND_ACCOUNT).subject
+        parameters = await self._discovery.parameters(account)
+        buckets = self._private.buckets
         return discovery_pb2.DiscoveryConfig(
             contact_hash_version=parameters.contact_hash_version,
             max_batch=parameters.max_batch,
             max_message_bytes=parameters.max_message_bytes,
             quota_remaining=parameters.quota_remaining,
             oprf_suite=oprf.SUITE,
-            oprf_key_id=self._evaluator.key.key_id,
-            bucket_prefix_bits=self._buckets.prefix_bits(),
-            max_buckets=self._buckets.max_buckets,
+            oprf_key_id=self._private.evaluator.key.key_id,
+            bucket_prefix_bits=buckets.prefix_bits(),
+            max_buckets=buckets.max_buckets,
         )
 
     @translate_errors
@@ -81,7 +88,8 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         self, request: discovery_pb2.FetchBucketsRequest, context: FetchContext
     ) -> discovery_pb2.FetchBucketsResponse:
         """Every entry of the asked buckets."""
-        found = self._buckets.fetch(request.prefix_bits, list(request.buckets))
+        account = self._auth.caller(context, KIND_ACCOUNT).subject
+        found = self._private.fetch(account, request.prefix_bits, list(request.buckets))
         _log.debug("FetchBuckets: %d buckets", len(found))
         return discovery_pb2.FetchBucketsResponse(
             buckets=[
@@ -95,29 +103,28 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         self, request: discovery_pb2.BlindEvaluateRequest, context: EvaluateContext
     ) -> discovery_pb2.BlindEvaluateResponse:
         """Apply the OPRF key to blinded elements."""
-        # Scalar multiplications release the GIL: a worker thread keeps the event loop free
-        # for other calls and lets a second core share the work.
-        evaluated = await asyncio.to_thread(
-            self._evaluator.blind_evaluate, request.blinded_elements
-        )
+        account = self._auth.caller(context, KIND_ACCOUNT).subject
+        evaluated = await self._private.blind_evaluate(account, request.blinded_elements)
         _log.debug("BlindEvaluate: %d elements", len(evaluated) // oprf.ELEMENT_SIZE)
         return discovery_pb2.BlindEvaluateResponse(
-            evaluated_elements=evaluated, key_id=self._evaluator.key.key_id
+            evaluated_elements=evaluated, key_id=self._private.evaluator.key.key_id
         )
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):
-    """onnet.v1.Registry over RegistryService."""
+    """onnet.v1.Registry over RegistryService; every call needs a service credential."""
 
-    def __init__(self, registry: RegistryService) -> None:
-        """Serve ``registry``."""
+    def __init__(self, registry: RegistryService, auth: Authenticator) -> None:
+        """Serve ``registry`` to the trusted services that ``auth`` lets in."""
         self._registry = registry
+        self._auth = auth
 
     @translate_errors
     async def Register(
         self, request: registry_pb2.RegisterRequest, context: RegisterContext
     ) -> registry_pb2.RegisterResponse:
         """Add or move a user."""
+        self._auth.caller(context, KIND_SERVICE)
         outcome = await self._registry.register(request.user_id, request.e164, request.discoverable)
         _log.debug(
             "Register: updated=%s displaced=%s", outcome.updated, bool(outcome.displaced_user_id)
@@ -131,6 +138,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.UnregisterRequest, context: UnregisterContext
     ) -> registry_pb2.UnregisterResponse:
         """Erase a user."""
+        self._auth.caller(context, KIND_SERVICE)
         await self._registry.unregister(request.user_id)
         _log.debug("Unregister: done")
         return registry_pb2.UnregisterResponse()
@@ -139,6 +147,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request_iterator: AsyncIterator[registry_pb2.ImportBatch], context: ImportContext
     ) -> AsyncIterator[registry_pb2.ImportProgress]:
         """Register batches of users, answering each batch in order."""
+        try:
+            self._auth.caller(context, KIND_SERVICE)
+        except Exception as error:  # the boundary: nothing may escape unmapped
+            await abort_for(error, context, "ImportUsers")
         first_row = 0
         async for batch in request_iterator:
             rows = [ImportRow(r.user_id, r.e164, r.discoverable) for r in batch.rows]
@@ -155,3 +167,25 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                     for r in outcome.rejected
                 ],
             )
+
+    @translate_errors
+    async def Block(
+        self, request: registry_pb2.BlockRequest, context: BlockContext
+    ) -> registry_pb2.BlockResponse:
+        """Add a number to a user's blocklist."""
+        return await self._set_blocked(request, context, blocked=True)
+
+    @translate_errors
+    async def Unblock(
+        self, request: registry_pb2.BlockRequest, context: BlockContext
+    ) -> registry_pb2.BlockResponse:
+        """Remove a number from a user's blocklist."""
+        return await self._set_blocked(request, context, blocked=False)
+
+    async def _set_blocked(
+        self, request: registry_pb2.BlockRequest, context: BlockContext, *, blocked: bool
+    ) -> registry_pb2.BlockResponse:
+        self._auth.caller(context, KIND_SERVICE)
+        changed = await self._registry.set_blocked(request.user_id, request.e164, blocked)
+        _log.debug("%s: changed=%s", "Block" if blocked else "Unblock", changed)
+        return registry_pb2.BlockResponse(changed=changed)

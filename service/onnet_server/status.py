@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -14,7 +15,15 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
 from grpc_status import rpc_status
 
-from onnet_server.core.errors import DomainError, InvalidArgument, NotFound, StoreUnavailable
+from onnet_server.core.errors import (
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    StoreUnavailable,
+    Unauthenticated,
+)
 
 __all__ = [
     "STATUS_OF",
@@ -30,13 +39,26 @@ STATUS_OF: dict[type[DomainError], int] = {
     InvalidArgument: code_pb2.INVALID_ARGUMENT,
     NotFound: code_pb2.NOT_FOUND,
     StoreUnavailable: code_pb2.UNAVAILABLE,
+    Unauthenticated: code_pb2.UNAUTHENTICATED,
+    PermissionDenied: code_pb2.PERMISSION_DENIED,
+    QuotaExceeded: code_pb2.RESOURCE_EXHAUSTED,
 }
 """The gRPC code of each domain error."""
 
 
 def status_of(error: DomainError) -> status_pb2.Status:
-    """The google.rpc.Status for ``error``: code, "field: reason", and the field as a detail."""
+    """The google.rpc.Status for ``error``: code, "field: reason", and the field as a detail.
+
+    A quota refusal also carries a google.rpc.RetryInfo with the time to wait (absent when
+    waiting cannot help).
+    """
     status = status_pb2.Status(code=STATUS_OF[type(error)], message=str(error))
+    if isinstance(error, QuotaExceeded) and error.retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(math.ceil(error.retry_after * 1e9))
+        detail = any_pb2.Any()
+        detail.Pack(retry)
+        status.details.append(detail)
     if error.field:
         violation = error_details_pb2.BadRequest.FieldViolation(
             field=error.field, description=error.reason

@@ -75,3 +75,63 @@ async def test_unregister_erases(store: RegistryStore) -> None:
 
 async def test_empty_batch_matches_nothing(store: RegistryStore) -> None:
     assert store.match(b"").indexes.tolist() == []
+
+
+async def test_blocks_are_kept_per_user_and_answered_by_number(store: RegistryStore) -> None:
+    alice, bob, carol = fp(), fp(), fp()
+    await store.register("alice", alice, True)
+    await store.register("bob", bob, True)
+    await store.register("carol", carol, True)
+    assert await store.set_blocked("alice", bob, True) is True
+    assert await store.set_blocked("alice", bob, True) is False  # already blocked
+    assert await store.set_blocked("carol", bob, True) is True
+    assert store.blocked_by("bob") == {"alice", "carol"}
+    assert store.blocked_by("carol") == frozenset()
+    assert await store.set_blocked("carol", bob, False) is True
+    assert await store.set_blocked("carol", bob, False) is False
+    assert store.blocked_by("bob") == {"alice"}
+    assert store.blocked_by("nobody") == frozenset()
+
+
+async def test_a_block_follows_the_number_not_the_user(store: RegistryStore) -> None:
+    alice, number, elsewhere = fp(), fp(), fp()
+    await store.register("alice", alice, True)
+    await store.register("bob", number, True)
+    await store.set_blocked("alice", number, True)
+    await store.register("bob", elsewhere, True)  # bob moves away from the blocked number
+    assert store.blocked_by("bob") == frozenset()
+    await store.register("dave", number, True)  # whoever holds it now is blocked
+    assert store.blocked_by("dave") == {"alice"}
+
+
+async def test_blocking_needs_a_registered_user(store: RegistryStore) -> None:
+    assert await store.set_blocked("ghost", fp(), True) is None
+    assert await store.set_blocked("ghost", fp(), False) is None
+
+
+async def test_erasure_erases_the_blocklist(store: RegistryStore) -> None:
+    alice, bob = fp(), fp()
+    await store.register("alice", alice, True)
+    await store.register("bob", bob, True)
+    await store.set_blocked("alice", bob, True)
+    await store.unregister("alice")
+    assert store.blocked_by("bob") == frozenset()
+    await store.register("alice", alice, True)  # a new registration starts with no blocks
+    assert store.blocked_by("bob") == frozenset()
+
+
+async def test_losing_ones_number_erases_the_blocklist(store: RegistryStore) -> None:
+    alice, bob = fp(), fp()
+    await store.register("alice", alice, True)
+    await store.register("bob", bob, True)
+    await store.set_blocked("alice", bob, True)
+    await store.register("zed", alice, True)  # alice's number is recycled: alice is gone
+    assert store.blocked_by("bob") == frozenset()
+
+
+async def test_blocked_users_are_left_out_of_buckets(store: RegistryStore) -> None:
+    alice, bob = fp(), fp()
+    await store.register("alice", alice, True, bytes(4) + b"alice-entry")
+    await store.register("bob", bob, True, bytes(4) + b"bob-entry")
+    assert sorted(store.bucket_entries([0], 1)[0]) == [b"alice-entry", b"bob-entry"]
+    assert store.bucket_entries([0], 1, frozenset({"alice"})) == {0: [b"bob-entry"]}

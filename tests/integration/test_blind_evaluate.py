@@ -8,6 +8,7 @@ import onnet
 from onnet import _oprf as oprf
 from onnet.v1 import discovery_pb2
 from onnet_server.core.private import OprfKey
+from tests.security import async_discovery_client, discovery_client
 from tests.servers import ThreadedServer
 
 NUMBERS = [b"+14155550100", b"+442079460958", b"+4930901820"]
@@ -16,7 +17,7 @@ NUMBERS = [b"+14155550100", b"+442079460958", b"+4930901820"]
 def server_key(server: ThreadedServer) -> OprfKey:
     assert server.config.pepper_hex is not None
     key = OprfKey.from_pepper(bytes.fromhex(server.config.pepper_hex))
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         assert client.get_config().oprf_key_id == key.key_id
     return key
 
@@ -27,7 +28,7 @@ def test_blind_evaluate_then_finalize_gives_the_prf_output(server: ThreadedServe
     request = discovery_pb2.BlindEvaluateRequest(
         blinded_elements=b"".join(blinded for _, blinded in blinds)
     )
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         response = client.calls.blind_evaluate(request)
     assert response.key_id == key.key_id
     evaluated = response.evaluated_elements
@@ -39,7 +40,7 @@ def test_blind_evaluate_then_finalize_gives_the_prf_output(server: ThreadedServe
 
 async def test_async_blind_evaluate(server: ThreadedServer) -> None:
     blind, blinded = oprf.blind(NUMBERS[0])
-    async with onnet.AsyncClient(server.target) as client:
+    async with async_discovery_client(server.target) as client:
         response = await client.calls.blind_evaluate(
             discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
         )
@@ -64,7 +65,7 @@ VALID = oprf.blind(b"+14155550100")[1]
 )
 def test_bad_blinded_elements(server: ThreadedServer, elements: bytes, message: str) -> None:
     request = discovery_pb2.BlindEvaluateRequest(blinded_elements=elements)
-    with onnet.Client(server.target, retry=onnet.RetryPolicy(attempts=1)) as client:
+    with discovery_client(server.target, retry=onnet.RetryPolicy(attempts=1)) as client:
         with pytest.raises(onnet.InvalidArgumentError) as caught:
             client.calls.blind_evaluate(request)
         assert caught.value.field == "blinded_elements"

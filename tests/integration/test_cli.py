@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 import onnet
 from onnet.v1 import discovery_pb2
+from tests.security import account_metadata, registry_client, secure_channel
 from tests.servers import REPO, server_process
 
 SAMPLE = REPO / "examples" / "contacts.vcf"
 
 
-def onnet_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def onnet_cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "onnet_server", *args],
         input=stdin,
@@ -27,11 +30,13 @@ def onnet_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
 def test_the_readme_walkthrough() -> None:
-    with server_process() as server:
+    with server_process(None, "--dev", secure=False) as server:
+        assert "DEVELOPMENT MODE" in server.log()
         target = ("--target", server.target)
         assert onnet_cli("register", "alice", "+14155550100", *target).returncode == 0
         assert onnet_cli("register", "charles", "020 7946 0958", "--region", "GB", *target).stdout
@@ -99,8 +104,12 @@ def test_errors_a_person_understands(args: tuple[str, ...], code: int, message: 
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "register", "unregister", "discover", "normalize", "new-pepper"]
-)
+    "command",
+    [
+        "serve", "register", "unregister", "discover", "normalize", "new-pepper", "block",
+        "unblock", "dev-certs", "signing-key", "token",
+    ],
+)  # fmt: skip
 def test_every_command_has_help(command: str) -> None:
     result = onnet_cli(command, "--help")
     assert result.returncode == 0
@@ -109,7 +118,7 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_a_taken_port_is_a_clear_error() -> None:
     with server_process() as server:
-        result = onnet_cli("serve", "--listen", server.target)
+        result = onnet_cli("serve", "--dev", "--listen", server.target)
     assert result.returncode == 2
     assert "cannot serve on" in result.stderr
     assert "Traceback" not in result.stderr
@@ -136,8 +145,10 @@ def test_sigterm_lets_in_flight_calls_finish() -> None:
     stop = threading.Event()
 
     def hammer(target: str) -> None:
-        with grpc.insecure_channel(target) as channel:
-            calls = onnet.DiscoveryCalls(channel, retry=onnet.RetryPolicy(attempts=1))
+        with secure_channel(target) as channel:
+            calls = onnet.DiscoveryCalls(
+                channel, retry=onnet.RetryPolicy(attempts=1), metadata=account_metadata()
+            )
             while not stop.is_set():
                 try:
                     response = calls.discover(discovery_pb2.DiscoverRequest(hashes=batch))
@@ -149,8 +160,10 @@ def test_sigterm_lets_in_flight_calls_finish() -> None:
                     outcomes.append(exc.code.name)
                     return
 
-    with server_process({"ONNET_SHUTDOWN_GRACE": "5"}) as server:
-        with onnet.RegistryClient(server.target) as registry:
+    # The same batch again and again, without its re-sync token: a quota large enough.
+    env = {"ONNET_SHUTDOWN_GRACE": "5", "ONNET_QUOTA_NEW_NUMBERS": "100000000"}
+    with server_process(env) as server:
+        with registry_client(server.target) as registry:
             registry.register("alice", "+14155550100")
         workers = [threading.Thread(target=hammer, args=(server.target,)) for _ in range(4)]
         for worker in workers:
@@ -168,3 +181,59 @@ def test_sigterm_lets_in_flight_calls_finish() -> None:
     assert set(outcomes) <= {"ok"} | refusals
     assert "shutting down" in server.log()
     assert "stopped" in server.log()
+
+
+def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
+    """The production path: certificates, a signing key, tokens, TLS, blocks, refusals."""
+    certs, key = tmp_path / "certs", tmp_path / "signing.key"
+    assert onnet_cli("dev-certs", str(certs)).returncode == 0
+    assert onnet_cli("dev-certs", str(certs)).returncode == 2  # never overwrites unasked
+    made = onnet_cli("signing-key", str(key))
+    assert made.returncode == 0, made.stderr
+    assert key.stat().st_mode & 0o777 == 0o600
+
+    def token(subject: str, *kind: str) -> str:
+        issued = onnet_cli("token", subject, *kind, "--signing-key", str(key))
+        assert issued.returncode == 0, issued.stderr
+        return issued.stdout.strip()
+
+    env = {
+        "ONNET_TLS_CERT": str(certs / "server.pem"),
+        "ONNET_TLS_KEY": str(certs / "server.key"),
+        "ONNET_AUTH_PUBLIC_KEYS": f"{key}.pub",
+    }
+    tls = {"ONNET_TLS_CA": str(certs / "ca.pem")}
+    as_service = {**tls, "ONNET_TOKEN": token("account-service", "--kind", "service")}
+    as_alice = {**tls, "ONNET_TOKEN": token("alice")}
+    with server_process(env, secure=False) as server:
+        assert "(TLS;" in server.log()
+        target = ("--target", server.target)
+
+        def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+            return onnet_cli(*args, *target, env=env)
+
+        assert run("register", "alice", "+14155550100", env=as_service).returncode == 0
+        assert run("register", "bob", "+442079460958", env=as_service).returncode == 0
+        found = run("discover", str(SAMPLE), "--region", "US", "--json", env=as_alice)
+        assert {m["user_id"] for m in json.loads(found.stdout)["matches"]} == {"alice", "bob"}
+
+        blocked = run("block", "bob", "+14155550100", env=as_service)  # bob blocks alice
+        assert (blocked.returncode, blocked.stdout.strip()) == (0, "blocked for bob")
+        found = run("discover", str(SAMPLE), "--region", "US", "--json", env=as_alice)
+        assert {m["user_id"] for m in json.loads(found.stdout)["matches"]} == {"alice"}
+        assert run("unblock", "bob", "+14155550100", env=as_service).returncode == 0
+
+        wrong_kind = run("discover", str(SAMPLE), "--region", "US", env=as_service)
+        assert wrong_kind.returncode == 1
+        assert "service credential may not call" in wrong_kind.stderr
+        not_a_service = run("register", "mallory", "+14155550199", env=as_alice)
+        assert not_a_service.returncode == 1
+        assert "account credential may not call" in not_a_service.stderr
+        anonymous = run("discover", str(SAMPLE), "--region", "US", env=tls)
+        assert anonymous.returncode == 1
+        assert "needs a credential" in anonymous.stderr
+        plaintext = run("discover", str(SAMPLE), "--timeout", "2", env={"ONNET_TOKEN": "x"})
+        assert plaintext.returncode == 3
+        for result in (wrong_kind, not_a_service, anonymous, plaintext):
+            assert "Traceback" not in result.stderr
+        assert server.terminate() == 0

@@ -13,25 +13,34 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import onnet
 from onnet.v1 import discovery_pb2
+from tests.security import (
+    account_metadata,
+    async_discovery_client,
+    async_registry_client,
+    discovery_client,
+    registry_client,
+    secure_channel,
+    security,
+)
 from tests.servers import ThreadedServer, free_port, server_starting_late
 
 BOOK = ["(415) 555-0100", "+44 20 7946 0958", "030 901820", "+49 30 901820", "nonsense"]
 
 
 def register(server: ThreadedServer, *users: tuple[str, str, bool]) -> None:
-    with onnet.RegistryClient(server.target) as registry:
+    with registry_client(server.target) as registry:
         for user_id, e164, discoverable in users:
             registry.register(user_id, e164, discoverable=discoverable)
 
 
 def found(server: ThreadedServer, numbers: list[str], region: str = "US") -> dict[str, str]:
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         return {m.e164: m.user_id for m in client.discover(numbers, default_region=region).matches}
 
 
 def test_register_and_discover(server: ThreadedServer) -> None:
     register(server, ("alice", "+14155550100", True), ("emmy", "+4930901820", True))
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         result = client.discover(BOOK, default_region="US")
     assert [(m.raw, m.e164, m.user_id) for m in result.matches] == [
         ("(415) 555-0100", "+14155550100", "alice"),
@@ -44,7 +53,7 @@ def test_register_and_discover(server: ThreadedServer) -> None:
 def test_move_unregister_and_non_discoverable(server: ThreadedServer) -> None:
     register(server, ("alice", "+14155550100", True), ("carol", "+442079460958", False))
     assert found(server, BOOK) == {"+14155550100": "alice"}
-    with onnet.RegistryClient(server.target) as registry:
+    with registry_client(server.target) as registry:
         assert registry.register("alice", "+4930901820").updated is True
         assert found(server, BOOK) == {"+4930901820": "alice"}
         registry.register("carol", "+442079460958", discoverable=True)
@@ -58,7 +67,7 @@ def test_move_unregister_and_non_discoverable(server: ThreadedServer) -> None:
 
 def test_a_recycled_number_moves_to_its_new_holder(server: ThreadedServer) -> None:
     register(server, ("alice", "+14155550100", True))
-    with onnet.RegistryClient(server.target) as registry:
+    with registry_client(server.target) as registry:
         outcome = registry.register("bob", "+14155550100")
     assert outcome.displaced_user_id == "alice"
     assert found(server, BOOK) == {"+14155550100": "bob"}
@@ -66,7 +75,7 @@ def test_a_recycled_number_moves_to_its_new_holder(server: ThreadedServer) -> No
 
 def test_duplicates_are_uploaded_once_and_all_reported(server: ThreadedServer) -> None:
     register(server, ("alice", "+14155550100", True))
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         result = client.discover(["(415) 555-0100", "+1 415-555-0100", "4155550100"], "US")
     assert result.uploaded == 1
     assert [m.raw for m in result.matches] == ["(415) 555-0100", "+1 415-555-0100", "4155550100"]
@@ -78,7 +87,7 @@ def test_batches_larger_than_the_server_limit_are_split(
     server = make_server(max_batch=3)
     numbers = [f"+1415555{n:04d}" for n in range(100, 110)]
     register(server, ("u1", numbers[1], True), ("u5", numbers[5], True), ("u9", numbers[9], True))
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         assert client.get_config().max_batch == 3
         result = client.discover(numbers)
     assert [(m.e164, m.user_id) for m in result.matches] == [
@@ -87,26 +96,28 @@ def test_batches_larger_than_the_server_limit_are_split(
 
 
 async def test_async_clients(server: ThreadedServer) -> None:
-    async with onnet.AsyncRegistryClient(server.target) as registry:
+    async with async_registry_client(server.target) as registry:
         await registry.register("alice", "+14155550100")
         await registry.register("bob", "+442079460958")
         await registry.unregister("bob")
-    async with onnet.AsyncClient(server.target) as client:
+    async with async_discovery_client(server.target) as client:
         result = await client.discover(BOOK, default_region="US")
-        config = await client.get_config()
+        config = await client.get_config()  # cached from before the sync
+        fresh = await client.calls.get_config(discovery_pb2.GetConfigRequest())
     assert [(m.e164, m.user_id) for m in result.matches] == [("+14155550100", "alice")]
     assert config.contact_hash_version == 1
-    assert config.quota_remaining is None
+    assert config.quota_remaining == 20_000
+    assert fresh.quota_remaining == 20_000 - result.uploaded  # each new number costs one
 
 
 def test_get_config(server: ThreadedServer) -> None:
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         config = client.get_config()
     assert config == onnet.ServerConfig(
         contact_hash_version=1,
         max_batch=server.config.max_batch,
         max_message_bytes=server.config.max_message_bytes,
-        quota_remaining=None,
+        quota_remaining=20_000,
         oprf_suite="ristretto255-SHA512",
         oprf_key_id=config.oprf_key_id,
         bucket_prefix_bits=0,
@@ -117,7 +128,7 @@ def test_get_config(server: ThreadedServer) -> None:
 
 
 def test_health_and_reflection(server: ThreadedServer) -> None:
-    with grpc.insecure_channel(server.target) as channel:
+    with secure_channel(server.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "onnet.v1.Discovery", "onnet.v1.Registry"):
             answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -133,7 +144,7 @@ def test_unavailable_is_retried_until_the_server_comes_up() -> None:
     port = free_port()
     with server_starting_late(port, 0.5):
         started = time.monotonic()
-        with onnet.Client(f"127.0.0.1:{port}", timeout=3) as client:  # the default policy
+        with discovery_client(f"127.0.0.1:{port}", timeout=3) as client:  # the default policy
             assert client.discover(["+14155550100"]).uploaded == 1
         assert time.monotonic() - started >= 0.4
 
@@ -143,7 +154,7 @@ def test_unreachable_server_gives_unavailable_after_bounded_retries() -> None:
     retry = onnet.RetryPolicy(attempts=3, initial_backoff=0.05, max_backoff=0.1)
     started = time.monotonic()
     with (
-        onnet.Client(f"127.0.0.1:{port}", retry=retry, timeout=1) as client,
+        discovery_client(f"127.0.0.1:{port}", retry=retry, timeout=1) as client,
         pytest.raises(onnet.UnavailableError),
     ):
         client.discover(["+14155550100"])
@@ -151,10 +162,14 @@ def test_unreachable_server_gives_unavailable_after_bounded_retries() -> None:
 
 
 def raw_discover(server: ThreadedServer, request: discovery_pb2.DiscoverRequest) -> object:
-    with grpc.insecure_channel(
-        server.target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    with grpc.secure_channel(
+        server.target,
+        security().channel(),
+        options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
     ) as channel:
-        calls = onnet.DiscoveryCalls(channel, retry=onnet.RetryPolicy(attempts=1))
+        calls = onnet.DiscoveryCalls(
+            channel, retry=onnet.RetryPolicy(attempts=1), metadata=account_metadata()
+        )
         return calls.discover(request)
 
 
@@ -207,7 +222,7 @@ def test_a_message_over_the_transport_limit_is_refused(server: ThreadedServer) -
 def test_bad_registrations_write_nothing(
     server: ThreadedServer, user_id: str, e164: str, field: str, message: str
 ) -> None:
-    with onnet.RegistryClient(server.target) as registry:
+    with registry_client(server.target) as registry:
         with pytest.raises(onnet.InvalidArgumentError) as caught:
             registry.register(user_id, e164)
         assert caught.value.field == field
@@ -220,7 +235,7 @@ def test_bad_registrations_write_nothing(
 
 def test_unregister_with_a_bad_user_id(server: ThreadedServer) -> None:
     with (
-        onnet.RegistryClient(server.target) as registry,
+        registry_client(server.target) as registry,
         pytest.raises(onnet.InvalidArgumentError) as caught,
     ):
         registry.unregister("")
@@ -228,7 +243,7 @@ def test_unregister_with_a_bad_user_id(server: ThreadedServer) -> None:
 
 
 async def test_async_clients_map_errors_like_the_sync_ones(server: ThreadedServer) -> None:
-    async with onnet.AsyncRegistryClient(server.target) as registry:
+    async with async_registry_client(server.target) as registry:
         with pytest.raises(onnet.NotFoundError) as not_found:
             await registry.unregister("nobody")
         with pytest.raises(onnet.InvalidArgumentError) as invalid:
@@ -240,7 +255,7 @@ async def test_async_clients_map_errors_like_the_sync_ones(server: ThreadedServe
 async def test_async_client_retries_unavailable() -> None:
     port = free_port()
     with server_starting_late(port, 0.3):
-        async with onnet.AsyncClient(f"127.0.0.1:{port}", timeout=3) as client:
+        async with async_discovery_client(f"127.0.0.1:{port}", timeout=3) as client:
             assert (await client.discover(["+14155550100"])).uploaded == 1
 
 
@@ -248,7 +263,7 @@ def test_registry_writes_are_not_retried_blindly() -> None:
     port = free_port()  # nothing listens there
     started = time.monotonic()
     with (
-        onnet.RegistryClient(f"127.0.0.1:{port}", timeout=2) as registry,
+        registry_client(f"127.0.0.1:{port}", timeout=2) as registry,
         pytest.raises(onnet.UnavailableError),
     ):
         registry.register("alice", "+14155550100")

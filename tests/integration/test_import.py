@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,6 +11,14 @@ from pathlib import Path
 import pytest
 
 import onnet
+from tests.security import (
+    SERVICE_NAME,
+    async_discovery_client,
+    async_registry_client,
+    discovery_client,
+    registry_client,
+    security,
+)
 from tests.servers import ThreadedServer
 
 ROWS = [
@@ -34,7 +43,7 @@ def import_server(
 def test_import_registers_rows_and_reports_bad_ones(import_server: ThreadedServer) -> None:
     rows = ROWS[:1000] + BAD + ROWS[1000:]
     progress_calls: list[int] = []
-    with onnet.RegistryClient(import_server.target) as registry:
+    with registry_client(import_server.target) as registry:
         result = registry.import_users(
             rows, batch_size=300, window=3, progress=lambda r, sent: progress_calls.append(sent)
         )
@@ -44,7 +53,7 @@ def test_import_registers_rows_and_reports_bad_ones(import_server: ThreadedServe
     ]  # fmt: skip
     assert len(progress_calls) == -(-len(rows) // 300)
     assert progress_calls[-1] == len(rows)
-    with onnet.Client(import_server.target) as client:
+    with discovery_client(import_server.target) as client:
         found = client.discover([row.e164 for row in ROWS])
     assert {m.user_id for m in found.matches} == {r.user_id for r in ROWS if r.discoverable}
 
@@ -55,10 +64,10 @@ async def test_async_import_and_repeated_users(import_server: ThreadedServer) ->
         onnet.ImportRow("alice", "+14155550101"),  # later in the same batch: moves her
         onnet.ImportRow("bob", "+14155550102"),
     ]
-    async with onnet.AsyncRegistryClient(import_server.target) as registry:
+    async with async_registry_client(import_server.target) as registry:
         result = await registry.import_users(rows, batch_size=2)
     assert result.imported == 3
-    async with onnet.AsyncClient(import_server.target) as client:
+    async with async_discovery_client(import_server.target) as client:
         found = await client.discover(["+14155550100", "+14155550101", "+14155550102"])
     assert [(m.e164, m.user_id) for m in found.matches] == [
         ("+14155550101", "alice"), ("+14155550102", "bob"),
@@ -81,6 +90,7 @@ def test_onnet_import_command(server: ThreadedServer, tmp_path: Path) -> None:
         [sys.executable, "-m", "onnet_server", "import", str(file), "--target", server.target,
          "--progress", "always", "--batch", "2"],
         capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, **security().client_env(SERVICE_NAME, "service")},
     )  # fmt: skip
     assert result.returncode == 1  # some lines were skipped
     assert "imported 3 users" in result.stdout
@@ -89,7 +99,7 @@ def test_onnet_import_command(server: ThreadedServer, tmp_path: Path) -> None:
     assert f"{file}:6: skipped: expected 2 or 3 columns" in result.stderr
     assert f"{file}:7: skipped: discoverable must be" in result.stderr
     assert "rows 100%" in result.stderr  # the progress bar reached the end
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         found = client.discover(["+14155550100", "+442079460958", "+4930901820"])
     assert [m.user_id for m in found.matches] == ["alice", "carol"]
 
@@ -102,11 +112,11 @@ def test_rows_sharing_a_number_apply_in_batch_order(import_server: ThreadedServe
         onnet.ImportRow("carol", "+14155550101"),
         onnet.ImportRow("carol", "+14155550102"),  # carol ends on her last number
     ]
-    with onnet.RegistryClient(import_server.target) as registry:
+    with registry_client(import_server.target) as registry:
         assert registry.import_users(rows).imported == 5
         with pytest.raises(onnet.NotFoundError):
             registry.unregister("alice")  # displaced by bob: gone
-    with onnet.Client(import_server.target) as client:
+    with discovery_client(import_server.target) as client:
         found = client.discover(["+14155550100", "+14155550101", "+14155550102"])
     assert [(m.e164, m.user_id) for m in found.matches] == [
         ("+14155550100", "bob"), ("+14155550102", "carol"),
@@ -122,7 +132,7 @@ def test_import_with_the_store_gone_is_unavailable(tmp_path: Path) -> None:
         try:
             redis.stop()
             with (
-                onnet.RegistryClient(server.target) as registry,
+                registry_client(server.target) as registry,
                 pytest.raises(onnet.UnavailableError) as caught,
             ):
                 registry.import_users(ROWS[:10])

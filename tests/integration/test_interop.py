@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from tests.security import account_metadata, secure_channel, service_metadata
 from tests.servers import ThreadedServer
 
 
@@ -62,7 +63,8 @@ def contact_hash(e164: str) -> bytes:
 
 def call(channel: grpc.Channel, method: str, request: bytes) -> bytes:
     invoke: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
-    return invoke(request, timeout=5)  # no serializers: raw bytes both ways
+    metadata = service_metadata() if "/onnet.v1.Registry/" in method else account_metadata()
+    return invoke(request, timeout=5, metadata=metadata)  # no serializers: raw bytes both ways
 
 
 def as_bytes(value: int | bytes) -> bytes:
@@ -71,7 +73,7 @@ def as_bytes(value: int | bytes) -> bytes:
 
 
 def test_register_discover_and_errors_over_the_raw_wire(server: ThreadedServer) -> None:
-    with grpc.insecure_channel(server.target) as channel:
+    with secure_channel(server.target) as channel:
         register = field(1, b"alice") + field(2, b"+14155550100") + varint(3 << 3) + varint(1)
         assert call(channel, "/onnet.v1.Registry/Register", register) == b""  # all defaults
 
@@ -81,8 +83,11 @@ def test_register_discover_and_errors_over_the_raw_wire(server: ThreadedServer) 
 
         hashes = b"".join(contact_hash(n) for n in ["+442079460958", "+14155550100"])
         answer = list(parse(call(channel, "/onnet.v1.Discovery/Discover", field(1, hashes))))
-        # matched_indexes is packed (wire type 2) by proto3 default; user_ids is field 2.
-        assert answer == [(1, varint(1)), (2, b"alice")]
+        # matched_indexes is packed (wire type 2) by proto3 default; user_ids is field 2;
+        # the re-sync token is field 3 (45 bytes).
+        assert answer[:2] == [(1, varint(1)), (2, b"alice")]
+        assert answer[2][0] == 3
+        assert len(as_bytes(answer[2][1])) == 45
 
         with pytest.raises(grpc.RpcError) as caught:
             call(channel, "/onnet.v1.Discovery/Discover", field(1, hashes[:40]))
@@ -113,7 +118,7 @@ def test_register_discover_and_errors_over_the_raw_wire(server: ThreadedServer) 
 def test_bytes_that_are_not_the_message_get_invalid_argument(
     server: ThreadedServer, method: str, request_bytes: bytes
 ) -> None:
-    with grpc.insecure_channel(server.target) as channel:
+    with secure_channel(server.target) as channel:
         with pytest.raises(grpc.RpcError) as caught:
             call(channel, method, request_bytes)
         error = caught.value

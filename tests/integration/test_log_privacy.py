@@ -1,4 +1,4 @@
-"""A whole session at DEBUG level leaves no number, hash, fingerprint or user id in the logs."""
+"""Evidence for P2 and the log rule: a session keeps nothing uploaded, logs nothing personal."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import onnet
 import onnet.v1.discovery_pb2
 from onnet import _oprf as oprf
 from onnet_server.core.fingerprint import Fingerprinter
+from tests.security import discovery_client, registry_client, security
 from tests.servers import server_process
 
 USERS = {
     f"user-{secrets.token_hex(4)}": n for n in ("+14155550100", "+442079460958", "+4930901820")
 }
-OUTSIDERS = ["+33612345678", "+819012345678"]
+OUTSIDERS = ["+33612345678", "+819012345678", "+61412345678", "+5511912345678"]
 
 
 def forbidden_strings(pepper: bytes) -> set[str]:
@@ -55,57 +56,87 @@ def redis_contents(client: redis.Redis) -> bytes:
                     blob += as_bytes(field) + as_bytes(value)
         elif kind == b"string":
             blob += as_bytes(client.get(key) or b"")
+        elif kind == b"set":
+            for member in client.smembers(key):
+                blob += as_bytes(member)
+        else:
+            raise AssertionError(f"a key of a type this scan does not read: {kind!r}")
     return bytes(blob)
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
-def test_a_full_session_logs_no_personal_data(store: str, request: pytest.FixtureRequest) -> None:
+def test_a_full_session_keeps_and_logs_no_personal_data(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """Register, move, erase, block, discover, re-sync, private mode, hit the quota: then
+    read every log line and every key and value in Redis. Nothing the client uploaded (P2)
+    and no personal data is there."""
     pepper = secrets.token_bytes(32)
-    env = {"ONNET_PEPPER": pepper.hex(), "ONNET_LOG_LEVEL": "DEBUG"}
+    env = {"ONNET_PEPPER": pepper.hex(), "ONNET_LOG_LEVEL": "DEBUG", "ONNET_QUOTA_NEW_NUMBERS": "8"}
     if store == "redis":
         env["ONNET_REDIS_URL"] = request.getfixturevalue("redis_url")
+    users = list(USERS)
+    account = users[2]  # discovers; users[1] blocks the number it holds
+    credential = security().token(account)
     with server_process(env) as server:
-        with onnet.RegistryClient(server.target) as registry:
+        with registry_client(server.target) as registry:
             for user_id, e164 in USERS.items():
                 registry.register(user_id, e164)
-            first = next(iter(USERS))
-            registry.register(first, OUTSIDERS[0], discoverable=False)  # a move
-            registry.register(first, USERS[first])
+            registry.register(users[0], OUTSIDERS[0], discoverable=False)  # a move
+            registry.register(users[0], USERS[users[0]])
             with pytest.raises(onnet.InvalidArgumentError):
-                registry.register(first, "+1 415 555 0100")  # bad input is logged safely too
-            registry.unregister(first)
+                registry.register(users[0], "+1 415 555 0100")  # bad input is logged safely too
+            assert registry.block(users[0], OUTSIDERS[1])
+            registry.unregister(users[0])  # erases the user and the blocklist
             with pytest.raises(onnet.NotFoundError):
-                registry.unregister(first)
-        with onnet.Client(server.target) as client:
-            book = [*USERS.values(), *OUTSIDERS, "555-0100"]
-            assert len(client.discover(book, "US").matches) == 2
+                registry.unregister(users[0])
+            assert registry.block(users[1], USERS[account])
+        with discovery_client(server.target, account=account) as client:
+            book = [*USERS.values(), *OUTSIDERS[:2], "555-0100"]
+            first = client.discover(book, "US")
+            assert [m.user_id for m in first.matches] == [account]  # users[1] blocks us
+            tokens = [client.sync_state.token]
+            assert client.discover(book, "US").matches == first.matches  # a free re-sync
+            tokens.append(client.sync_state.token)
             with pytest.raises(onnet.InvalidArgumentError):
                 client.calls.discover(onnet.v1.discovery_pb2.DiscoverRequest(hashes=b"x" * 33))
-            blinded = b"".join(oprf.blind(e164.encode())[1] for e164 in OUTSIDERS)
+            blinded = b"".join(oprf.blind(e164.encode())[1] for e164 in OUTSIDERS[:2])
             evaluated = client.calls.blind_evaluate(
                 onnet.v1.discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
             ).evaluated_elements
+            with pytest.raises(onnet.QuotaExceededError):  # 5 + 2 of 8 spent: 2 more is 1 too many
+                client.discover(OUTSIDERS[2:], "US")
         assert server.terminate() == 0
     log = server.log()
-    assert "Discover: 5 hashes, 2 matches" in log  # DEBUG lines were written
+    assert "Discover: 5 hashes, 1 matches" in log  # DEBUG lines were written
     assert "Register:" in log
+    assert "Block: changed=True" in log
     assert "BlindEvaluate: 2 elements" in log
     elements = [blinded[i : i + 32] for i in range(0, 64, 32)]
     elements += [evaluated[i : i + 32] for i in range(0, 64, 32)]
-    private_mode = {element.hex()[:16] for element in elements}
-    leaked = sorted(s for s in forbidden_strings(pepper) | private_mode if s in log)
+    uploads = {value.hex()[:16] for value in [*elements, *tokens]}
+    uploads |= {base64.b64encode(token).decode()[:20] for token in tokens}
+    uploads |= {credential, credential.split(".")[2][:20], credential.split(".")[3][:20]}
+    leaked = sorted(s for s in forbidden_strings(pepper) | uploads if s in log)
     assert leaked == []
     if store == "redis":
-        # What Redis keeps: fingerprints and user ids of registered users, never a number
-        # or an uploaded hash; nothing of the erased user but the erasure event's name.
         contents = redis_contents(redis.Redis.from_url(env["ONNET_REDIS_URL"]))
         fingerprinter = Fingerprinter(pepper)
+        # Never a number, a contact hash, a token or a blinded element.
         for e164 in [*USERS.values(), *OUTSIDERS]:
             digest = onnet.contact_hash(e164)
             assert e164.encode() not in contents
             assert digest not in contents
             assert digest.hex().encode() not in contents
-        erased = next(iter(USERS))
-        for e164 in (USERS[erased], OUTSIDERS[0]):  # both numbers the erased user held
+        for value in [*elements, *tokens]:
+            assert value not in contents
+        assert credential.encode() not in contents
+        # Of the discovering account's uploads, not even a fingerprint of a number that
+        # is not registered: the server keeps no per-account contact list.
+        for e164 in OUTSIDERS[1:]:
             assert fingerprinter.fingerprint(onnet.contact_hash(e164)) not in contents
-        assert contents.count(erased.encode()) == 1
+        # Nothing of the erased user but the erasure event's name: record, old numbers and
+        # blocklist are gone.
+        for e164 in (USERS[users[0]], OUTSIDERS[0]):
+            assert fingerprinter.fingerprint(onnet.contact_hash(e164)) not in contents
+        assert contents.count(users[0].encode()) == 1

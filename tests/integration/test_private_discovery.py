@@ -9,6 +9,12 @@ import pytest
 
 import onnet
 from onnet.v1 import discovery_pb2
+from tests.security import (
+    async_discovery_client,
+    async_registry_client,
+    discovery_client,
+    registry_client,
+)
 from tests.servers import ThreadedServer
 
 USERS = {
@@ -32,11 +38,11 @@ def private_server(
 
 
 def test_private_equals_hashed(private_server: ThreadedServer) -> None:
-    with onnet.RegistryClient(private_server.target) as registry:
+    with registry_client(private_server.target) as registry:
         for user_id, (e164, discoverable) in USERS.items():
             registry.register(user_id, e164, discoverable=discoverable)
         registry.register("dave", "+12025550123")  # a move: the old number's entry goes
-    with onnet.Client(private_server.target) as client:
+    with discovery_client(private_server.target) as client:
         hashed = client.discover(BOOK, "US")
         private = client.discover(BOOK, "US", private=True)
         again = client.discover(BOOK, "US", private=True)  # from cached outputs
@@ -45,18 +51,18 @@ def test_private_equals_hashed(private_server: ThreadedServer) -> None:
 
 
 async def test_async_private_discovery(private_server: ThreadedServer) -> None:
-    async with onnet.AsyncRegistryClient(private_server.target) as registry:
+    async with async_registry_client(private_server.target) as registry:
         await registry.register("alice", "+14155550100")
-    async with onnet.AsyncClient(private_server.target) as client:
+    async with async_discovery_client(private_server.target) as client:
         result = await client.discover(BOOK, "US", private=True)
     assert [(m.e164, m.user_id) for m in result.matches] == [("+14155550100", "alice")]
 
 
 def test_a_recycled_number_opens_only_for_its_new_holder(server: ThreadedServer) -> None:
-    with onnet.RegistryClient(server.target) as registry:
+    with registry_client(server.target) as registry:
         registry.register("alice", "+14155550100")
         registry.register("bob", "+14155550100")
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         result = client.discover(["+14155550100"], private=True)
     assert [m.user_id for m in result.matches] == ["bob"]
 
@@ -74,7 +80,7 @@ def test_bad_bucket_requests(
     server: ThreadedServer, bits: int, buckets: list[int], field: str, message: str
 ) -> None:
     request = discovery_pb2.FetchBucketsRequest(prefix_bits=bits, buckets=buckets)
-    with onnet.Client(server.target) as client:
+    with discovery_client(server.target) as client:
         with pytest.raises(onnet.InvalidArgumentError) as caught:
             client.calls.fetch_buckets(request)
         assert caught.value.field == field
@@ -86,14 +92,14 @@ def test_stale_outputs_are_not_trusted_across_a_key_change(
 ) -> None:
     """A client whose cache holds outputs of an old key finds matches under the new one."""
     first = make_server()
-    with onnet.RegistryClient(first.target) as registry:
+    with registry_client(first.target) as registry:
         registry.register("alice", "+14155550100")
-    with onnet.Client(first.target) as client:
+    with discovery_client(first.target) as client:
         assert [m.user_id for m in client.discover(BOOK, "US", private=True).matches] == ["alice"]
         cached = dict(client._outputs)
     second = make_server()  # another pepper, so another OPRF key and key id
-    with onnet.RegistryClient(second.target) as registry:
+    with registry_client(second.target) as registry:
         registry.register("alice", "+14155550100")
-    with onnet.Client(second.target) as client:
+    with discovery_client(second.target) as client:
         client._outputs.update(cached)
         assert [m.user_id for m in client.discover(BOOK, "US", private=True).matches] == ["alice"]

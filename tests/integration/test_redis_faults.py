@@ -10,6 +10,7 @@ import pytest
 
 import onnet
 from tests.redis_servers import RedisProcess, redis_cluster, redis_server
+from tests.security import discovery_client, registry_client
 from tests.servers import ThreadedServer, free_port, fresh_config, server_process
 
 # What keeps acknowledged writes across a Redis restart: the append-only file, synced on
@@ -26,8 +27,12 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 def discovered(target: str) -> dict[str, str]:
-    with onnet.Client(target, timeout=5) as client:
+    with discovery_client(target, timeout=5) as client:
         return {m.e164: m.user_id for m in client.discover(BOOK).matches}
+
+
+def matches_of(client: onnet.Client) -> dict[str, str]:
+    return {m.e164: m.user_id for m in client.discover(BOOK).matches}
 
 
 def wait_for(check: object, timeout: float = 10.0) -> None:
@@ -44,25 +49,36 @@ def test_redis_gone_while_serving(durable_redis: RedisProcess) -> None:
         fresh_config(redis_url=durable_redis.url, pepper_hex=server.config.pepper_hex)
     ).start()
     try:
-        with onnet.RegistryClient(server.target, timeout=5) as registry:
+        with registry_client(server.target, timeout=5) as registry:
             registry.register("alice", BOOK[0])
             registry.register("bob", BOOK[1])
-        wait_for(lambda: discovered(other.target) == {BOOK[0]: "alice", BOOK[1]: "bob"})
+        with (
+            discovery_client(server.target, timeout=5) as on_server,
+            discovery_client(other.target, timeout=5) as on_other,
+        ):
+            wait_for(lambda: matches_of(on_other) == {BOOK[0]: "alice", BOOK[1]: "bob"})
+            assert matches_of(on_server) == {BOOK[0]: "alice", BOOK[1]: "bob"}
 
-        durable_redis.stop()
-        # Lookups keep answering from the in-process index.
-        assert discovered(server.target) == {BOOK[0]: "alice", BOOK[1]: "bob"}
-        assert discovered(other.target) == {BOOK[0]: "alice", BOOK[1]: "bob"}
+            durable_redis.stop()
+            # Re-syncs keep answering from the in-process index: their token makes them
+            # free, so they need no quota store.
+            assert matches_of(on_server) == {BOOK[0]: "alice", BOOK[1]: "bob"}
+            assert matches_of(on_other) == {BOOK[0]: "alice", BOOK[1]: "bob"}
+            # New numbers must be charged to a quota that lives in Redis: refused, never
+            # let through unmetered.
+            with pytest.raises(onnet.UnavailableError) as refused:
+                on_server.discover(["+16502530000"])
+            assert "quota store is unavailable" in refused.value.reason
         # Writes fail fast with UNAVAILABLE, and leave nothing behind.
         started = time.monotonic()
-        with onnet.RegistryClient(server.target, timeout=5) as registry:
+        with registry_client(server.target, timeout=5) as registry:
             with pytest.raises(onnet.UnavailableError) as caught:
                 registry.register("carol", BOOK[2])
             assert time.monotonic() - started < 3
             assert "store is unavailable" in caught.value.reason
 
         durable_redis.start()  # same port, same folder: the append-only file is replayed
-        with onnet.RegistryClient(server.target, timeout=5) as registry:
+        with registry_client(server.target, timeout=5) as registry:
             wait_for(lambda: _try_register(registry, "dave", BOOK[3]))
             registry.unregister("bob")
         # The other process catches up: no lost change, no duplicate, no carol.
@@ -100,7 +116,7 @@ def test_redis_gone_at_start_is_retried_without_a_traceback(tmp_path: Path) -> N
             assert "retrying in" in server.log()
             late.start()
             server.wait_until_serving(timeout=20)
-            with onnet.RegistryClient(server.target) as registry:
+            with registry_client(server.target) as registry:
                 registry.register("alice", BOOK[0])
             assert discovered(server.target) == {BOOK[0]: "alice"}
             assert server.terminate() == 0
@@ -114,7 +130,7 @@ def test_discovery_end_to_end_on_a_cluster(cluster_seeds: str) -> None:
     first = ThreadedServer(fresh_config(redis_cluster=cluster_seeds, pepper_hex=pepper)).start()
     second = ThreadedServer(fresh_config(redis_cluster=cluster_seeds, pepper_hex=pepper)).start()
     try:
-        with onnet.RegistryClient(first.target) as registry:
+        with registry_client(first.target) as registry:
             for i, number in enumerate(BOOK):
                 registry.register(f"user-{i}", number, discoverable=i != 2)
         expected = {BOOK[0]: "user-0", BOOK[1]: "user-1", BOOK[3]: "user-3"}
@@ -140,7 +156,7 @@ def test_a_cluster_master_going_away(tmp_path: Path) -> None:
     with redis_cluster(tmp_path / "cluster") as cluster:
         server = ThreadedServer(fresh_config(redis_cluster=cluster.seeds)).start()
         try:
-            with onnet.RegistryClient(server.target, timeout=10) as registry:
+            with registry_client(server.target, timeout=10) as registry:
                 registry.register("alice", BOOK[0])
                 victim = cluster.nodes[0]
                 victim.stop()

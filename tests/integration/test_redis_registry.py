@@ -185,3 +185,30 @@ async def test_keys_carry_hash_tags_and_hold_no_numbers(redis_url: str) -> None:
         assert "}:" in key
     bucket = next(key for key in keys if ":u:" in key)
     assert client.object("encoding", bucket) == b"listpack"  # the compact encoding
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_blocks_reach_other_processes_and_snapshots(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    where = location(kind, request)
+    alice, bob = numbers(2)
+    async with open_redis_store(*where) as writer, open_redis_store(*where) as reader:
+        await writer.register("alice", alice, True)
+        await writer.register("bob", bob, True)
+        await writer.set_blocked("alice", bob, True)
+        await eventually(lambda: reader.blocked_by("bob") == {"alice"})
+        async with open_redis_store(*where) as late:
+            assert late.blocked_by("bob") == {"alice"}
+        await writer.set_blocked("alice", bob, False)
+        await eventually(lambda: reader.blocked_by("bob") == frozenset())
+        await writer.set_blocked("alice", bob, True)
+        await writer.unregister("alice")
+        await eventually(lambda: reader.blocked_by("bob") == frozenset() and len(reader) == 1)
+    client = redis.Redis.from_url(where[0]) if where[0] else None
+    if client is not None:  # erasure left no blocklist key and no stream entry naming alice
+        assert not list(client.scan_iter(match="onnet:*:b:*"))
+        for group in range(GROUPS):
+            for _id, fields in client.xrange(Layout().stream_key(group)) or []:
+                assert fields is not None
+                assert fields[b"user"] != b"alice" or fields[b"op"] == b"del"

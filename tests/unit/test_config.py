@@ -9,10 +9,44 @@ from onnet_server.pepper import Pepper, load_pepper, write_pepper_file
 
 
 def test_defaults() -> None:
-    config = ServerConfig.from_env({})
+    config = ServerConfig.from_env({"ONNET_DEV": "1"})
     assert config.listen == "127.0.0.1:50051"
     assert config.max_batch == 10_000
     assert config.pepper_file is None
+    assert (config.quota_new_numbers, config.quota_period) == (20_000, 864_000)
+
+
+def test_production_needs_credential_keys() -> None:
+    with pytest.raises(ConfigError, match=r"set ONNET_AUTH_PUBLIC_KEYS .* or pass --dev"):
+        ServerConfig.from_env({})
+    keys = ServerConfig.from_env({"ONNET_AUTH_PUBLIC_KEYS": "/etc/onnet/account.pub"})
+    assert keys.auth_public_keys == Path("/etc/onnet/account.pub")
+    assert not keys.dev_mode
+
+
+def test_flags_override_the_environment() -> None:
+    config = ServerConfig.from_env({"ONNET_MAX_BATCH": "5"}, dev_mode=True, max_batch=7)
+    assert (config.dev_mode, config.max_batch) == (True, 7)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ONNET_DEV": "1", "ONNET_LISTEN": "0.0.0.0:1"}, "only on a loopback address"),
+        ({"ONNET_DEV": "1", "ONNET_REDIS_URL": "redis://x"}, "only on the embedded store"),
+        ({"ONNET_DEV": "1", "ONNET_TLS_CERT": "c"}, "ONNET_TLS_CERT and ONNET_TLS_KEY together"),
+        ({"ONNET_DEV": "1", "ONNET_TLS_CLIENT_CA": "ca"}, "needs ONNET_TLS_CERT"),
+        ({"ONNET_DEV": "1", "ONNET_SERVICE_CERT_NAMES": "a"}, "needs ONNET_TLS_CLIENT_CA"),
+        ({"ONNET_DEV": "1", "ONNET_QUOTA_NEW_NUMBERS": "0"}, "at least 1"),
+        ({"ONNET_DEV": "1", "ONNET_QUOTA_PERIOD": "-5"}, "positive number of seconds"),
+        ({"ONNET_DEV": "1", "ONNET_QUOTA_PERIOD": "soon"}, "number of seconds"),
+        ({"ONNET_DEV": "1", "ONNET_RESYNC_TOKEN_TTL": "0"}, "at least 1 second"),
+        ({"ONNET_DEV": "1", "ONNET_REDIS_PREFIX": "a:b"}, "letters, digits"),
+    ],
+)
+def test_security_settings_must_agree(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServerConfig.from_env(env)
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
@@ -23,6 +57,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
             "ONNET_LOG_LEVEL": "debug",
             "ONNET_PEPPER_FILE": str(tmp_path / "p"),
             "ONNET_SHUTDOWN_GRACE": "2.5",
+            "ONNET_AUTH_PUBLIC_KEYS": str(tmp_path / "keys.pub"),
         }
     )
     assert (config.listen, config.max_batch, config.log_level) == ("0.0.0.0:6000", 500, "DEBUG")
@@ -52,7 +87,7 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
 
 def test_the_pepper_never_shows_in_repr() -> None:
     secret = "ab" * 32
-    assert secret not in repr(ServerConfig(pepper_hex=secret))
+    assert secret not in repr(ServerConfig(dev_mode=True, pepper_hex=secret))
     assert secret not in repr(Pepper.from_key(bytes.fromhex(secret)))
 
 
@@ -60,16 +95,18 @@ def test_pepper_sources(tmp_path: Path) -> None:
     path = tmp_path / "pepper"
     written = write_pepper_file(path)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    from_file = load_pepper(ServerConfig(pepper_file=path))
+    from_file = load_pepper(ServerConfig(dev_mode=True, pepper_file=path))
     assert from_file.key == written.key
     assert from_file.key_id == written.key_id
     assert not from_file.ephemeral
-    from_env = load_pepper(ServerConfig(pepper_hex=written.key.hex(), pepper_id="k7"))
+    from_env = load_pepper(
+        ServerConfig(dev_mode=True, pepper_hex=written.key.hex(), pepper_id="k7")
+    )
     assert (from_env.key, from_env.key_id) == (written.key, "k7")
-    ephemeral = load_pepper(ServerConfig())
+    ephemeral = load_pepper(ServerConfig(dev_mode=True))
     assert ephemeral.ephemeral
     assert len(ephemeral.key) == 32
-    assert ephemeral.key != load_pepper(ServerConfig()).key
+    assert ephemeral.key != load_pepper(ServerConfig(dev_mode=True)).key
 
 
 def test_pepper_file_is_never_overwritten(tmp_path: Path) -> None:
@@ -84,12 +121,12 @@ def test_malformed_peppers(tmp_path: Path, text: str) -> None:
     path = tmp_path / "pepper"
     path.write_text(text)
     with pytest.raises(ConfigError, match="ONNET_PEPPER_FILE must hold 64 hex digits"):
-        load_pepper(ServerConfig(pepper_file=path))
+        load_pepper(ServerConfig(dev_mode=True, pepper_file=path))
     if text:
         with pytest.raises(ConfigError, match="ONNET_PEPPER must hold 64 hex digits"):
-            load_pepper(ServerConfig(pepper_hex=text))
+            load_pepper(ServerConfig(dev_mode=True, pepper_hex=text))
 
 
 def test_missing_pepper_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
-        load_pepper(ServerConfig(pepper_file=tmp_path / "absent"))
+        load_pepper(ServerConfig(dev_mode=True, pepper_file=tmp_path / "absent"))

@@ -104,7 +104,9 @@ class BlindEvaluateRequest(_message.Message):
 
     BLINDED_ELEMENTS_FIELD_NUMBER: _builtins.int
     blinded_elements: _builtins.bytes
-    """N blinded ristretto255 elements, 32 bytes each, concatenated (1 <= N <= max_batch)."""
+    """N blinded ristretto255 elements, 32 bytes each, concatenated (1 <= N <= max_batch).
+    Each costs one new number of the account's quota.
+    """
     def __init__(
         self,
         *,
@@ -152,9 +154,11 @@ class DiscoverRequest(_message.Message):
     hashes: _builtins.bytes
     """N contact hashes, 32 bytes each, concatenated (N >= 1)."""
     token: _builtins.bytes
-    """Rate-limit token from an earlier response, or empty."""
+    """Re-sync token from an earlier response, or empty."""
     previous_hashes: _builtins.bytes
-    """The hashes that `token` covers, 32 bytes each, concatenated, or empty."""
+    """Exactly the hashes that `token` covers (any order), 32 bytes each, concatenated, or
+    empty. Hashes of `hashes` found here cost no quota; every other distinct hash costs one.
+    """
     def __init__(
         self,
         *,
@@ -178,7 +182,10 @@ class DiscoverResponse(_message.Message):
     USER_IDS_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     token: _builtins.bytes
-    """Covers previous_hashes + hashes; empty while the server enforces no quota."""
+    """Re-sync token: covers the distinct hashes of previous_hashes + hashes, bound to the
+    calling account, valid until it expires. Send it back with exactly those hashes as
+    previous_hashes, and they cost no quota.
+    """
     @_builtins.property
     def matched_indexes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Ascending indexes into the request's `hashes` (counted in hashes, not bytes)."""
@@ -244,7 +251,7 @@ class DiscoveryConfig(_message.Message):
     so that a bucket holds a few tens of entries).
     """
     quota_remaining: _builtins.int
-    """New numbers the calling account may still test; unset when no quota is enforced."""
+    """New numbers the calling account may still test now (the allowance refills over time)."""
     max_message_bytes: _builtins.int
     """The largest request message, in bytes, that the server accepts."""
     max_buckets: _builtins.int

@@ -50,6 +50,16 @@ class RegistryStub:
                 request_serializer=onnet_dot_v1_dot_registry__pb2.ImportBatch.SerializeToString,
                 response_deserializer=onnet_dot_v1_dot_registry__pb2.ImportProgress.FromString,
                 _registered_method=True)
+        self.Block = channel.unary_unary(
+                '/onnet.v1.Registry/Block',
+                request_serializer=onnet_dot_v1_dot_registry__pb2.BlockRequest.SerializeToString,
+                response_deserializer=onnet_dot_v1_dot_registry__pb2.BlockResponse.FromString,
+                _registered_method=True)
+        self.Unblock = channel.unary_unary(
+                '/onnet.v1.Registry/Unblock',
+                request_serializer=onnet_dot_v1_dot_registry__pb2.BlockRequest.SerializeToString,
+                response_deserializer=onnet_dot_v1_dot_registry__pb2.BlockResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -79,6 +89,22 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Block(self, request, context):
+        """Adds a number to a user's blocklist: the account that holds that number never finds
+        the user through Discover or private mode. The list keeps a keyed fingerprint of the
+        number, never the number. Unregister erases the list.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unblock(self, request, context):
+        """Removes a number from a user's blocklist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +122,16 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.ImportUsers,
                     request_deserializer=onnet_dot_v1_dot_registry__pb2.ImportBatch.FromString,
                     response_serializer=onnet_dot_v1_dot_registry__pb2.ImportProgress.SerializeToString,
+            ),
+            'Block': grpc.unary_unary_rpc_method_handler(
+                    servicer.Block,
+                    request_deserializer=onnet_dot_v1_dot_registry__pb2.BlockRequest.FromString,
+                    response_serializer=onnet_dot_v1_dot_registry__pb2.BlockResponse.SerializeToString,
+            ),
+            'Unblock': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unblock,
+                    request_deserializer=onnet_dot_v1_dot_registry__pb2.BlockRequest.FromString,
+                    response_serializer=onnet_dot_v1_dot_registry__pb2.BlockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +216,60 @@ class Registry:
             '/onnet.v1.Registry/ImportUsers',
             onnet_dot_v1_dot_registry__pb2.ImportBatch.SerializeToString,
             onnet_dot_v1_dot_registry__pb2.ImportProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Block(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onnet.v1.Registry/Block',
+            onnet_dot_v1_dot_registry__pb2.BlockRequest.SerializeToString,
+            onnet_dot_v1_dot_registry__pb2.BlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unblock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onnet.v1.Registry/Unblock',
+            onnet_dot_v1_dot_registry__pb2.BlockRequest.SerializeToString,
+            onnet_dot_v1_dot_registry__pb2.BlockResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,13 @@ class RegistryStub:
     streams batches of rows and may send several ahead; the server answers each batch, in
     order, with what it registered and every row it skipped. A skipped row writes nothing.
     """
+    Block: _grpc.UnaryUnaryMultiCallable[_registry_pb2.BlockRequest, _registry_pb2.BlockResponse]
+    """Adds a number to a user's blocklist: the account that holds that number never finds
+    the user through Discover or private mode. The list keeps a keyed fingerprint of the
+    number, never the number. Unregister erases the list.
+    """
+    Unblock: _grpc.UnaryUnaryMultiCallable[_registry_pb2.BlockRequest, _registry_pb2.BlockResponse]
+    """Removes a number from a user's blocklist."""
 
 @_typing.type_check_only
 class RegistryAsyncStub(RegistryStub):
@@ -60,6 +67,13 @@ class RegistryAsyncStub(RegistryStub):
     streams batches of rows and may send several ahead; the server answers each batch, in
     order, with what it registered and every row it skipped. A skipped row writes nothing.
     """
+    Block: _aio.UnaryUnaryMultiCallable[_registry_pb2.BlockRequest, _registry_pb2.BlockResponse]  # type: ignore[assignment]
+    """Adds a number to a user's blocklist: the account that holds that number never finds
+    the user through Discover or private mode. The list keeps a keyed fingerprint of the
+    number, never the number. Unregister erases the list.
+    """
+    Unblock: _aio.UnaryUnaryMultiCallable[_registry_pb2.BlockRequest, _registry_pb2.BlockResponse]  # type: ignore[assignment]
+    """Removes a number from a user's blocklist."""
 
 class RegistryServicer(metaclass=_abc_1.ABCMeta):
     """Registry keeps the set of on-network users and their phone numbers."""
@@ -90,5 +104,24 @@ class RegistryServicer(metaclass=_abc_1.ABCMeta):
         streams batches of rows and may send several ahead; the server answers each batch, in
         order, with what it registered and every row it skipped. A skipped row writes nothing.
         """
+
+    @_abc_1.abstractmethod
+    def Block(
+        self,
+        request: _registry_pb2.BlockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.BlockResponse, _abc.Awaitable[_registry_pb2.BlockResponse]]:
+        """Adds a number to a user's blocklist: the account that holds that number never finds
+        the user through Discover or private mode. The list keeps a keyed fingerprint of the
+        number, never the number. Unregister erases the list.
+        """
+
+    @_abc_1.abstractmethod
+    def Unblock(
+        self,
+        request: _registry_pb2.BlockRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.BlockResponse, _abc.Awaitable[_registry_pb2.BlockResponse]]:
+        """Removes a number from a user's blocklist."""
 
 def add_RegistryServicer_to_server(servicer: RegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,15 +1,32 @@
-"""Discovery: packed contact hashes in, the matching discoverable users out."""
+"""Discovery: packed contact hashes in, the matching discoverable users out.
+
+Every call is made by an account (from its credential) and is charged against that
+account's quota of new numbers (P4): each distinct hash that the account's re-sync token
+does not cover costs one unit. Users who blocked the number the account holds are left out
+of its matches (P5), so they look exactly like numbers that are not registered (P7).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from onnet import CONTACT_HASH_VERSION
+from onnet_server.core.errors import InvalidArgument, QuotaExceeded
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import Matches, RegistryStore
+from onnet_server.core.quota import QuotaDecision, QuotaStore
+from onnet_server.core.resync import ResyncTokens, covered_union, new_hashes
 from onnet_server.core.validation import check_packed_hashes
 
-__all__ = ["DiscoveryLimits", "DiscoveryParameters", "DiscoveryService"]
+__all__ = [
+    "DiscoveryAnswer",
+    "DiscoveryLimits",
+    "DiscoveryParameters",
+    "DiscoveryService",
+    "refuse_over_quota",
+]
 
 
 @dataclass(frozen=True)
@@ -31,32 +48,71 @@ class DiscoveryParameters:
     contact_hash_version: int
     max_batch: int
     max_message_bytes: int
-    quota_remaining: int | None
+    quota_remaining: int
+
+
+@dataclass(frozen=True)
+class DiscoveryAnswer:
+    """The matches of one Discover call and the re-sync token that covers its hashes."""
+
+    matches: Matches
+    token: bytes
+
+
+def refuse_over_quota(decision: QuotaDecision, field: str, count: int) -> None:
+    """Raise QuotaExceeded unless ``decision`` allowed a charge of ``count`` new numbers."""
+    if decision.allowed:
+        return
+    if decision.never:
+        raise QuotaExceeded(
+            field,
+            f"{count} new numbers exceed the whole quota; send fewer per call",
+            None,
+        )
+    raise QuotaExceeded(
+        field,
+        f"quota of new numbers exhausted ({decision.remaining} left, {count} asked); "
+        f"retry in {decision.retry_after or 0:.0f} s",
+        decision.retry_after,
+    )
 
 
 class DiscoveryService:
     """Matches uploads against the registry. Keeps nothing of what it is sent."""
 
     def __init__(
-        self, store: RegistryStore, fingerprinter: Fingerprinter, limits: DiscoveryLimits
+        self,
+        store: RegistryStore,
+        fingerprinter: Fingerprinter,
+        limits: DiscoveryLimits,
+        quota: QuotaStore,
+        tokens: ResyncTokens,
     ) -> None:
-        """Serve lookups from ``store`` under the pepper behind ``fingerprinter``."""
+        """Serve lookups from ``store``, charging ``quota`` and issuing ``tokens``."""
         self._store = store
         self._fingerprinter = fingerprinter
         self._limits = limits
+        self._quota = quota
+        self._tokens = tokens
 
-    def parameters(self) -> DiscoveryParameters:
-        """The parameters a client needs before it uploads."""
+    async def parameters(self, account: str) -> DiscoveryParameters:
+        """The parameters ``account`` needs before it uploads, its quota left included."""
         return DiscoveryParameters(
             contact_hash_version=CONTACT_HASH_VERSION,
             max_batch=self._limits.max_batch,
             max_message_bytes=self._limits.max_message_bytes,
-            # Quotas on new numbers are not enforced yet (see README, "Privacy promises").
-            quota_remaining=None,
+            quota_remaining=await self._quota.remaining(account),
         )
 
-    def discover(self, hashes: bytes, previous_hashes: bytes) -> Matches:
-        """Match packed 32-byte ``hashes``; ``previous_hashes`` is validated, not yet used."""
+    async def discover(
+        self, account: str, hashes: bytes, token: bytes, previous_hashes: bytes
+    ) -> DiscoveryAnswer:
+        """Match packed 32-byte ``hashes`` for ``account``.
+
+        ``previous_hashes`` must be exactly what ``token`` covers; those cost nothing. The
+        call is refused whole (nothing matched, nothing charged) when the new hashes do not
+        fit the account's quota.
+        """
         check_packed_hashes("hashes", hashes, max_count=self._limits.max_batch, allow_empty=False)
         check_packed_hashes(
             "previous_hashes",
@@ -64,4 +120,26 @@ class DiscoveryService:
             max_count=self._limits.max_previous,
             allow_empty=True,
         )
-        return self._store.match(self._fingerprinter.fingerprints(hashes))
+        if token:
+            self._tokens.verify(token, account, previous_hashes)
+        elif previous_hashes:
+            raise InvalidArgument("previous_hashes", "needs the token that covers them")
+        cost = new_hashes(hashes, previous_hashes)
+        if cost:
+            refuse_over_quota(await self._quota.charge(account, cost), "hashes", cost)
+        matches = self._store.match(self._fingerprinter.fingerprints(hashes))
+        blockers = self._store.blocked_by(account)
+        if blockers and matches.user_ids:
+            matches = _without(matches, blockers)
+        return DiscoveryAnswer(
+            matches, self._tokens.issue(account, covered_union(previous_hashes, hashes))
+        )
+
+
+def _without(matches: Matches, users: frozenset[str]) -> Matches:
+    """``matches`` less the given users."""
+    keep = [user not in users for user in matches.user_ids]
+    return Matches(
+        matches.indexes[np.array(keep, dtype=bool)],
+        [user for user, kept in zip(matches.user_ids, keep, strict=True) if kept],
+    )

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["DomainError", "InvalidArgument", "NotFound", "StoreUnavailable"]
+__all__ = [
+    "DomainError",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "StoreUnavailable",
+    "Unauthenticated",
+]
 
 
 class DomainError(Exception):
@@ -28,3 +36,23 @@ class NotFound(DomainError):
 
 class StoreUnavailable(DomainError):
     """The registry store cannot be reached; the call may be retried."""
+
+
+class Unauthenticated(DomainError):
+    """The call carries no credential, or one that does not verify (or has expired)."""
+
+
+class PermissionDenied(DomainError):
+    """The credential is valid, but of a kind that may not call this service."""
+
+
+class QuotaExceeded(DomainError):
+    """The account asked about more new numbers than its quota allows now.
+
+    ``retry_after`` is the number of seconds until the request would fit, or None when it
+    never will (the request alone is larger than the whole quota).
+    """
+
+    def __init__(self, field: str, reason: str, retry_after: float | None) -> None:
+        super().__init__(field, reason)
+        self.retry_after = retry_after

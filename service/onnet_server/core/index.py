@@ -394,11 +394,14 @@ class RegistryIndex:
         rows &= self._entry_length[: self._next_row] == 0
         return int(np.count_nonzero(rows))
 
-    def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
+    def bucket_entries(
+        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
+    ) -> dict[int, list[bytes]]:
         """Private mode: the entries of every bucket asked for (``bits``-bit bucket numbers).
 
         Only holders of their number who are discoverable have an entry served, so a bucket
-        never reveals a hidden user or a lost claim.
+        never reveals a hidden user or a lost claim; nor the users in ``hidden`` (those who
+        blocked the asking account).
         """
         if not 0 <= bits <= 32:
             raise ValueError("bits must be between 0 and 32")
@@ -411,6 +414,7 @@ class RegistryIndex:
         wanted = np.isin(bucket_of_row, np.array(buckets, dtype=np.uint32))
         rows, row_buckets = live[wanted], bucket_of_row[wanted]
         shadowed = {row for claims in self._shadowed.values() for row in claims}
+        shadowed.update(self._find_user(user_id)[1] for user_id in hidden)
         joined, ends = _gather(self._entries, self._entry_offset[rows], self._entry_length[rows])
         result: dict[int, list[bytes]] = {bucket: [] for bucket in buckets}
         start = 0

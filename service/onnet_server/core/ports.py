@@ -67,6 +67,20 @@ class RegistryStore(Protocol):
         """Remove ``user_id``; False when no such user was registered."""
         ...
 
+    async def set_blocked(self, user_id: str, fingerprint: bytes, blocked: bool) -> bool | None:
+        """Block (or unblock) the number behind ``fingerprint`` for ``user_id``.
+
+        True when this changed the blocklist, False when it was so already, None when no
+        such user is registered. Raises InvalidArgument when the blocklist is full
+        (``MAX_BLOCKED``), StoreUnavailable when the store cannot be reached. Unregistering
+        (or losing one's number) erases the user's blocklist.
+        """
+        ...
+
+    def blocked_by(self, user_id: str) -> frozenset[str]:
+        """The users who block the number ``user_id`` holds now (from process memory)."""
+        ...
+
     def match(self, fingerprints: bytes) -> Matches:
         """Look up packed 16-byte fingerprints in process memory.
 
@@ -75,8 +89,13 @@ class RegistryStore(Protocol):
         """
         ...
 
-    def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
-        """Private mode: every entry of the asked ``bits``-bit buckets, from process memory."""
+    def bucket_entries(
+        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
+    ) -> dict[int, list[bytes]]:
+        """Private mode: every entry of the asked ``bits``-bit buckets, from process memory.
+
+        The entries of the users in ``hidden`` are left out.
+        """
         ...
 
     def bucket_entry_count(self) -> int:

@@ -60,8 +60,12 @@ class BlindEvaluator:
         self.key = key
         self._max_batch = max_batch
 
-    def blind_evaluate(self, blinded_elements: bytes) -> bytes:
-        """Packed 32-byte evaluated elements, in order; InvalidArgument names a bad element."""
+    def check(self, blinded_elements: bytes) -> int:
+        """How many elements the packed bytes hold; InvalidArgument names a bad element.
+
+        Cheap next to the evaluation (a decode, not a scalar multiplication), so a request
+        is checked whole before it is charged to a quota or costs the server any real work.
+        """
         size = oprf.ELEMENT_SIZE
         count = check_packed(
             "blinded_elements",
@@ -72,11 +76,9 @@ class BlindEvaluator:
             max_count=self._max_batch,
             allow_empty=False,
         )
-        evaluated = []
         for index in range(count):
-            element = blinded_elements[index * size : (index + 1) * size]
             try:
-                evaluated.append(oprf.blind_evaluate(self.key.secret, element))
+                oprf.check_element(blinded_elements[index * size : (index + 1) * size])
             except oprf.OprfError:
                 # Whether an encoding is a valid element is public knowledge: saying which
                 # one was wrong reveals nothing.
@@ -84,7 +86,16 @@ class BlindEvaluator:
                     "blinded_elements",
                     f"element {index} is not a canonical, non-identity ristretto255 element",
                 ) from None
-        return b"".join(evaluated)
+        return count
+
+    def blind_evaluate(self, blinded_elements: bytes) -> bytes:
+        """Packed 32-byte evaluated elements, in order; InvalidArgument names a bad element."""
+        count = self.check(blinded_elements)
+        size = oprf.ELEMENT_SIZE
+        return b"".join(
+            oprf.blind_evaluate(self.key.secret, blinded_elements[i * size : (i + 1) * size])
+            for i in range(count)
+        )
 
 
 # Buckets hold 16 to 31 entries: tens of registered users per bucket, and about a third of
@@ -120,8 +131,10 @@ class BucketServer:
         """The bucket prefix length that GetConfig announces now (from the served entries)."""
         return prefix_bits_for(self._store.bucket_entry_count())
 
-    def fetch(self, prefix_bits: int, buckets: list[int]) -> dict[int, list[bytes]]:
-        """Entries by bucket, for distinct ``buckets``, ascending."""
+    def fetch(
+        self, prefix_bits: int, buckets: list[int], hidden: frozenset[str] = frozenset()
+    ) -> dict[int, list[bytes]]:
+        """Entries by bucket, for distinct ``buckets``, ascending; none of ``hidden`` users."""
         current = self.prefix_bits()
         if not max(0, current - _BITS_SLACK) <= prefix_bits <= current:
             raise InvalidArgument(
@@ -136,7 +149,7 @@ class BucketServer:
             )
         if max(buckets) >> prefix_bits:
             raise InvalidArgument("buckets", f"a bucket number is not below 2^{prefix_bits}")
-        found = self._store.bucket_entries(sorted(set(buckets)), prefix_bits)
+        found = self._store.bucket_entries(sorted(set(buckets)), prefix_bits, hidden)
         size = sum(len(entry) + 3 for entries in found.values() for entry in entries)
         if size > self._max_bytes:  # only a registry far off its bucket size gets here
             raise InvalidArgument("buckets", "the response would be too large; ask for fewer")

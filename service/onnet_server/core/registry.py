@@ -108,6 +108,19 @@ class RegistryService:
         ]
         return prepared, rejected
 
+    async def set_blocked(self, user_id: str, e164: str, blocked: bool) -> bool:
+        """Block (or unblock) ``e164`` for ``user_id``; True when the blocklist changed.
+
+        The list keeps the number's fingerprint, never the number.
+        """
+        check_user_id(user_id)
+        check_e164(e164)
+        fingerprint = self._fingerprinter.fingerprint(contact_hash(e164))
+        changed = await self._store.set_blocked(user_id, fingerprint, blocked)
+        if changed is None:
+            raise NotFound("user_id", "no such user is registered")
+        return changed
+
     async def unregister(self, user_id: str) -> None:
         """Erase every trace of ``user_id``."""
         check_user_id(user_id)

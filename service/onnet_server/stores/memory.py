@@ -7,6 +7,8 @@ every other store. The registry does not outlive the process.
 
 from __future__ import annotations
 
+from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists
+from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Matches, Registration, UserRow
@@ -21,6 +23,8 @@ class MemoryRegistry:
         """Make an empty registry."""
         self.index = RegistryIndex()
         """The index that answers lookups."""
+        self.blocklists = Blocklists()
+        """Each user's blocked fingerprints."""
         self._version = 0
 
     def __len__(self) -> int:
@@ -51,6 +55,7 @@ class MemoryRegistry:
         if displaced is not None:
             # The previous holder had only this number: losing it removes them.
             self.index.delete(displaced, self._next_version())
+            self.blocklists.drop_user(displaced)
         return Registration(updated=updated, displaced_user_id=displaced)
 
     async def register_many(self, users: list[UserRow]) -> list[Registration]:
@@ -61,13 +66,34 @@ class MemoryRegistry:
         """Private mode: how many entries buckets serve."""
         return self.index.bucket_entry_count()
 
-    def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
-        """Private mode: every entry of the asked buckets."""
-        return self.index.bucket_entries(buckets, bits)
+    def bucket_entries(
+        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
+    ) -> dict[int, list[bytes]]:
+        """Private mode: every entry of the asked buckets, but those of ``hidden`` users."""
+        return self.index.bucket_entries(buckets, bits, hidden)
 
     async def unregister(self, user_id: str) -> bool:
-        """Erase ``user_id``; False when no such user was registered."""
-        return self.index.delete(user_id, self._next_version())
+        """Erase ``user_id`` and their blocklist; False when no such user was registered."""
+        erased = self.index.delete(user_id, self._next_version())
+        self.blocklists.drop_user(user_id)
+        return erased
+
+    async def set_blocked(self, user_id: str, fingerprint: bytes, blocked: bool) -> bool | None:
+        """Block or unblock a number for ``user_id``; None when no such user."""
+        if self.index.record(user_id) is None:
+            return None
+        if not blocked:
+            return self.blocklists.remove(user_id, fingerprint)
+        if self.blocklists.blocks(user_id, fingerprint):
+            return False
+        if self.blocklists.count(user_id) >= MAX_BLOCKED:
+            raise InvalidArgument("e164", f"the blocklist is full ({MAX_BLOCKED} numbers)")
+        return self.blocklists.add(user_id, fingerprint)
+
+    def blocked_by(self, user_id: str) -> frozenset[str]:
+        """The users who block the number ``user_id`` holds now."""
+        record = self.index.record(user_id)
+        return self.blocklists.blockers_of(record.fingerprint) if record else frozenset()
 
     def match(self, fingerprints: bytes) -> Matches:
         """Positions (ascending) and users of the discoverable users among ``fingerprints``."""

@@ -5,6 +5,7 @@ a user lives in their group, whose keys share one hash tag, so every change is o
 script on one cluster slot:
 
     onnet:{gNN}:u:BBBB   hash  user_id -> record (24 bytes: fingerprint, flags, version)
+    onnet:{gNN}:b:USER   set of the fingerprints USER blocked (absent when none)
     onnet:{gNN}:log      stream of changes (op, user, value, seq), trimmed to about STREAM_MAXLEN
                          (a process further behind than that reloads a snapshot)
     onnet:{gNN}:seq      the sequence number of the group's last change (gap detection)
@@ -106,6 +107,18 @@ class Layout:
         """A SCAN pattern that matches every bucket key of every group."""
         return f"{self.prefix}:{{g[0-9][0-9]}}:u:*"
 
+    def blocks_key(self, user_id: str) -> str:
+        """The set of fingerprints ``user_id`` blocked, in the user's group."""
+        return f"{self._tag(self.group_of(user_id)[0])}:b:{user_id}"
+
+    def blocks_pattern(self) -> str:
+        """A SCAN pattern that matches every blocklist key of every group."""
+        return f"{self.prefix}:{{g[0-9][0-9]}}:b:*"
+
+    def user_of_blocks_key(self, key: str) -> str:
+        """The user whose blocklist ``key`` is."""
+        return key.split(":b:", 1)[1]
+
     def stream_key(self, group: int) -> str:
         """The group's change feed."""
         return f"{self._tag(group)}:log"
@@ -123,11 +136,12 @@ class Layout:
         return [self.stream_key(group), self.seq_key(group), self.version_key(group)]
 
     def user_keys(self, user_id: str) -> list[str]:
-        """KEYS for a write script about ``user_id``: bucket, stream, seq, version."""
+        """KEYS for a write script about ``user_id``: bucket, stream, seq, version, blocks."""
         group, bucket = self.group_of(user_id)
         return [
             self.bucket_key(group, bucket),
             self.stream_key(group),
             self.seq_key(group),
             self.version_key(group),
+            self.blocks_key(user_id),
         ]

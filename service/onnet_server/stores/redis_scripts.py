@@ -1,10 +1,10 @@
 """The registry's Lua scripts: every multi-key change in one atomic step on one slot.
 
 Each write script touches only the keys of one user's group (KEYS: bucket, stream, seq,
-version; see redis_layout), bumps the group's version and sequence, and appends the change
-to the group's stream in the same step, so a reader of the stream never misses or sees half
-of a change. Scripts are sent by SHA and re-sent whole when Redis answers NOSCRIPT (after a
-restart or SCRIPT FLUSH).
+version, blocklist; see redis_layout), bumps the group's version and sequence, and appends
+the change to the group's stream in the same step, so a reader of the stream never misses
+or sees half of a change. Scripts are sent by SHA and re-sent whole when Redis answers
+NOSCRIPT (after a restart or SCRIPT FLUSH).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-__all__ = ["DROP_IF_STALE", "IMPORT", "POSITION", "REGISTER", "UNREGISTER", "Script"]
+__all__ = ["BLOCK", "DROP_IF_STALE", "IMPORT", "POSITION", "REGISTER", "UNREGISTER", "Script"]
 
 # Shared prologue: the next version of the group: at least Redis's clock in microseconds,
 # above the group's last version, and at least `floor` (the caller's view of the version it
@@ -45,9 +45,11 @@ return {old or '', string.format('%.0f', version)}
 """
 )
 
-# Shared epilogue: erase the user ARGV[1] and publish the erasure (needs `maxlen`).
+# Shared epilogue: erase the user ARGV[1] (record and blocklist) and publish the erasure
+# (needs `maxlen`).
 _ERASE = """
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[5])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
            'op', 'del', 'user', ARGV[1], 'value', struct.pack('>I7', version), 'seq', seq)
 return string.format('%.0f', version)
@@ -110,6 +112,26 @@ redis.call('SET', KEYS[3], string.format('%.0f', last))
 return {versions, updated}
 """
 
+_BLOCK_LUA = """-- ARGV: user_id, fingerprint, stream maxlen, 1 to block or 0 to unblock, the most
+-- blocks a user may have.
+-- Returns -1 for an unknown user, -2 for a full blocklist, 0 for no change, 1 for a change.
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+local op
+if ARGV[4] == '1' then
+  if redis.call('SISMEMBER', KEYS[5], ARGV[2]) == 1 then return 0 end
+  if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[5]) then return -2 end
+  redis.call('SADD', KEYS[5], ARGV[2])
+  op = 'block'
+else
+  if redis.call('SREM', KEYS[5], ARGV[2]) == 0 then return 0 end
+  op = 'unblock'
+end
+local seq = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+           'op', op, 'user', ARGV[1], 'value', ARGV[2], 'seq', seq)
+return 1
+"""
+
 _POSITION_LUA = """-- KEYS: stream, seq. The last change's id and sequence number, read together.
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local id = '0-0'
@@ -146,4 +168,5 @@ POSITION = Script(_POSITION_LUA)
 """The group's last stream id and sequence number."""
 IMPORT = Script(_IMPORT_LUA)
 """Register a batch of one group's users. Returns [versions, updated flags]."""
-"""The group's last stream id and sequence number."""
+BLOCK = Script(_BLOCK_LUA)
+"""Block or unblock a number for a user. Returns 1, 0, -1 (no such user) or -2 (full)."""

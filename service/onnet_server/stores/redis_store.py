@@ -20,7 +20,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from onnet_server.core.errors import StoreUnavailable
+from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists
+from onnet_server.core.errors import InvalidArgument, StoreUnavailable
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Matches, Registration, UserRow
@@ -34,6 +35,7 @@ from onnet_server.stores.redis_layout import (
     parse_records,
 )
 from onnet_server.stores.redis_scripts import (
+    BLOCK,
     DROP_IF_STALE,
     IMPORT,
     POSITION,
@@ -89,6 +91,8 @@ class RedisRegistry:
         self._position_check_interval = position_check_interval
         self.index = RegistryIndex()
         """The index that answers lookups (replaced whole on reload)."""
+        self.blocklists = Blocklists()
+        """Each user's blocked fingerprints (replaced whole on reload, with the index)."""
         self._cursors = [_Cursor() for _ in range(GROUPS)]
         self._follower: asyncio.Task[None] | None = None
         self._stopping = False
@@ -97,6 +101,11 @@ class RedisRegistry:
         self._epoch: bytes | str | None = None
         self.stats = FeedStats()
         """Counters of the change feed."""
+
+    @property
+    def client(self) -> RedisClient:
+        """The Redis connection (the quota store shares it)."""
+        return self._client
 
     def __len__(self) -> int:
         """Registered users, as the index knows them."""
@@ -126,9 +135,33 @@ class RedisRegistry:
         """Private mode: how many entries buckets serve."""
         return self.index.bucket_entry_count()
 
-    def bucket_entries(self, buckets: list[int], bits: int) -> dict[int, list[bytes]]:
+    def bucket_entries(
+        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
+    ) -> dict[int, list[bytes]]:
         """Private mode: every entry of the asked buckets, from the in-process index."""
-        return self.index.bucket_entries(buckets, bits)
+        return self.index.bucket_entries(buckets, bits, hidden)
+
+    def blocked_by(self, user_id: str) -> frozenset[str]:
+        """The users who block the number ``user_id`` holds now, from process memory."""
+        record = self.index.record(user_id)
+        return self.blocklists.blockers_of(record.fingerprint) if record else frozenset()
+
+    async def set_blocked(self, user_id: str, fingerprint: bytes, blocked: bool) -> bool | None:
+        """Block or unblock in Redis first, then in this process's blocklists."""
+        keys = self._layout.user_keys(user_id)
+        args: list[bytes | str | int] = [
+            user_id, fingerprint, self._stream_maxlen, int(blocked), MAX_BLOCKED,
+        ]  # fmt: skip
+        outcome = int(await self._run(BLOCK, keys, args))
+        if outcome == -1:
+            return None
+        if outcome == -2:
+            raise InvalidArgument("e164", f"the blocklist is full ({MAX_BLOCKED} numbers)")
+        if blocked:
+            self.blocklists.add(user_id, fingerprint)
+        else:
+            self.blocklists.remove(user_id, fingerprint)
+        return outcome == 1
 
     async def register(
         self, user_id: str, fingerprint: bytes, discoverable: bool, private_entry: bytes = b""
@@ -225,8 +258,13 @@ class RedisRegistry:
         version = await self._run(UNREGISTER, keys, [user_id, self._stream_maxlen])
         if not version:
             return False
-        self.index.delete(user_id, int(version))
+        self._erase(user_id, int(version))
         return True
+
+    def _erase(self, user_id: str, version: int) -> None:
+        """Apply an erasure to this process's index and blocklists."""
+        if self.index.delete(user_id, version):
+            self.blocklists.drop_user(user_id)
 
     async def _drop_stale(self, user_id: str, fingerprint: bytes, winning_version: int) -> bool:
         """Remove a user whose number went to a newer registration; True if removed."""
@@ -237,7 +275,7 @@ class RedisRegistry:
         version = await self._run(DROP_IF_STALE, keys, args)
         if not version:
             return False
-        self.index.delete(user_id, int(version))
+        self._erase(user_id, int(version))
         return True
 
     async def _run(self, script: Script, keys: list[str], args: list[bytes | str | int]) -> Any:  # noqa: ANN401 - Lua replies are untyped
@@ -281,7 +319,8 @@ class RedisRegistry:
                 users.extend(bucket_records.keys())
                 values.extend(bucket_records.values())
         index.load([user.decode() for user in users], *parse_records(values))
-        self.index, self._cursors = index, cursors
+        blocklists = await self._load_blocklists(index)
+        self.index, self.blocklists, self._cursors = index, blocklists, cursors
         missing = index.discoverable_without_entry()
         if missing:
             # Records written before private mode: private discovery cannot find these users
@@ -294,6 +333,30 @@ class RedisRegistry:
         _log.info(
             "registry index loaded: %d users in %.2f s", len(index), time.monotonic() - started
         )
+
+    async def _load_blocklists(self, index: RegistryIndex) -> Blocklists:
+        """Every registered user's blocklist (lists of users who are gone are skipped)."""
+        keys = list(
+            dict.fromkeys(
+                [
+                    key.decode() if isinstance(key, bytes) else key
+                    async for key in self._client.scan_iter(
+                        match=self._layout.blocks_pattern(), count=10_000
+                    )
+                ]
+            )
+        )
+        blocklists = Blocklists()
+        for start in range(0, len(keys), _SNAPSHOT_CHUNK):
+            chunk = keys[start : start + _SNAPSHOT_CHUNK]
+            pipe = self._client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.smembers(key)
+            for key, members in zip(chunk, await pipe.execute(), strict=True):
+                user_id = self._layout.user_of_blocks_key(key)
+                if index.record(user_id) is not None:
+                    blocklists.load((user_id, fingerprint) for fingerprint in members)
+        return blocklists
 
     async def _position(self, group: int) -> _Cursor:
         keys = [self._layout.stream_key(group), self._layout.seq_key(group)]
@@ -390,15 +453,20 @@ class RedisRegistry:
             raise _Gap
         user_id = entry[b"user"].decode()
         claimed = None
-        if entry[b"op"] == b"put":
+        op = entry[b"op"]
+        if op == b"put":
             record = UserRecord.unpack(entry[b"value"])
             self.index.put(
                 user_id, record.fingerprint, record.version, record.discoverable,
                 record.private_entry,
             )  # fmt: skip
             claimed = record.fingerprint
+        elif op == b"block":
+            self.blocklists.add(user_id, entry[b"value"])
+        elif op == b"unblock":
+            self.blocklists.remove(user_id, entry[b"value"])
         else:
-            self.index.delete(user_id, int.from_bytes(entry[b"value"], "big"))
+            self._erase(user_id, int.from_bytes(entry[b"value"], "big"))
         cursor.last_id, cursor.last_seq = entry_id, seq
         return claimed
 

@@ -1,0 +1,125 @@
+"""Who is calling: the bearer credential of each call, checked against the service it calls.
+
+Discovering clients present an account credential; the Registry takes only a service
+credential (or, when the server requires client certificates, a certificate whose common
+name is on the configured list of trusted services). The credentials are Ed25519-signed
+tokens issued by the account service (``onnet._credentials``): verifying one needs only its
+public keys, no network call. Nothing of a token is ever logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grpc import aio
+
+from onnet._credentials import (
+    KIND_ACCOUNT,
+    KIND_SERVICE,
+    METADATA_KEY,
+    CredentialError,
+    CredentialVerifier,
+)
+from onnet_server.core.errors import PermissionDenied, Unauthenticated
+from onnet_server.tls import peer_common_name
+
+__all__ = ["DEV_SUBJECT", "KIND_ACCOUNT", "KIND_SERVICE", "Authenticator", "Caller"]
+
+DEV_SUBJECT = "dev"
+"""The caller a development server assumes for a call without a credential."""
+_BEARER = "bearer "
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified caller of one call."""
+
+    kind: str
+    """``account`` (a discovering client) or ``service`` (a trusted service)."""
+    subject: str
+    """The account's user id, or the service's name."""
+
+
+class Authenticator:
+    """Checks each call's credential; in development mode a missing one is let through."""
+
+    def __init__(
+        self,
+        verifier: CredentialVerifier | None,
+        *,
+        dev_mode: bool = False,
+        service_names: Iterable[str] = (),
+    ) -> None:
+        """Verify with ``verifier`` (None: no keys, development mode only).
+
+        ``service_names`` are client-certificate common names the Registry trusts as
+        services without a token (mutual TLS).
+        """
+        if verifier is None and not dev_mode:
+            raise ValueError("without keys to verify credentials, only development mode runs")
+        self._verifier = verifier
+        self.dev_mode = dev_mode
+        self._service_names = frozenset(service_names)
+
+    def caller(self, context: aio.ServicerContext[Any, Any], kind: str) -> Caller:
+        """The verified caller of ``context``'s call, which needs a credential of ``kind``."""
+        return self.check(
+            context.invocation_metadata() or (),
+            kind,
+            peer_common_name(context.auth_context()),
+        )
+
+    def check(
+        self,
+        metadata: Sequence[tuple[str, str | bytes]] | Iterable[Any],
+        kind: str,
+        peer_name: str | None = None,
+    ) -> Caller:
+        """The caller named by ``metadata`` (and the peer's certificate), or raise.
+
+        Unauthenticated: no credential, or one that does not verify. PermissionDenied: a
+        valid credential of the other kind.
+        """
+        token = _bearer_token(metadata)
+        if token is None:
+            if kind == KIND_SERVICE and peer_name is not None and peer_name in self._service_names:
+                return Caller(KIND_SERVICE, peer_name)
+            if self.dev_mode:
+                return Caller(kind, DEV_SUBJECT)
+            raise Unauthenticated(
+                "", f"this call needs a credential ('{METADATA_KEY}: Bearer <token>' metadata)"
+            )
+        if self._verifier is None:  # development mode without keys: nothing to check with
+            return Caller(kind, DEV_SUBJECT)
+        try:
+            credential = self._verifier.verify(token)
+        except CredentialError as error:
+            raise Unauthenticated("", f"credential refused: {error}") from None
+        if credential.kind != kind:
+            raise PermissionDenied(
+                "", f"a {credential.kind} credential may not call this service (needs {kind})"
+            )
+        return Caller(credential.kind, credential.subject)
+
+
+def _bearer_token(metadata: Iterable[Any]) -> str | None:
+    """The token of the call's ``authorization: Bearer`` metadata, or None if it has none."""
+    for entry in metadata:
+        key, value = _key_value(entry)
+        if key != METADATA_KEY:
+            continue
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+        if not text.lower().startswith(_BEARER):
+            raise Unauthenticated("", f"'{METADATA_KEY}' metadata must be 'Bearer <token>'")
+        return text[len(_BEARER) :].strip()
+    return None
+
+
+def _key_value(entry: Any) -> tuple[str, str | bytes]:  # noqa: ANN401 - grpc metadata items
+    """(key, value) of a metadata item: a grpc.aio Metadatum or a plain pair."""
+    if isinstance(entry, Mapping):
+        return str(entry["key"]), entry["value"]
+    key, value = entry
+    return str(key), value

@@ -1,0 +1,120 @@
+"""The ``onnet`` commands that make secrets: development certificates, signing keys, tokens.
+
+Each writes private keys with mode 0600 and never overwrites one unless told to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_secret_commands"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> None:
+    print(f"onnet: {message}", file=sys.stderr)
+
+
+def add_secret_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers action
+    """Add ``dev-certs``, ``signing-key`` and ``token`` to the ``onnet`` command."""
+    dev_certs = commands.add_parser(
+        "dev-certs",
+        help="make a local CA, server and client certificates for development",
+        description="Write ca.pem, server.pem/.key, service.pem/.key (a trusted service's "
+        "client certificate) and client.pem/.key to DIR. Development only.",
+    )
+    dev_certs.add_argument("directory", type=Path, metavar="DIR")
+    dev_certs.add_argument(
+        "--host", action="append", metavar="NAME", help="server name or IP (repeatable)"
+    )
+    dev_certs.add_argument("--days", type=int, default=30, help="validity (default 30)")
+    dev_certs.add_argument("--force", action="store_true", help="overwrite existing files")
+    dev_certs.set_defaults(run=_dev_certs, target=None)
+
+    keys = commands.add_parser(
+        "signing-key",
+        help="make the Ed25519 key pair that signs credentials",
+        description="Write FILE (the private signing key, mode 0600, for the account "
+        "service) and FILE.pub (its public key, for ONNET_AUTH_PUBLIC_KEYS).",
+    )
+    keys.add_argument("file", type=Path, metavar="FILE")
+    keys.set_defaults(run=_signing_key, target=None)
+
+    token = commands.add_parser(
+        "token",
+        help="issue a credential (what the account service does)",
+        description="Print a signed credential for SUBJECT: an account's user id, or a "
+        "service's name with --kind service.",
+    )
+    token.add_argument("subject", metavar="SUBJECT")
+    token.add_argument("--signing-key", type=Path, required=True, metavar="FILE")
+    token.add_argument("--kind", choices=["account", "service"], default="account")
+    token.add_argument("--ttl", type=int, default=3600, metavar="SECONDS", help="default 3600")
+    token.set_defaults(run=_token, target=None)
+
+
+def _dev_certs(args: argparse.Namespace) -> int:
+    from onnet_server.dev_certs import make_dev_certs  # noqa: PLC0415
+
+    hosts = tuple(args.host) if args.host else ("localhost", "127.0.0.1")
+    try:
+        made = make_dev_certs(args.directory, hosts=hosts, days=args.days, overwrite=args.force)
+    except FileExistsError as exc:
+        _fail(f"{exc.filename or exc} exists; pass --force to overwrite")
+        return EXIT_USAGE
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot make certificates in {args.directory}: {exc}")
+        return EXIT_USAGE
+    print(f"wrote a development CA and certificates to {args.directory} (development only)")
+    print(f"  server:  --tls-cert {made.server_cert} --tls-key {made.server_key}")
+    print(f"  mutual:  --tls-client-ca {made.ca_cert}")
+    print(f"  clients: ONNET_TLS_CA={made.ca_cert}")
+    print(f"  service: ONNET_TLS_CLIENT_CERT={made.service_cert} ONNET_TLS_CLIENT_KEY=...")
+    return EXIT_OK
+
+
+def _signing_key(args: argparse.Namespace) -> int:
+    from onnet._credentials import (  # noqa: PLC0415
+        load_signing_key,
+        new_signing_key_pem,
+        public_key_pem,
+    )
+
+    public_path = args.file.with_name(args.file.name + ".pub")
+    try:
+        if public_path.exists():
+            raise FileExistsError(public_path)
+        descriptor = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(new_signing_key_pem())
+        public_path.write_bytes(public_key_pem(load_signing_key(args.file)))
+    except FileExistsError as exc:
+        _fail(f"{exc.filename or exc} exists; refusing to overwrite a key")
+        return EXIT_USAGE
+    except OSError as exc:
+        _fail(f"cannot write {args.file}: {exc.strerror}")
+        return EXIT_USAGE
+    print(f"wrote the signing key {args.file} (keep it with the account service)")
+    print(f"and its public key {public_path}: set ONNET_AUTH_PUBLIC_KEYS={public_path}")
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> int:
+    from onnet._credentials import KeyFileError, issue_token, load_signing_key  # noqa: PLC0415
+
+    try:
+        key = load_signing_key(args.signing_key)
+        print(issue_token(key, args.subject, args.kind, args.ttl))
+    except (KeyFileError, ValueError) as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except OSError as exc:
+        _fail(f"cannot read {args.signing_key}: {exc.strerror}")
+        return EXIT_USAGE
+    return EXIT_OK

@@ -1,0 +1,77 @@
+"""Users' blocklists: which numbers (as fingerprints, never numbers) each user blocked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["MAX_BLOCKED", "Blocklists"]
+
+MAX_BLOCKED = 10_000
+"""The most numbers one user may block (a blocklist is a user's choice, not a phone book)."""
+
+
+class Blocklists:
+    """Each user's blocked fingerprints, and for each fingerprint the users who block it.
+
+    Discover asks the second question ("who blocked the number of the account asking?"),
+    so it is kept as its own map rather than computed by scanning every list. Not
+    thread-safe: the server uses it from its one event loop.
+    """
+
+    def __init__(self) -> None:
+        """Start with no blocks."""
+        self._by_user: dict[str, set[bytes]] = {}
+        self._blockers: dict[bytes, set[str]] = {}
+
+    def __len__(self) -> int:
+        """Users with at least one block."""
+        return len(self._by_user)
+
+    def count(self, user_id: str) -> int:
+        """How many numbers ``user_id`` blocks."""
+        return len(self._by_user.get(user_id, ()))
+
+    def blocks(self, user_id: str, fingerprint: bytes) -> bool:
+        """Whether ``user_id`` blocks the number behind ``fingerprint``."""
+        return fingerprint in self._by_user.get(user_id, ())
+
+    def add(self, user_id: str, fingerprint: bytes) -> bool:
+        """Block; False when it was blocked already."""
+        blocked = self._by_user.setdefault(user_id, set())
+        if fingerprint in blocked:
+            return False
+        blocked.add(fingerprint)
+        self._blockers.setdefault(fingerprint, set()).add(user_id)
+        return True
+
+    def remove(self, user_id: str, fingerprint: bytes) -> bool:
+        """Unblock; False when it was not blocked."""
+        blocked = self._by_user.get(user_id)
+        if blocked is None or fingerprint not in blocked:
+            return False
+        blocked.discard(fingerprint)
+        if not blocked:
+            del self._by_user[user_id]
+        self._forget_blocker(fingerprint, user_id)
+        return True
+
+    def drop_user(self, user_id: str) -> None:
+        """Erase ``user_id``'s whole blocklist (the user was erased)."""
+        for fingerprint in self._by_user.pop(user_id, set()):
+            self._forget_blocker(fingerprint, user_id)
+
+    def load(self, pairs: Iterable[tuple[str, bytes]]) -> None:
+        """Add many (user, fingerprint) blocks, as read from a snapshot."""
+        for user_id, fingerprint in pairs:
+            self.add(user_id, fingerprint)
+
+    def blockers_of(self, fingerprint: bytes) -> frozenset[str]:
+        """Every user who blocks the number behind ``fingerprint``."""
+        return frozenset(self._blockers.get(fingerprint, ()))
+
+    def _forget_blocker(self, fingerprint: bytes, user_id: str) -> None:
+        blockers = self._blockers.get(fingerprint)
+        if blockers is not None:
+            blockers.discard(user_id)
+            if not blockers:
+                del self._blockers[fingerprint]
