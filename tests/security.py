@@ -24,6 +24,8 @@ from onnet_server.dev_certs import DevCerts, make_dev_certs
 
 DEFAULT_ACCOUNT = "tester"
 """The account a test client discovers as, unless it asks for another."""
+DEFAULT_ACCOUNT_NUMBER = "+12025551811"
+"""The default account's own number (Discovery serves registered accounts only)."""
 SERVICE_NAME = "account-service"
 
 
@@ -81,10 +83,22 @@ def security() -> Security:
     return Security(folder, certs, signing_key, public_keys)
 
 
+def register_account(target: str, account: str = DEFAULT_ACCOUNT) -> None:
+    """Register ``account`` (the default one at its own number): Discovery needs it."""
+    with registry_client(target) as registry:
+        registry.register(account, DEFAULT_ACCOUNT_NUMBER, discoverable=False)
+
+
 def discovery_client(
     target: str, *, account: str = DEFAULT_ACCOUNT, **options: Any
 ) -> onnet.Client:
-    """A Discovery client over TLS with an account credential."""
+    """A Discovery client over TLS with an account credential.
+
+    The default account is registered first (hidden, at its own number); a test that
+    names another account registers it itself.
+    """
+    if account == DEFAULT_ACCOUNT:
+        register_account(target)
     return onnet.Client(
         target, credentials=security().channel(), token=security().token(account), **options
     )
@@ -93,7 +107,9 @@ def discovery_client(
 def async_discovery_client(
     target: str, *, account: str = DEFAULT_ACCOUNT, **options: Any
 ) -> onnet.AsyncClient:
-    """An asyncio Discovery client over TLS with an account credential."""
+    """An asyncio Discovery client over TLS with an account credential (see discovery_client)."""
+    if account == DEFAULT_ACCOUNT:
+        register_account(target)
     return onnet.AsyncClient(
         target, credentials=security().channel(), token=security().token(account), **options
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -248,6 +250,7 @@ class Client(_BlockingChannel):
         self.sync_state = sync_state or SyncState()
         """What this account already paid for: re-syncs of those contacts cost no quota."""
         self._config: ServerConfig | None = None
+        self._sync_lock = threading.Lock()
         self._outputs: OutputCache = {}
 
     def get_config(self) -> ServerConfig:
@@ -275,12 +278,14 @@ class Client(_BlockingChannel):
             return plan.result(self._discover_private(plan))
         config = self.get_config()
         matched: dict[int, str] = {}
-        for first_index, batch in plan.batches(config.max_batch):
-            if len(self.sync_state) > _room_for_previous(config):
-                self.sync_state.clear()  # too many to carry: pay for them again
-            response = self._discover_batch(batch)
-            self.sync_state.advance(response.token, batch)
-            _collect(first_index, batch, response, matched)
+        # One sync at a time: two interleaved would each carry a token the other outdated.
+        with self._sync_lock:
+            for first_index, batch in plan.batches(config.max_batch):
+                if len(self.sync_state) > _room_for_previous(config):
+                    self.sync_state.clear()  # too many to carry: pay for them again
+                response = self._discover_batch(batch)
+                self.sync_state.advance(response.token, batch)
+                _collect(first_index, batch, response, matched)
         return plan.result(matched)
 
     def _discover_batch(self, batch: bytes) -> discovery_pb2.DiscoverResponse:
@@ -333,6 +338,7 @@ class AsyncClient(_AsyncChannel):
         self.sync_state = sync_state or SyncState()
         """What this account already paid for: re-syncs of those contacts cost no quota."""
         self._config: ServerConfig | None = None
+        self._sync_lock = asyncio.Lock()
         self._outputs: OutputCache = {}
 
     async def get_config(self) -> ServerConfig:
@@ -353,12 +359,14 @@ class AsyncClient(_AsyncChannel):
             return plan.result(await self._discover_private(plan))
         config = await self.get_config()
         matched: dict[int, str] = {}
-        for first_index, batch in plan.batches(config.max_batch):
-            if len(self.sync_state) > _room_for_previous(config):
-                self.sync_state.clear()  # too many to carry: pay for them again
-            response = await self._discover_batch(batch)
-            self.sync_state.advance(response.token, batch)
-            _collect(first_index, batch, response, matched)
+        # One sync at a time: two interleaved would each carry a token the other outdated.
+        async with self._sync_lock:
+            for first_index, batch in plan.batches(config.max_batch):
+                if len(self.sync_state) > _room_for_previous(config):
+                    self.sync_state.clear()  # too many to carry: pay for them again
+                response = await self._discover_batch(batch)
+                self.sync_state.advance(response.token, batch)
+                _collect(first_index, batch, response, matched)
         return plan.result(matched)
 
     async def _discover_batch(self, batch: bytes) -> discovery_pb2.DiscoverResponse:

@@ -48,7 +48,13 @@ class SyncState:
         return contact_hash in self._covered
 
     def advance(self, token: bytes, batch: bytes) -> None:
-        """Take the token of an answer to a request that sent ``batch`` with this state."""
+        """Take the token of an answer to a request that sent ``batch`` with this state.
+
+        An answer without a token (a server that issues none) leaves nothing to carry.
+        """
+        if not token:
+            self.clear()
+            return
         self._covered.update(
             batch[i : i + CONTACT_HASH_SIZE] for i in range(0, len(batch), CONTACT_HASH_SIZE)
         )

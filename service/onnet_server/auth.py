@@ -89,17 +89,19 @@ class Authenticator:
             if self.dev_mode:
                 return Caller(kind, DEV_SUBJECT)
             raise Unauthenticated(
-                "", f"this call needs a credential ('{METADATA_KEY}: Bearer <token>' metadata)"
+                METADATA_KEY,
+                f"this call needs a credential ('{METADATA_KEY}: Bearer <token>' metadata)",
             )
         if self._verifier is None:  # development mode without keys: nothing to check with
             return Caller(kind, DEV_SUBJECT)
         try:
             credential = self._verifier.verify(token)
         except CredentialError as error:
-            raise Unauthenticated("", f"credential refused: {error}") from None
+            raise Unauthenticated(METADATA_KEY, f"credential refused: {error}") from None
         if credential.kind != kind:
             raise PermissionDenied(
-                "", f"a {credential.kind} credential may not call this service (needs {kind})"
+                METADATA_KEY,
+                f"a {credential.kind} credential may not call this service (needs {kind})",
             )
         return Caller(credential.kind, credential.subject)
 
@@ -112,7 +114,7 @@ def _bearer_token(metadata: Iterable[Any]) -> str | None:
             continue
         text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
         if not text.lower().startswith(_BEARER):
-            raise Unauthenticated("", f"'{METADATA_KEY}' metadata must be 'Bearer <token>'")
+            raise Unauthenticated(METADATA_KEY, "must be 'Bearer <token>'")
         return text[len(_BEARER) :].strip()
     return None
 

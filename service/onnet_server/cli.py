@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import grpc
 
 import onnet
+from onnet_server.cli_admin import add_admin_commands
 from onnet_server.cli_secrets import add_secret_commands
 from onnet_server.config import ConfigError, ServerConfig
 
@@ -131,6 +132,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="private mode: send blinded OPRF elements and bucket numbers, not hashes",
     )
+    discover.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep the re-sync token here (created, then updated): the next discover of "
+        "these contacts costs no quota",
+    )
     discover.set_defaults(run=_discover)
 
     bulk = client_command("import", "register many users from a CSV file")
@@ -164,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     new_pepper.set_defaults(run=_new_pepper, target=None)
 
     add_secret_commands(commands)
+    add_admin_commands(commands)
     return parser
 
 
@@ -331,15 +340,42 @@ def _import(args: argparse.Namespace) -> int:
 
 def _discover(args: argparse.Namespace) -> int:
     numbers = onnet.read_address_book(args.file)
+    state = _load_state(args.state)
     with onnet.Client(
-        args.target, timeout=args.timeout, token=_token_of(args), credentials=_tls_of(args)
+        args.target,
+        timeout=args.timeout,
+        token=_token_of(args),
+        credentials=_tls_of(args),
+        sync_state=state,
     ) as client:
-        result = client.discover(numbers, default_region=args.region, private=args.private)
+        try:
+            result = client.discover(numbers, default_region=args.region, private=args.private)
+        finally:
+            if args.state is not None:
+                _save_state(args.state, client.sync_state)
     if args.json:
         print(json.dumps(_as_json(result), indent=2, ensure_ascii=False))
     else:
         _print_table(result, sys.stdout)
     return EXIT_OK
+
+
+def _load_state(path: Path | None) -> onnet.SyncState | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        return onnet.SyncState.from_bytes(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the sync state {path}: {exc}") from None
+
+
+def _save_state(path: Path, state: onnet.SyncState) -> None:
+    # It holds hashes of the address book: private to the user, replaced whole.
+    partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(state.to_bytes())
+    partial.replace(path)
 
 
 def _as_json(result: onnet.DiscoveryResult) -> dict[str, object]:

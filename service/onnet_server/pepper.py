@@ -14,7 +14,14 @@ from pathlib import Path
 
 from onnet_server.config import ConfigError, ServerConfig
 
-__all__ = ["PEPPER_SIZE", "Pepper", "load_pepper", "load_previous_pepper", "write_pepper_file"]
+__all__ = [
+    "PEPPER_SIZE",
+    "Pepper",
+    "load_pepper",
+    "load_previous_pepper",
+    "read_pepper_file",
+    "write_pepper_file",
+]
 
 PEPPER_SIZE = 32
 """Bytes of key: AES-256."""
@@ -49,7 +56,8 @@ def _parse_hex(text: str, source: str) -> bytes:
     return key
 
 
-def _read_pepper_file(path: Path, variable: str) -> bytes:
+def read_pepper_file(path: Path, variable: str) -> bytes:
+    """The 32-byte key in ``path``; ConfigError names ``variable`` when it cannot be read."""
     try:
         text = path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
@@ -62,14 +70,14 @@ def load_previous_pepper(config: ServerConfig) -> Pepper | None:
     if config.previous_pepper_file is None:
         return None
     return Pepper.from_key(
-        _read_pepper_file(config.previous_pepper_file, "ONNET_PREVIOUS_PEPPER_FILE")
+        read_pepper_file(config.previous_pepper_file, "ONNET_PREVIOUS_PEPPER_FILE")
     )
 
 
 def load_pepper(config: ServerConfig) -> Pepper:
     """The configured pepper: ONNET_PEPPER_FILE, else ONNET_PEPPER, else an ephemeral one."""
     if config.pepper_file is not None:
-        key = _read_pepper_file(config.pepper_file, "ONNET_PEPPER_FILE")
+        key = read_pepper_file(config.pepper_file, "ONNET_PEPPER_FILE")
         return Pepper.from_key(key, config.pepper_id)
     if config.pepper_hex is not None:
         return Pepper.from_key(_parse_hex(config.pepper_hex, "ONNET_PEPPER"), config.pepper_id)

@@ -156,8 +156,16 @@ async def start_server(
         BucketServer(store, config.max_message_bytes),
         quota,
         store,
+        open_accounts=config.dev_mode,
     )
-    discovery = DiscoveryService(store, fingerprinter, limits, quota, resync_tokens(config, pepper))
+    discovery = DiscoveryService(
+        store,
+        fingerprinter,
+        limits,
+        quota,
+        resync_tokens(config, pepper),
+        open_accounts=config.dev_mode,
+    )
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(
         DiscoveryServicer(discovery, private, auth), server
     )

@@ -85,12 +85,12 @@ async def test_blocks_are_kept_per_user_and_answered_by_number(store: RegistrySt
     assert await store.set_blocked("alice", bob, True) is True
     assert await store.set_blocked("alice", bob, True) is False  # already blocked
     assert await store.set_blocked("carol", bob, True) is True
-    assert store.blocked_by("bob") == {"alice", "carol"}
+    assert store.blocked_by("bob") == frozenset({"alice", "carol"})
     assert store.blocked_by("carol") == frozenset()
     assert await store.set_blocked("carol", bob, False) is True
     assert await store.set_blocked("carol", bob, False) is False
-    assert store.blocked_by("bob") == {"alice"}
-    assert store.blocked_by("nobody") == frozenset()
+    assert store.blocked_by("bob") == frozenset({"alice"})
+    assert store.blocked_by("nobody") is None  # not registered: holds no number
 
 
 async def test_a_block_follows_the_number_not_the_user(store: RegistryStore) -> None:
@@ -101,7 +101,7 @@ async def test_a_block_follows_the_number_not_the_user(store: RegistryStore) -> 
     await store.register("bob", elsewhere, True)  # bob moves away from the blocked number
     assert store.blocked_by("bob") == frozenset()
     await store.register("dave", number, True)  # whoever holds it now is blocked
-    assert store.blocked_by("dave") == {"alice"}
+    assert store.blocked_by("dave") == frozenset({"alice"})
 
 
 async def test_blocking_needs_a_registered_user(store: RegistryStore) -> None:

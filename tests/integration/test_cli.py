@@ -14,7 +14,12 @@ import pytest
 
 import onnet
 from onnet.v1 import discovery_pb2
-from tests.security import account_metadata, registry_client, secure_channel
+from tests.security import (
+    account_metadata,
+    register_account,
+    registry_client,
+    secure_channel,
+)
 from tests.servers import REPO, server_process
 
 SAMPLE = REPO / "examples" / "contacts.vcf"
@@ -165,6 +170,7 @@ def test_sigterm_lets_in_flight_calls_finish() -> None:
     with server_process(env) as server:
         with registry_client(server.target) as registry:
             registry.register("alice", "+14155550100")
+        register_account(server.target)
         workers = [threading.Thread(target=hammer, args=(server.target,)) for _ in range(4)]
         for worker in workers:
             worker.start()
@@ -201,6 +207,7 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
         "ONNET_TLS_CERT": str(certs / "server.pem"),
         "ONNET_TLS_KEY": str(certs / "server.key"),
         "ONNET_AUTH_PUBLIC_KEYS": f"{key}.pub",
+        "ONNET_QUOTA_NEW_NUMBERS": "8",  # the sample book has 5 distinct numbers
     }
     tls = {"ONNET_TLS_CA": str(certs / "ca.pem")}
     as_service = {**tls, "ONNET_TOKEN": token("account-service", "--kind", "service")}
@@ -214,12 +221,18 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
 
         assert run("register", "alice", "+14155550100", env=as_service).returncode == 0
         assert run("register", "bob", "+442079460958", env=as_service).returncode == 0
-        found = run("discover", str(SAMPLE), "--region", "US", "--json", env=as_alice)
+        state = ("--state", str(tmp_path / "alice.sync"))
+        found = run("discover", str(SAMPLE), "--region", "US", "--json", *state, env=as_alice)
         assert {m["user_id"] for m in json.loads(found.stdout)["matches"]} == {"alice", "bob"}
+        assert (tmp_path / "alice.sync").stat().st_mode & 0o777 == 0o600
+        over = run("discover", str(SAMPLE), "--region", "US", env=as_alice)  # no state: pays
+        assert over.returncode == 1
+        assert "quota of new numbers exhausted" in over.stderr
+        assert "try again in" in over.stderr
 
         blocked = run("block", "bob", "+14155550100", env=as_service)  # bob blocks alice
         assert (blocked.returncode, blocked.stdout.strip()) == (0, "blocked for bob")
-        found = run("discover", str(SAMPLE), "--region", "US", "--json", env=as_alice)
+        found = run("discover", str(SAMPLE), "--region", "US", "--json", *state, env=as_alice)
         assert {m["user_id"] for m in json.loads(found.stdout)["matches"]} == {"alice"}
         assert run("unblock", "bob", "+14155550100", env=as_service).returncode == 0
 
@@ -234,6 +247,6 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
         assert "needs a credential" in anonymous.stderr
         plaintext = run("discover", str(SAMPLE), "--timeout", "2", env={"ONNET_TOKEN": "x"})
         assert plaintext.returncode == 3
-        for result in (wrong_kind, not_a_service, anonymous, plaintext):
+        for result in (over, wrong_kind, not_a_service, anonymous, plaintext):
             assert "Traceback" not in result.stderr
         assert server.terminate() == 0

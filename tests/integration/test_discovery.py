@@ -18,6 +18,7 @@ from tests.security import (
     async_discovery_client,
     async_registry_client,
     discovery_client,
+    register_account,
     registry_client,
     secure_channel,
     security,
@@ -144,8 +145,11 @@ def test_unavailable_is_retried_until_the_server_comes_up() -> None:
     port = free_port()
     with server_starting_late(port, 0.5):
         started = time.monotonic()
-        with discovery_client(f"127.0.0.1:{port}", timeout=3) as client:  # the default policy
-            assert client.discover(["+14155550100"]).uploaded == 1
+        token = security().token("late")
+        with onnet.Client(  # the default retry policy
+            f"127.0.0.1:{port}", timeout=3, credentials=security().channel(), token=token
+        ) as client:
+            assert client.get_config().max_batch == 10_000
         assert time.monotonic() - started >= 0.4
 
 
@@ -154,7 +158,9 @@ def test_unreachable_server_gives_unavailable_after_bounded_retries() -> None:
     retry = onnet.RetryPolicy(attempts=3, initial_backoff=0.05, max_backoff=0.1)
     started = time.monotonic()
     with (
-        discovery_client(f"127.0.0.1:{port}", retry=retry, timeout=1) as client,
+        onnet.Client(
+            f"127.0.0.1:{port}", retry=retry, timeout=1, credentials=security().channel()
+        ) as client,
         pytest.raises(onnet.UnavailableError),
     ):
         client.discover(["+14155550100"])
@@ -162,6 +168,7 @@ def test_unreachable_server_gives_unavailable_after_bounded_retries() -> None:
 
 
 def raw_discover(server: ThreadedServer, request: discovery_pb2.DiscoverRequest) -> object:
+    register_account(server.target)
     with grpc.secure_channel(
         server.target,
         security().channel(),
@@ -255,8 +262,11 @@ async def test_async_clients_map_errors_like_the_sync_ones(server: ThreadedServe
 async def test_async_client_retries_unavailable() -> None:
     port = free_port()
     with server_starting_late(port, 0.3):
-        async with async_discovery_client(f"127.0.0.1:{port}", timeout=3) as client:
-            assert (await client.discover(["+14155550100"])).uploaded == 1
+        token = security().token("late")
+        async with onnet.AsyncClient(
+            f"127.0.0.1:{port}", timeout=3, credentials=security().channel(), token=token
+        ) as client:
+            assert (await client.get_config()).max_batch == 10_000
 
 
 def test_registry_writes_are_not_retried_blindly() -> None:

@@ -34,10 +34,18 @@ PERIOD = 864_000.0  # ten days, the default
 BOOK = [f"+1415555{n:04d}" for n in range(100, 160)]  # 60 valid numbers
 
 
+ACCOUNTS = {"mallory": "+12025552150", "alice": "+12025557801"}
+"""Discovering accounts, registered (hidden) at numbers outside BOOK."""
+
+
 @pytest.fixture
 def guarded(make_server: Callable[..., ThreadedServer]) -> ThreadedServer:
     """A server whose accounts may look up QUOTA new numbers per ten days."""
-    return make_server(quota_new_numbers=QUOTA)
+    server = make_server(quota_new_numbers=QUOTA)
+    with registry_client(server.target) as registry:
+        for account, e164 in ACCOUNTS.items():
+            registry.register(account, e164, discoverable=False)
+    return server
 
 
 def random_hashes(count: int) -> bytes:
@@ -91,10 +99,11 @@ def test_a_refusal_is_never_retried_by_the_sdk(guarded: ThreadedServer) -> None:
             channel, metadata=account_metadata("mallory"), retry=onnet.RetryPolicy(attempts=5)
         )
         calls.discover(discovery_pb2.DiscoverRequest(hashes=random_hashes(QUOTA)))
+        assert counter.calls == 1
         started = time.monotonic()
         with pytest.raises(onnet.QuotaExceededError):
             calls.discover(discovery_pb2.DiscoverRequest(hashes=random_hashes(1)))
-    assert counter.calls == 2
+    assert counter.calls == 2  # the refusal was not retried
     assert time.monotonic() - started < 1
 
 
@@ -242,6 +251,7 @@ def test_missing_or_bad_credentials_are_unauthenticated(
     with pytest.raises(onnet.AuthenticationError) as refused:
         call(server.target, metadata)
     assert refused.value.code == code
+    assert refused.value.field == "authorization"
     assert words in refused.value.reason
 
 
@@ -282,6 +292,7 @@ def test_mutual_tls_and_trusted_service_certificates(
     # The service's certificate is its credential on the Registry: no token needed.
     with onnet.RegistryClient(server.target, credentials=with_service_cert) as registry:
         registry.register("alice", BOOK[0])
+        registry.register("bob", BOOK[1])
     # A certificate not on the list is no service credential.
     with (
         onnet.RegistryClient(server.target, credentials=with_client_cert) as stranger,
@@ -345,6 +356,23 @@ def test_a_block_hides_the_blocker_from_the_blocked_number_only(server: Threaded
         assert registry.unblock("bob", alice) is False
         with discovery_client(server.target, account="alice") as as_alice:
             assert [m.user_id for m in as_alice.discover([bob], private=True).matches] == ["bob"]
+
+
+def test_an_account_the_registry_does_not_know_is_refused(server: ThreadedServer) -> None:
+    """Blocks are matched against the caller's own number: an account without one (never
+    registered, or erased while its credential lives on) must not slip past them."""
+    with registry_client(server.target) as registry:
+        registry.register("alice", BOOK[0])
+        registry.register("bob", BOOK[1])
+        registry.block("bob", BOOK[0])
+        registry.unregister("alice")
+    with discovery_client(server.target, account="alice") as erased:
+        for private in (False, True):
+            with pytest.raises(onnet.PermissionDeniedError) as refused:
+                erased.discover([BOOK[1]], private=private)
+            assert refused.value.field == "authorization"
+            assert "not registered" in refused.value.reason
+        assert erased.get_config().quota_remaining == 20_000  # nothing was charged
 
 
 def test_discoverability_is_switched_by_registering_again(server: ThreadedServer) -> None:

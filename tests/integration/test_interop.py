@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from tests.security import account_metadata, secure_channel, service_metadata
+from tests.security import account_metadata, register_account, secure_channel, service_metadata
 from tests.servers import ThreadedServer
 
 
@@ -76,6 +76,7 @@ def test_register_discover_and_errors_over_the_raw_wire(server: ThreadedServer) 
     with secure_channel(server.target) as channel:
         register = field(1, b"alice") + field(2, b"+14155550100") + varint(3 << 3) + varint(1)
         assert call(channel, "/onnet.v1.Registry/Register", register) == b""  # all defaults
+        register_account(server.target)  # the discovering account
 
         config = dict(parse(call(channel, "/onnet.v1.Discovery/GetConfig", b"")))
         assert config[1] == 1  # contact_hash_version

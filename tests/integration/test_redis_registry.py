@@ -197,9 +197,9 @@ async def test_blocks_reach_other_processes_and_snapshots(
         await writer.register("alice", alice, True)
         await writer.register("bob", bob, True)
         await writer.set_blocked("alice", bob, True)
-        await eventually(lambda: reader.blocked_by("bob") == {"alice"})
+        await eventually(lambda: reader.blocked_by("bob") == frozenset({"alice"}))
         async with open_redis_store(*where) as late:
-            assert late.blocked_by("bob") == {"alice"}
+            assert late.blocked_by("bob") == frozenset({"alice"})
         await writer.set_blocked("alice", bob, False)
         await eventually(lambda: reader.blocked_by("bob") == frozenset())
         await writer.set_blocked("alice", bob, True)

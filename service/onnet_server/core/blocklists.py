@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["MAX_BLOCKED", "Blocklists"]
+from onnet_server.core.errors import QuotaExceeded
+
+__all__ = ["MAX_BLOCKED", "Blocklists", "blocklist_full"]
 
 MAX_BLOCKED = 10_000
 """The most numbers one user may block (a blocklist is a user's choice, not a phone book)."""
+
+
+def blocklist_full() -> QuotaExceeded:
+    """The error for a block that would go past ``MAX_BLOCKED`` (waiting will not help)."""
+    return QuotaExceeded("user_id", f"the blocklist is full ({MAX_BLOCKED} numbers)", None)
 
 
 class Blocklists:

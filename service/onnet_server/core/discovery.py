@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnet import CONTACT_HASH_VERSION
-from onnet_server.core.errors import InvalidArgument, QuotaExceeded
+from onnet_server.core.errors import InvalidArgument, PermissionDenied, QuotaExceeded
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import Matches, RegistryStore
 from onnet_server.core.quota import QuotaDecision, QuotaStore
@@ -25,6 +25,7 @@ __all__ = [
     "DiscoveryLimits",
     "DiscoveryParameters",
     "DiscoveryService",
+    "blockers_of_account",
     "refuse_over_quota",
 ]
 
@@ -77,6 +78,23 @@ def refuse_over_quota(decision: QuotaDecision, field: str, count: int) -> None:
     )
 
 
+def blockers_of_account(
+    store: RegistryStore, account: str, *, open_accounts: bool
+) -> frozenset[str]:
+    """The users who blocked the number ``account`` holds; refuses an unregistered account.
+
+    Blocks are matched against the caller's own number, so an account the registry does not
+    know (never registered, or erased while its credential lives on) would escape every
+    block: it is refused. ``open_accounts`` (development mode) lets such accounts through.
+    """
+    blockers = store.blocked_by(account)
+    if blockers is not None:
+        return blockers
+    if open_accounts:
+        return frozenset()
+    raise PermissionDenied("authorization", "the calling account is not registered")
+
+
 class DiscoveryService:
     """Matches uploads against the registry. Keeps nothing of what it is sent."""
 
@@ -87,13 +105,19 @@ class DiscoveryService:
         limits: DiscoveryLimits,
         quota: QuotaStore,
         tokens: ResyncTokens,
+        *,
+        open_accounts: bool = False,
     ) -> None:
-        """Serve lookups from ``store``, charging ``quota`` and issuing ``tokens``."""
+        """Serve lookups from ``store``, charging ``quota`` and issuing ``tokens``.
+
+        ``open_accounts`` (development mode) serves accounts the registry does not know.
+        """
         self._store = store
         self._fingerprinter = fingerprinter
         self._limits = limits
         self._quota = quota
         self._tokens = tokens
+        self._open_accounts = open_accounts
 
     async def parameters(self, account: str) -> DiscoveryParameters:
         """The parameters ``account`` needs before it uploads, its quota left included."""
@@ -113,6 +137,7 @@ class DiscoveryService:
         call is refused whole (nothing matched, nothing charged) when the new hashes do not
         fit the account's quota.
         """
+        blockers = blockers_of_account(self._store, account, open_accounts=self._open_accounts)
         check_packed_hashes("hashes", hashes, max_count=self._limits.max_batch, allow_empty=False)
         check_packed_hashes(
             "previous_hashes",
@@ -128,7 +153,6 @@ class DiscoveryService:
         if cost:
             refuse_over_quota(await self._quota.charge(account, cost), "hashes", cost)
         matches = self._store.match(self._fingerprinter.fingerprints(hashes))
-        blockers = self._store.blocked_by(account)
         if blockers and matches.user_ids:
             matches = _without(matches, blockers)
         return DiscoveryAnswer(

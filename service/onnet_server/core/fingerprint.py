@@ -38,3 +38,15 @@ class Fingerprinter:
     def fingerprint(self, contact_hash: bytes) -> bytes:
         """The fingerprint of one contact hash."""
         return self.fingerprints(contact_hash)
+
+    def rekey(self, fingerprints: bytes, target: Fingerprinter) -> bytes:
+        """The same numbers' fingerprints under ``target``'s pepper (packed, in order).
+
+        AES is a permutation: decrypting gives back the hash prefixes, which ``target``
+        encrypts again. A pepper rotation moves fingerprints (blocklists) this way without
+        anyone holding the numbers; the prefixes exist only inside this call.
+        """
+        decryptor = self._cipher.decryptor()
+        prefixes = decryptor.update(fingerprints) + decryptor.finalize()
+        encryptor = target._cipher.encryptor()
+        return encryptor.update(prefixes) + encryptor.finalize()

@@ -77,8 +77,11 @@ class RegistryStore(Protocol):
         """
         ...
 
-    def blocked_by(self, user_id: str) -> frozenset[str]:
-        """The users who block the number ``user_id`` holds now (from process memory)."""
+    def blocked_by(self, user_id: str) -> frozenset[str] | None:
+        """The users who block the number ``user_id`` holds now (from process memory).
+
+        None when ``user_id`` is not registered: it holds no number.
+        """
         ...
 
     def match(self, fingerprints: bytes) -> Matches:

@@ -7,8 +7,7 @@ every other store. The registry does not outlive the process.
 
 from __future__ import annotations
 
-from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists
-from onnet_server.core.errors import InvalidArgument
+from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists, blocklist_full
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Matches, Registration, UserRow
@@ -87,13 +86,13 @@ class MemoryRegistry:
         if self.blocklists.blocks(user_id, fingerprint):
             return False
         if self.blocklists.count(user_id) >= MAX_BLOCKED:
-            raise InvalidArgument("e164", f"the blocklist is full ({MAX_BLOCKED} numbers)")
+            raise blocklist_full()
         return self.blocklists.add(user_id, fingerprint)
 
-    def blocked_by(self, user_id: str) -> frozenset[str]:
-        """The users who block the number ``user_id`` holds now."""
+    def blocked_by(self, user_id: str) -> frozenset[str] | None:
+        """The users who block the number ``user_id`` holds now; None if not registered."""
         record = self.index.record(user_id)
-        return self.blocklists.blockers_of(record.fingerprint) if record else frozenset()
+        return self.blocklists.blockers_of(record.fingerprint) if record else None
 
     def match(self, fingerprints: bytes) -> Matches:
         """Positions (ascending) and users of the discoverable users among ``fingerprints``."""

@@ -20,8 +20,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists
-from onnet_server.core.errors import InvalidArgument, StoreUnavailable
+from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists, blocklist_full
+from onnet_server.core.errors import StoreUnavailable
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Matches, Registration, UserRow
@@ -141,26 +141,31 @@ class RedisRegistry:
         """Private mode: every entry of the asked buckets, from the in-process index."""
         return self.index.bucket_entries(buckets, bits, hidden)
 
-    def blocked_by(self, user_id: str) -> frozenset[str]:
-        """The users who block the number ``user_id`` holds now, from process memory."""
+    def blocked_by(self, user_id: str) -> frozenset[str] | None:
+        """The users who block the number ``user_id`` holds now; None if not registered."""
         record = self.index.record(user_id)
-        return self.blocklists.blockers_of(record.fingerprint) if record else frozenset()
+        return self.blocklists.blockers_of(record.fingerprint) if record else None
 
     async def set_blocked(self, user_id: str, fingerprint: bytes, blocked: bool) -> bool | None:
-        """Block or unblock in Redis first, then in this process's blocklists."""
+        """Block or unblock in Redis first, then in this process's blocklists.
+
+        Blocks carry no version, so the two steps hold the feed's lock: the feed cannot
+        apply a later change to the same list between them and then be undone by this one.
+        """
         keys = self._layout.user_keys(user_id)
         args: list[bytes | str | int] = [
             user_id, fingerprint, self._stream_maxlen, int(blocked), MAX_BLOCKED,
         ]  # fmt: skip
-        outcome = int(await self._run(BLOCK, keys, args))
-        if outcome == -1:
-            return None
-        if outcome == -2:
-            raise InvalidArgument("e164", f"the blocklist is full ({MAX_BLOCKED} numbers)")
-        if blocked:
-            self.blocklists.add(user_id, fingerprint)
-        else:
-            self.blocklists.remove(user_id, fingerprint)
+        async with self._feed_lock:
+            outcome = int(await self._run(BLOCK, keys, args))
+            if outcome == -1:
+                return None
+            if outcome == -2:
+                raise blocklist_full()
+            if blocked:
+                self.blocklists.add(user_id, fingerprint)
+            else:
+                self.blocklists.remove(user_id, fingerprint)
         return outcome == 1
 
     async def register(
@@ -262,8 +267,13 @@ class RedisRegistry:
         return True
 
     def _erase(self, user_id: str, version: int) -> None:
-        """Apply an erasure to this process's index and blocklists."""
-        if self.index.delete(user_id, version):
+        """Apply an erasure to this process's index and blocklists.
+
+        The blocklist goes unless a newer registration of the user stands (an old erasure
+        replayed after a snapshot): Redis deleted it with the erasure.
+        """
+        self.index.delete(user_id, version)
+        if self.index.record(user_id) is None:
             self.blocklists.drop_user(user_id)
 
     async def _drop_stale(self, user_id: str, fingerprint: bytes, winning_version: int) -> bool:
@@ -462,7 +472,9 @@ class RedisRegistry:
             )  # fmt: skip
             claimed = record.fingerprint
         elif op == b"block":
-            self.blocklists.add(user_id, entry[b"value"])
+            # A replayed block of a user who is gone by the snapshot: Redis dropped it since.
+            if self.index.record(user_id) is not None:
+                self.blocklists.add(user_id, entry[b"value"])
         elif op == b"unblock":
             self.blocklists.remove(user_id, entry[b"value"])
         else:

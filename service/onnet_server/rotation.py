@@ -1,0 +1,111 @@
+"""Moving a Redis registry to a new pepper while the old one keeps serving.
+
+The procedure (README, "Rotating the pepper"): a second fleet serves the new pepper under a
+new key prefix in the same Redis; the account service, which holds the numbers, re-imports
+every user into it and sends its changes to both fleets; blocklists are carried over here;
+traffic moves; the old prefix is dropped. Lookups never stop.
+
+Blocklists need no numbers to move: a fingerprint is AES under the pepper, a permutation,
+so the old pepper gives back the hash prefix and the new pepper encrypts it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from onnet_server.core.fingerprint import FINGERPRINT_SIZE, Fingerprinter
+from onnet_server.stores.redis_connection import RedisClient
+from onnet_server.stores.redis_layout import Layout
+from onnet_server.stores.redis_store import RedisRegistry
+
+__all__ = ["BlocklistMove", "drop_registry", "move_blocklists"]
+
+_log = logging.getLogger(__name__)
+_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class BlocklistMove:
+    """What ``move_blocklists`` did."""
+
+    users: int
+    """Users whose blocklist now exists under the new prefix."""
+    blocks: int
+    """Blocks written there (already present ones included)."""
+    users_missing: int
+    """Users with a blocklist under the old prefix but not registered under the new one
+    (not imported yet, or gone): run the move again after the import."""
+
+
+async def move_blocklists(
+    client: RedisClient,
+    old: Layout,
+    new: Layout,
+    old_pepper: bytes,
+    new_pepper: bytes,
+) -> BlocklistMove:
+    """Copy every blocklist from ``old`` to ``new``, re-keyed to the new pepper.
+
+    Idempotent: running it again (say, after more users were imported) only adds. Each
+    block is written with the registry's own script, so it reaches the new fleet's
+    processes through its change streams.
+    """
+    if old.prefix == new.prefix:
+        raise ValueError("the old and the new prefix must differ")
+    source, target = Fingerprinter(old_pepper), Fingerprinter(new_pepper)
+    destination = RedisRegistry(client, layout=new)  # writes only: no snapshot, no feed
+    keys = list(dict.fromkeys([_text(key) async for key in client.scan_iter(
+        match=old.blocks_pattern(), count=10_000
+    )]))  # fmt: skip
+    users = blocks = missing = 0
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.smembers(key)
+        for key, members in zip(chunk, await pipe.execute(), strict=True):
+            fingerprints = [m for m in members if len(m) == FINGERPRINT_SIZE]
+            if not fingerprints:
+                continue
+            rekeyed = source.rekey(b"".join(fingerprints), target)
+            user_id = old.user_of_blocks_key(key)
+            written = 0
+            for i in range(0, len(rekeyed), FINGERPRINT_SIZE):
+                outcome = await destination.set_blocked(
+                    user_id, rekeyed[i : i + FINGERPRINT_SIZE], blocked=True
+                )
+                if outcome is None:
+                    break
+                written += 1
+            if written:
+                users, blocks = users + 1, blocks + written
+            else:
+                missing += 1
+    _log.info("blocklists moved: %d users, %d blocks, %d users missing", users, blocks, missing)
+    return BlocklistMove(users, blocks, missing)
+
+
+async def drop_registry(client: RedisClient, layout: Layout) -> int:
+    """Delete every key of the registry under ``layout``'s prefix; return how many.
+
+    Quota buckets have no registry prefix and stay: accounts keep what they spent.
+    """
+    keys = {
+        _text(key)
+        async for key in client.scan_iter(match=f"{layout.prefix}:{{g[0-9][0-9]}}:*", count=10_000)
+    }
+    keys.add(layout.epoch_key())
+    ordered = sorted(keys)
+    deleted = 0
+    for start in range(0, len(ordered), _CHUNK):
+        pipe = client.pipeline(transaction=False)
+        for key in ordered[start : start + _CHUNK]:
+            pipe.delete(key)  # one key a command: keys of different slots on a cluster
+        deleted += sum(int(n) for n in await pipe.execute())
+    _log.info("registry under prefix %s dropped: %d keys", layout.prefix, deleted)
+    return deleted
+
+
+def _text(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key
