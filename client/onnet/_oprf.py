@@ -187,6 +187,11 @@ def blind_evaluate(secret: bytes, blinded_element: bytes) -> bytes:
     return _mul(secret, blinded_element)
 
 
+def blind_evaluate_checked(secret: bytes, blinded_element: bytes) -> bytes:
+    """``blind_evaluate`` for an element that ``check_element`` has already accepted."""
+    return _mul(secret, blinded_element)
+
+
 def finalize(message: bytes, blind_scalar: bytes, evaluated_element: bytes) -> bytes:
     """The client's last step: unblind and hash into the 64-byte PRF output."""
     check_element(evaluated_element)

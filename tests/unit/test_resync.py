@@ -6,6 +6,7 @@ import os
 import random
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,9 +14,7 @@ from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.resync import (
     TOKEN_SIZE,
     ResyncTokens,
-    covered_union,
     derive_resync_key,
-    new_hashes,
 )
 
 NOW = 1_700_000_000
@@ -62,6 +61,20 @@ def refused(tokens: ResyncTokens, token: bytes, account: str, hashes: bytes, rea
     assert info.value.reason == reason
 
 
+def reference_digest(token_key: bytes, hashes: set[bytes]) -> bytes:
+    """The set digest, one hash at a time, written from the module docstring."""
+    set_key = hmac.digest(token_key, b"onnet/resync-set/v1", "sha256")
+    lanes = [0, 0]
+    for h in hashes:
+        aes = Cipher(algorithms.AES(set_key), modes.ECB()).encryptor()
+        inner = aes.update(h[16:])
+        value = aes.update(bytes(a ^ b for a, b in zip(h[:16], inner, strict=True)))
+        for lane in (0, 1):
+            part = int.from_bytes(value[8 * lane : 8 * lane + 8], "little")
+            lanes[lane] = (lanes[lane] + part) % 2**64
+    return b"".join(lane.to_bytes(8, "little") for lane in lanes)
+
+
 def test_round_trip_and_layout(tokens: ResyncTokens, keyring: dict[bytes, bytes]) -> None:
     covered = packed(100)
     token = tokens.issue(ACCOUNT, covered)
@@ -71,7 +84,7 @@ def test_round_trip_and_layout(tokens: ResyncTokens, keyring: dict[bytes, bytes]
     assert token[0] == 1
     assert token[1:5] == kid
     assert int.from_bytes(token[5:13], "big") == NOW + TTL
-    digest = hashlib.sha256(b"".join(sorted(set(split(covered))))).digest()
+    digest = reference_digest(key, set(split(covered)))
     message = b"onnet/resync/v1" + token[1:13] + bytes([len(ACCOUNT)]) + ACCOUNT.encode() + digest
     assert token[13:] == hmac.digest(key, message, "sha256")
 
@@ -81,13 +94,14 @@ def test_empty_set_round_trip(tokens: ResyncTokens) -> None:
     refused(tokens, tokens.issue(ACCOUNT, b""), ACCOUNT, packed(1), NOT_COVERED)
 
 
-def test_order_and_duplicates_do_not_matter(tokens: ResyncTokens) -> None:
+def test_order_does_not_matter_but_each_hash_comes_once(tokens: ResyncTokens) -> None:
     hashes = split(packed(50))
-    token = tokens.issue(ACCOUNT, b"".join(hashes + hashes[:10]))
-    shuffled = hashes + hashes[5:20]
+    token = tokens.issue(ACCOUNT, b"".join(hashes + hashes[:10]))  # issued for the set
+    shuffled = list(hashes)
     random.shuffle(shuffled)
     tokens.verify(token, ACCOUNT, b"".join(shuffled))
-    tokens.verify(token, ACCOUNT, covered_union(b"".join(hashes), b""))
+    tokens.verify(token, ACCOUNT, b"".join(sorted(hashes)))
+    refused(tokens, token, ACCOUNT, b"".join(hashes + hashes[:1]), NOT_COVERED)
 
 
 def test_other_account_refused(tokens: ResyncTokens) -> None:
@@ -191,38 +205,67 @@ ALPHABET = [hashlib.sha256(bytes([i])).digest() for i in range(12)] + [bytes(32)
 batches = st.lists(st.sampled_from(ALPHABET), max_size=30)
 
 
+def renew_with_sets(
+    tokens: ResyncTokens, previous: list[bytes], hashes: list[bytes]
+) -> tuple[int, bytes]:
+    distinct = list(dict.fromkeys(previous))  # what a token covers: each hash once
+    token = tokens.issue(ACCOUNT, b"".join(previous)) if previous else b""
+    return tokens.renew(ACCOUNT, token, b"".join(distinct), b"".join(hashes))
+
+
 @given(batches, batches)
-def test_new_hashes_and_covered_union_match_sets(
-    previous: list[bytes], hashes: list[bytes]
-) -> None:
-    assert new_hashes(b"".join(hashes), b"".join(previous)) == len(set(hashes) - set(previous))
-    union = covered_union(b"".join(previous), b"".join(hashes))
-    assert union == b"".join(sorted(set(previous) | set(hashes)))
+def test_renew_charges_and_covers_like_sets(previous: list[bytes], hashes: list[bytes]) -> None:
+    tokens = ResyncTokens(
+        dict([derive_resync_key(b"p" * 32)]), derive_resync_key(b"p" * 32)[0], TTL
+    )
+    cost, token = renew_with_sets(tokens, previous, hashes)
+    assert cost == len(set(hashes) - set(previous))
+    union = sorted(set(previous) | set(hashes))
+    tokens.verify(token, ACCOUNT, b"".join(union))  # the next token covers exactly the union
+    if union:
+        with pytest.raises(InvalidArgument):
+            tokens.verify(token, ACCOUNT, b"".join(union[1:]))
 
 
-def test_large_random_batches_match_sets() -> None:
+def test_large_random_batches_match_sets(tokens: ResyncTokens) -> None:
     pool = split(packed(15_000))
     rng = random.Random(7)
     previous = rng.choices(pool, k=12_000)
     hashes = rng.choices(pool, k=12_000)
-    assert new_hashes(b"".join(hashes), b"".join(previous)) == len(set(hashes) - set(previous))
-    union = covered_union(b"".join(previous), b"".join(hashes))
-    assert union == b"".join(sorted(set(previous) | set(hashes)))
+    cost, token = renew_with_sets(tokens, previous, hashes)
+    assert cost == len(set(hashes) - set(previous))
+    tokens.verify(token, ACCOUNT, b"".join(set(previous) | set(hashes)))
 
 
-def test_empty_inputs() -> None:
+def test_empty_inputs(tokens: ResyncTokens) -> None:
     one = packed(1)
-    assert new_hashes(b"", b"") == 0
-    assert new_hashes(b"", one) == 0
-    assert new_hashes(one + one, b"") == 1
-    assert covered_union(b"", b"") == b""
-    assert covered_union(one, b"") == one
-    assert covered_union(b"", one + one) == one
+    assert renew_with_sets(tokens, [], [])[0] == 0
+    assert renew_with_sets(tokens, [one], [])[0] == 0
+    assert renew_with_sets(tokens, [], [one, one])[0] == 1
+    tokens.verify(renew_with_sets(tokens, [], [one, one])[1], ACCOUNT, one)
 
 
-def test_sorting_is_bytewise_not_numeric() -> None:
-    low, high = b"\x01" + b"\xff" * 31, b"\x02" + b"\x00" * 31
-    assert covered_union(high, low) == low + high
+def test_renew_checks_the_token_first(tokens: ResyncTokens) -> None:
+    covered = packed(3)
+    with pytest.raises(InvalidArgument) as info:
+        tokens.renew(ACCOUNT, tokens.issue("bob", covered), covered, packed(1))
+    assert info.value.field == "token"
+    with pytest.raises(InvalidArgument) as misaligned:
+        tokens.renew(ACCOUNT, b"", b"", b"x" * 33)
+    assert misaligned.value.field == "hashes"
+
+
+def test_a_token_of_the_previous_key_renews_under_the_current_one(
+    keyring: dict[bytes, bytes], clock: Clock
+) -> None:
+    old_id, new_id = list(keyring)
+    old = ResyncTokens(keyring, old_id, TTL, clock=clock)
+    new = ResyncTokens(keyring, new_id, TTL, clock=clock)
+    covered, more = packed(5), packed(2)
+    cost, token = new.renew(ACCOUNT, old.issue(ACCOUNT, covered), covered, covered + more)
+    assert cost == 2
+    assert token[1:5] == new_id
+    new.verify(token, ACCOUNT, more + covered)
 
 
 def test_derived_keys() -> None:

@@ -17,7 +17,7 @@ from onnet_server.core.errors import InvalidArgument, PermissionDenied, QuotaExc
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import Matches, RegistryStore
 from onnet_server.core.quota import QuotaDecision, QuotaStore
-from onnet_server.core.resync import ResyncTokens, covered_union, new_hashes
+from onnet_server.core.resync import ResyncTokens
 from onnet_server.core.validation import check_packed_hashes
 
 __all__ = [
@@ -145,19 +145,15 @@ class DiscoveryService:
             max_count=self._limits.max_previous,
             allow_empty=True,
         )
-        if token:
-            self._tokens.verify(token, account, previous_hashes)
-        elif previous_hashes:
+        if previous_hashes and not token:
             raise InvalidArgument("previous_hashes", "needs the token that covers them")
-        cost = new_hashes(hashes, previous_hashes)
+        cost, next_token = self._tokens.renew(account, token, previous_hashes, hashes)
         if cost:
             refuse_over_quota(await self._quota.charge(account, cost), "hashes", cost)
         matches = self._store.match(self._fingerprinter.fingerprints(hashes))
         if blockers and matches.user_ids:
             matches = _without(matches, blockers)
-        return DiscoveryAnswer(
-            matches, self._tokens.issue(account, covered_union(previous_hashes, hashes))
-        )
+        return DiscoveryAnswer(matches, next_token)
 
 
 def _without(matches: Matches, users: frozenset[str]) -> Matches:

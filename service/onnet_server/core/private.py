@@ -90,11 +90,16 @@ class BlindEvaluator:
 
     def blind_evaluate(self, blinded_elements: bytes) -> bytes:
         """Packed 32-byte evaluated elements, in order; InvalidArgument names a bad element."""
-        count = self.check(blinded_elements)
+        self.check(blinded_elements)
+        return self.evaluate_checked(blinded_elements)
+
+    def evaluate_checked(self, blinded_elements: bytes) -> bytes:
+        """``blind_evaluate`` for elements that ``check`` has already accepted."""
         size = oprf.ELEMENT_SIZE
+        secret = self.key.secret
         return b"".join(
-            oprf.blind_evaluate(self.key.secret, blinded_elements[i * size : (i + 1) * size])
-            for i in range(count)
+            oprf.blind_evaluate_checked(secret, blinded_elements[i : i + size])
+            for i in range(0, len(blinded_elements), size)
         )
 
 

@@ -46,7 +46,7 @@ class PrivateDiscovery:
         refuse_over_quota(await self._quota.charge(account, count), "blinded_elements", count)
         # Scalar multiplications release the GIL: a worker thread keeps the event loop free
         # for other calls and lets a second core share the work.
-        return await asyncio.to_thread(self.evaluator.blind_evaluate, blinded_elements)
+        return await asyncio.to_thread(self.evaluator.evaluate_checked, blinded_elements)
 
     def fetch(self, account: str, prefix_bits: int, buckets: list[int]) -> dict[int, list[bytes]]:
         """The asked buckets' entries, less those of users who blocked ``account``'s number."""
