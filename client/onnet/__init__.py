@@ -19,6 +19,7 @@ from onnet._client import (
     RegisterResult,
     RegistryClient,
     ServerConfig,
+    Verdict,
 )
 from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION, contact_hash
 from onnet._credentials import issue_token, load_signing_key
@@ -73,6 +74,7 @@ __all__ = [
     "ServiceError",
     "SyncState",
     "UnavailableError",
+    "Verdict",
     "channel_credentials",
     "contact_hash",
     "is_supported_region",

@@ -214,7 +214,11 @@ class AsyncDiscoveryCalls:
 
 
 class RegistryCalls:
-    """The Registry service's RPCs over a blocking channel (not retried unless asked)."""
+    """The Registry service's RPCs over a blocking channel.
+
+    Writes are not retried unless asked (a lost reply cannot be told from a lost request);
+    Lookup and Screen are.
+    """
 
     def __init__(
         self,
@@ -226,6 +230,8 @@ class RegistryCalls:
     ) -> None:
         self._stub = registry_pb2_grpc.RegistryStub(channel)
         self._invoke = _SyncInvoker(timeout, metadata, retry or NO_RETRY)
+        # Lookup and Screen only read: retrying them is always safe.
+        self._read = _SyncInvoker(timeout, metadata, retry or RetryPolicy())
 
     def register(
         self, request: registry_pb2.RegisterRequest, *, timeout: float | None = None
@@ -251,6 +257,18 @@ class RegistryCalls:
         """Registry.Unblock."""
         return self._invoke(self._stub.Unblock, request, timeout)
 
+    def lookup(
+        self, request: registry_pb2.LookupRequest, *, timeout: float | None = None
+    ) -> registry_pb2.LookupResponse:
+        """Registry.Lookup (retried on UNAVAILABLE: it only reads)."""
+        return self._read(self._stub.Lookup, request, timeout)
+
+    def screen(
+        self, request: registry_pb2.ScreenRequest, *, timeout: float | None = None
+    ) -> registry_pb2.ScreenResponse:
+        """Registry.Screen (retried on UNAVAILABLE: it only reads)."""
+        return self._read(self._stub.Screen, request, timeout)
+
     def import_users(
         self, batches: Iterator[registry_pb2.ImportBatch], *, timeout: float | None = None
     ) -> Iterator[registry_pb2.ImportProgress]:
@@ -267,7 +285,7 @@ class RegistryCalls:
 
 
 class AsyncRegistryCalls:
-    """The Registry service's RPCs over a grpc.aio channel (not retried unless asked)."""
+    """The Registry service's RPCs over a grpc.aio channel (retries as RegistryCalls)."""
 
     def __init__(
         self,
@@ -279,6 +297,8 @@ class AsyncRegistryCalls:
     ) -> None:
         self._stub = registry_pb2_grpc.RegistryStub(channel)
         self._invoke = _AsyncInvoker(timeout, metadata, retry or NO_RETRY)
+        # Lookup and Screen only read: retrying them is always safe.
+        self._read = _AsyncInvoker(timeout, metadata, retry or RetryPolicy())
 
     async def register(
         self, request: registry_pb2.RegisterRequest, *, timeout: float | None = None
@@ -303,6 +323,18 @@ class AsyncRegistryCalls:
     ) -> registry_pb2.BlockResponse:
         """Registry.Unblock."""
         return await self._invoke(self._stub.Unblock, request, timeout)
+
+    async def lookup(
+        self, request: registry_pb2.LookupRequest, *, timeout: float | None = None
+    ) -> registry_pb2.LookupResponse:
+        """Registry.Lookup (retried on UNAVAILABLE: it only reads)."""
+        return await self._read(self._stub.Lookup, request, timeout)
+
+    async def screen(
+        self, request: registry_pb2.ScreenRequest, *, timeout: float | None = None
+    ) -> registry_pb2.ScreenResponse:
+        """Registry.Screen (retried on UNAVAILABLE: it only reads)."""
+        return await self._read(self._stub.Screen, request, timeout)
 
     async def import_users(
         self, batches: AsyncIterator[registry_pb2.ImportBatch], *, timeout: float | None = None

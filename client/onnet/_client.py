@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -48,6 +49,7 @@ __all__ = [
     "RegisterResult",
     "RegistryClient",
     "ServerConfig",
+    "Verdict",
 ]
 
 
@@ -86,6 +88,29 @@ class ServerConfig:
             message.bucket_prefix_bits,
             message.max_buckets,
         )
+
+
+class Verdict(enum.Enum):
+    """Registry.Screen's answer: may the caller ring the callee."""
+
+    ALLOWED = "allowed"
+    """The callee has not blocked the caller's number."""
+    BLOCKED = "blocked"
+    """The callee blocked the caller's number: do not ring."""
+
+
+def _holders(response: registry_pb2.LookupResponse, asked: int) -> list[str | None]:
+    if len(response.user_ids) != asked:
+        raise InternalServiceError(grpc.StatusCode.INTERNAL, "malformed LookupResponse")
+    return [user_id or None for user_id in response.user_ids]
+
+
+def _verdict(response: registry_pb2.ScreenResponse) -> Verdict:
+    if response.verdict == registry_pb2.VERDICT_BLOCKED:
+        return Verdict.BLOCKED
+    if response.verdict == registry_pb2.VERDICT_ALLOWED:
+        return Verdict.ALLOWED
+    raise InternalServiceError(grpc.StatusCode.INTERNAL, "malformed ScreenResponse")
 
 
 @dataclass(frozen=True)
@@ -442,6 +467,16 @@ class RegistryClient(_BlockingChannel):
         request = registry_pb2.BlockRequest(user_id=user_id, e164=e164)
         return self.calls.unblock(request).changed
 
+    def lookup(self, numbers: Sequence[str]) -> list[str | None]:
+        """Call routing: the user holding each E.164 number (hidden users too), or None."""
+        response = self.calls.lookup(registry_pb2.LookupRequest(e164=numbers))
+        return _holders(response, len(numbers))
+
+    def screen(self, caller_e164: str, callee_user_id: str) -> Verdict:
+        """Call screening: may ``caller_e164`` ring ``callee_user_id``."""
+        request = registry_pb2.ScreenRequest(caller_e164=caller_e164, callee_user_id=callee_user_id)
+        return _verdict(self.calls.screen(request))
+
     def import_users(
         self,
         rows: Iterable[ImportRow],
@@ -508,6 +543,16 @@ class AsyncRegistryClient(_AsyncChannel):
         """Unblock ``e164`` for ``user_id`` (see RegistryClient.unblock)."""
         request = registry_pb2.BlockRequest(user_id=user_id, e164=e164)
         return (await self.calls.unblock(request)).changed
+
+    async def lookup(self, numbers: Sequence[str]) -> list[str | None]:
+        """Call routing (see RegistryClient.lookup)."""
+        response = await self.calls.lookup(registry_pb2.LookupRequest(e164=numbers))
+        return _holders(response, len(numbers))
+
+    async def screen(self, caller_e164: str, callee_user_id: str) -> Verdict:
+        """Call screening (see RegistryClient.screen)."""
+        request = registry_pb2.ScreenRequest(caller_e164=caller_e164, callee_user_id=callee_user_id)
+        return _verdict(await self.calls.screen(request))
 
     async def import_users(
         self,

@@ -9,6 +9,8 @@ public keys, no network call. Nothing of a token is ever logged.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from onnet._credentials import (
     KIND_ACCOUNT,
     KIND_SERVICE,
     METADATA_KEY,
+    Credential,
     CredentialError,
     CredentialVerifier,
 )
@@ -30,6 +33,10 @@ __all__ = ["DEV_SUBJECT", "KIND_ACCOUNT", "KIND_SERVICE", "Authenticator", "Call
 DEV_SUBJECT = "dev"
 """The caller a development server assumes for a call without a credential."""
 _BEARER = "bearer "
+# Verified credentials, by a digest of the token: a client sends the same token on every
+# call, and an Ed25519 verification costs more than a whole Lookup. Bounded; cleared whole
+# when full (a flood of distinct tokens only costs verifications, never memory).
+_CACHE_SIZE = 65_536
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class Authenticator:
         if verifier is None and not dev_mode:
             raise ValueError("without keys to verify credentials, only development mode runs")
         self._verifier = verifier
+        self._verified: dict[bytes, Credential] = {}
         self.dev_mode = dev_mode
         self._service_names = frozenset(service_names)
 
@@ -94,16 +102,28 @@ class Authenticator:
             )
         if self._verifier is None:  # development mode without keys: nothing to check with
             return Caller(kind, DEV_SUBJECT)
-        try:
-            credential = self._verifier.verify(token)
-        except CredentialError as error:
-            raise Unauthenticated(METADATA_KEY, f"credential refused: {error}") from None
+        credential = self._verify(token)
         if credential.kind != kind:
             raise PermissionDenied(
                 METADATA_KEY,
                 f"a {credential.kind} credential may not call this service (needs {kind})",
             )
         return Caller(credential.kind, credential.subject)
+
+    def _verify(self, token: str) -> Credential:
+        assert self._verifier is not None
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        known = self._verified.get(digest)
+        if known is not None and time.time() < known.expires_at:
+            return known
+        try:
+            credential = self._verifier.verify(token)
+        except CredentialError as error:
+            raise Unauthenticated(METADATA_KEY, f"credential refused: {error}") from None
+        if len(self._verified) >= _CACHE_SIZE:
+            self._verified.clear()
+        self._verified[digest] = credential
+        return credential
 
 
 def _bearer_token(metadata: Iterable[Any]) -> str | None:

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -81,47 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_serve(commands)
 
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text, description=help_text)
-        command.add_argument(
-            "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="the onnet service"
-        )
-        command.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
-        command.add_argument(
-            "--token-file", type=Path, metavar="FILE", help="credential (else $ONNET_TOKEN)"
-        )
-        command.add_argument(
-            "--ca", type=Path, metavar="FILE", help="use TLS, trusting this CA ($ONNET_TLS_CA)"
-        )
-        command.add_argument(
-            "--cert", type=Path, metavar="FILE", help="client certificate ($ONNET_TLS_CLIENT_CERT)"
-        )
-        command.add_argument(
-            "--key", type=Path, metavar="FILE", help="its private key ($ONNET_TLS_CLIENT_KEY)"
-        )
-        return command
+        return _client_command(commands, name, help_text)
 
-    register = client_command("register", "register a user with their verified number")
-    register.add_argument("user_id", metavar="USER_ID")
-    register.add_argument("number", metavar="NUMBER", help="E.164, or national with --region")
-    register.add_argument("--region", type=_region, help="region for a national number")
-    register.add_argument(
-        "--not-discoverable", action="store_true", help="never match this user in Discover"
-    )
-    register.set_defaults(run=_register)
-
-    unregister = client_command("unregister", "erase a user from the registry")
-    unregister.add_argument("user_id", metavar="USER_ID")
-    unregister.set_defaults(run=_unregister)
-
-    for name, help_text in (
-        ("block", "block a number for a user: its holder never finds the user"),
-        ("unblock", "remove a number from a user's blocklist"),
-    ):
-        command = client_command(name, help_text)
-        command.add_argument("user_id", metavar="USER_ID")
-        command.add_argument("number", metavar="NUMBER", help="E.164, or national with --region")
-        command.add_argument("--region", type=_region, help="region for a national number")
-        command.set_defaults(run=_set_blocked, blocked=name == "block")
+    _add_registry_commands(client_command)
 
     discover = client_command("discover", "find which contacts of an address book are on-net")
     discover.add_argument("file", type=Path, metavar="FILE", help="a .csv or .vcf address book")
@@ -174,6 +136,71 @@ def _parser() -> argparse.ArgumentParser:
     add_secret_commands(commands)
     add_admin_commands(commands)
     return parser
+
+
+def _client_command(
+    commands: Any,  # noqa: ANN401 - argparse's subparsers action
+    name: str,
+    help_text: str,
+) -> argparse.ArgumentParser:
+    """A subcommand that talks to a server: target, deadline, credential, TLS."""
+    command: argparse.ArgumentParser = commands.add_parser(
+        name, help=help_text, description=help_text
+    )
+    command.add_argument(
+        "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="the onnet service"
+    )
+    command.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    command.add_argument(
+        "--token-file", type=Path, metavar="FILE", help="credential (else $ONNET_TOKEN)"
+    )
+    command.add_argument(
+        "--ca", type=Path, metavar="FILE", help="use TLS, trusting this CA ($ONNET_TLS_CA)"
+    )
+    command.add_argument(
+        "--cert", type=Path, metavar="FILE", help="client certificate ($ONNET_TLS_CLIENT_CERT)"
+    )
+    command.add_argument(
+        "--key", type=Path, metavar="FILE", help="its private key ($ONNET_TLS_CLIENT_KEY)"
+    )
+    return command
+
+
+def _add_registry_commands(client_command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """The commands of trusted services: register, unregister, block, lookup, screen."""
+    register = client_command("register", "register a user with their verified number")
+    register.add_argument("user_id", metavar="USER_ID")
+    register.add_argument("number", metavar="NUMBER", help="E.164, or national with --region")
+    register.add_argument("--region", type=_region, help="region for a national number")
+    register.add_argument(
+        "--not-discoverable", action="store_true", help="never match this user in Discover"
+    )
+    register.set_defaults(run=_register)
+
+    unregister = client_command("unregister", "erase a user from the registry")
+    unregister.add_argument("user_id", metavar="USER_ID")
+    unregister.set_defaults(run=_unregister)
+
+    for name, help_text in (
+        ("block", "block a number for a user: its holder never finds the user"),
+        ("unblock", "remove a number from a user's blocklist"),
+    ):
+        command = client_command(name, help_text)
+        command.add_argument("user_id", metavar="USER_ID")
+        command.add_argument("number", metavar="NUMBER", help="E.164, or national with --region")
+        command.add_argument("--region", type=_region, help="region for a national number")
+        command.set_defaults(run=_set_blocked, blocked=name == "block")
+
+    lookup = client_command("lookup", "call routing: which user holds each number")
+    lookup.add_argument("numbers", nargs="+", metavar="NUMBER", help="E.164, or with --region")
+    lookup.add_argument("--region", type=_region, help="region for national numbers")
+    lookup.set_defaults(run=_lookup)
+
+    screen = client_command("screen", "call screening: may CALLER ring the user CALLEE")
+    screen.add_argument("caller", metavar="CALLER", help="the calling number")
+    screen.add_argument("callee", metavar="CALLEE_USER_ID")
+    screen.add_argument("--region", type=_region, help="region for a national number")
+    screen.set_defaults(run=_screen)
 
 
 def _add_serve(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers action
@@ -357,6 +384,24 @@ def _discover(args: argparse.Namespace) -> int:
         print(json.dumps(_as_json(result), indent=2, ensure_ascii=False))
     else:
         _print_table(result, sys.stdout)
+    return EXIT_OK
+
+
+def _lookup(args: argparse.Namespace) -> int:
+    numbers = [onnet.normalize(number, args.region) for number in args.numbers]
+    with _registry(args, args.timeout) as client:
+        holders = client.lookup(numbers)
+    width = max(len(number) for number in args.numbers)
+    for raw, e164, holder in zip(args.numbers, numbers, holders, strict=True):
+        print(f"{raw.ljust(width)}  {e164}  {holder or '-'}")
+    return EXIT_OK
+
+
+def _screen(args: argparse.Namespace) -> int:
+    caller = onnet.normalize(args.caller, args.region)
+    with _registry(args, args.timeout) as client:
+        verdict = client.screen(caller, args.callee)
+    print(verdict.value)
     return EXIT_OK
 
 

@@ -23,6 +23,7 @@ from onnet_server.core.private_discovery import PrivateDiscovery
 from onnet_server.core.quota import QuotaPolicy, QuotaStore
 from onnet_server.core.registry import RegistryService
 from onnet_server.core.resync import ResyncTokens, derive_resync_key
+from onnet_server.core.routing import RoutingService
 from onnet_server.pepper import Pepper, load_pepper, load_previous_pepper
 from onnet_server.servicer import DiscoveryServicer, RegistryServicer
 from onnet_server.status import MalformedRequestInterceptor
@@ -170,7 +171,12 @@ async def start_server(
         DiscoveryServicer(discovery, private, auth), server
     )
     registry_pb2_grpc.add_RegistryServicer_to_server(
-        RegistryServicer(RegistryService(store, fingerprinter, oprf_key), auth), server
+        RegistryServicer(
+            RegistryService(store, fingerprinter, oprf_key),
+            RoutingService(store, fingerprinter, config.max_batch),
+            auth,
+        ),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

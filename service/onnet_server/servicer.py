@@ -13,6 +13,7 @@ from onnet_server.auth import KIND_ACCOUNT, KIND_SERVICE, Authenticator
 from onnet_server.core.discovery import DiscoveryService
 from onnet_server.core.private_discovery import PrivateDiscovery
 from onnet_server.core.registry import ImportRow, RegistryService
+from onnet_server.core.routing import RoutingService
 from onnet_server.status import abort_for, translate_errors
 
 __all__ = ["DiscoveryServicer", "RegistryServicer"]
@@ -34,6 +35,8 @@ UnregisterContext = aio.ServicerContext[
     registry_pb2.UnregisterRequest, registry_pb2.UnregisterResponse
 ]
 BlockContext = aio.ServicerContext[registry_pb2.BlockRequest, registry_pb2.BlockResponse]
+LookupContext = aio.ServicerContext[registry_pb2.LookupRequest, registry_pb2.LookupResponse]
+ScreenContext = aio.ServicerContext[registry_pb2.ScreenRequest, registry_pb2.ScreenResponse]
 
 
 class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
@@ -114,9 +117,12 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     """onnet.v1.Registry over RegistryService; every call needs a service credential."""
 
-    def __init__(self, registry: RegistryService, auth: Authenticator) -> None:
-        """Serve ``registry`` to the trusted services that ``auth`` lets in."""
+    def __init__(
+        self, registry: RegistryService, routing: RoutingService, auth: Authenticator
+    ) -> None:
+        """Serve ``registry`` and ``routing`` to the trusted services that ``auth`` lets in."""
         self._registry = registry
+        self._routing = routing
         self._auth = auth
 
     @translate_errors
@@ -181,6 +187,27 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     ) -> registry_pb2.BlockResponse:
         """Remove a number from a user's blocklist."""
         return await self._set_blocked(request, context, blocked=False)
+
+    @translate_errors
+    async def Lookup(
+        self, request: registry_pb2.LookupRequest, context: LookupContext
+    ) -> registry_pb2.LookupResponse:
+        """Who holds each number (call routing)."""
+        self._auth.caller(context, KIND_SERVICE)
+        holders = self._routing.lookup(list(request.e164), request.hashes)
+        _log.debug("Lookup: %d numbers, %d held", len(holders), sum(map(bool, holders)))
+        return registry_pb2.LookupResponse(user_ids=holders)
+
+    @translate_errors
+    async def Screen(
+        self, request: registry_pb2.ScreenRequest, context: ScreenContext
+    ) -> registry_pb2.ScreenResponse:
+        """May this caller ring this user (call screening)."""
+        self._auth.caller(context, KIND_SERVICE)
+        blocked = self._routing.screen(request.caller_e164, request.callee_user_id)
+        _log.debug("Screen: %s", "blocked" if blocked else "allowed")
+        verdict = registry_pb2.VERDICT_BLOCKED if blocked else registry_pb2.VERDICT_ALLOWED
+        return registry_pb2.ScreenResponse(verdict=verdict)
 
     async def _set_blocked(
         self, request: registry_pb2.BlockRequest, context: BlockContext, *, blocked: bool

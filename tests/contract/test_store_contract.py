@@ -135,3 +135,25 @@ async def test_blocked_users_are_left_out_of_buckets(store: RegistryStore) -> No
     await store.register("bob", bob, True, bytes(4) + b"bob-entry")
     assert sorted(store.bucket_entries([0], 1)[0]) == [b"alice-entry", b"bob-entry"]
     assert store.bucket_entries([0], 1, frozenset({"alice"})) == {0: [b"bob-entry"]}
+
+
+async def test_holders_include_hidden_users_and_follow_moves(store: RegistryStore) -> None:
+    alice, hidden, old, new, nobody = fp(), fp(), fp(), fp(), fp()
+    await store.register("alice", alice, True)
+    await store.register("hidden", hidden, False)
+    await store.register("mover", old, True)
+    await store.register("mover", new, True)
+    found = store.holders(nobody + hidden + alice + old + new)
+    assert found.indexes.tolist() == [1, 2, 4]
+    assert found.user_ids == ["hidden", "alice", "mover"]
+    await store.unregister("hidden")
+    assert store.holders(hidden).user_ids == []
+
+
+async def test_blocks_answer_one_question(store: RegistryStore) -> None:
+    alice, caller, other = fp(), fp(), fp()
+    await store.register("alice", alice, True)
+    await store.set_blocked("alice", caller, True)
+    assert store.blocks("alice", caller) is True
+    assert store.blocks("alice", other) is False
+    assert store.blocks("ghost", caller) is None

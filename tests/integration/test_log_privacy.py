@@ -91,6 +91,8 @@ def test_a_full_session_keeps_and_logs_no_personal_data(
             with pytest.raises(onnet.NotFoundError):
                 registry.unregister(users[0])
             assert registry.block(users[1], USERS[account])
+            assert registry.lookup([USERS[users[1]], OUTSIDERS[3]]) == [users[1], None]
+            assert registry.screen(USERS[account], users[1]) is onnet.Verdict.BLOCKED
         with discovery_client(server.target, account=account) as client:
             book = [*USERS.values(), *OUTSIDERS[:2], "555-0100"]
             first = client.discover(book, "US")
@@ -111,6 +113,8 @@ def test_a_full_session_keeps_and_logs_no_personal_data(
     assert "Discover: 5 hashes, 1 matches" in log  # DEBUG lines were written
     assert "Register:" in log
     assert "Block: changed=True" in log
+    assert "Lookup: 2 numbers, 1 held" in log
+    assert "Screen: blocked" in log
     assert "BlindEvaluate: 2 elements" in log
     elements = [blinded[i : i + 32] for i in range(0, 64, 32)]
     elements += [evaluated[i : i + 32] for i in range(0, 64, 32)]

@@ -18,7 +18,8 @@ EXPECTED = {
     "InternalServiceError", "InvalidArgumentError", "InvalidNumberError", "Match",
     "NotFoundError", "OnnetError", "PermissionDeniedError", "QuotaExceededError",
     "RegisterResult", "RegistryCalls", "RegistryClient", "Rejected", "RetryPolicy",
-    "ServerConfig", "ServiceError", "SyncState", "UnavailableError", "channel_credentials",
+    "ServerConfig", "ServiceError", "SyncState", "UnavailableError", "Verdict",
+    "channel_credentials",
     "contact_hash", "is_supported_region", "issue_token", "load_signing_key",
     "normalize", "read_address_book", "read_csv", "read_vcard",
 }  # fmt: skip

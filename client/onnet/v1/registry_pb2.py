@@ -24,31 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17onnet/v1/registry.proto\x12\x08onnet.v1\"-\n\x0c\x42lockRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x02 \x01(\t\" \n\rBlockResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\"F\n\x0fRegisterRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x02 \x01(\t\x12\x14\n\x0c\x64iscoverable\x18\x03 \x01(\x08\">\n\x10RegisterResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x12\x19\n\x11\x64isplaced_user_id\x18\x02 \x01(\t\"$\n\x11UnregisterRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x14\n\x12UnregisterResponse\"6\n\x0bImportBatch\x12\'\n\x04rows\x18\x01 \x03(\x0b\x32\x19.onnet.v1.RegisterRequest\"O\n\x0eImportProgress\x12\x10\n\x08imported\x18\x01 \x01(\x04\x12+\n\x08rejected\x18\x02 \x03(\x0b\x32\x19.onnet.v1.ImportRejection\"=\n\x0fImportRejection\x12\x0b\n\x03row\x18\x01 \x01(\x04\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xd0\x02\n\x08Registry\x12\x41\n\x08Register\x12\x19.onnet.v1.RegisterRequest\x1a\x1a.onnet.v1.RegisterResponse\x12G\n\nUnregister\x12\x1b.onnet.v1.UnregisterRequest\x1a\x1c.onnet.v1.UnregisterResponse\x12\x42\n\x0bImportUsers\x12\x15.onnet.v1.ImportBatch\x1a\x18.onnet.v1.ImportProgress(\x01\x30\x01\x12\x38\n\x05\x42lock\x12\x16.onnet.v1.BlockRequest\x1a\x17.onnet.v1.BlockResponse\x12:\n\x07Unblock\x12\x16.onnet.v1.BlockRequest\x1a\x17.onnet.v1.BlockResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17onnet/v1/registry.proto\x12\x08onnet.v1\"-\n\rLookupRequest\x12\x0c\n\x04\x65\x31\x36\x34\x18\x01 \x03(\t\x12\x0e\n\x06hashes\x18\x02 \x01(\x0c\"\"\n\x0eLookupResponse\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"<\n\rScreenRequest\x12\x13\n\x0b\x63\x61ller_e164\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61llee_user_id\x18\x02 \x01(\t\"4\n\x0eScreenResponse\x12\"\n\x07verdict\x18\x01 \x01(\x0e\x32\x11.onnet.v1.Verdict\"-\n\x0c\x42lockRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x02 \x01(\t\" \n\rBlockResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\"F\n\x0fRegisterRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x02 \x01(\t\x12\x14\n\x0c\x64iscoverable\x18\x03 \x01(\x08\">\n\x10RegisterResponse\x12\x0f\n\x07updated\x18\x01 \x01(\x08\x12\x19\n\x11\x64isplaced_user_id\x18\x02 \x01(\t\"$\n\x11UnregisterRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x14\n\x12UnregisterResponse\"6\n\x0bImportBatch\x12\'\n\x04rows\x18\x01 \x03(\x0b\x32\x19.onnet.v1.RegisterRequest\"O\n\x0eImportProgress\x12\x10\n\x08imported\x18\x01 \x01(\x04\x12+\n\x08rejected\x18\x02 \x03(\x0b\x32\x19.onnet.v1.ImportRejection\"=\n\x0fImportRejection\x12\x0b\n\x03row\x18\x01 \x01(\x04\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t*L\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x13\n\x0fVERDICT_ALLOWED\x10\x01\x12\x13\n\x0fVERDICT_BLOCKED\x10\x02\x32\xca\x03\n\x08Registry\x12\x41\n\x08Register\x12\x19.onnet.v1.RegisterRequest\x1a\x1a.onnet.v1.RegisterResponse\x12G\n\nUnregister\x12\x1b.onnet.v1.UnregisterRequest\x1a\x1c.onnet.v1.UnregisterResponse\x12\x42\n\x0bImportUsers\x12\x15.onnet.v1.ImportBatch\x1a\x18.onnet.v1.ImportProgress(\x01\x30\x01\x12\x38\n\x05\x42lock\x12\x16.onnet.v1.BlockRequest\x1a\x17.onnet.v1.BlockResponse\x12:\n\x07Unblock\x12\x16.onnet.v1.BlockRequest\x1a\x17.onnet.v1.BlockResponse\x12;\n\x06Lookup\x12\x17.onnet.v1.LookupRequest\x1a\x18.onnet.v1.LookupResponse\x12;\n\x06Screen\x12\x17.onnet.v1.ScreenRequest\x1a\x18.onnet.v1.ScreenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onnet.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BLOCKREQUEST']._serialized_start=37
-  _globals['_BLOCKREQUEST']._serialized_end=82
-  _globals['_BLOCKRESPONSE']._serialized_start=84
-  _globals['_BLOCKRESPONSE']._serialized_end=116
-  _globals['_REGISTERREQUEST']._serialized_start=118
-  _globals['_REGISTERREQUEST']._serialized_end=188
-  _globals['_REGISTERRESPONSE']._serialized_start=190
-  _globals['_REGISTERRESPONSE']._serialized_end=252
-  _globals['_UNREGISTERREQUEST']._serialized_start=254
-  _globals['_UNREGISTERREQUEST']._serialized_end=290
-  _globals['_UNREGISTERRESPONSE']._serialized_start=292
-  _globals['_UNREGISTERRESPONSE']._serialized_end=312
-  _globals['_IMPORTBATCH']._serialized_start=314
-  _globals['_IMPORTBATCH']._serialized_end=368
-  _globals['_IMPORTPROGRESS']._serialized_start=370
-  _globals['_IMPORTPROGRESS']._serialized_end=449
-  _globals['_IMPORTREJECTION']._serialized_start=451
-  _globals['_IMPORTREJECTION']._serialized_end=512
-  _globals['_REGISTRY']._serialized_start=515
-  _globals['_REGISTRY']._serialized_end=851
+  _globals['_VERDICT']._serialized_start=713
+  _globals['_VERDICT']._serialized_end=789
+  _globals['_LOOKUPREQUEST']._serialized_start=37
+  _globals['_LOOKUPREQUEST']._serialized_end=82
+  _globals['_LOOKUPRESPONSE']._serialized_start=84
+  _globals['_LOOKUPRESPONSE']._serialized_end=118
+  _globals['_SCREENREQUEST']._serialized_start=120
+  _globals['_SCREENREQUEST']._serialized_end=180
+  _globals['_SCREENRESPONSE']._serialized_start=182
+  _globals['_SCREENRESPONSE']._serialized_end=234
+  _globals['_BLOCKREQUEST']._serialized_start=236
+  _globals['_BLOCKREQUEST']._serialized_end=281
+  _globals['_BLOCKRESPONSE']._serialized_start=283
+  _globals['_BLOCKRESPONSE']._serialized_end=315
+  _globals['_REGISTERREQUEST']._serialized_start=317
+  _globals['_REGISTERREQUEST']._serialized_end=387
+  _globals['_REGISTERRESPONSE']._serialized_start=389
+  _globals['_REGISTERRESPONSE']._serialized_end=451
+  _globals['_UNREGISTERREQUEST']._serialized_start=453
+  _globals['_UNREGISTERREQUEST']._serialized_end=489
+  _globals['_UNREGISTERRESPONSE']._serialized_start=491
+  _globals['_UNREGISTERRESPONSE']._serialized_end=511
+  _globals['_IMPORTBATCH']._serialized_start=513
+  _globals['_IMPORTBATCH']._serialized_end=567
+  _globals['_IMPORTPROGRESS']._serialized_start=569
+  _globals['_IMPORTPROGRESS']._serialized_end=648
+  _globals['_IMPORTREJECTION']._serialized_start=650
+  _globals['_IMPORTREJECTION']._serialized_end=711
+  _globals['_REGISTRY']._serialized_start=792
+  _globals['_REGISTRY']._serialized_end=1250
 # @@protoc_insertion_point(module_scope)

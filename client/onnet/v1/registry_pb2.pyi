@@ -10,6 +10,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,118 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Verdict:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Verdict.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VERDICT_UNSPECIFIED: _Verdict.ValueType  # 0
+    VERDICT_ALLOWED: _Verdict.ValueType  # 1
+    """The callee has not blocked the caller's number: ring."""
+    VERDICT_BLOCKED: _Verdict.ValueType  # 2
+    """The callee blocked the caller's number: do not ring."""
+
+class Verdict(_Verdict, metaclass=_VerdictEnumTypeWrapper): ...
+
+VERDICT_UNSPECIFIED: Verdict.ValueType  # 0
+VERDICT_ALLOWED: Verdict.ValueType  # 1
+"""The callee has not blocked the caller's number: ring."""
+VERDICT_BLOCKED: Verdict.ValueType  # 2
+"""The callee blocked the caller's number: do not ring."""
+Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
+
+@_typing.final
+class LookupRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    E164_FIELD_NUMBER: _builtins.int
+    HASHES_FIELD_NUMBER: _builtins.int
+    hashes: _builtins.bytes
+    """Or: contact hashes (as in DiscoverRequest), 32 bytes each, concatenated."""
+    @_builtins.property
+    def e164(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Numbers in E.164 form. Set this or `hashes`, not both; 1 to max_batch entries."""
+
+    def __init__(
+        self,
+        *,
+        e164: _abc.Iterable[_builtins.str] | None = ...,
+        hashes: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["e164", b"e164", "hashes", b"hashes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupRequest: _TypeAlias = LookupRequest  # noqa: Y015
+
+@_typing.final
+class LookupResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Parallel to the request's entries: the user holding each number, or "" for none."""
+
+    def __init__(
+        self,
+        *,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupResponse: _TypeAlias = LookupResponse  # noqa: Y015
+
+@_typing.final
+class ScreenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLER_E164_FIELD_NUMBER: _builtins.int
+    CALLEE_USER_ID_FIELD_NUMBER: _builtins.int
+    caller_e164: _builtins.str
+    """The calling number in E.164 form."""
+    callee_user_id: _builtins.str
+    """The registered user being called."""
+    def __init__(
+        self,
+        *,
+        caller_e164: _builtins.str = ...,
+        callee_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callee_user_id", b"callee_user_id", "caller_e164", b"caller_e164"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreenRequest: _TypeAlias = ScreenRequest  # noqa: Y015
+
+@_typing.final
+class ScreenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    verdict: Global___Verdict.ValueType
+    def __init__(
+        self,
+        *,
+        verdict: Global___Verdict.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScreenResponse: _TypeAlias = ScreenResponse  # noqa: Y015
 
 @_typing.final
 class BlockRequest(_message.Message):

@@ -60,6 +60,16 @@ class RegistryStub:
                 request_serializer=onnet_dot_v1_dot_registry__pb2.BlockRequest.SerializeToString,
                 response_deserializer=onnet_dot_v1_dot_registry__pb2.BlockResponse.FromString,
                 _registered_method=True)
+        self.Lookup = channel.unary_unary(
+                '/onnet.v1.Registry/Lookup',
+                request_serializer=onnet_dot_v1_dot_registry__pb2.LookupRequest.SerializeToString,
+                response_deserializer=onnet_dot_v1_dot_registry__pb2.LookupResponse.FromString,
+                _registered_method=True)
+        self.Screen = channel.unary_unary(
+                '/onnet.v1.Registry/Screen',
+                request_serializer=onnet_dot_v1_dot_registry__pb2.ScreenRequest.SerializeToString,
+                response_deserializer=onnet_dot_v1_dot_registry__pb2.ScreenResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServicer:
@@ -105,6 +115,22 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Lookup(self, request, context):
+        """Call routing: who holds each number. Answers for every registered user, discoverable
+        or not (a call must reach a user who hides from discovery), so only trusted services
+        may ask. Served from the in-process index: no store round trip.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Screen(self, request, context):
+        """Call screening: may this caller ring this user? Says only allowed or blocked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +158,16 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.Unblock,
                     request_deserializer=onnet_dot_v1_dot_registry__pb2.BlockRequest.FromString,
                     response_serializer=onnet_dot_v1_dot_registry__pb2.BlockResponse.SerializeToString,
+            ),
+            'Lookup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lookup,
+                    request_deserializer=onnet_dot_v1_dot_registry__pb2.LookupRequest.FromString,
+                    response_serializer=onnet_dot_v1_dot_registry__pb2.LookupResponse.SerializeToString,
+            ),
+            'Screen': grpc.unary_unary_rpc_method_handler(
+                    servicer.Screen,
+                    request_deserializer=onnet_dot_v1_dot_registry__pb2.ScreenRequest.FromString,
+                    response_serializer=onnet_dot_v1_dot_registry__pb2.ScreenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -270,6 +306,60 @@ class Registry:
             '/onnet.v1.Registry/Unblock',
             onnet_dot_v1_dot_registry__pb2.BlockRequest.SerializeToString,
             onnet_dot_v1_dot_registry__pb2.BlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lookup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onnet.v1.Registry/Lookup',
+            onnet_dot_v1_dot_registry__pb2.LookupRequest.SerializeToString,
+            onnet_dot_v1_dot_registry__pb2.LookupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Screen(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onnet.v1.Registry/Screen',
+            onnet_dot_v1_dot_registry__pb2.ScreenRequest.SerializeToString,
+            onnet_dot_v1_dot_registry__pb2.ScreenResponse.FromString,
             options,
             channel_credentials,
             insecure,

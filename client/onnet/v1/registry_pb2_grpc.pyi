@@ -52,6 +52,13 @@ class RegistryStub:
     """
     Unblock: _grpc.UnaryUnaryMultiCallable[_registry_pb2.BlockRequest, _registry_pb2.BlockResponse]
     """Removes a number from a user's blocklist."""
+    Lookup: _grpc.UnaryUnaryMultiCallable[_registry_pb2.LookupRequest, _registry_pb2.LookupResponse]
+    """Call routing: who holds each number. Answers for every registered user, discoverable
+    or not (a call must reach a user who hides from discovery), so only trusted services
+    may ask. Served from the in-process index: no store round trip.
+    """
+    Screen: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ScreenRequest, _registry_pb2.ScreenResponse]
+    """Call screening: may this caller ring this user? Says only allowed or blocked."""
 
 @_typing.type_check_only
 class RegistryAsyncStub(RegistryStub):
@@ -74,6 +81,13 @@ class RegistryAsyncStub(RegistryStub):
     """
     Unblock: _aio.UnaryUnaryMultiCallable[_registry_pb2.BlockRequest, _registry_pb2.BlockResponse]  # type: ignore[assignment]
     """Removes a number from a user's blocklist."""
+    Lookup: _aio.UnaryUnaryMultiCallable[_registry_pb2.LookupRequest, _registry_pb2.LookupResponse]  # type: ignore[assignment]
+    """Call routing: who holds each number. Answers for every registered user, discoverable
+    or not (a call must reach a user who hides from discovery), so only trusted services
+    may ask. Served from the in-process index: no store round trip.
+    """
+    Screen: _aio.UnaryUnaryMultiCallable[_registry_pb2.ScreenRequest, _registry_pb2.ScreenResponse]  # type: ignore[assignment]
+    """Call screening: may this caller ring this user? Says only allowed or blocked."""
 
 class RegistryServicer(metaclass=_abc_1.ABCMeta):
     """Registry keeps the set of on-network users and their phone numbers."""
@@ -123,5 +137,24 @@ class RegistryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.BlockResponse, _abc.Awaitable[_registry_pb2.BlockResponse]]:
         """Removes a number from a user's blocklist."""
+
+    @_abc_1.abstractmethod
+    def Lookup(
+        self,
+        request: _registry_pb2.LookupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.LookupResponse, _abc.Awaitable[_registry_pb2.LookupResponse]]:
+        """Call routing: who holds each number. Answers for every registered user, discoverable
+        or not (a call must reach a user who hides from discovery), so only trusted services
+        may ask. Served from the in-process index: no store round trip.
+        """
+
+    @_abc_1.abstractmethod
+    def Screen(
+        self,
+        request: _registry_pb2.ScreenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ScreenResponse, _abc.Awaitable[_registry_pb2.ScreenResponse]]:
+        """Call screening: may this caller ring this user? Says only allowed or blocked."""
 
 def add_RegistryServicer_to_server(servicer: RegistryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -84,6 +84,14 @@ class RegistryStore(Protocol):
         """
         ...
 
+    def holders(self, fingerprints: bytes) -> Matches:
+        """Like ``match``, but every registered holder, discoverable or not (call routing)."""
+        ...
+
+    def blocks(self, user_id: str, fingerprint: bytes) -> bool | None:
+        """Whether ``user_id`` blocked the number behind ``fingerprint``; None: no such user."""
+        ...
+
     def match(self, fingerprints: bytes) -> Matches:
         """Look up packed 16-byte fingerprints in process memory.
 

@@ -54,23 +54,23 @@ def check_packed_hashes(field: str, data: bytes, *, max_count: int, allow_empty:
     )
 
 
-def check_user_id(user_id: str) -> None:
+def check_user_id(user_id: str, field: str = "user_id") -> None:
     """A user id is 1 to 64 characters of printable ASCII."""
     if not user_id:
-        raise InvalidArgument("user_id", "must not be empty")
+        raise InvalidArgument(field, "must not be empty")
     if len(user_id) > MAX_USER_ID_LENGTH:
-        raise InvalidArgument("user_id", f"longer than {MAX_USER_ID_LENGTH} characters")
+        raise InvalidArgument(field, f"longer than {MAX_USER_ID_LENGTH} characters")
     if not _PRINTABLE_ASCII.issuperset(user_id):
-        raise InvalidArgument("user_id", "must be printable ASCII (0x20 to 0x7E)")
+        raise InvalidArgument(field, "must be printable ASCII (0x20 to 0x7E)")
 
 
-def check_e164(e164: str) -> None:
+def check_e164(e164: str, field: str = "e164") -> None:
     """A registered number must be a valid number already written in E.164 form."""
     if not e164:
-        raise InvalidArgument("e164", "must not be empty")
+        raise InvalidArgument(field, "must not be empty")
     try:
         canonical = normalize(e164)
     except InvalidNumberError as exc:
-        raise InvalidArgument("e164", f"not a valid phone number: {exc.reason}") from None
+        raise InvalidArgument(field, f"not a valid phone number: {exc.reason}") from None
     if canonical != e164:
-        raise InvalidArgument("e164", "not in E.164 form ('+', country code, number, no spaces)")
+        raise InvalidArgument(field, "not in E.164 form ('+', country code, number, no spaces)")

@@ -94,6 +94,16 @@ class MemoryRegistry:
         record = self.index.record(user_id)
         return self.blocklists.blockers_of(record.fingerprint) if record else None
 
+    def holders(self, fingerprints: bytes) -> Matches:
+        """Every registered holder among ``fingerprints``, hidden ones too, from memory."""
+        return self.index.holders(fingerprints)
+
+    def blocks(self, user_id: str, fingerprint: bytes) -> bool | None:
+        """Whether ``user_id`` blocked ``fingerprint``'s number; None when no such user."""
+        if self.index.record(user_id) is None:
+            return None
+        return self.blocklists.blocks(user_id, fingerprint)
+
     def match(self, fingerprints: bytes) -> Matches:
         """Positions (ascending) and users of the discoverable users among ``fingerprints``."""
         return self.index.match(fingerprints)

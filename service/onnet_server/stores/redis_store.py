@@ -127,6 +127,16 @@ class RedisRegistry:
                 await asyncio.wait_for(self._follower, 5)
         await self._client.aclose()
 
+    def holders(self, fingerprints: bytes) -> Matches:
+        """Every registered holder among ``fingerprints``, hidden ones too, from memory."""
+        return self.index.holders(fingerprints)
+
+    def blocks(self, user_id: str, fingerprint: bytes) -> bool | None:
+        """Whether ``user_id`` blocked ``fingerprint``'s number; None when no such user."""
+        if self.index.record(user_id) is None:
+            return None
+        return self.blocklists.blocks(user_id, fingerprint)
+
     def match(self, fingerprints: bytes) -> Matches:
         """Answer from the in-process index; never waits on Redis."""
         return self.index.match(fingerprints)

@@ -1,0 +1,67 @@
+"""The per-call credential check, without a server: metadata in, caller or refusal out."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import onnet
+from onnet._credentials import CredentialVerifier
+from onnet_server.auth import DEV_SUBJECT, KIND_ACCOUNT, KIND_SERVICE, Authenticator, Caller
+from onnet_server.core.errors import PermissionDenied, Unauthenticated
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [("user-agent", "test"), ("authorization", f"Bearer {token}")]
+
+
+@pytest.fixture
+def auth() -> Authenticator:
+    return Authenticator(CredentialVerifier([KEY.public_key()]), service_names=["router"])
+
+
+def test_a_valid_credential_names_its_caller(auth: Authenticator) -> None:
+    token = onnet.issue_token(KEY, "alice", "account", 60)
+    assert auth.check(bearer(token), KIND_ACCOUNT) == Caller(KIND_ACCOUNT, "alice")
+    assert auth.check(bearer(token), KIND_ACCOUNT) == Caller(KIND_ACCOUNT, "alice")  # cached
+    service = onnet.issue_token(KEY, "accounts", "service", 60)
+    assert auth.check(bearer(service), KIND_SERVICE) == Caller(KIND_SERVICE, "accounts")
+
+
+def test_a_cached_credential_does_not_vouch_for_an_altered_one(auth: Authenticator) -> None:
+    token = onnet.issue_token(KEY, "alice", "account", 60)
+    auth.check(bearer(token), KIND_ACCOUNT)
+    altered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(Unauthenticated):
+        auth.check(bearer(altered), KIND_ACCOUNT)
+
+
+def test_refusals(auth: Authenticator) -> None:
+    with pytest.raises(Unauthenticated, match="needs a credential") as missing:
+        auth.check([], KIND_ACCOUNT)
+    assert missing.value.field == "authorization"
+    with pytest.raises(Unauthenticated, match="Bearer"):
+        auth.check([("authorization", "Basic abc")], KIND_ACCOUNT)
+    with pytest.raises(PermissionDenied, match="account credential may not"):
+        auth.check(bearer(onnet.issue_token(KEY, "alice", "account", 60)), KIND_SERVICE)
+    other = Ed25519PrivateKey.generate()
+    with pytest.raises(Unauthenticated, match="credential refused"):
+        auth.check(bearer(onnet.issue_token(other, "alice", "account", 60)), KIND_ACCOUNT)
+
+
+def test_a_listed_client_certificate_is_a_service_credential(auth: Authenticator) -> None:
+    assert auth.check([], KIND_SERVICE, peer_name="router") == Caller(KIND_SERVICE, "router")
+    with pytest.raises(Unauthenticated):
+        auth.check([], KIND_SERVICE, peer_name="someone-else")
+    with pytest.raises(Unauthenticated):  # a certificate is never an account credential
+        auth.check([], KIND_ACCOUNT, peer_name="router")
+
+
+def test_development_mode() -> None:
+    dev = Authenticator(None, dev_mode=True)
+    assert dev.check([], KIND_ACCOUNT) == Caller(KIND_ACCOUNT, DEV_SUBJECT)
+    assert dev.check([], KIND_SERVICE) == Caller(KIND_SERVICE, DEV_SUBJECT)
+    with pytest.raises(ValueError, match="only development mode"):
+        Authenticator(None)
