@@ -10,12 +10,13 @@ from __future__ import annotations
 from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists, blocklist_full
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
-from onnet_server.core.ports import Matches, Registration, UserRow
+from onnet_server.core.ports import Registration, UserRow
+from onnet_server.stores.index_reads import IndexReads
 
 __all__ = ["MemoryRegistry"]
 
 
-class MemoryRegistry:
+class MemoryRegistry(IndexReads):
     """The registry index alone, with a local version counter."""
 
     def __init__(self) -> None:
@@ -25,10 +26,6 @@ class MemoryRegistry:
         self.blocklists = Blocklists()
         """Each user's blocked fingerprints."""
         self._version = 0
-
-    def __len__(self) -> int:
-        """Registered users."""
-        return len(self.index)
 
     @property
     def nbytes(self) -> int:
@@ -61,16 +58,6 @@ class MemoryRegistry:
         """Register rows in order."""
         return [self.register_now(*row) for row in users]
 
-    def bucket_entry_count(self) -> int:
-        """Private mode: how many entries buckets serve."""
-        return self.index.bucket_entry_count()
-
-    def bucket_entries(
-        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
-    ) -> dict[int, list[bytes]]:
-        """Private mode: every entry of the asked buckets, but those of ``hidden`` users."""
-        return self.index.bucket_entries(buckets, bits, hidden)
-
     async def unregister(self, user_id: str) -> bool:
         """Erase ``user_id`` and their blocklist; False when no such user was registered."""
         erased = self.index.delete(user_id, self._next_version())
@@ -88,25 +75,6 @@ class MemoryRegistry:
         if self.blocklists.count(user_id) >= MAX_BLOCKED:
             raise blocklist_full()
         return self.blocklists.add(user_id, fingerprint)
-
-    def blocked_by(self, user_id: str) -> frozenset[str] | None:
-        """The users who block the number ``user_id`` holds now; None if not registered."""
-        record = self.index.record(user_id)
-        return self.blocklists.blockers_of(record.fingerprint) if record else None
-
-    def holders(self, fingerprints: bytes) -> Matches:
-        """Every registered holder among ``fingerprints``, hidden ones too, from memory."""
-        return self.index.holders(fingerprints)
-
-    def blocks(self, user_id: str, fingerprint: bytes) -> bool | None:
-        """Whether ``user_id`` blocked ``fingerprint``'s number; None when no such user."""
-        if self.index.record(user_id) is None:
-            return None
-        return self.blocklists.blocks(user_id, fingerprint)
-
-    def match(self, fingerprints: bytes) -> Matches:
-        """Positions (ascending) and users of the discoverable users among ``fingerprints``."""
-        return self.index.match(fingerprints)
 
     def _next_version(self) -> int:
         self._version += 1

@@ -24,7 +24,8 @@ from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists, blocklist_full
 from onnet_server.core.errors import StoreUnavailable
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
-from onnet_server.core.ports import Matches, Registration, UserRow
+from onnet_server.core.ports import Registration, UserRow
+from onnet_server.stores.index_reads import IndexReads
 from onnet_server.stores.redis_connection import STORE_DOWN, RedisClient
 from onnet_server.stores.redis_layout import (
     GROUPS,
@@ -71,7 +72,7 @@ class _Gap(Exception):
     """A stream skipped sequence numbers: the index must reload."""
 
 
-class RedisRegistry:
+class RedisRegistry(IndexReads):
     """A RegistryStore over Redis with an in-process index kept current from change streams."""
 
     def __init__(
@@ -107,10 +108,6 @@ class RedisRegistry:
         """The Redis connection (the quota store shares it)."""
         return self._client
 
-    def __len__(self) -> int:
-        """Registered users, as the index knows them."""
-        return len(self.index)
-
     async def start(self) -> None:
         """Load the snapshot, then follow the change streams in the background."""
         await self.reload()
@@ -126,35 +123,6 @@ class RedisRegistry:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._follower, 5)
         await self._client.aclose()
-
-    def holders(self, fingerprints: bytes) -> Matches:
-        """Every registered holder among ``fingerprints``, hidden ones too, from memory."""
-        return self.index.holders(fingerprints)
-
-    def blocks(self, user_id: str, fingerprint: bytes) -> bool | None:
-        """Whether ``user_id`` blocked ``fingerprint``'s number; None when no such user."""
-        if self.index.record(user_id) is None:
-            return None
-        return self.blocklists.blocks(user_id, fingerprint)
-
-    def match(self, fingerprints: bytes) -> Matches:
-        """Answer from the in-process index; never waits on Redis."""
-        return self.index.match(fingerprints)
-
-    def bucket_entry_count(self) -> int:
-        """Private mode: how many entries buckets serve."""
-        return self.index.bucket_entry_count()
-
-    def bucket_entries(
-        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
-    ) -> dict[int, list[bytes]]:
-        """Private mode: every entry of the asked buckets, from the in-process index."""
-        return self.index.bucket_entries(buckets, bits, hidden)
-
-    def blocked_by(self, user_id: str) -> frozenset[str] | None:
-        """The users who block the number ``user_id`` holds now; None if not registered."""
-        record = self.index.record(user_id)
-        return self.blocklists.blockers_of(record.fingerprint) if record else None
 
     async def set_blocked(self, user_id: str, fingerprint: bytes, blocked: bool) -> bool | None:
         """Block or unblock in Redis first, then in this process's blocklists.

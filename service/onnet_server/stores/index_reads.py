@@ -1,0 +1,53 @@
+"""The reads every store answers from process memory: its index and its blocklists.
+
+Lookups never leave the process (they keep working while Redis is away), so every store
+answers them alike; a store keeps ``index`` and ``blocklists`` current and inherits these.
+"""
+
+from __future__ import annotations
+
+from onnet_server.core.blocklists import Blocklists
+from onnet_server.core.index import RegistryIndex
+from onnet_server.core.ports import Matches
+
+__all__ = ["IndexReads"]
+
+
+class IndexReads:
+    """The RegistryStore reads, over ``self.index`` and ``self.blocklists``."""
+
+    index: RegistryIndex
+    blocklists: Blocklists
+
+    def __len__(self) -> int:
+        """Registered users, as the index knows them."""
+        return len(self.index)
+
+    def match(self, fingerprints: bytes) -> Matches:
+        """Positions (ascending) and users of the discoverable holders among ``fingerprints``."""
+        return self.index.match(fingerprints)
+
+    def holders(self, fingerprints: bytes) -> Matches:
+        """Every registered holder among ``fingerprints``, hidden ones too."""
+        return self.index.holders(fingerprints)
+
+    def blocks(self, user_id: str, fingerprint: bytes) -> bool | None:
+        """Whether ``user_id`` blocked ``fingerprint``'s number; None when no such user."""
+        if self.index.record(user_id) is None:
+            return None
+        return self.blocklists.blocks(user_id, fingerprint)
+
+    def blocked_by(self, user_id: str) -> frozenset[str] | None:
+        """The users who block the number ``user_id`` holds now; None if not registered."""
+        record = self.index.record(user_id)
+        return self.blocklists.blockers_of(record.fingerprint) if record else None
+
+    def bucket_entry_count(self) -> int:
+        """Private mode: how many entries buckets serve."""
+        return self.index.bucket_entry_count()
+
+    def bucket_entries(
+        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
+    ) -> dict[int, list[bytes]]:
+        """Private mode: every entry of the asked buckets, but those of ``hidden`` users."""
+        return self.index.bucket_entries(buckets, bits, hidden)
