@@ -223,6 +223,17 @@ def _add_serve(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers a
         help="development mode: calls without a credential are let through (loopback, "
         "embedded store only; never in production)",
     )
+    serve.add_argument(
+        "--workers", type=int, metavar="N", help="server processes on one port (needs Redis)"
+    )
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve Prometheus metrics over HTTP"
+    )
+    serve.add_argument(
+        "--bench-ceiling",
+        action="store_true",
+        help="also serve onnet.v1.Bench/Ceiling, a Discover that does no work (load tests)",
+    )
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve TLS with this cert")
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's key")
     serve.add_argument(
@@ -242,6 +253,9 @@ def _serve(args: argparse.Namespace) -> int:
         "redis_url": args.redis,
         "redis_cluster": args.redis_cluster,
         "dev_mode": args.dev or None,
+        "bench_ceiling": args.bench_ceiling or None,
+        "workers": args.workers,
+        "metrics_listen": args.metrics_listen,
         "tls_cert": args.tls_cert,
         "tls_key": args.tls_key,
         "tls_client_ca": args.tls_client_ca,
@@ -249,6 +263,10 @@ def _serve(args: argparse.Namespace) -> int:
     values = {key: value for key, value in overrides.items() if value is not None}
     config = ServerConfig.from_env(**values)
     configure_logging(config.log_level)
+    if config.workers > 1:
+        from onnet_server.workers import run_workers  # noqa: PLC0415
+
+        return run_workers(config)
     try:
         asyncio.run(serve(config))
     except (OSError, RuntimeError) as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from onnet_server.core.quota import QuotaPolicy
@@ -18,6 +18,8 @@ _MAX_MESSAGE_LIMIT = 2**31 - 1  # gRPC's limit options are signed 32-bit integer
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _PREFIX_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _TRUE = frozenset({"1", "true", "yes", "on"})
+# Fields whose variable is not simply the field's name in capitals.
+_ENV_NAMES = {"pepper_hex": "PEPPER", "dev_mode": "DEV"}
 
 
 class ConfigError(ValueError):
@@ -74,6 +76,18 @@ class ServerConfig:
     previous_pepper_file: Path | None = None
     """The pepper before the last rotation (ONNET_PREVIOUS_PEPPER_FILE): re-sync tokens
     issued under it stay valid, so a rotation does not make every client pay again."""
+    metrics_listen: str | None = None
+    """Serve Prometheus metrics over HTTP at HOST:PORT (ONNET_METRICS_LISTEN); unset: none.
+    With several workers, worker i listens on PORT + i."""
+    workers: int = 1
+    """Server processes sharing the port with SO_REUSEPORT (ONNET_WORKERS, ``--workers``);
+    more than one needs Redis, which keeps every worker's index current."""
+    reuse_port: bool = False
+    """Share the port with other processes (SO_REUSEPORT; ONNET_REUSE_PORT): set by
+    ``--workers`` for its worker processes, not by hand."""
+    bench_ceiling: bool = False
+    """Serve onnet.v1.Bench/Ceiling, a Discover that does no work, for load tests to measure
+    the framework's ceiling against (ONNET_BENCH_CEILING=1, ``--bench-ceiling``)."""
     redis_prefix: str = "onnet"
     """Prefix of the registry's Redis keys (ONNET_REDIS_PREFIX); a pepper rotation imports
     into a new prefix while the old one serves."""
@@ -99,6 +113,7 @@ class ServerConfig:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("ONNET_REDIS_URL must start with redis://, rediss:// or unix://")
         self._check_security()
+        self._check_processes()
         if self.quota_new_numbers < 1:
             raise ConfigError("ONNET_QUOTA_NEW_NUMBERS must be at least 1")
         if not math.isfinite(self.quota_period) or self.quota_period <= 0:
@@ -111,6 +126,28 @@ class ServerConfig:
             raise ConfigError("ONNET_RESYNC_TOKEN_TTL must be at least 1 second")
         if not self.redis_prefix or not set(self.redis_prefix) <= _PREFIX_CHARACTERS:
             raise ConfigError("ONNET_REDIS_PREFIX must be letters, digits, '-' or '_'")
+
+    def _check_processes(self) -> None:
+        """Several workers need a shared store and a port they can all bind."""
+        if not 1 <= self.workers <= 64:
+            raise ConfigError("ONNET_WORKERS must be between 1 and 64")
+        if self.workers > 1:
+            if not (self.redis_url or self.redis_cluster):
+                raise ConfigError(
+                    "ONNET_WORKERS above 1 needs Redis (ONNET_REDIS_URL or ONNET_REDIS_CLUSTER): "
+                    "each worker keeps its own index, and only Redis keeps them all current"
+                )
+            if self.listen.rsplit(":", 1)[-1] == "0":
+                raise ConfigError("ONNET_WORKERS above 1 needs a fixed port in ONNET_LISTEN")
+            if self.pepper_file is None and self.pepper_hex is None:
+                raise ConfigError(
+                    "ONNET_WORKERS above 1 needs ONNET_PEPPER_FILE: every worker must use the "
+                    "same pepper"
+                )
+        if self.metrics_listen is not None:
+            host, _, port = self.metrics_listen.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError("ONNET_METRICS_LISTEN must be HOST:PORT")
 
     def _check_security(self) -> None:
         """Credentials, TLS and development mode must make a coherent whole."""
@@ -131,6 +168,22 @@ class ServerConfig:
             raise ConfigError("ONNET_TLS_CLIENT_CA needs ONNET_TLS_CERT and ONNET_TLS_KEY")
         if self.service_cert_names and self.tls_client_ca is None:
             raise ConfigError("ONNET_SERVICE_CERT_NAMES needs ONNET_TLS_CLIENT_CA (mutual TLS)")
+
+    def to_env(self) -> dict[str, str]:
+        """The ONNET_* variables that ``from_env`` reads back into this configuration."""
+        env: dict[str, str] = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None or value == () or value is False:
+                continue
+            name = _ENV_NAMES.get(item.name, item.name.upper())
+            if isinstance(value, tuple):
+                env[_ENV_PREFIX + name] = ",".join(value)
+            elif value is True:
+                env[_ENV_PREFIX + name] = "1"
+            else:
+                env[_ENV_PREFIX + name] = str(value)
+        return env
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerConfig:
@@ -187,5 +240,9 @@ class ServerConfig:
             resync_token_ttl=number("RESYNC_TOKEN_TTL", cls.resync_token_ttl),
             previous_pepper_file=path("PREVIOUS_PEPPER_FILE"),
             redis_prefix=get("REDIS_PREFIX") or cls.redis_prefix,
+            bench_ceiling=(get("BENCH_CEILING") or "").lower() in _TRUE,
+            metrics_listen=get("METRICS_LISTEN"),
+            workers=number("WORKERS", cls.workers),
+            reuse_port=(get("REUSE_PORT") or "").lower() in _TRUE,
         )
         return cls(**{**values, **overrides})  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from grpc import aio
@@ -12,7 +13,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from onnet._credentials import CredentialVerifier, load_public_keys
-from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
+from onnet.v1 import (
+    bench_pb2,
+    bench_pb2_grpc,
+    discovery_pb2,
+    discovery_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
 from onnet_server.auth import Authenticator
 from onnet_server.config import ConfigError, ServerConfig
 from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
@@ -24,8 +32,9 @@ from onnet_server.core.quota import QuotaPolicy, QuotaStore
 from onnet_server.core.registry import RegistryService
 from onnet_server.core.resync import ResyncTokens, derive_resync_key
 from onnet_server.core.routing import RoutingService
+from onnet_server.metrics import Metrics, MetricsInterceptor, serve_metrics
 from onnet_server.pepper import Pepper, load_pepper, load_previous_pepper
-from onnet_server.servicer import DiscoveryServicer, RegistryServicer
+from onnet_server.servicer import BenchServicer, DiscoveryServicer, RegistryServicer
 from onnet_server.status import MalformedRequestInterceptor
 from onnet_server.stores.memory import MemoryRegistry
 from onnet_server.stores.memory_quota import MemoryQuota
@@ -55,11 +64,16 @@ class RunningServer:
     health: health.aio.HealthServicer
     grace: float
     store: RegistryStore
+    metrics: Metrics
+    stop_metrics: Callable[[], None] | None = None
+    """Stops the metrics endpoint, when one is served."""
 
     async def stop(self) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight calls finish, close the store."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.grace)
+        if self.stop_metrics is not None:
+            self.stop_metrics()
         if isinstance(self.store, RedisRegistry):
             await self.store.close()
 
@@ -133,6 +147,8 @@ async def start_server(
             "" if config.tls_cert else ", over plaintext",
         )
     store = store if store is not None else await open_store(config)
+    metrics = Metrics()
+    metrics.follow(store)
     quota = quota_store(config, store)
     fingerprinter = Fingerprinter(pepper.key)
     limits = DiscoveryLimits(
@@ -142,13 +158,16 @@ async def start_server(
         max_message_bytes=config.max_message_bytes,
     )
     server = aio.server(
-        interceptors=[MalformedRequestInterceptor()],
+        # The metrics interceptor is outermost, so it times and counts every call, even one
+        # whose bytes do not parse.
+        interceptors=[MetricsInterceptor(metrics), MalformedRequestInterceptor()],
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             # gRPC turns SO_REUSEPORT on by default, which lets a second server silently share
-            # a port that is already taken; refuse instead.
-            ("grpc.so_reuseport", 0),
+            # a port that is already taken; refuse instead, unless this is one of the
+            # workers of `onnet serve --workers N`, which share it on purpose.
+            ("grpc.so_reuseport", int(config.reuse_port)),
         ],
     )
     oprf_key = OprfKey.from_pepper(pepper.key)
@@ -168,21 +187,27 @@ async def start_server(
         open_accounts=config.dev_mode,
     )
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(
-        DiscoveryServicer(discovery, private, auth), server
+        DiscoveryServicer(discovery, private, auth, metrics), server
     )
     registry_pb2_grpc.add_RegistryServicer_to_server(
         RegistryServicer(
             RegistryService(store, fingerprinter, oprf_key),
             RoutingService(store, fingerprinter, config.max_batch),
             auth,
+            metrics,
         ),
         server,
     )
+    services = list(SERVICE_NAMES)
+    if config.bench_ceiling:
+        bench_pb2_grpc.add_BenchServicer_to_server(BenchServicer(), server)
+        services.append(bench_pb2.DESCRIPTOR.services_by_name["Bench"].full_name)
+        _log.warning("benchmark ceiling onnet.v1.Bench/Ceiling is served (--bench-ceiling)")
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
-            *SERVICE_NAMES,
+            *services,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -196,7 +221,7 @@ async def start_server(
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     await server.start()
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *services):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     _log.info(
@@ -211,7 +236,17 @@ async def start_server(
         config.quota_new_numbers,
         config.quota_period,
     )
-    return RunningServer(server, port, health_servicer, config.shutdown_grace, store)
+    stop_metrics = None
+    if config.metrics_listen is not None:
+        try:
+            stop_metrics = serve_metrics(metrics, config.metrics_listen)
+        except OSError:
+            await server.stop(None)
+            raise
+        _log.info("metrics served at http://%s/metrics", config.metrics_listen)
+    return RunningServer(
+        server, port, health_servicer, config.shutdown_grace, store, metrics, stop_metrics
+    )
 
 
 def _transport(config: ServerConfig) -> str:

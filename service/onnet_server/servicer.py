@@ -8,15 +8,22 @@ from collections.abc import AsyncIterator
 from grpc import aio
 
 from onnet import _oprf as oprf
-from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
+from onnet.v1 import (
+    bench_pb2_grpc,
+    discovery_pb2,
+    discovery_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
 from onnet_server.auth import KIND_ACCOUNT, KIND_SERVICE, Authenticator
 from onnet_server.core.discovery import DiscoveryService
 from onnet_server.core.private_discovery import PrivateDiscovery
 from onnet_server.core.registry import ImportRow, RegistryService
 from onnet_server.core.routing import RoutingService
+from onnet_server.metrics import Metrics
 from onnet_server.status import abort_for, translate_errors
 
-__all__ = ["DiscoveryServicer", "RegistryServicer"]
+__all__ = ["BenchServicer", "DiscoveryServicer", "RegistryServicer"]
 
 # Counts and outcomes only: never a number, a hash, a token or a user id.
 _log = logging.getLogger(__name__)
@@ -43,12 +50,17 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
     """onnet.v1.Discovery over DiscoveryService; every call needs an account credential."""
 
     def __init__(
-        self, discovery: DiscoveryService, private: PrivateDiscovery, auth: Authenticator
+        self,
+        discovery: DiscoveryService,
+        private: PrivateDiscovery,
+        auth: Authenticator,
+        metrics: Metrics,
     ) -> None:
         """Serve ``discovery`` and ``private`` mode to callers that ``auth`` lets in."""
         self._discovery = discovery
         self._private = private
         self._auth = auth
+        self._metrics = metrics
 
     @translate_errors
     async def Discover(
@@ -56,6 +68,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
     ) -> discovery_pb2.DiscoverResponse:
         """Match a batch of contact hashes."""
         account = self._auth.caller(context, KIND_ACCOUNT).subject
+        self._metrics.items("Discovery/Discover", len(request.hashes) // 32)
         answer = await self._discovery.discover(
             account, request.hashes, request.token, request.previous_hashes
         )
@@ -92,6 +105,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
     ) -> discovery_pb2.FetchBucketsResponse:
         """Every entry of the asked buckets."""
         account = self._auth.caller(context, KIND_ACCOUNT).subject
+        self._metrics.items("Discovery/FetchBuckets", len(request.buckets))
         found = self._private.fetch(account, request.prefix_bits, list(request.buckets))
         _log.debug("FetchBuckets: %d buckets", len(found))
         return discovery_pb2.FetchBucketsResponse(
@@ -107,6 +121,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
     ) -> discovery_pb2.BlindEvaluateResponse:
         """Apply the OPRF key to blinded elements."""
         account = self._auth.caller(context, KIND_ACCOUNT).subject
+        self._metrics.items("Discovery/BlindEvaluate", len(request.blinded_elements) // 32)
         evaluated = await self._private.blind_evaluate(account, request.blinded_elements)
         _log.debug("BlindEvaluate: %d elements", len(evaluated) // oprf.ELEMENT_SIZE)
         return discovery_pb2.BlindEvaluateResponse(
@@ -118,12 +133,17 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     """onnet.v1.Registry over RegistryService; every call needs a service credential."""
 
     def __init__(
-        self, registry: RegistryService, routing: RoutingService, auth: Authenticator
+        self,
+        registry: RegistryService,
+        routing: RoutingService,
+        auth: Authenticator,
+        metrics: Metrics,
     ) -> None:
         """Serve ``registry`` and ``routing`` to the trusted services that ``auth`` lets in."""
         self._registry = registry
         self._routing = routing
         self._auth = auth
+        self._metrics = metrics
 
     @translate_errors
     async def Register(
@@ -160,6 +180,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         first_row = 0
         async for batch in request_iterator:
             rows = [ImportRow(r.user_id, r.e164, r.discoverable) for r in batch.rows]
+            self._metrics.items("Registry/ImportUsers", len(rows))
             try:
                 outcome = await self._registry.import_batch(rows, first_row)
             except Exception as error:  # the boundary: nothing may escape unmapped
@@ -194,6 +215,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     ) -> registry_pb2.LookupResponse:
         """Who holds each number (call routing)."""
         self._auth.caller(context, KIND_SERVICE)
+        self._metrics.items("Registry/Lookup", len(request.e164) or len(request.hashes) // 32)
         holders = self._routing.lookup(list(request.e164), request.hashes)
         _log.debug("Lookup: %d numbers, %d held", len(holders), sum(map(bool, holders)))
         return registry_pb2.LookupResponse(user_ids=holders)
@@ -216,3 +238,19 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         changed = await self._registry.set_blocked(request.user_id, request.e164, blocked)
         _log.debug("%s: changed=%s", "Block" if blocked else "Unblock", changed)
         return registry_pb2.BlockResponse(changed=changed)
+
+
+class BenchServicer(bench_pb2_grpc.BenchServicer):
+    """onnet.v1.Bench: Discover's request and response shapes, and no work in between."""
+
+    def __init__(self) -> None:
+        """Answer every call with one fixed response, built once."""
+        # A re-sync token's size, so the answer weighs what a Discover answer without
+        # matches weighs.
+        self._answer = discovery_pb2.DiscoverResponse(token=bytes(45))
+
+    async def Ceiling(
+        self, request: discovery_pb2.DiscoverRequest, context: DiscoverContext
+    ) -> discovery_pb2.DiscoverResponse:
+        """The fixed answer."""
+        return self._answer

@@ -130,3 +130,49 @@ def test_malformed_peppers(tmp_path: Path, text: str) -> None:
 def test_missing_pepper_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_pepper(ServerConfig(dev_mode=True, pepper_file=tmp_path / "absent"))
+
+
+def test_a_configuration_survives_the_environment(tmp_path: Path) -> None:
+    config = ServerConfig(
+        listen="127.0.0.1:7000",
+        pepper_hex="ab" * 32,
+        redis_url="redis://127.0.0.1:6379/0",
+        auth_public_keys=tmp_path / "keys.pub",
+        tls_cert=tmp_path / "c.pem",
+        tls_key=tmp_path / "c.key",
+        tls_client_ca=tmp_path / "ca.pem",
+        service_cert_names=("router", "accounts"),
+        quota_new_numbers=500,
+        quota_period=3600.5,
+        metrics_listen="127.0.0.1:9464",
+        bench_ceiling=True,
+        reuse_port=True,
+    )
+    assert ServerConfig.from_env(config.to_env()) == config
+    dev = ServerConfig(dev_mode=True)
+    assert ServerConfig.from_env(dev.to_env()) == dev
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ONNET_DEV": "1", "ONNET_WORKERS": "2"}, "needs Redis"),
+        ({"ONNET_DEV": "1", "ONNET_WORKERS": "0"}, "between 1 and 64"),
+        ({"ONNET_DEV": "1", "ONNET_METRICS_LISTEN": "9464"}, "HOST:PORT"),
+    ],
+)
+def test_process_settings_must_agree(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServerConfig.from_env(env)
+
+
+def test_workers_need_a_fixed_port_and_a_shared_pepper(tmp_path: Path) -> None:
+    base = {
+        "ONNET_AUTH_PUBLIC_KEYS": str(tmp_path / "k"),
+        "ONNET_REDIS_URL": "redis://127.0.0.1:1/0",
+        "ONNET_WORKERS": "2",
+    }
+    with pytest.raises(ConfigError, match="fixed port"):
+        ServerConfig.from_env({**base, "ONNET_LISTEN": "127.0.0.1:0"})
+    with pytest.raises(ConfigError, match="same pepper"):
+        ServerConfig.from_env(base)

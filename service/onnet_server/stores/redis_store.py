@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -66,6 +66,19 @@ class FeedStats:
 
     reloads: int = 0
     """Snapshots loaded, the first one included."""
+    applied_lag: float = 0.0
+    """Age (by Redis's clock in the stream id) of the newest change the last poll applied."""
+    polled_at: float = field(default_factory=time.monotonic)
+    """When the feed last read the streams successfully (monotonic seconds)."""
+
+    @property
+    def lag_seconds(self) -> float:
+        """How far behind Redis this process may be.
+
+        The newest applied change's age or, when polls stop succeeding (Redis away), the
+        time since the last one.
+        """
+        return max(self.applied_lag, time.monotonic() - self.polled_at)
 
 
 class _Gap(Exception):
@@ -420,15 +433,19 @@ class RedisRegistry(IndexReads):
         for group, cursor in enumerate(self._cursors):
             pipe.xread({self._layout.stream_key(group): cursor.last_id}, count=_FEED_BATCH)
         replies = await pipe.execute()
-        applied = 0
+        applied = newest_ms = 0
         claimed: set[bytes] = set()
         for group, reply in enumerate(replies):
             for _stream, entries in _entries_of(reply):
                 for entry_id, entry in entries:
+                    newest_ms = max(newest_ms, int(_text(entry_id).split("-")[0]))
                     fingerprint = self._apply(group, entry_id, entry)
                     if fingerprint is not None:
                         claimed.add(fingerprint)
                     applied += 1
+        # A stream id starts with Redis's clock in milliseconds when the change was made.
+        self.stats.applied_lag = max(0.0, time.time() - newest_ms / 1000) if newest_ms else 0.0
+        self.stats.polled_at = time.monotonic()
         for fingerprint in claimed:
             await self._settle(fingerprint)
         return applied
@@ -483,3 +500,7 @@ def _entries_of(reply: object) -> list[tuple[bytes, list[tuple[bytes, dict[bytes
         return [(stream, entries[0] if entries and isinstance(entries[0], list) else entries)
                 for stream, entries in reply.items()]  # fmt: skip
     return list(reply)  # type: ignore[call-overload, no-any-return]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,190 @@
+"""Metrics for the people who run onnet, in the Prometheus exposition format.
+
+Labels are only ever a method name (from a fixed list) and a status code name: never a
+number, a hash, a user id, an account or anything else a caller sent. Values are counts,
+durations and sizes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc import aio
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
+
+from onnet_server.core.ports import RegistryStore
+
+__all__ = ["Metrics", "MetricsInterceptor", "serve_metrics"]
+
+_KNOWN_SERVICES = ("onnet.v1.Discovery", "onnet.v1.Registry", "onnet.v1.Bench")
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_SIZE_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000)
+_QUOTA_METHODS = frozenset({"Discovery/Discover", "Discovery/BlindEvaluate"})
+
+
+class Metrics:
+    """Every metric of one server.
+
+    Each server has its own registry: several servers share a process in tests.
+    """
+
+    def __init__(self) -> None:
+        """Create the metrics, empty."""
+        self.registry = CollectorRegistry()
+        """What the HTTP endpoint exposes."""
+        self.calls = Counter(
+            "onnet_calls", "RPCs answered, by method and status code.",
+            ["method", "code"], registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "onnet_call_seconds", "Time from a call's arrival to its answer, by method.",
+            ["method"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "onnet_batch_size",
+            "Items per call: hashes (Discover, Lookup), elements (BlindEvaluate), buckets "
+            "(FetchBuckets), rows (ImportUsers batches).",
+            ["method"], buckets=_SIZE_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.quota_refusals = Counter(
+            "onnet_quota_refusals", "Calls refused because the account's quota was spent.",
+            ["method"], registry=self.registry,
+        )  # fmt: skip
+        self.registered_users = Gauge(
+            "onnet_registered_users", "Users in this process's index.", registry=self.registry
+        )
+        self.bucket_entries = Gauge(
+            "onnet_bucket_entries", "Private-mode entries this process serves.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.feed_lag = Gauge(
+            "onnet_change_feed_lag_seconds",
+            "Age of the newest change this process applied from Redis's streams, when it "
+            "applied it (0 for the embedded store).",
+            registry=self.registry,
+        )
+        self.feed_reloads = Gauge(
+            "onnet_change_feed_reloads", "Snapshots this process loaded from Redis.",
+            registry=self.registry,
+        )  # fmt: skip
+        ProcessCollector(registry=self.registry)
+
+    def follow(self, store: RegistryStore) -> None:
+        """Read the store's sizes and feed state whenever the metrics are scraped."""
+        self.registered_users.set_function(lambda: float(len(store)))
+        self.bucket_entries.set_function(lambda: float(store.bucket_entry_count()))
+        stats = getattr(store, "stats", None)
+        if stats is not None:
+            self.feed_lag.set_function(lambda: float(stats.lag_seconds))
+            self.feed_reloads.set_function(lambda: float(stats.reloads))
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        """Count one answered call."""
+        self.calls.labels(method, code).inc()
+        self.latency.labels(method).observe(seconds)
+        if code == "RESOURCE_EXHAUSTED" and method in _QUOTA_METHODS:
+            self.quota_refusals.labels(method).inc()
+
+    def items(self, method: str, count: int) -> None:
+        """Record how many items one call carried."""
+        self.batch_size.labels(method).observe(count)
+
+
+def method_label(full_method: str) -> str:
+    """The metric label of a method: 'Service/Method' for onnet's own, else 'other'."""
+    service, _, method = full_method.lstrip("/").partition("/")
+    if service in _KNOWN_SERVICES and method.isidentifier():
+        return f"{service.rsplit('.', 1)[-1]}/{method}"
+    return "other"
+
+
+def _code_of(context: aio.ServicerContext[Any, Any]) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+class MetricsInterceptor(aio.ServerInterceptor):
+    """Times every unary and streaming call and counts it by method and status code."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        """Record into ``metrics``."""
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Wrap unary-unary and stream-stream handlers; pass the others through."""
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = method_label(handler_call_details.method)
+        if method == "other" or method.startswith("Health") or method.startswith("Server"):
+            return handler
+        metrics = self._metrics
+        if handler.unary_unary is not None:
+            # grpc.aio runs coroutine handlers; the grpc stubs type them as synchronous.
+            unary: Any = handler.unary_unary
+
+            async def timed(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:  # noqa: ANN401
+                started = time.perf_counter()
+                try:
+                    answer = await unary(request, context)
+                except BaseException:
+                    metrics.observe(method, _code_of(context), time.perf_counter() - started)
+                    raise
+                metrics.observe(method, "OK", time.perf_counter() - started)
+                return answer
+
+            return grpc.unary_unary_rpc_method_handler(
+                timed,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            streaming: Any = handler.stream_stream
+
+            async def timed_stream(
+                requests: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                try:
+                    async for answer in streaming(requests, context):
+                        yield answer
+                except BaseException:
+                    metrics.observe(method, _code_of(context), time.perf_counter() - started)
+                    raise
+                metrics.observe(method, "OK", time.perf_counter() - started)
+
+            return grpc.stream_stream_rpc_method_handler(
+                timed_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def serve_metrics(metrics: Metrics, listen: str) -> Callable[[], None]:
+    """Serve ``metrics`` over HTTP at HOST:PORT (``/metrics``); returns the stop function."""
+    host, _, port = listen.rpartition(":")
+    server, thread = start_http_server(int(port), host.strip("[]"), registry=metrics.registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop

@@ -1,0 +1,138 @@
+"""What the people who run onnet use: metrics, the benchmark ceiling, several workers."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import onnet
+from onnet.v1 import bench_pb2_grpc, discovery_pb2
+from onnet_server.pepper import write_pepper_file
+from tests.security import (
+    DEFAULT_ACCOUNT,
+    discovery_client,
+    registry_client,
+    secure_channel,
+    security,
+)
+from tests.servers import ThreadedServer, free_port, server_process
+
+ALICE, BOB, STRANGER = "+14155550100", "+442079460958", "+33612345678"
+
+
+def scrape(address: str) -> str:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_metrics_count_calls_and_never_carry_personal_data(
+    make_server: Callable[..., ThreadedServer],
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    server = make_server(metrics_listen=address, quota_new_numbers=5)
+    with registry_client(server.target) as registry:
+        registry.register("alice", ALICE)
+        assert registry.lookup([ALICE, STRANGER]) == ["alice", None]
+    with discovery_client(server.target) as client:
+        assert [m.user_id for m in client.discover([ALICE, BOB]).matches] == ["alice"]
+        with pytest.raises(onnet.InvalidArgumentError):
+            client.calls.discover(discovery_pb2.DiscoverRequest(hashes=b"x" * 33))
+        with pytest.raises(onnet.QuotaExceededError):
+            client.discover([STRANGER, "+819012345678", "+61412345678", "+4930901820", BOB])
+    text = scrape(address)
+    found = samples(text)
+    discover = (("code", "OK"), ("method", "Discovery/Discover"))
+    assert found[("onnet_calls_total", discover)] == 1
+    bad = (("code", "INVALID_ARGUMENT"), ("method", "Discovery/Discover"))
+    assert found[("onnet_calls_total", bad)] == 1
+    assert found[("onnet_quota_refusals_total", (("method", "Discovery/Discover"),))] == 1
+    assert found[("onnet_calls_total", (("code", "OK"), ("method", "Registry/Lookup")))] == 1
+    assert found[("onnet_batch_size_count", (("method", "Discovery/Discover"),))] == 3
+    assert found[("onnet_batch_size_sum", (("method", "Registry/Lookup"),))] == 2
+    assert found[("onnet_call_seconds_count", (("method", "Discovery/Discover"),))] == 3
+    assert found[("onnet_registered_users", ())] == 2  # alice and the discovering account
+    assert found[("onnet_bucket_entries", ())] == 1
+    assert found[("process_cpu_seconds_total", ())] > 0
+    # Labels are method names and status codes only.
+    labels = {(key, value) for (_, pairs) in found for key, value in pairs}
+    assert {key for key, _ in labels} <= {"method", "code", "le"}
+    for key, value in labels:
+        pattern = {"method": r"[A-Za-z]+/[A-Za-z]+", "code": r"[A-Z_]+", "le": r"[0-9.]+|\+Inf"}
+        assert re.fullmatch(pattern[key], value), (key, value)
+    for secret in (ALICE, ALICE[1:], BOB[1:], "alice", DEFAULT_ACCOUNT):
+        assert secret not in text
+    assert onnet.contact_hash(ALICE).hex()[:12] not in text
+
+
+def test_the_ceiling_is_served_only_when_asked(
+    make_server: Callable[..., ThreadedServer],
+) -> None:
+    request = discovery_pb2.DiscoverRequest(hashes=bytes(32 * 1000))
+    plain = make_server()
+    with secure_channel(plain.target) as channel:
+        with pytest.raises(grpc.RpcError) as absent:
+            bench_pb2_grpc.BenchStub(channel).Ceiling(request, timeout=5)
+        assert absent.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    bench = make_server(bench_ceiling=True)
+    with secure_channel(bench.target) as channel:
+        answer = bench_pb2_grpc.BenchStub(channel).Ceiling(request, timeout=5)
+    assert (list(answer.matched_indexes), len(answer.token)) == ([], 45)
+
+
+def test_workers_share_one_port_and_stop_together(redis_url: str, tmp_path: Path) -> None:
+    pepper = tmp_path / "pepper"
+    write_pepper_file(pepper)
+    port, metrics_port = free_port(), free_port()
+    env = {
+        "ONNET_REDIS_URL": redis_url,
+        "ONNET_PEPPER_FILE": str(pepper),
+        "ONNET_WORKERS": "2",
+        "ONNET_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+    }
+    with server_process(env, "--listen", f"127.0.0.1:{port}") as server:
+        deadline = time.monotonic() + 20
+        while server.log().count("onnet serving on") < 2:
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        pids = [int(pid) for pid in re.findall(r"worker \d started \(pid (\d+)\)", server.log())]
+        assert len(pids) == 2
+        target = f"127.0.0.1:{port}"
+        with registry_client(target) as registry:
+            registry.register("alice", ALICE)
+        time.sleep(0.5)  # the other worker learns of alice through Redis's change stream
+        # Each new connection may land on either worker; every worker knows alice.
+        for _ in range(24):
+            token = security().token("alice")
+            with onnet.Client(target, credentials=security().channel(), token=token) as client:
+                found = client.discover([ALICE])
+            assert [m.user_id for m in found.matches] == ["alice"]
+        served = []
+        for index in range(2):
+            text = scrape(f"127.0.0.1:{metrics_port + index}")
+            calls = samples(text).get(
+                ("onnet_calls_total", (("code", "OK"), ("method", "Discovery/Discover"))), 0
+            )
+            served.append(calls)
+        assert sum(served) == 24
+        assert all(count > 0 for count in served), served
+        assert server.terminate() == 0
+    for pid in pids:  # no worker outlives the parent
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
