@@ -24,6 +24,7 @@ import grpc
 
 import onnet
 from onnet_server.cli_admin import add_admin_commands
+from onnet_server.cli_loadtest import add_loadtest_command
 from onnet_server.cli_secrets import add_secret_commands
 from onnet_server.config import ConfigError, ServerConfig
 
@@ -135,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_secret_commands(commands)
     add_admin_commands(commands)
+    add_loadtest_command(commands)
     return parser
 
 
