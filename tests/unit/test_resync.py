@@ -277,3 +277,12 @@ def test_derived_keys() -> None:
     assert derive_resync_key(b"\x01" * 32) == (first_id, first_key)
     assert first_id == hashlib.sha256(first_key).digest()[:4]
     assert first_key != b"\x01" * 32
+
+
+def test_an_unchanged_book_renews_for_free(tokens: ResyncTokens) -> None:
+    book = packed(20)
+    cost, token = tokens.renew(ACCOUNT, tokens.issue(ACCOUNT, book), book, book)
+    assert cost == 0
+    tokens.verify(token, ACCOUNT, book)
+    with pytest.raises(InvalidArgument):  # the shortcut still checks the token first
+        tokens.renew("bob", token, book, book)
