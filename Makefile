@@ -27,7 +27,7 @@ lint: $(BIN)/.installed
 
 ## Run the benchmarks at full size; see bench/README.md.
 bench: $(BIN)/.installed
-	ONNET_BENCH_USERS=$${ONNET_BENCH_USERS:-1000000} $(BIN)/pytest bench --benchmark-enable -s
+	ONNET_BENCH_USERS=$${ONNET_BENCH_USERS:-1000000} $(BIN)/pytest bench --benchmark-enable -s --timeout 1800
 
 ## Regenerate the committed stubs in client/onnet/v1 from proto/.
 protos: $(BIN)/.installed

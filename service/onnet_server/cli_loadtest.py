@@ -6,8 +6,9 @@ registers a synthetic population first, runs the phases (``onnet_server.loadtest
 and prints a table or JSON, and a PNG with ``--plot``.
 
 Exit codes: 0 the run completed (failed calls are reported, not fatal); 1 the service
-refused the harness itself (a bad credential, a refused import); 2 bad usage or settings the
-server cannot take; 3 the target could not be reached.
+refused the harness itself (a bad credential, a refused import) or no Discover call
+succeeded; 2 bad usage or settings the server cannot take; 3 the target could not be
+reached.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from onnet_server.loadtest.report import (
     describe_settings,
     render_table,
 )
-from onnet_server.loadtest.runner import LoadTestError, run
+from onnet_server.loadtest.runner import LoadTestError, RunResult, run
 from onnet_server.loadtest.server_cpu import (
     CpuReadError,
     CpuSource,
@@ -350,6 +351,13 @@ def _loadtest(args: argparse.Namespace) -> int:
     report = Report(
         args.target, settings, result, population, server_cpu.describe() if server_cpu else None
     )
+    return _publish(args, report, result, settings)
+
+
+def _publish(
+    args: argparse.Namespace, report: Report, result: RunResult, settings: Settings
+) -> int:
+    """Print the report (and write the plot); the exit code of the run."""
     if args.json:
         print(json.dumps(as_json(report), indent=2))
     else:
@@ -360,4 +368,7 @@ def _loadtest(args: argparse.Namespace) -> int:
         except OSError as exc:
             _fail(f"cannot write {args.plot}: {exc.strerror}")
             return EXIT_USAGE
+    if result.discover.stats.calls and not result.discover.stats.ok:
+        _fail("no Discover call succeeded: see the errors by status code")
+        return EXIT_REFUSED
     return EXIT_OK

@@ -7,6 +7,7 @@ durations and sizes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -79,14 +80,24 @@ class Metrics:
         )  # fmt: skip
         ProcessCollector(registry=self.registry)
 
-    def follow(self, store: RegistryStore) -> None:
-        """Read the store's sizes and feed state whenever the metrics are scraped."""
-        self.registered_users.set_function(lambda: float(len(store)))
-        self.bucket_entries.set_function(lambda: float(store.bucket_entry_count()))
+    def refresh(self, store: RegistryStore) -> None:
+        """Read the store's sizes and feed state into the gauges.
+
+        Called on the event loop that owns the store (the scrape runs on another thread,
+        which must not walk the index while the loop changes it).
+        """
+        self.registered_users.set(len(store))
+        self.bucket_entries.set(store.bucket_entry_count())
         stats = getattr(store, "stats", None)
         if stats is not None:
-            self.feed_lag.set_function(lambda: float(stats.lag_seconds))
-            self.feed_reloads.set_function(lambda: float(stats.reloads))
+            self.feed_lag.set(stats.lag_seconds)
+            self.feed_reloads.set(stats.reloads)
+
+    async def follow(self, store: RegistryStore, interval: float = 1.0) -> None:
+        """Refresh the gauges from ``store`` every ``interval`` seconds, until cancelled."""
+        while True:
+            self.refresh(store)
+            await asyncio.sleep(interval)
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         """Count one answered call."""
@@ -108,9 +119,15 @@ def method_label(full_method: str) -> str:
     return "other"
 
 
-def _code_of(context: aio.ServicerContext[Any, Any]) -> str:
+def _code_of(context: aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
+    """The status a call ended with: the one set on its context, else what ended it."""
     code = context.code()
-    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(error, asyncio.CancelledError):
+        # The client went away or its deadline passed: gRPC cancelled the handler.
+        return "CANCELLED"
+    return "UNKNOWN" if error is not None else "OK"
 
 
 class MetricsInterceptor(aio.ServerInterceptor):
@@ -143,10 +160,11 @@ class MetricsInterceptor(aio.ServerInterceptor):
                 started = time.perf_counter()
                 try:
                     answer = await unary(request, context)
-                except BaseException:
-                    metrics.observe(method, _code_of(context), time.perf_counter() - started)
+                except BaseException as error:
+                    elapsed = time.perf_counter() - started
+                    metrics.observe(method, _code_of(context, error), elapsed)
                     raise
-                metrics.observe(method, "OK", time.perf_counter() - started)
+                metrics.observe(method, _code_of(context, None), time.perf_counter() - started)
                 return answer
 
             return grpc.unary_unary_rpc_method_handler(
@@ -164,10 +182,11 @@ class MetricsInterceptor(aio.ServerInterceptor):
                 try:
                     async for answer in streaming(requests, context):
                         yield answer
-                except BaseException:
-                    metrics.observe(method, _code_of(context), time.perf_counter() - started)
+                except BaseException as error:
+                    elapsed = time.perf_counter() - started
+                    metrics.observe(method, _code_of(context, error), elapsed)
                     raise
-                metrics.observe(method, "OK", time.perf_counter() - started)
+                metrics.observe(method, _code_of(context, None), time.perf_counter() - started)
 
             return grpc.stream_stream_rpc_method_handler(
                 timed_stream,

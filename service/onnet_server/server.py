@@ -67,11 +67,15 @@ class RunningServer:
     metrics: Metrics
     stop_metrics: Callable[[], None] | None = None
     """Stops the metrics endpoint, when one is served."""
+    following: asyncio.Future[None] | None = None
+    """Refreshes the metrics' gauges from the store."""
 
     async def stop(self) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight calls finish, close the store."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.grace)
+        if self.following is not None:
+            self.following.cancel()
         if self.stop_metrics is not None:
             self.stop_metrics()
         if isinstance(self.store, RedisRegistry):
@@ -148,7 +152,7 @@ async def start_server(
         )
     store = store if store is not None else await open_store(config)
     metrics = Metrics()
-    metrics.follow(store)
+    following = asyncio.ensure_future(metrics.follow(store))
     quota = quota_store(config, store)
     fingerprinter = Fingerprinter(pepper.key)
     limits = DiscoveryLimits(
@@ -241,11 +245,19 @@ async def start_server(
         try:
             stop_metrics = serve_metrics(metrics, config.metrics_listen)
         except OSError:
+            following.cancel()
             await server.stop(None)
             raise
         _log.info("metrics served at http://%s/metrics", config.metrics_listen)
     return RunningServer(
-        server, port, health_servicer, config.shutdown_grace, store, metrics, stop_metrics
+        server,
+        port,
+        health_servicer,
+        config.shutdown_grace,
+        store,
+        metrics,
+        stop_metrics,
+        following,
     )
 
 

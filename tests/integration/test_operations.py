@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 import urllib.request
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from tests.security import (
     secure_channel,
     security,
 )
-from tests.servers import ThreadedServer, free_port, server_process
+from tests.servers import ServerProcess, ThreadedServer, free_port, server_process
 
 ALICE, BOB, STRANGER = "+14155550100", "+442079460958", "+33612345678"
 
@@ -54,8 +55,13 @@ def test_metrics_count_calls_and_never_carry_personal_data(
             client.calls.discover(discovery_pb2.DiscoverRequest(hashes=b"x" * 33))
         with pytest.raises(onnet.QuotaExceededError):
             client.discover([STRANGER, "+819012345678", "+61412345678", "+4930901820", BOB])
-    text = scrape(address)
-    found = samples(text)
+    deadline = time.monotonic() + 5
+    while True:  # the gauges are refreshed on the server's event loop once a second
+        text = scrape(address)
+        found = samples(text)
+        if found[("onnet_registered_users", ())] == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     discover = (("code", "OK"), ("method", "Discovery/Discover"))
     assert found[("onnet_calls_total", discover)] == 1
     bad = (("code", "INVALID_ARGUMENT"), ("method", "Discovery/Discover"))
@@ -94,23 +100,62 @@ def test_the_ceiling_is_served_only_when_asked(
     assert (list(answer.matched_indexes), len(answer.token)) == ([], 45)
 
 
-def test_workers_share_one_port_and_stop_together(redis_url: str, tmp_path: Path) -> None:
+def two_free_ports() -> int:
+    """A port P such that P and P + 1 are both free (workers' metrics use P + i)."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def workers_env(redis_url: str, tmp_path: Path, metrics_port: int) -> dict[str, str]:
     pepper = tmp_path / "pepper"
     write_pepper_file(pepper)
-    port, metrics_port = free_port(), free_port()
-    env = {
+    return {
         "ONNET_REDIS_URL": redis_url,
         "ONNET_PEPPER_FILE": str(pepper),
         "ONNET_WORKERS": "2",
         "ONNET_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
     }
-    with server_process(env, "--listen", f"127.0.0.1:{port}") as server:
-        deadline = time.monotonic() + 20
-        while server.log().count("onnet serving on") < 2:
-            assert time.monotonic() < deadline, server.log()
+
+
+def wait_for_workers(server: ServerProcess) -> list[int]:
+    deadline = time.monotonic() + 20
+    while server.log().count("onnet serving on") < 2:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
+    pids = [int(pid) for pid in re.findall(r"worker \d started \(pid (\d+)\)", server.log())]
+    assert len(pids) == 2
+    return pids
+
+
+def gone(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "zombie" in status.read_text().lower()
+
+
+def test_workers_die_with_a_parent_that_was_killed(redis_url: str, tmp_path: Path) -> None:
+    env = workers_env(redis_url, tmp_path, two_free_ports())
+    with server_process(env, "--listen", f"127.0.0.1:{free_port()}") as server:
+        pids = wait_for_workers(server)
+        server.process.kill()  # no chance to stop its workers itself
+        server.process.wait(10)
+        deadline = time.monotonic() + 10
+        while not all(gone(pid) for pid in pids):
+            assert time.monotonic() < deadline, "a worker outlived its parent"
             time.sleep(0.05)
-        pids = [int(pid) for pid in re.findall(r"worker \d started \(pid (\d+)\)", server.log())]
-        assert len(pids) == 2
+
+
+def test_workers_share_one_port_and_stop_together(redis_url: str, tmp_path: Path) -> None:
+    port, metrics_port = free_port(), two_free_ports()
+    env = workers_env(redis_url, tmp_path, metrics_port)
+    with server_process(env, "--listen", f"127.0.0.1:{port}") as server:
+        pids = wait_for_workers(server)
         target = f"127.0.0.1:{port}"
         with registry_client(target) as registry:
             registry.register("alice", ALICE)
@@ -131,8 +176,4 @@ def test_workers_share_one_port_and_stop_together(redis_url: str, tmp_path: Path
         assert sum(served) == 24
         assert all(count > 0 for count in served), served
         assert server.terminate() == 0
-    for pid in pids:  # no worker outlives the parent
-        assert (
-            not Path(f"/proc/{pid}").exists()
-            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-        )
+    assert all(gone(pid) for pid in pids)  # no worker outlives the parent

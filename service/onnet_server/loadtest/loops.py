@@ -105,6 +105,9 @@ async def open_loop(
             number += 1
         await asyncio.gather(*in_flight)
     finally:
-        for task in in_flight:
+        pending = list(in_flight)
+        for task in pending:
             task.cancel()
+        # Let the cancelled calls finish before the caller closes their channels.
+        await asyncio.gather(*pending, return_exceptions=True)
     return missed, max_late

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -20,8 +20,9 @@ class Target:
     """HOST:PORT."""
     credentials: grpc.ChannelCredentials | None = None
     """TLS, or None for plaintext."""
-    token: str | None = None
-    """The account credential every virtual client presents (one account for all)."""
+    token: str | None = field(default=None, repr=False)
+    """The account credential every virtual client presents (one account for all); kept out
+    of repr, so it never reaches a log line or a traceback."""
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The call metadata: the bearer credential, if there is one."""

@@ -168,17 +168,21 @@ class PhaseStats:
 
     @property
     def server_cpu_ms_per_request(self) -> float | None:
-        """Server CPU milliseconds per measured call, when known."""
-        if self.server_cpu is None or not self.calls:
+        """Server CPU milliseconds per answered call, when known.
+
+        Refused calls are cheap; counting them would flatter the figure, so only answered
+        calls divide it (the report shows errors beside it).
+        """
+        if self.server_cpu is None or not self.ok:
             return None
-        return self.server_cpu * 1000 / self.calls
+        return self.server_cpu * 1000 / self.ok
 
     @property
     def server_cpu_ms_per_1000_hashes(self) -> float | None:
-        """Server CPU milliseconds per 1,000 contact hashes sent, when known."""
-        if self.server_cpu is None or not self.hashes_sent:
+        """Server CPU milliseconds per 1,000 contact hashes of answered calls, when known."""
+        if self.server_cpu is None or not self.hashes:
             return None
-        return self.server_cpu * 1000 / self.hashes_sent * 1000
+        return self.server_cpu * 1000 / self.hashes * 1000
 
 
 def summarize(
