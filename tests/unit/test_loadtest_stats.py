@@ -22,7 +22,7 @@ from onnet_server.loadtest.population import (
     registered_number,
     unregistered_number,
 )
-from onnet_server.loadtest.report import Report, as_json, render_table
+from onnet_server.loadtest.report import Report, _rows, as_json, render_table
 from onnet_server.loadtest.runner import PhaseResult, RunResult, VirtualClient
 from onnet_server.loadtest.schedule import Timetable
 from onnet_server.loadtest.server_cpu import (
@@ -279,3 +279,29 @@ def test_the_plot_is_a_png(tmp_path: Path) -> None:
     path = tmp_path / "run.png"
     plot.write_plot(path, fake_result(), "a title")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_latency_of_all_calls_keeps_the_slowest_ones() -> None:
+    """Failed calls count with their time to failure, and never-sent ones with their least
+    wait: dropping them would hide the very wait clients saw under overload."""
+    samples = filled_samples()  # ok calls take 1 to 10 ms; a failure took 50 ms
+    ok_only = summarize("Discover", samples, harness_cpu=0.0)
+    assert ok_only.latency is not None
+    assert ok_only.latency.max == pytest.approx(0.010)
+    assert ok_only.latency_all is not None
+    assert ok_only.latency_all.max == pytest.approx(0.05)
+    samples.add_unsent(0.8)  # never sent: would have waited at least 800 ms
+    with_unsent = summarize("Discover", samples, harness_cpu=0.0, missed=1)
+    assert with_unsent.latency_all is not None
+    assert with_unsent.latency_all.max == pytest.approx(0.8)
+    assert with_unsent.latency == ok_only.latency  # the successful calls' figures stay
+
+
+def test_all_calls_equal_the_successful_ones_when_nothing_failed() -> None:
+    samples = Samples()
+    for n in range(5):
+        samples.add(n * 0.1, 0.001 * (n + 1), grpc.StatusCode.OK, 10, 1)
+    stats = summarize("Discover", samples, harness_cpu=0.0)
+    assert stats.latency_all is None
+    rows = dict(_rows(stats))
+    assert rows["p99, all calls"] == rows["latency p99"]

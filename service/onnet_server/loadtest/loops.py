@@ -96,6 +96,9 @@ async def open_loop(
                 # the timetable is never sent, and the report says so.
                 slots.release()
                 missed = table.total - number
+                for late in range(number, table.total):
+                    if table.is_measured(late):
+                        samples.add_unsent(max(0.0, table.window_end - table.due(late)))
                 break
             if table.is_measured(number):
                 max_late = max(max_late, sent - due)

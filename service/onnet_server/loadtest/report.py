@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from onnet_server.loadtest.runner import CEILING_ORDER, RunResult
 from onnet_server.loadtest.settings import Settings
-from onnet_server.loadtest.stats import PhaseStats
+from onnet_server.loadtest.stats import Latency, PhaseStats
 
 __all__ = ["Population", "Report", "as_json", "describe_settings", "render_table"]
 
@@ -43,14 +43,16 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _latency_json(latency: Latency | None) -> dict[str, float] | None:
+    if latency is None:
+        return None
+    found = {label: round(getattr(latency, name) * 1000, 4) for name, label in _PERCENTILES}
+    found["max"] = round(latency.max * 1000, 4)
+    found["mean"] = round(latency.mean * 1000, 4)
+    return found
+
+
 def _phase_json(stats: PhaseStats) -> dict[str, object]:
-    latency = None
-    if stats.latency is not None:
-        latency = {
-            label: round(getattr(stats.latency, name) * 1000, 4) for name, label in _PERCENTILES
-        }
-        latency["max"] = round(stats.latency.max * 1000, 4)
-        latency["mean"] = round(stats.latency.mean * 1000, 4)
     return {
         "method": stats.method,
         "calls": stats.calls,
@@ -61,7 +63,10 @@ def _phase_json(stats: PhaseStats) -> dict[str, object]:
         "hashes_per_second": round(stats.hashes_per_second, 1),
         "matches_per_request": round(stats.matches_per_request, 4),
         "matches_per_hash": round(stats.matches_per_hash, 6),
-        "latency_ms": latency,
+        "latency_ms": _latency_json(stats.latency),
+        # Every measured call: failed ones with their time to failure, never-sent ones with
+        # the least they would have waited. Null when every call succeeded and was sent.
+        "latency_all_calls_ms": _latency_json(stats.latency_all),
         "server_cpu_seconds": _rounded(stats.server_cpu, 3),
         "server_cpu_ms_per_request": _rounded(stats.server_cpu_ms_per_request, 4),
         "server_cpu_ms_per_1000_hashes": _rounded(stats.server_cpu_ms_per_1000_hashes, 4),
@@ -136,8 +141,12 @@ def _rows(stats: PhaseStats) -> list[tuple[str, str]]:
     ]
     for name, label in _PERCENTILES:
         rows.append((f"latency {label}", _ms(getattr(latency, name) if latency else None)))
+    rows.append(("latency max", _ms(latency.max if latency else None)))
+    # When every call succeeded and was sent, "all calls" are the successful ones.
+    everything = stats.latency_all or latency
+    rows.append(("p99, all calls", _ms(everything.p99 if everything else None)))
+    rows.append(("max, all calls", _ms(everything.max if everything else None)))
     rows += [
-        ("latency max", _ms(latency.max if latency else None)),
         ("server CPU/request", _cpu(stats.server_cpu_ms_per_request)),
         ("server CPU/1,000 hashes", _cpu(stats.server_cpu_ms_per_1000_hashes)),
         ("harness CPU", f"{stats.harness_cores:.2f} cores"),
@@ -195,6 +204,14 @@ def render_table(report: Report) -> str:
         lines.append("  ".join(cells).rstrip())
     start = "when each call was due" if settings.open_loop else "each call's start"
     lines.append(f"latency: of successful calls, from {start} to its answer")
+    if any(
+        phase is not None and phase.stats.latency_all is not None
+        for phase in (result.discover, result.ceiling)
+    ):
+        lines.append(
+            "all calls: failed ones counted with their time to failure, never-sent ones with "
+            "the least they would have waited"
+        )
     if result.ceiling is not None:
         lines.append("")
         fraction = result.ceiling_fraction

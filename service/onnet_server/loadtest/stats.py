@@ -3,7 +3,11 @@
 Figures count only calls whose (scheduled) start fell in the measured window, after the
 warm-up. Rates divide by the time from the window's start to the last measured answer, so
 calls still in flight when the window closed are neither dropped nor given free time.
-Percentiles are exact (nearest rank over every successful call), not estimated from buckets.
+Percentiles are exact (nearest rank), not estimated from buckets: over the successful calls,
+and again over every call, where a failed call counts with its time to failure and a call
+the open loop never sent with the least it would have waited (the window's end minus when
+it was due). Under overload the second set is the honest one: dropping the slowest calls
+would hide exactly the wait the clients saw.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class Samples:
         """Calls answered during the warm-up (not measured; shown in the progress line)."""
         self.errors: Counter[str] = Counter()
         """Failed calls by status code name."""
+        self.unsent = array("d")
+        """Open loop: for each measured call never sent, the least it would have waited."""
 
     def add(
         self, offset: float, latency: float, code: grpc.StatusCode, hashes: int, matches: int
@@ -73,6 +79,16 @@ class Samples:
         )
         return float(ends.max())
 
+    def add_unsent(self, waited_at_least: float) -> None:
+        """Record a measured call the open loop never sent, and its least wait."""
+        self.unsent.append(waited_at_least)
+
+    def all_latencies(self) -> np.ndarray[tuple[int], np.dtype[np.float64]]:
+        """Every measured call's latency, failed and unsent ones included, sorted."""
+        answered = np.frombuffer(self.latencies, dtype=np.float64)
+        unsent = np.frombuffer(self.unsent, dtype=np.float64)
+        return np.sort(np.concatenate([answered, unsent]))
+
     def ok_latencies(self) -> np.ndarray[tuple[int], np.dtype[np.float64]]:
         """The latencies of successful calls, sorted."""
         latencies = np.frombuffer(self.latencies, dtype=np.float64)
@@ -98,7 +114,7 @@ def percentile(ordered: np.ndarray[tuple[int], np.dtype[np.float64]], share: flo
 
 @dataclass(frozen=True)
 class Latency:
-    """Latency of the successful calls, in seconds."""
+    """Latency of a set of calls, in seconds."""
 
     p50: float
     p90: float
@@ -106,6 +122,20 @@ class Latency:
     p999: float
     max: float
     mean: float
+
+    @classmethod
+    def of(cls, ordered: np.ndarray[tuple[int], np.dtype[np.float64]]) -> Latency | None:
+        """The summary of sorted latencies; None when there are none."""
+        if not len(ordered):
+            return None
+        return cls(
+            p50=percentile(ordered, 0.50),
+            p90=percentile(ordered, 0.90),
+            p99=percentile(ordered, 0.99),
+            p999=percentile(ordered, 0.999),
+            max=float(ordered[-1]),
+            mean=float(ordered.mean()),
+        )
 
 
 @dataclass(frozen=True)
@@ -129,11 +159,14 @@ class PhaseStats:
     matches: int
     """Matches in successful calls."""
     latency: Latency | None
-    """None when no call succeeded."""
+    """Of the successful calls; None when no call succeeded."""
     harness_cpu: float
     """CPU seconds this process (the harness) spent in the window."""
     server_cpu: float | None = None
     """CPU seconds the server spent in the window, when it could be read."""
+    latency_all: Latency | None = None
+    """Of every measured call, failed and never-sent ones included (see the module's
+    docstring); None when every call succeeded and was sent."""
     missed: int = 0
     """Open loop: calls of the timetable never sent because too many were in flight."""
     max_late: float = 0.0
@@ -196,17 +229,10 @@ def summarize(
     notes: list[str] | None = None,
 ) -> PhaseStats:
     """The figures of one phase's samples."""
-    ordered = samples.ok_latencies()
-    latency = None
-    if len(ordered):
-        latency = Latency(
-            p50=percentile(ordered, 0.50),
-            p90=percentile(ordered, 0.90),
-            p99=percentile(ordered, 0.99),
-            p999=percentile(ordered, 0.999),
-            max=float(ordered[-1]),
-            mean=float(ordered.mean()),
-        )
+    latency = Latency.of(samples.ok_latencies())
+    everything = None
+    if samples.errors or len(samples.unsent):
+        everything = Latency.of(samples.all_latencies())
     return PhaseStats(
         method=method,
         calls=samples.calls,
@@ -217,6 +243,7 @@ def summarize(
         hashes_sent=samples.hashes_sent,
         matches=samples.matches,
         latency=latency,
+        latency_all=everything,
         harness_cpu=harness_cpu,
         server_cpu=server_cpu,
         missed=missed,
