@@ -10,10 +10,13 @@ from pathlib import Path
 
 import grpc
 
-__all__ = ["channel_credentials"]
+__all__ = ["channel_credentials", "read_pem"]
 
 
-def _read_pem(path: str | Path, what: str) -> bytes:
+def read_pem(path: str | Path, what: str) -> bytes:
+    """The PEM bytes of ``path``; ValueError naming the file and ``what`` it should be."""
+    # gRPC would read nothing until the first handshake and then fail it without naming the
+    # file, so files are read and checked up front.
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -41,7 +44,7 @@ def channel_credentials(
             "a client certificate is useless without its private key"
         )
     return grpc.ssl_channel_credentials(
-        root_certificates=None if ca_file is None else _read_pem(ca_file, "CA file"),
-        private_key=None if key_file is None else _read_pem(key_file, "key file"),
-        certificate_chain=None if cert_file is None else _read_pem(cert_file, "certificate file"),
+        root_certificates=None if ca_file is None else read_pem(ca_file, "CA file"),
+        private_key=None if key_file is None else read_pem(key_file, "key file"),
+        certificate_chain=None if cert_file is None else read_pem(cert_file, "certificate file"),
     )

@@ -20,21 +20,24 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import grpc
-
 import onnet
 from onnet_server.cli_admin import add_admin_commands
+from onnet_server.cli_common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    add_connection_arguments,
+    channel_credentials_of,
+    fail,
+    secret,
+    show_progress,
+)
 from onnet_server.cli_loadtest import add_loadtest_command
 from onnet_server.cli_secrets import add_secret_commands
 from onnet_server.config import ConfigError, ServerConfig
 
 __all__ = ["main"]
-
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-DEFAULT_TARGET = "127.0.0.1:50051"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,28 +46,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except ConfigError as exc:
-        _fail(f"configuration error: {exc}")
+        fail(f"configuration error: {exc}")
         code = EXIT_USAGE
     except (onnet.AddressBookError, onnet.InvalidNumberError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         code = EXIT_USAGE
     except onnet.QuotaExceededError as exc:
         wait = f"; try again in {exc.retry_after:.0f} s" if exc.retry_after is not None else ""
-        _fail(f"the service refused the request: {exc.reason}{wait}")
+        fail(f"the service refused the request: {exc.reason}{wait}")
         code = EXIT_REFUSED
     except (onnet.UnavailableError, onnet.DeadlineExceededError) as exc:
-        _fail(f"cannot reach the onnet service at {args.target}: {exc.reason}")
+        fail(f"cannot reach the onnet service at {args.target}: {exc.reason}")
         code = EXIT_UNREACHABLE
     except onnet.ServiceError as exc:
-        _fail(f"the service refused the request: {exc.reason}")
+        fail(f"the service refused the request: {exc.reason}")
         code = EXIT_REFUSED
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
-
-
-def _fail(message: str) -> None:
-    print(f"onnet: {message}", file=sys.stderr)
 
 
 def _region(text: str) -> str:
@@ -149,22 +148,7 @@ def _client_command(
     command: argparse.ArgumentParser = commands.add_parser(
         name, help=help_text, description=help_text
     )
-    command.add_argument(
-        "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="the onnet service"
-    )
-    command.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
-    command.add_argument(
-        "--token-file", type=Path, metavar="FILE", help="credential (else $ONNET_TOKEN)"
-    )
-    command.add_argument(
-        "--ca", type=Path, metavar="FILE", help="use TLS, trusting this CA ($ONNET_TLS_CA)"
-    )
-    command.add_argument(
-        "--cert", type=Path, metavar="FILE", help="client certificate ($ONNET_TLS_CLIENT_CERT)"
-    )
-    command.add_argument(
-        "--key", type=Path, metavar="FILE", help="its private key ($ONNET_TLS_CLIENT_KEY)"
-    )
+    add_connection_arguments(command)
     return command
 
 
@@ -272,38 +256,17 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(config))
     except (OSError, RuntimeError) as exc:
-        _fail(f"cannot serve on {config.listen}: {exc}")
+        fail(f"cannot serve on {config.listen}: {exc}")
         return EXIT_USAGE
     return EXIT_OK
-
-
-def _token_of(args: argparse.Namespace) -> str | None:
-    if args.token_file is not None:
-        try:
-            return str(args.token_file.read_text(encoding="ascii").strip())
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the token file {args.token_file}: {exc}") from None
-    return os.environ.get("ONNET_TOKEN") or None
-
-
-def _tls_of(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    ca = args.ca or os.environ.get("ONNET_TLS_CA")
-    cert = args.cert or os.environ.get("ONNET_TLS_CLIENT_CERT")
-    key = args.key or os.environ.get("ONNET_TLS_CLIENT_KEY")
-    if not (ca or cert or key):
-        return None
-    try:
-        return onnet.channel_credentials(ca, cert, key)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def _registry(args: argparse.Namespace, timeout: float | None) -> onnet.RegistryClient:
     return onnet.RegistryClient(
         args.target,
         timeout=timeout if timeout is not None else 10.0,
-        token=_token_of(args),
-        credentials=_tls_of(args),
+        token=secret(args.token_file, "ONNET_TOKEN", "token"),
+        credentials=channel_credentials_of(args),
     )
 
 
@@ -342,10 +305,9 @@ def _import(args: argparse.Namespace) -> int:
     try:
         total = count_lines(args.file)
     except OSError as exc:
-        _fail(f"cannot read {args.file}: {exc.strerror}")
+        fail(f"cannot read {args.file}: {exc.strerror}")
         return EXIT_USAGE
-    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-    bar = ProgressBar(total, sys.stderr) if show else None
+    bar = ProgressBar(total, sys.stderr) if show_progress(args.progress) else None
     line_of_row: list[int] = []
     bad_lines: list[BadLine] = []
 
@@ -366,7 +328,7 @@ def _import(args: argparse.Namespace) -> int:
         with _registry(args, None) as client:
             result = client.import_users(rows(), batch_size=args.batch, progress=on_progress)
     except UnicodeDecodeError:
-        _fail(f"{args.file} is not UTF-8 text")
+        fail(f"{args.file} is not UTF-8 text")
         return EXIT_USAGE
     if bar is not None:
         bar.finish(total)
@@ -391,8 +353,8 @@ def _discover(args: argparse.Namespace) -> int:
     with onnet.Client(
         args.target,
         timeout=args.timeout,
-        token=_token_of(args),
-        credentials=_tls_of(args),
+        token=secret(args.token_file, "ONNET_TOKEN", "token"),
+        credentials=channel_credentials_of(args),
         sync_state=state,
     ) as client:
         try:
@@ -493,10 +455,10 @@ def _new_pepper(args: argparse.Namespace) -> int:
     try:
         pepper = write_pepper_file(args.file)
     except FileExistsError:
-        _fail(f"{args.file} exists; refusing to overwrite a pepper")
+        fail(f"{args.file} exists; refusing to overwrite a pepper")
         return EXIT_USAGE
     except OSError as exc:
-        _fail(f"cannot write {args.file}: {exc.strerror}")
+        fail(f"cannot write {args.file}: {exc.strerror}")
         return EXIT_USAGE
     print(f"wrote pepper {pepper.key_id} to {args.file}; set ONNET_PEPPER_FILE={args.file}")
     return EXIT_OK

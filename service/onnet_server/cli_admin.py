@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from onnet_server.cli_common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, fail
 from onnet_server.config import ConfigError
 from onnet_server.pepper import read_pepper_file
 from onnet_server.stores.redis_connection import STORE_DOWN, RedisClient, connect, describe
@@ -21,9 +21,6 @@ from onnet_server.stores.redis_layout import Layout
 
 __all__ = ["add_admin_commands"]
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
 _Result = TypeVar("_Result")
 
 
@@ -66,10 +63,6 @@ def _redis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-cluster", metavar="HOST:PORT[,...]", help="$ONNET_REDIS_CLUSTER")
 
 
-def _fail(message: str) -> None:
-    print(f"onnet: {message}", file=sys.stderr)
-
-
 def _path(value: Path | None, variable: str) -> Path:
     text = value or os.environ.get(variable)
     if not text:
@@ -95,7 +88,7 @@ def _with_redis(
     try:
         return asyncio.run(run())
     except STORE_DOWN as error:
-        _fail(f"cannot reach {describe(url, cluster)}: {type(error).__name__}")
+        fail(f"cannot reach {describe(url, cluster)}: {type(error).__name__}")
         return None
 
 
@@ -125,7 +118,7 @@ def _drop_registry(args: argparse.Namespace) -> int:
     from onnet_server.rotation import drop_registry  # noqa: PLC0415
 
     if not args.yes:
-        _fail(f"this deletes the registry under prefix {args.prefix}; add --yes to do it")
+        fail(f"this deletes the registry under prefix {args.prefix}; add --yes to do it")
         return EXIT_USAGE
     layout = Layout(args.prefix)
     deleted = _with_redis(args, lambda client: drop_registry(client, layout))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,17 @@ from typing import Any
 import grpc
 
 import onnet
-from onnet_server.config import ConfigError
+from onnet_server.cli_common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    add_connection_arguments,
+    channel_credentials_of,
+    fail,
+    secret,
+    show_progress,
+)
 from onnet_server.loadtest.live import LiveLine
 from onnet_server.loadtest.plot import PlotUnavailableError, check_plotting, write_plot
 from onnet_server.loadtest.population import MAX_USERS, make_books
@@ -49,11 +58,6 @@ from onnet_server.progress import ProgressBar
 
 __all__ = ["add_loadtest_command"]
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MATCH_SHARE = 0.1
 """Share of each book that is registered, when a population is given and no share is."""
 
@@ -98,24 +102,7 @@ def add_loadtest_command(commands: Any) -> None:  # noqa: ANN401 - argparse's su
 
 def _target_arguments(command: argparse.ArgumentParser) -> None:
     target = command.add_argument_group("target")
-    target.add_argument(
-        "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="the onnet service"
-    )
-    target.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S", help="seconds per call (default 10)"
-    )
-    target.add_argument(
-        "--token-file", type=Path, metavar="FILE", help="account credential (else $ONNET_TOKEN)"
-    )
-    target.add_argument(
-        "--ca", type=Path, metavar="FILE", help="use TLS, trusting this CA ($ONNET_TLS_CA)"
-    )
-    target.add_argument(
-        "--cert", type=Path, metavar="FILE", help="client certificate ($ONNET_TLS_CLIENT_CERT)"
-    )
-    target.add_argument(
-        "--key", type=Path, metavar="FILE", help="its private key ($ONNET_TLS_CLIENT_KEY)"
-    )
+    add_connection_arguments(target, credential="account credential")
 
 
 def _shape_arguments(command: argparse.ArgumentParser) -> None:
@@ -236,32 +223,6 @@ def _output_arguments(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _fail(message: str) -> None:
-    print(f"onnet: {message}", file=sys.stderr)
-
-
-def _secret(path: Path | None, variable: str, what: str) -> str | None:
-    """A credential from a file, else from ``variable``; never from the command line."""
-    if path is not None:
-        try:
-            return path.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read the {what} file {path}: {exc}") from None
-    return os.environ.get(variable) or None
-
-
-def _tls(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
-    ca = args.ca or os.environ.get("ONNET_TLS_CA")
-    cert = args.cert or os.environ.get("ONNET_TLS_CLIENT_CERT")
-    key = args.key or os.environ.get("ONNET_TLS_CLIENT_KEY")
-    if not (ca or cert or key):
-        return None
-    try:
-        return onnet.channel_credentials(ca, cert, key)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
 def _settings(args: argparse.Namespace) -> Settings:
     users = args.populate if args.populate is not None else (args.users or 0)
     share = args.match_share
@@ -296,14 +257,10 @@ def _server_cpu(args: argparse.Namespace) -> ServerCpu:
     return cpu
 
 
-def _show_progress(args: argparse.Namespace) -> bool:
-    return bool(args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty()))
-
-
 def _populate(args: argparse.Namespace, credentials: grpc.ChannelCredentials | None) -> Population:
     users: int = args.populate
-    token = _secret(args.service_token_file, "ONNET_SERVICE_TOKEN", "service token")
-    bar = ProgressBar(users, sys.stderr, unit="users") if _show_progress(args) else None
+    token = secret(args.service_token_file, "ONNET_SERVICE_TOKEN", "service token")
+    bar = ProgressBar(users, sys.stderr, unit="users") if show_progress(args.progress) else None
     registered = register_population(
         args.target,
         users,
@@ -323,30 +280,30 @@ def _loadtest(args: argparse.Namespace) -> int:
             check_plotting()
         server_cpu = _server_cpu(args)
     except (ValueError, PlotUnavailableError, CpuReadError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return EXIT_USAGE
-    credentials = _tls(args)
-    target = Target(args.target, credentials, _secret(args.token_file, "ONNET_TOKEN", "token"))
+    credentials = channel_credentials_of(args)
+    target = Target(args.target, credentials, secret(args.token_file, "ONNET_TOKEN", "token"))
     population = None
     if args.populate:
         try:
             population = _populate(args, credentials)
         except (onnet.UnavailableError, onnet.DeadlineExceededError) as exc:
-            _fail(f"cannot reach the onnet service at {args.target}: {exc.reason}")
+            fail(f"cannot reach the onnet service at {args.target}: {exc.reason}")
             return EXIT_UNREACHABLE
         except onnet.ServiceError as exc:
-            _fail(f"the Registry refused the population: {exc.reason}")
+            fail(f"the Registry refused the population: {exc.reason}")
             return EXIT_REFUSED
         if population.rejected:
-            _fail(f"the Registry rejected {population.rejected:,} of the population's users")
+            fail(f"the Registry rejected {population.rejected:,} of the population's users")
     books = make_books(
         settings.concurrency, settings.batch, settings.match_share, settings.users, settings.seed
     )
-    live = LiveLine(sys.stderr if _show_progress(args) else None)
+    live = LiveLine(sys.stderr if show_progress(args.progress) else None)
     try:
         result = asyncio.run(run(target, settings, books, server_cpu=server_cpu, live=live))
     except LoadTestError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return exc.exit_code
     report = Report(
         args.target, settings, result, population, server_cpu.describe() if server_cpu else None
@@ -366,9 +323,9 @@ def _publish(
         try:
             write_plot(args.plot, result, f"{args.target}: {describe_settings(settings)}")
         except OSError as exc:
-            _fail(f"cannot write {args.plot}: {exc.strerror}")
+            fail(f"cannot write {args.plot}: {exc.strerror}")
             return EXIT_USAGE
     if result.discover.stats.calls and not result.discover.stats.ok:
-        _fail("no Discover call succeeded: see the errors by status code")
+        fail("no Discover call succeeded: see the errors by status code")
         return EXIT_REFUSED
     return EXIT_OK

@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from onnet_server.cli_common import EXIT_OK, EXIT_USAGE, fail
+
 __all__ = ["add_secret_commands"]
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-
-
-def _fail(message: str) -> None:
-    print(f"onnet: {message}", file=sys.stderr)
 
 
 def add_secret_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers action
@@ -66,10 +60,10 @@ def _dev_certs(args: argparse.Namespace) -> int:
     try:
         made = make_dev_certs(args.directory, hosts=hosts, days=args.days, overwrite=args.force)
     except FileExistsError as exc:
-        _fail(f"{exc.filename or exc} exists; pass --force to overwrite")
+        fail(f"{exc.filename or exc} exists; pass --force to overwrite")
         return EXIT_USAGE
     except (OSError, ValueError) as exc:
-        _fail(f"cannot make certificates in {args.directory}: {exc}")
+        fail(f"cannot make certificates in {args.directory}: {exc}")
         return EXIT_USAGE
     print(f"wrote a development CA and certificates to {args.directory} (development only)")
     print(f"  server:  --tls-cert {made.server_cert} --tls-key {made.server_key}")
@@ -95,10 +89,10 @@ def _signing_key(args: argparse.Namespace) -> int:
             file.write(new_signing_key_pem())
         public_path.write_bytes(public_key_pem(load_signing_key(args.file)))
     except FileExistsError as exc:
-        _fail(f"{exc.filename or exc} exists; refusing to overwrite a key")
+        fail(f"{exc.filename or exc} exists; refusing to overwrite a key")
         return EXIT_USAGE
     except OSError as exc:
-        _fail(f"cannot write {args.file}: {exc.strerror}")
+        fail(f"cannot write {args.file}: {exc.strerror}")
         return EXIT_USAGE
     print(f"wrote the signing key {args.file} (keep it with the account service)")
     print(f"and its public key {public_path}: set ONNET_AUTH_PUBLIC_KEYS={public_path}")
@@ -112,9 +106,9 @@ def _token(args: argparse.Namespace) -> int:
         key = load_signing_key(args.signing_key)
         print(issue_token(key, args.subject, args.kind, args.ttl))
     except (KeyFileError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return EXIT_USAGE
     except OSError as exc:
-        _fail(f"cannot read {args.signing_key}: {exc.strerror}")
+        fail(f"cannot read {args.signing_key}: {exc.strerror}")
         return EXIT_USAGE
     return EXIT_OK

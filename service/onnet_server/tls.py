@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 
+from onnet._tls import read_pem
 from onnet_server.config import ConfigError
 
 __all__ = ["TlsConfigError", "peer_common_name", "server_credentials"]
@@ -22,15 +23,10 @@ class TlsConfigError(ConfigError):
 
 
 def _read_pem(path: Path, what: str) -> bytes:
-    # gRPC would read nothing until the first handshake and then fail it without naming the
-    # file, so the files are read and checked here, at start.
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TlsConfigError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
-    if b"-----BEGIN " not in data:
-        raise TlsConfigError(f"the {what} {path} holds no PEM data")
-    return data
+        return read_pem(path, what)
+    except ValueError as error:
+        raise TlsConfigError(str(error)) from None
 
 
 def server_credentials(
