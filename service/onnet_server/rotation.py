@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE, Fingerprinter
-from onnet_server.stores.redis_connection import RedisClient
+from onnet_server.stores.redis_connection import RedisClient, scan_keys
 from onnet_server.stores.redis_layout import Layout
 from onnet_server.stores.redis_store import RedisRegistry
 
@@ -55,9 +55,7 @@ async def move_blocklists(
         raise ValueError("the old and the new prefix must differ")
     source, target = Fingerprinter(old_pepper), Fingerprinter(new_pepper)
     destination = RedisRegistry(client, layout=new)  # writes only: no snapshot, no feed
-    keys = list(dict.fromkeys([_text(key) async for key in client.scan_iter(
-        match=old.blocks_pattern(), count=10_000
-    )]))  # fmt: skip
+    keys = [key for key in await scan_keys(client, old.group_pattern()) if old.is_blocks_key(key)]
     users = blocks = missing = 0
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
@@ -91,12 +89,7 @@ async def drop_registry(client: RedisClient, layout: Layout) -> int:
 
     Quota buckets have no registry prefix and stay: accounts keep what they spent.
     """
-    keys = {
-        _text(key)
-        async for key in client.scan_iter(match=f"{layout.prefix}:{{g[0-9][0-9]}}:*", count=10_000)
-    }
-    keys.add(layout.epoch_key())
-    ordered = sorted(keys)
+    ordered = sorted({*await scan_keys(client, layout.group_pattern()), layout.epoch_key()})
     deleted = 0
     for start in range(0, len(ordered), _CHUNK):
         pipe = client.pipeline(transaction=False)
@@ -105,7 +98,3 @@ async def drop_registry(client: RedisClient, layout: Layout) -> int:
         deleted += sum(int(n) for n in await pipe.execute())
     _log.info("registry under prefix %s dropped: %d keys", layout.prefix, deleted)
     return deleted
-
-
-def _text(key: bytes | str) -> str:
-    return key.decode() if isinstance(key, bytes) else key

@@ -23,7 +23,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["STORE_DOWN", "RedisClient", "connect", "connect_and_run", "describe"]
+__all__ = ["STORE_DOWN", "RedisClient", "connect", "connect_and_run", "describe", "scan_keys"]
 
 _log = logging.getLogger(__name__)
 
@@ -73,6 +73,15 @@ def connect(redis_url: str | None, cluster_nodes: str | None) -> RedisClient:
         socket_timeout=_COMMAND_TIMEOUT,
         retry=no_retry,
     )
+
+
+async def scan_keys(client: RedisClient, pattern: str) -> list[str]:
+    """Every key matching ``pattern``, each once (SCAN may return a key more than once)."""
+    found = [
+        key.decode() if isinstance(key, bytes) else key
+        async for key in client.scan_iter(match=pattern, count=10_000)
+    ]
+    return list(dict.fromkeys(found))
 
 
 def describe(redis_url: str | None, cluster_nodes: str | None) -> str:

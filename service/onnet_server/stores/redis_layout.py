@@ -103,17 +103,21 @@ class Layout:
         """A random marker of this Redis's data, set once; its loss means the data was lost."""
         return f"{self.prefix}:epoch"
 
-    def bucket_pattern(self) -> str:
-        """A SCAN pattern that matches every bucket key of every group."""
-        return f"{self.prefix}:{{g[0-9][0-9]}}:u:*"
+    def group_pattern(self) -> str:
+        """A SCAN pattern for every key of every group: all of the registry but the epoch."""
+        return f"{self.prefix}:{{g[0-9][0-9]}}:*"
+
+    def is_bucket_key(self, key: str) -> bool:
+        """Whether ``key`` (of the group pattern) is a bucket of users' records."""
+        return key.split(":", 3)[2] == "u"
+
+    def is_blocks_key(self, key: str) -> bool:
+        """Whether ``key`` (of the group pattern) is a user's blocklist."""
+        return key.split(":", 3)[2] == "b"
 
     def blocks_key(self, user_id: str) -> str:
         """The set of fingerprints ``user_id`` blocked, in the user's group."""
         return f"{self._tag(self.group_of(user_id)[0])}:b:{user_id}"
-
-    def blocks_pattern(self) -> str:
-        """A SCAN pattern that matches every blocklist key of every group."""
-        return f"{self.prefix}:{{g[0-9][0-9]}}:b:*"
 
     def user_of_blocks_key(self, key: str) -> str:
         """The user whose blocklist ``key`` is."""

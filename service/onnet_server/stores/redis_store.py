@@ -26,7 +26,7 @@ from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Registration, UserRow
 from onnet_server.stores.index_reads import IndexReads
-from onnet_server.stores.redis_connection import STORE_DOWN, RedisClient
+from onnet_server.stores.redis_connection import STORE_DOWN, RedisClient, scan_keys
 from onnet_server.stores.redis_layout import (
     GROUPS,
     STREAM_MAXLEN,
@@ -299,28 +299,22 @@ class RedisRegistry(IndexReads):
         index = RegistryIndex()
         # Positions are read before the data: changes made in between are replayed, harmlessly.
         cursors = [await self._position(group) for group in range(GROUPS)]
-        # SCAN may return a key more than once; each bucket is read once.
-        keys = list(
-            dict.fromkeys(
-                [
-                    key
-                    async for key in self._client.scan_iter(
-                        match=self._layout.bucket_pattern(), count=10_000
-                    )
-                ]
-            )
-        )
+        # One pass over the registry's keys finds both the buckets and the blocklists.
+        keys = await scan_keys(self._client, self._layout.group_pattern())
+        buckets = [key for key in keys if self._layout.is_bucket_key(key)]
         users: list[bytes] = []
         values: list[bytes] = []
-        for start in range(0, len(keys), _SNAPSHOT_CHUNK):
+        for start in range(0, len(buckets), _SNAPSHOT_CHUNK):
             pipe = self._client.pipeline(transaction=False)
-            for key in keys[start : start + _SNAPSHOT_CHUNK]:
+            for key in buckets[start : start + _SNAPSHOT_CHUNK]:
                 pipe.hgetall(key)
             for bucket_records in await pipe.execute():
                 users.extend(bucket_records.keys())
                 values.extend(bucket_records.values())
         index.load([user.decode() for user in users], *parse_records(values))
-        blocklists = await self._load_blocklists(index)
+        blocklists = await self._load_blocklists(
+            index, [key for key in keys if self._layout.is_blocks_key(key)]
+        )
         self.index, self.blocklists, self._cursors = index, blocklists, cursors
         missing = index.discoverable_without_entry()
         if missing:
@@ -335,18 +329,8 @@ class RedisRegistry(IndexReads):
             "registry index loaded: %d users in %.2f s", len(index), time.monotonic() - started
         )
 
-    async def _load_blocklists(self, index: RegistryIndex) -> Blocklists:
-        """Every registered user's blocklist (lists of users who are gone are skipped)."""
-        keys = list(
-            dict.fromkeys(
-                [
-                    key.decode() if isinstance(key, bytes) else key
-                    async for key in self._client.scan_iter(
-                        match=self._layout.blocks_pattern(), count=10_000
-                    )
-                ]
-            )
-        )
+    async def _load_blocklists(self, index: RegistryIndex, keys: list[str]) -> Blocklists:
+        """The blocklists at ``keys`` of registered users (lists of users gone are skipped)."""
         blocklists = Blocklists()
         for start in range(0, len(keys), _SNAPSHOT_CHUNK):
             chunk = keys[start : start + _SNAPSHOT_CHUNK]
