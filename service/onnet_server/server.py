@@ -23,6 +23,7 @@ from onnet.v1 import (
 )
 from onnet_server.auth import Authenticator
 from onnet_server.config import ConfigError, ServerConfig
+from onnet_server.core.accounts import Accounts
 from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import RegistryStore
@@ -175,20 +176,20 @@ async def start_server(
         ],
     )
     oprf_key = OprfKey.from_pepper(pepper.key)
+    accounts = Accounts(store, open_accounts=config.dev_mode)
     private = PrivateDiscovery(
         BlindEvaluator(oprf_key, config.max_batch),
         BucketServer(store, config.max_message_bytes),
         quota,
-        store,
-        open_accounts=config.dev_mode,
+        accounts,
     )
     discovery = DiscoveryService(
         store,
         fingerprinter,
         limits,
         quota,
-        resync_tokens(config, pepper),
-        open_accounts=config.dev_mode,
+        tokens=resync_tokens(config, pepper),
+        accounts=accounts,
     )
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(
         DiscoveryServicer(discovery, private, auth, metrics), server

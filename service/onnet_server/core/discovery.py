@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnet import CONTACT_HASH_VERSION
-from onnet_server.core.errors import InvalidArgument, PermissionDenied, QuotaExceeded
+from onnet_server.core.accounts import Accounts
+from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import Matches, RegistryStore
-from onnet_server.core.quota import QuotaDecision, QuotaStore
+from onnet_server.core.quota import QuotaStore, refuse_over_quota
 from onnet_server.core.resync import ResyncTokens
 from onnet_server.core.validation import check_packed_hashes
 
@@ -25,8 +26,6 @@ __all__ = [
     "DiscoveryLimits",
     "DiscoveryParameters",
     "DiscoveryService",
-    "blockers_of_account",
-    "refuse_over_quota",
 ]
 
 
@@ -60,41 +59,6 @@ class DiscoveryAnswer:
     token: bytes
 
 
-def refuse_over_quota(decision: QuotaDecision, field: str, count: int) -> None:
-    """Raise QuotaExceeded unless ``decision`` allowed a charge of ``count`` new numbers."""
-    if decision.allowed:
-        return
-    if decision.never:
-        raise QuotaExceeded(
-            field,
-            f"{count} new numbers exceed the whole quota; send fewer per call",
-            None,
-        )
-    raise QuotaExceeded(
-        field,
-        f"quota of new numbers exhausted ({decision.remaining} left, {count} asked); "
-        f"retry in {decision.retry_after or 0:.0f} s",
-        decision.retry_after,
-    )
-
-
-def blockers_of_account(
-    store: RegistryStore, account: str, *, open_accounts: bool
-) -> frozenset[str]:
-    """The users who blocked the number ``account`` holds; refuses an unregistered account.
-
-    Blocks are matched against the caller's own number, so an account the registry does not
-    know (never registered, or erased while its credential lives on) would escape every
-    block: it is refused. ``open_accounts`` (development mode) lets such accounts through.
-    """
-    blockers = store.blocked_by(account)
-    if blockers is not None:
-        return blockers
-    if open_accounts:
-        return frozenset()
-    raise PermissionDenied("authorization", "the calling account is not registered")
-
-
 class DiscoveryService:
     """Matches uploads against the registry. Keeps nothing of what it is sent."""
 
@@ -104,20 +68,17 @@ class DiscoveryService:
         fingerprinter: Fingerprinter,
         limits: DiscoveryLimits,
         quota: QuotaStore,
-        tokens: ResyncTokens,
         *,
-        open_accounts: bool = False,
+        tokens: ResyncTokens,
+        accounts: Accounts,
     ) -> None:
-        """Serve lookups from ``store``, charging ``quota`` and issuing ``tokens``.
-
-        ``open_accounts`` (development mode) serves accounts the registry does not know.
-        """
+        """Serve lookups from ``store`` to ``accounts``, charging ``quota``, issuing ``tokens``."""
         self._store = store
         self._fingerprinter = fingerprinter
         self._limits = limits
         self._quota = quota
         self._tokens = tokens
-        self._open_accounts = open_accounts
+        self._accounts = accounts
 
     async def parameters(self, account: str) -> DiscoveryParameters:
         """The parameters ``account`` needs before it uploads, its quota left included."""
@@ -137,7 +98,7 @@ class DiscoveryService:
         call is refused whole (nothing matched, nothing charged) when the new hashes do not
         fit the account's quota.
         """
-        blockers = blockers_of_account(self._store, account, open_accounts=self._open_accounts)
+        blockers = self._accounts.blockers(account)
         check_packed_hashes("hashes", hashes, max_count=self._limits.max_batch, allow_empty=False)
         check_packed_hashes(
             "previous_hashes",

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from onnet_server.core.discovery import blockers_of_account, refuse_over_quota
-from onnet_server.core.ports import RegistryStore
+from onnet_server.core.accounts import Accounts
 from onnet_server.core.private import BlindEvaluator, BucketServer
-from onnet_server.core.quota import QuotaStore
+from onnet_server.core.quota import QuotaStore, refuse_over_quota
 
 __all__ = ["PrivateDiscovery"]
 
@@ -25,23 +24,17 @@ class PrivateDiscovery:
         evaluator: BlindEvaluator,
         buckets: BucketServer,
         quota: QuotaStore,
-        store: RegistryStore,
-        *,
-        open_accounts: bool = False,
+        accounts: Accounts,
     ) -> None:
-        """Evaluate with ``evaluator``, serve ``buckets``, charge ``quota``.
-
-        ``open_accounts`` (development mode) serves accounts the registry does not know.
-        """
+        """Evaluate with ``evaluator``, serve ``buckets`` to ``accounts``, charge ``quota``."""
         self.evaluator = evaluator
         self.buckets = buckets
         self._quota = quota
-        self._store = store
-        self._open_accounts = open_accounts
+        self._accounts = accounts
 
     async def blind_evaluate(self, account: str, blinded_elements: bytes) -> bytes:
         """Check the elements, charge one new number each, then evaluate them."""
-        blockers_of_account(self._store, account, open_accounts=self._open_accounts)
+        self._accounts.blockers(account)  # refuses an account the registry does not know
         count = self.evaluator.check(blinded_elements)
         refuse_over_quota(await self._quota.charge(account, count), "blinded_elements", count)
         # Scalar multiplications release the GIL: a worker thread keeps the event loop free
@@ -50,5 +43,4 @@ class PrivateDiscovery:
 
     def fetch(self, account: str, prefix_bits: int, buckets: list[int]) -> dict[int, list[bytes]]:
         """The asked buckets' entries, less those of users who blocked ``account``'s number."""
-        hidden = blockers_of_account(self._store, account, open_accounts=self._open_accounts)
-        return self.buckets.fetch(prefix_bits, buckets, hidden)
+        return self.buckets.fetch(prefix_bits, buckets, self._accounts.blockers(account))

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from onnet_server.core.errors import QuotaExceeded
+
 __all__ = [
     "CLOCK_RESOLUTION",
     "MAX_ACCOUNT_LENGTH",
@@ -32,6 +34,7 @@ __all__ = [
     "apply_charge",
     "check_charge",
     "leak",
+    "refuse_over_quota",
     "remaining_of",
 ]
 
@@ -139,6 +142,24 @@ def apply_charge(level: float, count: int, policy: QuotaPolicy) -> tuple[float, 
         return level, QuotaDecision(False, remaining_of(level, policy), excess / policy.rate)
     level += count
     return level, QuotaDecision(True, remaining_of(level, policy), None)
+
+
+def refuse_over_quota(decision: QuotaDecision, field: str, count: int) -> None:
+    """Raise QuotaExceeded unless ``decision`` allowed a charge of ``count`` new numbers."""
+    if decision.allowed:
+        return
+    if decision.never:
+        raise QuotaExceeded(
+            field,
+            f"{count} new numbers exceed the whole quota; send fewer per call",
+            None,
+        )
+    raise QuotaExceeded(
+        field,
+        f"quota of new numbers exhausted ({decision.remaining} left, {count} asked); "
+        f"retry in {decision.retry_after or 0:.0f} s",
+        decision.retry_after,
+    )
 
 
 class QuotaStore(Protocol):
