@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import onnet
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.routing import RoutingService
+from onnet_server.loadtest.population import registered_number
 from onnet_server.stores.memory import MemoryRegistry
 from tests.security import registry_client
 from tests.servers import ThreadedServer, fresh_config
@@ -31,10 +32,6 @@ FULL = bool(os.environ.get("ONNET_BENCH_USERS"))
 USERS = int(os.environ.get("ONNET_BENCH_USERS", "0")) or 1_000
 CALLS = 2_000 if FULL else 50
 RESULTS: dict[str, list[float]] = {}
-
-
-def number(i: int) -> str:
-    return f"+1650{2_000_000 + i:07d}"
 
 
 def latencies(call: Callable[[], object]) -> list[float]:
@@ -57,7 +54,7 @@ def test_single_number_lookup_and_screen() -> None:
     assert config.pepper_hex is not None
     fingerprinter = Fingerprinter(bytes.fromhex(config.pepper_hex))
     store = MemoryRegistry()
-    hashes = b"".join(onnet.contact_hash(number(i)) for i in range(USERS))
+    hashes = b"".join(onnet.contact_hash(registered_number(i)) for i in range(USERS))
     fingerprints = fingerprinter.fingerprints(hashes)
     for i in range(USERS):
         store.register_now(f"user-{i}", fingerprints[16 * i : 16 * i + 16], i % 2 == 0)
@@ -65,17 +62,18 @@ def test_single_number_lookup_and_screen() -> None:
     server = ThreadedServer(config, store=store).start()
     try:
         with registry_client(server.target) as registry:
-            registry.block("user-7", number(8))
+            registry.block("user-7", registered_number(8))
             rng = secrets.SystemRandom()
-            asked = [number(rng.randrange(USERS)) for _ in range(CALLS)]
+            asked = [registered_number(rng.randrange(USERS)) for _ in range(CALLS)]
             picks = itertools.cycle(asked)
             health = health_pb2_grpc.HealthStub(registry._channel)
             request = health_pb2.HealthCheckRequest()
             RESULTS["ceiling"] = latencies(lambda: health.Check(request, timeout=5))
             RESULTS["lookup"] = latencies(lambda: registry.lookup([next(picks)]))
             RESULTS["screen"] = latencies(lambda: registry.screen(next(picks), "user-7"))
-            assert registry.screen(number(8), "user-7") is onnet.Verdict.BLOCKED
-            assert registry.lookup([number(3)]) == ["user-3"]  # hidden users are routed to
+            assert registry.screen(registered_number(8), "user-7") is onnet.Verdict.BLOCKED
+            # Hidden users are routed to.
+            assert registry.lookup([registered_number(3)]) == ["user-3"]
             server_picks = itertools.cycle(asked)
             RESULTS["lookup_server"] = latencies(lambda: routing.lookup([next(server_picks)], b""))
             RESULTS["screen_server"] = latencies(

@@ -65,7 +65,6 @@ class RunningServer:
     health: health.aio.HealthServicer
     grace: float
     store: RegistryStore
-    metrics: Metrics
     stop_metrics: Callable[[], None] | None = None
     """Stops the metrics endpoint, when one is served."""
     following: asyncio.Future[None] | None = None
@@ -256,7 +255,6 @@ async def start_server(
         health_servicer,
         config.shutdown_grace,
         store,
-        metrics,
         stop_metrics,
         following,
     )
