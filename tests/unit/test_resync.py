@@ -286,3 +286,19 @@ def test_an_unchanged_book_renews_for_free(tokens: ResyncTokens) -> None:
     tokens.verify(token, ACCOUNT, book)
     with pytest.raises(InvalidArgument):  # the shortcut still checks the token first
         tokens.renew("bob", token, book, book)
+
+
+def test_an_unchanged_book_in_another_order_renews_for_free(tokens: ResyncTokens) -> None:
+    book = split(packed(20))
+    token = tokens.issue(ACCOUNT, b"".join(book))
+    shuffled = list(book)
+    random.shuffle(shuffled)
+    cost, renewed = tokens.renew(ACCOUNT, token, b"".join(sorted(book)), b"".join(shuffled))
+    assert cost == 0
+    tokens.verify(renewed, ACCOUNT, b"".join(book))
+    # As many hashes, one of them new: charged, not skipped.
+    swapped = [*shuffled[:-1], packed(1)]
+    assert tokens.renew(ACCOUNT, token, b"".join(book), b"".join(swapped))[0] == 1
+    # As many hashes, one of them a repeat: nothing new, by the full path.
+    repeated = [*shuffled[:-1], shuffled[0]]
+    assert tokens.renew(ACCOUNT, token, b"".join(book), b"".join(repeated))[0] == 0
