@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,8 +128,8 @@ class Authenticator:
 
 def _bearer_token(metadata: Iterable[Any]) -> str | None:
     """The token of the call's ``authorization: Bearer`` metadata, or None if it has none."""
-    for entry in metadata:
-        key, value = _key_value(entry)
+    # grpc.aio gives (key, value) pairs (its Metadatum is a named tuple).
+    for key, value in metadata:
         if key != METADATA_KEY:
             continue
         text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
@@ -137,11 +137,3 @@ def _bearer_token(metadata: Iterable[Any]) -> str | None:
             raise Unauthenticated(METADATA_KEY, "must be 'Bearer <token>'")
         return text[len(_BEARER) :].strip()
     return None
-
-
-def _key_value(entry: Any) -> tuple[str, str | bytes]:  # noqa: ANN401 - grpc metadata items
-    """(key, value) of a metadata item: a grpc.aio Metadatum or a plain pair."""
-    if isinstance(entry, Mapping):
-        return str(entry["key"]), entry["value"]
-    key, value = entry
-    return str(key), value

@@ -149,7 +149,7 @@ class MetricsInterceptor(aio.ServerInterceptor):
         if handler is None:
             return None
         method = method_label(handler_call_details.method)
-        if method == "other" or method.startswith("Health") or method.startswith("Server"):
+        if method == "other":  # health checks, reflection: not onnet's calls
             return handler
         metrics = self._metrics
         if handler.unary_unary is not None:
