@@ -32,7 +32,7 @@ def add_admin_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's subp
         description="Copy every user's blocklist from the registry under --from-prefix "
         "(fingerprints under ONNET_PREVIOUS_PEPPER_FILE) to the one under --to-prefix "
         "(under ONNET_PEPPER_FILE). Run it after the users were re-imported; running it "
-        "again only adds.",
+        "again only adds. Each pepper must be the one its prefix was built with.",
     )
     _redis_arguments(move)
     move.add_argument("--from-prefix", required=True, metavar="PREFIX")
@@ -50,7 +50,8 @@ def add_admin_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's subp
         "drop-registry",
         help="pepper rotation: delete the old registry's keys",
         description="Delete every key of the registry under --prefix (users, blocklists, "
-        "change streams). Quota buckets stay. Stop the servers of that prefix first.",
+        "change streams, the record of its pepper). Quota buckets stay. Stop the servers of "
+        "that prefix first.",
     )
     _redis_arguments(drop)
     drop.add_argument("--prefix", required=True, metavar="PREFIX")

@@ -1,7 +1,8 @@
 """The pepper: the secret key of the registry's fingerprints, kept outside the store.
 
-It comes from a file or the environment. Without either, a development server makes an
-ephemeral one, which means the registry cannot outlive the process.
+It comes from a file or the environment; outside development mode the configuration
+refuses to be built without one. A development server (``--dev``, embedded store only) may
+make an ephemeral one, which means its registry cannot outlive the process.
 """
 
 from __future__ import annotations
@@ -75,7 +76,11 @@ def load_previous_pepper(config: ServerConfig) -> Pepper | None:
 
 
 def load_pepper(config: ServerConfig) -> Pepper:
-    """The configured pepper: ONNET_PEPPER_FILE, else ONNET_PEPPER, else an ephemeral one."""
+    """The configured pepper: ONNET_PEPPER_FILE, else ONNET_PEPPER, else an ephemeral one.
+
+    Only development mode gets as far as the ephemeral one: ServerConfig refuses any other
+    configuration without a pepper.
+    """
     if config.pepper_file is not None:
         key = read_pepper_file(config.pepper_file, "ONNET_PEPPER_FILE")
         return Pepper.from_key(key, config.pepper_id)

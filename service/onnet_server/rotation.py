@@ -15,8 +15,10 @@ import logging
 from dataclasses import dataclass
 
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE, Fingerprinter
+from onnet_server.pepper import Pepper
 from onnet_server.stores.redis_connection import RedisClient, scan_keys
 from onnet_server.stores.redis_layout import Layout
+from onnet_server.stores.redis_pepper import verify_pepper
 from onnet_server.stores.redis_store import RedisRegistry
 
 __all__ = ["BlocklistMove", "drop_registry", "move_blocklists"]
@@ -49,10 +51,14 @@ async def move_blocklists(
 
     Idempotent: running it again (say, after more users were imported) only adds. Each
     block is written with the registry's own script, so it reaches the new fleet's
-    processes through its change streams.
+    processes through its change streams. Where a registry has its pepper recorded, the
+    pepper given for it must be that one (PepperMismatch otherwise, before anything moves):
+    blocks re-keyed from the wrong pepper would block numbers nobody asked to block.
     """
     if old.prefix == new.prefix:
         raise ValueError("the old and the new prefix must differ")
+    await verify_pepper(client, old, Pepper.from_key(old_pepper), "ONNET_PREVIOUS_PEPPER_FILE")
+    await verify_pepper(client, new, Pepper.from_key(new_pepper), "ONNET_PEPPER_FILE")
     source, target = Fingerprinter(old_pepper), Fingerprinter(new_pepper)
     destination = RedisRegistry(client, layout=new)  # writes only: no snapshot, no feed
     keys = [key for key in await scan_keys(client, old.group_pattern()) if old.is_blocks_key(key)]
@@ -87,9 +93,12 @@ async def move_blocklists(
 async def drop_registry(client: RedisClient, layout: Layout) -> int:
     """Delete every key of the registry under ``layout``'s prefix; return how many.
 
+    The record of its pepper goes too, so the prefix can be used again with another one.
     Quota buckets have no registry prefix and stay: accounts keep what they spent.
     """
-    ordered = sorted({*await scan_keys(client, layout.group_pattern()), layout.epoch_key()})
+    ordered = sorted(
+        {*await scan_keys(client, layout.group_pattern()), layout.epoch_key(), layout.pepper_key()}
+    )
     deleted = 0
     for start in range(0, len(ordered), _CHUNK):
         pipe = client.pipeline(transaction=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -208,6 +209,7 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
         "ONNET_TLS_KEY": str(certs / "server.key"),
         "ONNET_AUTH_PUBLIC_KEYS": f"{key}.pub",
         "ONNET_QUOTA_NEW_NUMBERS": "8",  # the sample book has 5 distinct numbers
+        "ONNET_PEPPER": secrets.token_hex(32),
     }
     tls = {"ONNET_TLS_CA": str(certs / "ca.pem")}
     as_service = {**tls, "ONNET_TOKEN": token("account-service", "--kind", "service")}

@@ -67,6 +67,15 @@ class Blocklists:
         for fingerprint in self._by_user.pop(user_id, set()):
             self._forget_blocker(fingerprint, user_id)
 
+    def replace(self, user_id: str, fingerprints: Iterable[bytes]) -> None:
+        """Make ``user_id``'s blocklist exactly ``fingerprints`` (as read from the store)."""
+        wanted = set(fingerprints)
+        held = self._by_user.get(user_id, set())
+        for fingerprint in held - wanted:
+            self.remove(user_id, fingerprint)
+        for fingerprint in wanted - held:
+            self.add(user_id, fingerprint)
+
     def load(self, pairs: Iterable[tuple[str, bytes]]) -> None:
         """Add many (user, fingerprint) blocks, as read from a snapshot."""
         for user_id, fingerprint in pairs:

@@ -6,11 +6,17 @@ script on one cluster slot:
 
     onnet:{gNN}:u:BBBB   hash  user_id -> record (24 bytes: fingerprint, flags, version)
     onnet:{gNN}:b:USER   set of the fingerprints USER blocked (absent when none)
-    onnet:{gNN}:log      stream of changes (op, user, value, seq), trimmed to about STREAM_MAXLEN
-                         (a process further behind than that reloads a snapshot)
+    onnet:{gNN}:log      stream of changes: op (put, del, block, unblock), user, seq, and for
+                         a del its version; never a fingerprint or a private-mode entry (a
+                         reader takes the user's record or blocklist from the keys above).
+                         Trimmed to about STREAM_MAXLEN (a process further behind than that
+                         reloads a snapshot); an erasure or a displacement also deletes the
+                         user's earlier entries, and only its own del stays.
     onnet:{gNN}:seq      the sequence number of the group's last change (gap detection)
     onnet:{gNN}:ver      the group's last version (versions only grow within a group)
     onnet:epoch          a random marker of the data set; a Redis that lost its data lacks it
+    onnet:pepper         the id and a check value of the pepper that built the registry
+                         (redis_pepper); never the key
 
 Each group's users are spread again over ``BUCKETS`` small hashes, so that each stays in
 Redis's compact listpack encoding (128 entries by default; see README for larger
@@ -103,8 +109,12 @@ class Layout:
         """A random marker of this Redis's data, set once; its loss means the data was lost."""
         return f"{self.prefix}:epoch"
 
+    def pepper_key(self) -> str:
+        """The public identity of the pepper that built this registry (see redis_pepper)."""
+        return f"{self.prefix}:pepper"
+
     def group_pattern(self) -> str:
-        """A SCAN pattern for every key of every group: all of the registry but the epoch."""
+        """A SCAN pattern for every key of every group: the registry but its epoch and pepper."""
         return f"{self.prefix}:{{g[0-9][0-9]}}:*"
 
     def is_bucket_key(self, key: str) -> bool:

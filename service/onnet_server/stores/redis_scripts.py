@@ -3,8 +3,10 @@
 Each write script touches only the keys of one user's group (KEYS: bucket, stream, seq,
 version, blocklist; see redis_layout), bumps the group's version and sequence, and appends
 the change to the group's stream in the same step, so a reader of the stream never misses
-or sees half of a change. Scripts are sent by SHA and re-sent whole when Redis answers
-NOSCRIPT (after a restart or SCRIPT FLUSH).
+a change. A stream entry says only which user changed (op, user, seq; an erasure also its
+version), never a fingerprint or a private-mode entry: readers take the user's current
+record or blocklist from where it lives. Scripts are sent by SHA and re-sent whole when
+Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH).
 """
 
 from __future__ import annotations
@@ -39,28 +41,16 @@ local old = redis.call('HGET', KEYS[1], ARGV[1])
     + """
 local value = ARGV[2] .. ARGV[3] .. struct.pack('>I7', version) .. ARGV[6]
 redis.call('HSET', KEYS[1], ARGV[1], value)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
-           'op', 'put', 'user', ARGV[1], 'value', value, 'seq', seq)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'op', 'put', 'user', ARGV[1], 'seq', seq)
 return {old or '', string.format('%.0f', version)}
 """
 )
 
-# Shared epilogue: erase the user ARGV[1] (record and blocklist) and publish the erasure
-# (needs `maxlen`).
+# Shared epilogue of an erasure and of a displacement, so that both leave the same traces:
+# the user ARGV[1]'s record and blocklist go, and so do the user's earlier changes in the
+# stream (they name the user; those an older release wrote also hold a fingerprint). Only
+# the erasure event itself, which names the user, stays until trimmed. Needs `maxlen`.
 _ERASE = """
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[5])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
-           'op', 'del', 'user', ARGV[1], 'value', struct.pack('>I7', version), 'seq', seq)
-return string.format('%.0f', version)
-"""
-
-_UNREGISTER_LUA = (
-    """-- ARGV: user_id, stream maxlen
--- Erasure: the record goes, and so do the user's earlier changes in the stream (their
--- fingerprints); only the erasure event itself, which names the user, stays until trimmed.
-local maxlen, floor = ARGV[2], 0
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
   local fields = entry[2]
   for j = 1, #fields - 1, 2 do
@@ -69,6 +59,19 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
     end
   end
 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[5])
+local erased = string.format('%.0f', version)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*',
+           'op', 'del', 'user', ARGV[1], 'version', erased, 'seq', seq)
+return erased
+"""
+
+_UNREGISTER_LUA = (
+    """-- ARGV: user_id, stream maxlen
+-- Erasure: every trace of the user goes (see the epilogue).
+local maxlen, floor = ARGV[2], 0
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 """
     + _NEXT_VERSION
     + _ERASE
@@ -77,7 +80,7 @@ end
 _DROP_IF_STALE_LUA = (
     """-- ARGV: user_id, fingerprint, winning version, stream maxlen
 -- Removes a user whose number was registered by someone else, unless their record changed
--- since (another number, or a newer claim on this one).
+-- since (another number, or a newer claim on this one), as an erasure would.
 local maxlen, floor = ARGV[4], 0
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old or string.sub(old, 1, 16) ~= ARGV[2] then return 0 end
@@ -104,8 +107,7 @@ for i = 1, count do
   local seq = redis.call('INCR', KEYS[2])
   local value = fingerprint .. flags .. struct.pack('>I7', version) .. ARGV[base + 5]
   updated[i] = redis.call('HSET', bucket, user, value) == 0 and 1 or 0
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-             'op', 'put', 'user', user, 'value', value, 'seq', seq)
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put', 'user', user, 'seq', seq)
   versions[i] = string.format('%.0f', version)
 end
 redis.call('SET', KEYS[3], string.format('%.0f', last))
@@ -127,8 +129,7 @@ else
   op = 'unblock'
 end
 local seq = redis.call('INCR', KEYS[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
-           'op', op, 'user', ARGV[1], 'value', ARGV[2], 'seq', seq)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'op', op, 'user', ARGV[1], 'seq', seq)
 return 1
 """
 

@@ -5,6 +5,12 @@ redis_scripts). Each server process loads a snapshot into a RegistryIndex at sta
 follows the groups' change streams, so lookups never leave the process and keep working
 while Redis is away. A process that finds a gap in a stream (it fell behind a trim, or Redis
 lost its data) loads a fresh snapshot and swaps it in.
+
+A stream entry names the user who changed, never their number: for each poll the follower
+reads those users' current records and blocklists from Redis in one round trip and applies
+them in the stream's order. A record read may be newer than its entry; applying it early is
+harmless, since the index ignores anything older than what it holds, and an erasure that
+comes between still takes the user's blocklist with it (see ``_apply``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ __all__ = ["RedisRegistry"]
 _log = logging.getLogger(__name__)
 _SNAPSHOT_CHUNK = 1000
 _FEED_BATCH = 1000
+_Change = tuple[int, bytes, dict[bytes, bytes]]
+"""One stream entry as the feed reads it: (group, entry id, fields)."""
 
 
 @dataclass
@@ -83,6 +91,18 @@ class FeedStats:
 
 class _Gap(Exception):
     """A stream skipped sequence numbers: the index must reload."""
+
+
+@dataclass
+class _Current:
+    """What Redis holds now for the users named by one poll's changes."""
+
+    records: dict[str, bytes | None]
+    """The record of each user with a 'put' in the poll; None for one gone since."""
+    blocklists: dict[str, set[bytes]]
+    """Each user who blocked or unblocked: their whole blocklist."""
+    last_block: dict[str, bytes]
+    """Each such user's last block or unblock entry of the poll (where the list applies)."""
 
 
 class RedisRegistry(IndexReads):
@@ -258,10 +278,10 @@ class RedisRegistry(IndexReads):
         return True
 
     def _erase(self, user_id: str, version: int) -> None:
-        """Apply an erasure to this process's index and blocklists.
+        """Apply this process's own erasure (or displacement) to its index and blocklists.
 
-        The blocklist goes unless a newer registration of the user stands (an old erasure
-        replayed after a snapshot): Redis deleted it with the erasure.
+        The blocklist goes unless a newer registration of the user already reached the
+        index through the feed, whose blocklist the feed keeps as Redis has it.
         """
         self.index.delete(user_id, version)
         if self.index.record(user_id) is None:
@@ -416,26 +436,66 @@ class RedisRegistry(IndexReads):
         pipe = self._client.pipeline(transaction=False)
         for group, cursor in enumerate(self._cursors):
             pipe.xread({self._layout.stream_key(group): cursor.last_id}, count=_FEED_BATCH)
-        replies = await pipe.execute()
-        applied = newest_ms = 0
+        changes = [
+            (group, entry_id, entry)
+            for group, reply in enumerate(await pipe.execute())
+            for _stream, entries in _entries_of(reply)
+            for entry_id, entry in entries
+        ]
+        current = await self._read_current(changes)
+        newest_ms = 0
         claimed: set[bytes] = set()
-        for group, reply in enumerate(replies):
-            for _stream, entries in _entries_of(reply):
-                for entry_id, entry in entries:
-                    newest_ms = max(newest_ms, int(_text(entry_id).split("-")[0]))
-                    fingerprint = self._apply(group, entry_id, entry)
-                    if fingerprint is not None:
-                        claimed.add(fingerprint)
-                    applied += 1
+        for group, entry_id, entry in changes:
+            newest_ms = max(newest_ms, int(_text(entry_id).split("-")[0]))
+            fingerprint = self._apply(group, entry_id, entry, current)
+            if fingerprint is not None:
+                claimed.add(fingerprint)
         # A stream id starts with Redis's clock in milliseconds when the change was made.
         self.stats.applied_lag = max(0.0, time.time() - newest_ms / 1000) if newest_ms else 0.0
         self.stats.polled_at = time.monotonic()
         for fingerprint in claimed:
             await self._settle(fingerprint)
-        return applied
+        return len(changes)
 
-    def _apply(self, group: int, entry_id: bytes, entry: dict[bytes, bytes]) -> bytes | None:
-        """Apply one change; return the number it claimed, if it was a registration."""
+    async def _read_current(self, changes: list[_Change]) -> _Current:
+        """The current records and blocklists of the users the changes name: one round trip.
+
+        Each command reads one key, so a cluster pipeline sends each to its slot's master.
+        """
+        current = _Current({}, {}, {})
+        putting: list[str] = []
+        blocking: list[str] = []
+        for _group, entry_id, entry in changes:
+            user_id = entry[b"user"].decode()
+            if entry[b"op"] == b"put" and user_id not in current.records:
+                current.records[user_id] = None
+                putting.append(user_id)
+            elif entry[b"op"] in (b"block", b"unblock"):
+                if user_id not in current.last_block:
+                    blocking.append(user_id)
+                current.last_block[user_id] = entry_id
+        if not (putting or blocking):
+            return current
+        pipe = self._client.pipeline(transaction=False)
+        for user_id in putting:
+            group, bucket = self._layout.group_of(user_id)
+            pipe.hget(self._layout.bucket_key(group, bucket), user_id)
+        for user_id in blocking:
+            pipe.smembers(self._layout.blocks_key(user_id))
+        replies = await pipe.execute()
+        current.records.update(zip(putting, replies[: len(putting)], strict=True))
+        current.blocklists.update(zip(blocking, replies[len(putting) :], strict=True))
+        return current
+
+    def _apply(
+        self, group: int, entry_id: bytes, entry: dict[bytes, bytes], current: _Current
+    ) -> bytes | None:
+        """Apply one change; return the number it claimed, if it was a registration.
+
+        Entries written before entries stopped carrying numbers (by a process of an older
+        release, during an upgrade) also have a "value" field: the record, or the blocked
+        fingerprint. It is ignored; only an old erasure's version is read from it.
+        """
         cursor = self._cursors[group]
         seq = int(entry[b"seq"])
         if seq != cursor.last_seq + 1:
@@ -444,20 +504,31 @@ class RedisRegistry(IndexReads):
         claimed = None
         op = entry[b"op"]
         if op == b"put":
-            record = UserRecord.unpack(entry[b"value"])
-            self.index.put(
-                user_id, record.fingerprint, record.version, record.discoverable,
-                record.private_entry,
-            )  # fmt: skip
-            claimed = record.fingerprint
-        elif op == b"block":
-            # A replayed block of a user who is gone by the snapshot: Redis dropped it since.
-            if self.index.record(user_id) is not None:
-                self.blocklists.add(user_id, entry[b"value"])
-        elif op == b"unblock":
-            self.blocklists.remove(user_id, entry[b"value"])
+            value = current.records[user_id]
+            # A record gone by the time of reading is skipped: its 'del' follows in the stream.
+            if value is not None:
+                record = UserRecord.unpack(value)
+                self.index.put(
+                    user_id, record.fingerprint, record.version, record.discoverable,
+                    record.private_entry,
+                )  # fmt: skip
+                claimed = record.fingerprint
+        elif op in (b"block", b"unblock"):
+            # The list read is the state after this poll's changes, so it applies once, at
+            # the user's last change of it; and only to a user still registered here (a
+            # replayed change of a user gone by the snapshot: Redis dropped the list since).
+            registered = self.index.record(user_id) is not None
+            if registered and current.last_block[user_id] == entry_id:
+                self.blocklists.replace(user_id, current.blocklists[user_id])
         else:
-            self._erase(user_id, int.from_bytes(entry[b"value"], "big"))
+            # An erasure written before entries named their fields has its version in "value".
+            named = entry.get(b"version")
+            version = int(named) if named is not None else int.from_bytes(entry[b"value"], "big")
+            self.index.delete(user_id, version)
+            # Unlike a local erasure, always: a record read ahead of the stream may be newer
+            # than this erasure, but the blocklist went with it, and any block made since has
+            # an entry further on that reads the list again.
+            self.blocklists.drop_user(user_id)
         cursor.last_id, cursor.last_seq = entry_id, seq
         return claimed
 

@@ -1,0 +1,258 @@
+"""The change streams carry no number: no fingerprint and no private-mode entry is ever in a
+stream entry, and every process's index still converges (real Redis and Redis Cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from onnet import _oprf as oprf
+from onnet import contact_hash
+from onnet_server.core.fingerprint import Fingerprinter
+from onnet_server.core.private import OprfKey
+from onnet_server.core.registry import ImportRow, RegistryService
+from onnet_server.stores.redis_connection import RedisClient, connect, scan_keys
+from onnet_server.stores.redis_layout import Layout
+from onnet_server.stores.redis_store import RedisRegistry, _Change, _Current
+from tests.stores import open_redis_store
+
+KINDS = ["redis", "cluster"]
+NUMBERS = {
+    "alice-1": "+14155550100",
+    "alice-2": "+442079460958",
+    "bob": "+4930901820",
+    "carol": "+33612345678",
+    "eve": "+819012345678",
+    "frank": "+61412345678",
+}
+EVERYONE = ["alice", "bob", "carol", "dave", "eve", "frank"]
+
+
+def location(kind: str, request: pytest.FixtureRequest) -> tuple[str | None, str | None]:
+    if kind == "redis":
+        return request.getfixturevalue("redis_url"), None
+    return None, request.getfixturevalue("cluster_seeds")
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def stored(client: RedisClient, user_id: str) -> bytes:
+    """The user's record as Redis holds it now."""
+    layout = Layout()
+    group, bucket = layout.group_of(user_id)
+    value = await client.hget(layout.bucket_key(group, bucket), user_id)
+    assert isinstance(value, bytes)
+    return value
+
+
+async def stream_entries(client: RedisClient) -> list[dict[bytes, bytes]]:
+    """Every entry of every stream key under the prefix (every master of a cluster)."""
+    entries: list[dict[bytes, bytes]] = []
+    streams = 0
+    for key in await scan_keys(client, "onnet:*"):
+        if await client.type(key) in (b"stream", "stream"):
+            streams += 1
+            for _id, fields in await client.xrange(key) or []:
+                assert fields is not None
+                entries.append({raw(name): raw(value) for name, value in fields.items()})
+    assert streams > 0
+    return entries
+
+
+def raw(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def answers(store: RedisRegistry, fingerprints: bytes) -> object:
+    """Everything a lookup can ask the store, for comparing two processes."""
+    matched, held = store.match(fingerprints), store.holders(fingerprints)
+    numbers = [fingerprints[i : i + 16] for i in range(0, len(fingerprints), 16)]
+    return (
+        len(store),
+        matched.indexes.tolist(),
+        matched.user_ids,
+        held.indexes.tolist(),
+        held.user_ids,
+        {user: store.blocked_by(user) for user in EVERYONE},
+        {(user, fp): store.blocks(user, fp) for user in EVERYONE for fp in numbers},
+        sorted(store.bucket_entries([0], 0)[0]),
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_no_stream_entry_holds_a_fingerprint_or_a_private_entry(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    where = location(kind, request)
+    pepper = secrets.token_bytes(32)
+    fingerprinter, oprf_key = Fingerprinter(pepper), OprfKey.from_pepper(pepper)
+    fingerprint = {name: fingerprinter.fingerprint(contact_hash(n)) for name, n in NUMBERS.items()}
+    async with open_redis_store(*where) as follower, open_redis_store(*where) as writer:
+        service = RegistryService(writer, fingerprinter, oprf_key)
+        records: list[bytes] = []  # every record the registry held at some point
+
+        async def remember(*user_ids: str) -> None:
+            records.extend([await stored(writer.client, user_id) for user_id in user_ids])
+
+        await service.register("alice", NUMBERS["alice-1"], True)
+        await remember("alice")
+        await service.register("alice", NUMBERS["alice-2"], True)  # a move
+        await remember("alice")
+        await service.register("bob", NUMBERS["bob"], True)
+        await service.register("carol", NUMBERS["carol"], True)
+        await remember("bob", "carol")
+        displaced = await service.register("dave", NUMBERS["alice-2"], True)  # recycled number
+        assert displaced.displaced_user_id == "alice"
+        await remember("dave")
+        assert await service.set_blocked("bob", NUMBERS["alice-1"], True)
+        assert await service.set_blocked("bob", NUMBERS["alice-1"], False)
+        assert await service.set_blocked("bob", NUMBERS["alice-2"], True)  # bob hides from dave
+        assert await service.set_blocked("carol", NUMBERS["bob"], True)
+        outcome = await service.import_batch(
+            [ImportRow("eve", NUMBERS["eve"], True), ImportRow("frank", NUMBERS["frank"], False)],
+            0,
+        )
+        assert outcome.imported == 2
+        await remember("eve", "frank")
+        await service.unregister("carol")  # erasure, with carol's blocklist
+
+        # What must never be in a stream: each number's fingerprint and OPRF output, and
+        # every private-mode entry the registry held (its sealed part on its own too).
+        forbidden: set[bytes] = set()
+        for name, e164 in NUMBERS.items():
+            output = oprf.evaluate(oprf_key.secret, e164.encode("ascii"))
+            forbidden |= {fingerprint[name], fingerprint[name].hex().encode(), output}
+            forbidden.add(output.hex().encode())
+        entries = [record[24:] for record in records if len(record) > 24]
+        assert len(entries) == 6  # every discoverable registration had one
+        forbidden |= set(entries) | {entry[4:] for entry in entries}
+        assert {record[:16] for record in records} <= forbidden  # the test's own numbers
+
+        found = await stream_entries(writer.client)
+        assert found
+        for fields in found:
+            assert set(fields) in ({b"op", b"user", b"seq"}, {b"op", b"user", b"seq", b"version"})
+            assert (b"version" in fields) == (fields[b"op"] == b"del")
+            for field, value in fields.items():
+                for secret in forbidden:
+                    assert secret not in field
+                    assert secret not in value
+        # Erasure and displacement leave the same trace: the user's erasure event alone.
+        for gone in ("alice", "carol"):
+            assert [f[b"op"] for f in found if f[b"user"] == gone.encode()] == [b"del"]
+
+        everything = b"".join(fingerprint.values())
+        expected = answers(writer, everything)
+        assert writer.match(everything).user_ids == ["dave", "bob", "eve"]
+        assert writer.blocked_by("dave") == frozenset({"bob"})
+        assert writer.blocked_by("bob") == frozenset()  # carol's blocklist went with her
+        # A process that followed every change from before the first one agrees...
+        await eventually(lambda: answers(follower, everything) == expected)
+        # ...and so does one that loads a snapshot now.
+        async with open_redis_store(*where) as fresh:
+            assert answers(fresh, everything) == expected
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_entries_of_the_previous_format_are_applied_without_their_value(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """A process of the previous release (during an upgrade) writes entries with a "value"
+    field: the record, the blocked fingerprint, the erasure's version. The follower takes
+    records and blocklists from where they live, and reads only the erasure's version."""
+    where = location(kind, request)
+    layout = Layout()
+    user = "old-timer"
+    group, bucket = layout.group_of(user)
+    held, claimed, blocked = os.urandom(16), os.urandom(16), os.urandom(16)
+    version = time.time_ns() // 1000
+    async with open_redis_store(*where) as follower:
+        client = follower.client
+
+        async def old_entry(op: str, value: bytes) -> None:
+            seq = await client.incr(layout.seq_key(group))
+            fields = {"op": op, "user": user, "value": value, "seq": seq}
+            await client.xadd(layout.stream_key(group), fields)  # type: ignore[arg-type]
+
+        await client.hset(
+            layout.bucket_key(group, bucket), user, held + b"\x01" + version.to_bytes(7, "big")
+        )
+        # The entry's value names another number: the bucket is what counts.
+        await old_entry("put", claimed + b"\x01" + version.to_bytes(7, "big"))
+        await follower.catch_up()
+        assert follower.match(held + claimed).user_ids == [user]
+        assert follower.match(claimed).user_ids == []
+
+        await client.sadd(layout.blocks_key(user), blocked)
+        await old_entry("block", os.urandom(16))
+        await follower.catch_up()
+        assert follower.blocks(user, blocked) is True
+
+        await client.hdel(layout.bucket_key(group, bucket), user)
+        await client.delete(layout.blocks_key(user))
+        await old_entry("del", (version + 1).to_bytes(7, "big"))
+        await follower.catch_up()
+        assert len(follower) == 0
+        assert follower.blocks(user, blocked) is None
+
+
+class ReaderWithARace(RedisRegistry):
+    """A follower that lets ``race`` run between reading the streams and reading records."""
+
+    race: Callable[[], Awaitable[None]] | None = None
+
+    async def _read_current(self, changes: list[_Change]) -> _Current:
+        race, self.race = self.race, None
+        if race is not None:
+            await race()
+        return await super()._read_current(changes)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_erasure_behind_a_record_read_ahead_still_drops_the_blocklist(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """A follower may read a record newer than the entry it applies: here a user erased and
+    registered again before the follower read their record. The erasure's entry, applied
+    after that newer record, must still drop the blocklist Redis deleted with it."""
+    where = location(kind, request)
+    first, second, third, blocked = (os.urandom(16) for _ in range(4))
+    client = connect(*where)
+    if where[1]:
+        await client.initialize()
+    reader = ReaderWithARace(client)
+    await reader.reload()  # no feed task: each catch_up is one poll
+    try:
+        async with open_redis_store(*where) as writer:
+            await writer.register("gus", first, True)
+            await writer.set_blocked("gus", blocked, True)
+            await reader.catch_up()
+            assert reader.blocks("gus", blocked) is True
+
+            await writer.register("gus", second, True)  # the entry the reader will see
+
+            async def erase_and_register_again() -> None:
+                assert await writer.unregister("gus")
+                await writer.register("gus", third, True)
+
+            reader.race = erase_and_register_again
+            await reader.catch_up()
+            assert reader.match(third).user_ids == ["gus"]  # read ahead of the stream
+            await reader.catch_up()  # the erasure and the new registration
+            assert reader.match(first + second + third).user_ids == ["gus"]
+            assert reader.blocks("gus", blocked) is False
+            async with open_redis_store(*where) as fresh:
+                assert fresh.blocks("gus", blocked) is False
+    finally:
+        await reader.close()
