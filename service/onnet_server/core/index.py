@@ -13,13 +13,20 @@ Layout, chosen for bytes per user (no Python object per user):
 - rows: numpy arrays of the fingerprint's two 64-bit halves, the version, the flag, and
   where the user id sits in one shared byte arena (offset and length);
 - two RowSlots tables of row numbers: holders by fingerprint (for lookups) and users by a
-  hash of their id (for changes).
+  hash of their id (for changes);
+- private mode: the rows that have a bucket entry, in order of its 32-bit prefix
+  (``_PrefixOrder``), so that a bucket is a range of positions found by binary search.
+
+Reads are written so that their work depends on the request's size, not on what it finds
+(P7 against a stopwatch): a number that is hidden, blocked or unknown is dropped by a mask
+over the looked-up rows, like every other row, before any user id is read.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +102,167 @@ def _user_hashes(
     return h
 
 
+# Rows added since the last merge are scanned on every bucket read, and a merge rewrites the
+# whole order: 4,096 keeps the scan to some microseconds and spreads a merge (about 15 ms at
+# 1,000,000 entries, bench/README.md) over as many registrations.
+_RECENT_ROWS = 4096
+
+
+class _PrefixOrder:
+    """Entries of one length with their rows, in order of their 32-bit bucket prefix.
+
+    A bucket is then a range of positions, and its entries one block of a two-dimensional
+    array (one row of bytes per entry): reading a bucket touches only its own memory, where
+    entries kept in registration order would cost a cache miss each. Entries added since the
+    last merge wait in a small unsorted part, merged in (vectorized) when it fills. A removed
+    entry's position is marked dead (row -1) at once, its bytes zeroed and its prefix set to
+    its predecessor's, which keeps the order sorted and leaves no trace of the number; the
+    next merge drops the position.
+    """
+
+    def __init__(self, size: int, recent_rows: int = _RECENT_ROWS) -> None:
+        """An empty order of ``size``-byte entries that merges every ``recent_rows`` ones."""
+        self._prefixes = np.zeros(0, dtype=np.uint32)
+        self._rows = np.zeros(0, dtype=np.int32)
+        self._entries = np.zeros((0, size), dtype=np.uint8)
+        self._recent_prefixes = np.zeros(recent_rows, dtype=np.uint32)
+        self._recent_rows = np.full(recent_rows, EMPTY, dtype=np.int32)
+        self._recent_entries = np.zeros((recent_rows, size), dtype=np.uint8)
+        self._recent_count = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by both parts."""
+        parts = (
+            self._prefixes,
+            self._rows,
+            self._entries,
+            self._recent_prefixes,
+            self._recent_rows,
+            self._recent_entries,
+        )
+        return sum(part.nbytes for part in parts)
+
+    def load(
+        self,
+        rows: npt.NDArray[np.int32],
+        prefixes: npt.NDArray[np.uint32],
+        entries: npt.NDArray[np.uint8],
+    ) -> None:
+        """Start over with exactly ``rows``, whose prefixes and entries are given."""
+        order = np.argsort(prefixes, kind="stable")
+        self._prefixes, self._rows = prefixes[order], rows[order]
+        self._entries = np.take(entries, order, axis=0)
+        self._recent_count = 0
+
+    def add(self, row: int, prefix: int, entry: bytes) -> None:
+        """Add a row that is not in the order yet."""
+        at = self._recent_count
+        self._recent_prefixes[at] = prefix
+        self._recent_rows[at] = row
+        self._recent_entries[at] = np.frombuffer(entry, dtype=np.uint8)
+        self._recent_count += 1
+        if self._recent_count == len(self._recent_rows):
+            self._merge()
+
+    def remove(self, row: int, prefix: int) -> None:
+        """Take ``row`` (added with ``prefix``) out of the order, erasing its entry."""
+        start = int(np.searchsorted(self._prefixes, np.uint32(prefix), side="left"))
+        end = int(np.searchsorted(self._prefixes, np.uint32(prefix), side="right"))
+        for position in range(start, end):  # a run of equal 32-bit prefixes: one row, or few
+            if self._rows[position] == row:
+                self._rows[position] = EMPTY
+                self._prefixes[position] = self._prefixes[position - 1] if position else 0
+                self._entries[position] = 0
+                return
+        recent = np.flatnonzero(self._recent_rows[: self._recent_count] == row)
+        self._recent_rows[recent] = EMPTY
+        self._recent_prefixes[recent] = 0
+        self._recent_entries[recent] = 0
+
+    def select(
+        self,
+        buckets: npt.NDArray[np.int64],
+        bits: int,
+        served: Callable[[npt.NDArray[np.int32]], npt.NDArray[np.bool_]],
+    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+        """(prefixes, entries) of the rows in the ``bits``-bit ``buckets`` that ``served``.
+
+        In prefix order. ``buckets`` are distinct, ascending and below 2^bits: each is one
+        range of the main part, all found by binary search at once; ``served`` says which
+        of the rows found may be served, so that only their entries are copied.
+        """
+        shift = 32 - bits
+        lows = (buckets << shift).astype(np.uint32)
+        highs = (((buckets + 1) << shift) - 1).astype(np.uint32)
+        starts = np.searchsorted(self._prefixes, lows, side="left")
+        counts = np.searchsorted(self._prefixes, highs, side="right") - starts
+        positions = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        positions += np.arange(len(positions))
+        rows = self._rows[positions]
+        positions = positions[(rows >= 0) & served(rows)]
+        prefixes = self._prefixes[positions]
+        recent = self._recent_in(buckets, shift)
+        recent = recent[served(self._recent_rows[recent])]
+        if not len(recent):
+            return prefixes, np.take(self._entries, positions, axis=0)
+        recent = recent[np.argsort(self._recent_prefixes[recent], kind="stable")]
+        # The recent entries go between the main ones: one gather of main rows (any row in
+        # the recent slots), then the few recent rows written in place.
+        at = np.searchsorted(prefixes, self._recent_prefixes[recent], side="right")
+        at += np.arange(len(recent))
+        main = np.ones(len(positions) + len(recent), dtype=bool)
+        main[at] = False
+        merged = np.empty(len(main), dtype=np.uint32)
+        merged[main], merged[at] = prefixes, self._recent_prefixes[recent]
+        if len(self._rows):
+            source = np.zeros(len(main), dtype=np.intp)
+            source[main] = positions
+            entries = np.take(self._entries, source, axis=0)
+        else:
+            entries = np.empty((len(main), self._entries.shape[1]), dtype=np.uint8)
+        entries[at] = self._recent_entries[recent]
+        return merged, entries
+
+    def _recent_in(self, buckets: npt.NDArray[np.int64], shift: int) -> npt.NDArray[np.intp]:
+        """Positions of the live recent entries that fall in ``buckets``."""
+        count = self._recent_count
+        if not count or not len(buckets):
+            return np.zeros(0, dtype=np.intp)
+        of = self._recent_prefixes[:count].astype(np.int64) >> shift
+        at = np.minimum(np.searchsorted(buckets, of), len(buckets) - 1)
+        return np.flatnonzero((buckets[at] == of) & (self._recent_rows[:count] >= 0))
+
+    def _merge(self) -> None:
+        """Merge the recent entries into the main part and drop its dead positions."""
+        count = self._recent_count
+        fresh = np.flatnonzero(self._recent_rows[:count] >= 0)
+        fresh = fresh[np.argsort(self._recent_prefixes[fresh], kind="stable")]
+        live = np.flatnonzero(self._rows >= 0)
+        # Each recent entry goes after the main entries of its prefix, shifted by those
+        # recent entries placed before it; one gather then moves every kept entry at once.
+        at = np.searchsorted(self._prefixes[live], self._recent_prefixes[fresh], side="right")
+        at += np.arange(len(fresh))
+        kept = np.ones(len(live) + len(fresh), dtype=bool)
+        kept[at] = False
+        source = np.zeros(len(kept), dtype=np.intp)
+        source[kept] = live
+        if len(self._rows):
+            self._entries = np.take(self._entries, source, axis=0)
+            self._prefixes, self._rows = self._prefixes[source], self._rows[source]
+        else:  # nothing to take from: every position is a recent entry's
+            self._entries = np.empty((len(kept), self._entries.shape[1]), dtype=np.uint8)
+            self._prefixes = np.empty(len(kept), dtype=np.uint32)
+            self._rows = np.empty(len(kept), dtype=np.int32)
+        self._entries[at] = self._recent_entries[fresh]
+        self._prefixes[at] = self._recent_prefixes[fresh]
+        self._rows[at] = self._recent_rows[fresh]
+        self._recent_rows[:] = EMPTY
+        self._recent_prefixes[:] = 0
+        self._recent_entries[:] = 0
+        self._recent_count = 0
+
+
 @dataclass(frozen=True)
 class Record:
     """A user's current claim on a number."""
@@ -115,12 +283,15 @@ class RegistryIndex:
         self._allocate_rows(16)
         self._arena = bytearray()
         self._garbage = 0  # arena bytes of users that are gone
-        # Private mode: each discoverable user's bucket entry (prefix kept in a row array).
-        self._entries = bytearray()
-        self._entry_garbage = 0
-        # Rows with an entry whose user is discoverable, kept as changes happen, so that
-        # GetConfig and FetchBuckets need not count them over every row.
+        # Private mode: each discoverable user's bucket entry, in prefix order, one order
+        # per entry length (ids are padded, so there are few); a row keeps its prefix and
+        # entry length. The rows with an entry whose user is discoverable, and those of them
+        # whose claim is lost, are counted as changes happen, so that GetConfig and
+        # FetchBuckets need not count them over every row.
+        self._orders: dict[int, _PrefixOrder] = {}
+        self._merge_every = _RECENT_ROWS
         self._served_rows = 0
+        self._lost_served = 0
         self._count = 0
         self._free_rows: list[int] = []
         self._next_row = 0
@@ -136,8 +307,8 @@ class RegistryIndex:
         self._uid_offset = np.zeros(capacity, dtype=np.uint32)
         self._uid_length = np.zeros(capacity, dtype=np.uint8)  # 0: a free row
         self._prefix = np.zeros(capacity, dtype=np.uint32)
-        self._entry_offset = np.zeros(capacity, dtype=np.uint32)
         self._entry_length = np.zeros(capacity, dtype=np.uint8)  # 0: no entry
+        self._lost = np.zeros(capacity, dtype=bool)  # a shadowed claim (in self._shadowed)
 
     def __len__(self) -> int:
         """Users with a record (holders and shadowed alike)."""
@@ -154,17 +325,23 @@ class RegistryIndex:
             "rows": sum(array.nbytes for array in self._row_arrays()),
             "tables": self._holders.nbytes + self._users.nbytes,
             "user_ids": len(self._arena),
-            "bucket_entries": len(self._entries),
+            "bucket_entries": sum(order.nbytes for order in self._orders.values()),
         }
 
     # -- reading ---------------------------------------------------------------------------
 
-    def match(self, fingerprints: bytes) -> Matches:
-        """Positions (ascending) and users of the discoverable holders among ``fingerprints``."""
+    def match(self, fingerprints: bytes, excluded: frozenset[str] = frozenset()) -> Matches:
+        """Positions (ascending) and users of the discoverable holders among ``fingerprints``.
+
+        The users in ``excluded`` (those who blocked the asking account) are left out. A
+        hidden or excluded holder costs what a number nobody holds costs: every looked-up
+        row goes through the same masks, and only the rows that pass have their ids read.
+        """
         rows = self._holder_rows(fingerprints)
-        hit = rows >= 0
-        hit[hit] = self._discoverable[rows[hit]]
-        indexes = np.flatnonzero(hit).astype(np.uint32)
+        # Row -1 (nobody) reads the last row's flag, which the first mask then discards:
+        # one gather over every position, whatever each one found.
+        kept = (rows >= 0) & self._discoverable[rows] & ~np.isin(rows, self._rows_of(excluded))
+        indexes = np.flatnonzero(kept).astype(np.uint32)
         return Matches(indexes, self._user_ids(rows[indexes]))
 
     def holders(self, fingerprints: bytes) -> Matches:
@@ -261,6 +438,11 @@ class RegistryIndex:
         bounds = [0, *ends]
         return [text[start:end] for start, end in itertools.pairwise(bounds)]
 
+    def _rows_of(self, users: frozenset[str]) -> npt.NDArray[np.int32]:
+        """The rows of those of ``users`` that have a record."""
+        rows = (self._find_user(user)[1] for user in users)
+        return np.array([row for row in rows if row >= 0], dtype=np.int32)
+
     def _user_id(self, row: int) -> str:
         start = int(self._uid_offset[row])
         return self._arena[start : start + int(self._uid_length[row])].decode("ascii")
@@ -318,8 +500,10 @@ class RegistryIndex:
         if self._claim(row) > self._claim(holder):
             self._holders.set_row(self._find_holder_slot(holder), hi, row)
             self._shadowed.setdefault(fingerprint, set()).add(holder)
+            self._mark_lost(holder, True)
             return self._user_id(holder)
         self._shadowed.setdefault(fingerprint, set()).add(row)
+        self._mark_lost(row, True)
         return None
 
     def delete(self, user_id: str, version: int) -> bool:
@@ -357,11 +541,6 @@ class RegistryIndex:
         self._uid_length[:count] = lengths
         self._uid_offset[:count] = np.cumsum(lengths, dtype=np.uint64) - lengths
         self._arena = bytearray("".join(user_ids).encode("ascii"))
-        if private_entries is not None:
-            self._load_entries(private_entries)
-            self._served_rows = int(
-                np.count_nonzero((self._entry_length[:count] > 0) & self._discoverable[:count])
-            )
         self._count = self._next_row = count
         rows = np.arange(count, dtype=np.int32)
         hashes = _user_hashes(self._arena, self._uid_offset[:count], self._uid_length[:count])
@@ -374,31 +553,45 @@ class RegistryIndex:
         self._holders.rebuild(hi[is_holder], rows[is_holder])
         for row in np.flatnonzero(~is_holder).tolist():
             self._shadowed.setdefault(self._fingerprint(row), set()).add(row)
+        self._lost[:count] = ~is_holder
+        if private_entries is not None:
+            self._load_entries(private_entries)
+        served = (self._entry_length[:count] > 0) & self._discoverable[:count]
+        self._served_rows = int(np.count_nonzero(served))
+        self._lost_served = int(np.count_nonzero(served & ~is_holder))
 
     def _set_entry(self, row: int, private_entry: bytes) -> None:
         if not private_entry:
             self._entry_length[row] = 0
             return
-        if len(private_entry) <= PREFIX_SIZE or len(private_entry) - PREFIX_SIZE > 255:
+        size = len(private_entry) - PREFIX_SIZE
+        if not 0 < size <= 255:
             raise ValueError("a private entry is a 4-byte prefix and 1 to 255 bytes")
-        if self._entry_garbage > max(1 << 20, len(self._entries) // 2):
-            self._compact_entries()
-        self._served_rows += bool(self._discoverable[row])
-        self._prefix[row] = int.from_bytes(private_entry[:PREFIX_SIZE], "big")
-        self._entry_offset[row] = len(self._entries)
-        self._entry_length[row] = len(private_entry) - PREFIX_SIZE
-        self._entries += private_entry[PREFIX_SIZE:]
+        prefix = int.from_bytes(private_entry[:PREFIX_SIZE], "big")
+        self._prefix[row] = prefix
+        self._entry_length[row] = size
+        # A hidden user's entry is never served, and a row's flag never changes (a new
+        # record takes a new row): only discoverable users' entries are kept.
+        if self._discoverable[row]:
+            self._served_rows += 1
+            self._order_of(size).add(row, prefix, private_entry[PREFIX_SIZE:])
+
+    def _order_of(self, size: int) -> _PrefixOrder:
+        """The order that holds entries of ``size`` bytes."""
+        order = self._orders.get(size)
+        if order is None:
+            order = self._orders[size] = _PrefixOrder(size, self._merge_every)
+        return order
+
+    def _mark_lost(self, row: int, lost: bool) -> None:
+        """Record that ``row``'s claim was shadowed (or promoted), keeping the served count."""
+        self._lost[row] = lost
+        if self._entry_length[row] and self._discoverable[row]:
+            self._lost_served += 1 if lost else -1
 
     def bucket_entry_count(self) -> int:
         """Entries that buckets serve: discoverable users that have one (lost claims aside)."""
-        # Lost claims are few; of those, only the ones that would be served are subtracted.
-        shadowed = sum(
-            1
-            for claims in self._shadowed.values()
-            for row in claims
-            if self._entry_length[row] and self._discoverable[row]
-        )
-        return self._served_rows - shadowed
+        return self._served_rows - self._lost_served
 
     def discoverable_without_entry(self) -> int:
         """Discoverable users with no bucket entry (registered before private mode)."""
@@ -414,30 +607,42 @@ class RegistryIndex:
 
         Only holders of their number who are discoverable have an entry served, so a bucket
         never reveals a hidden user or a lost claim; nor the users in ``hidden`` (those who
-        blocked the asking account).
+        blocked the asking account). Within a bucket, entries come by length, then prefix.
+        The work grows with the buckets asked and the entries in them, not with the
+        registry: no entry outside the asked buckets is visited.
         """
         if not 0 <= bits <= 32:
             raise ValueError("bits must be between 0 and 32")
-        live = np.flatnonzero(self._entry_length[: self._next_row] > 0).astype(np.int32)
-        live = live[self._discoverable[live]]
-        shift = np.uint32(32 - bits) if bits else None
-        bucket_of_row = (
-            self._prefix[live] >> shift if shift is not None else np.zeros(len(live), np.uint32)
-        )
-        wanted = np.isin(bucket_of_row, np.array(buckets, dtype=np.uint32))
-        rows, row_buckets = live[wanted], bucket_of_row[wanted]
-        shadowed = {row for claims in self._shadowed.values() for row in claims}
-        shadowed.update(self._find_user(user_id)[1] for user_id in hidden)
-        joined, ends = _gather(self._entries, self._entry_offset[rows], self._entry_length[rows])
+        wanted = np.unique(np.array(buckets, dtype=np.int64))
+        wanted = wanted[(wanted >= 0) & (wanted >> bits == 0)]
+        hidden_rows = self._rows_of(hidden)
+
+        def served(rows: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+            # Lost claims and blockers go by masks, not by a test per entry.
+            kept: npt.NDArray[np.bool_] = ~self._lost[rows] & ~np.isin(rows, hidden_rows)
+            return kept
+
         result: dict[int, list[bytes]] = {bucket: [] for bucket in buckets}
-        start = 0
-        for row, bucket, end in zip(rows.tolist(), row_buckets.tolist(), ends, strict=True):
-            if row not in shadowed:
-                result[bucket].append(joined[start:end])
-            start = end
+        for number, (size, order) in enumerate(sorted(self._orders.items())):
+            prefixes, entries = order.select(wanted, bits, served)
+            found: list[bytes] = entries.view(f"V{size}").ravel().tolist()
+            of = prefixes.astype(np.int64) >> (32 - bits)
+            # In prefix order, each bucket's entries are one run, sliced off in C.
+            edges = np.flatnonzero(np.diff(of, prepend=-1, append=-1))
+            runs = zip(
+                of[edges[:-1]].tolist(),
+                map(found.__getitem__, map(slice, edges[:-1].tolist(), edges[1:].tolist())),
+                strict=True,
+            )
+            if not number:  # the first length: every list is still empty
+                result.update(runs)
+            else:
+                for bucket, run in runs:
+                    result[bucket] += run
         return result
 
     def _load_entries(self, private_entries: list[bytes]) -> None:
+        """Rows' prefixes and entry lengths, and the discoverable rows' entries in order."""
         count = len(private_entries)
         sizes = np.fromiter(
             (max(len(e) - PREFIX_SIZE, 0) for e in private_entries), dtype=np.int64, count=count
@@ -445,21 +650,17 @@ class RegistryIndex:
         if (sizes > 255).any():
             raise ValueError("a private entry is at most 255 bytes after its prefix")
         self._entry_length[:count] = sizes
-        self._entry_offset[:count] = np.cumsum(sizes) - sizes
         self._prefix[:count] = np.fromiter(
             (int.from_bytes(e[:PREFIX_SIZE], "big") if e else 0 for e in private_entries),
             dtype=np.uint32,
             count=count,
         )
-        self._entries = bytearray(b"".join(e[PREFIX_SIZE:] for e in private_entries))
-
-    def _compact_entries(self) -> None:
-        live = np.flatnonzero(self._entry_length[: self._next_row] > 0).astype(np.int32)
-        kept, ends = _gather(self._entries, self._entry_offset[live], self._entry_length[live])
-        lengths = self._entry_length[live].astype(np.int64)
-        self._entries = bytearray(kept)
-        self._entry_offset[live] = np.array(ends, dtype=np.int64) - lengths
-        self._entry_garbage = 0
+        served = (sizes > 0) & self._discoverable[:count]
+        for size in np.unique(sizes[served]).tolist():
+            rows = np.flatnonzero(served & (sizes == size)).astype(np.int32)
+            body = b"".join(private_entries[row][PREFIX_SIZE:] for row in rows.tolist())
+            entries = np.frombuffer(body, dtype=np.uint8).reshape(len(rows), size)
+            self._order_of(size).load(rows, self._prefix[rows], entries)
 
     def _claim(self, row: int) -> tuple[int, str]:
         return int(self._version[row]), self._user_id(row)
@@ -488,11 +689,13 @@ class RegistryIndex:
         shadowed = self._shadowed.get(fingerprint, set())
         if row in shadowed:
             shadowed.discard(row)
+            self._mark_lost(row, False)
         else:
             holder_slot = self._find_holder_slot(row)
             if shadowed:
                 successor = max(shadowed, key=self._claim)
                 shadowed.discard(successor)
+                self._mark_lost(successor, False)
                 self._holders.set_row(holder_slot, int(self._hi[successor]), successor)
             else:
                 self._holders.remove_slot(holder_slot)
@@ -503,10 +706,10 @@ class RegistryIndex:
         self._arena[start : start + length] = bytes(length)
         self._garbage += length
         # Erasure leaves no trace of the number or the user in the arrays.
-        entry_start, entry_length = int(self._entry_offset[row]), int(self._entry_length[row])
-        self._served_rows -= bool(entry_length and self._discoverable[row])
-        self._entries[entry_start : entry_start + entry_length] = bytes(entry_length)
-        self._entry_garbage += entry_length
+        entry_length = int(self._entry_length[row])
+        if entry_length and self._discoverable[row]:
+            self._served_rows -= 1
+            self._orders[entry_length].remove(row, int(self._prefix[row]))
         self._entry_length[row] = self._prefix[row] = 0
         self._hi[row] = self._lo[row] = self._version[row] = 0
         self._discoverable[row] = False
@@ -540,8 +743,8 @@ class RegistryIndex:
             self._uid_offset,
             self._uid_length,
             self._prefix,
-            self._entry_offset,
             self._entry_length,
+            self._lost,
         )
 
     def _grow_rows(self) -> None:

@@ -92,11 +92,12 @@ class RegistryStore(Protocol):
         """Whether ``user_id`` blocked the number behind ``fingerprint``; None: no such user."""
         ...
 
-    def match(self, fingerprints: bytes) -> Matches:
+    def match(self, fingerprints: bytes, excluded: frozenset[str] = frozenset()) -> Matches:
         """Look up packed 16-byte fingerprints in process memory.
 
-        Only discoverable users match. Never waits on a store: lookups keep working while
-        the store is down.
+        Only discoverable users match, and none of ``excluded``; a number held by a hidden
+        or excluded user costs the same work as one nobody holds (P7). Never waits on a
+        store: lookups keep working while the store is down.
         """
         ...
 

@@ -23,9 +23,9 @@ class IndexReads:
         """Registered users, as the index knows them."""
         return len(self.index)
 
-    def match(self, fingerprints: bytes) -> Matches:
-        """Positions (ascending) and users of the discoverable holders among ``fingerprints``."""
-        return self.index.match(fingerprints)
+    def match(self, fingerprints: bytes, excluded: frozenset[str] = frozenset()) -> Matches:
+        """Positions (ascending) and users of the discoverable holders, less ``excluded``."""
+        return self.index.match(fingerprints, excluded)
 
     def holders(self, fingerprints: bytes) -> Matches:
         """Every registered holder among ``fingerprints``, hidden ones too."""

@@ -1,0 +1,156 @@
+"""P7 against a stopwatch: Discover's time for a blocker, a hidden user and an unknown number.
+
+The attack of the security review's finding 2: an account pays once for three numbers, then
+re-syncs for free, each call one of them copied 10,000 times (the largest batch). The three
+answers are identical (no match); the figures are the median times of the three kinds of
+call, measured in interleaved rounds (each round in another order), and the largest spread
+between them, which should be within 5%. Each kind is its own reference: the unknown
+number, which no lookup can find, is what the other two must cost.
+
+Two views, in the same run:
+- end to end: the SDK's typed call over TLS to a real server in this process;
+- in process: DiscoveryService.discover on the same store (re-sync token, dedupe,
+  fingerprints, lookup, masks), without gRPC.
+
+Smoke size (the test suite): 1,000 registered users, 5 rounds. Full (`make bench`):
+ONNET_BENCH_USERS users (1,000,000), 200 rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import onnet
+from onnet.v1 import discovery_pb2
+from onnet_server.core.accounts import Accounts
+from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
+from onnet_server.core.fingerprint import Fingerprinter
+from onnet_server.core.quota import QuotaPolicy
+from onnet_server.core.resync import ResyncTokens
+from onnet_server.stores.memory import MemoryRegistry
+from onnet_server.stores.memory_quota import MemoryQuota
+from tests.security import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_ACCOUNT_NUMBER,
+    discovery_client,
+    registry_client,
+)
+from tests.servers import ThreadedServer, fresh_config
+
+FULL = bool(os.environ.get("ONNET_BENCH_USERS"))
+USERS = int(os.environ.get("ONNET_BENCH_USERS", "0")) or 1_000
+ROUNDS = 200 if FULL else 5
+WARMUP = 20 if FULL else 2
+COPIES = 10_000
+NUMBERS = {"blocker": "+14155550111", "hidden": "+14155550122", "unknown": "+14155550133"}
+RESULTS: dict[str, dict[str, float]] = {}
+
+
+def populated(fingerprinter: Fingerprinter) -> MemoryRegistry:
+    """USERS discoverable users at random numbers, loaded in bulk."""
+    store = MemoryRegistry()
+    rng = np.random.default_rng(2026)
+    store.index.load(
+        [f"user-{i:07d}" for i in range(USERS)],
+        fingerprinter.fingerprints(rng.bytes(32 * USERS)),
+        np.arange(1, USERS + 1, dtype=np.uint64),
+        np.ones(USERS, dtype=bool),
+    )
+    return store
+
+
+def interleaved(calls: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Median seconds of each call, measured in rounds that rotate the order of the calls."""
+    times: dict[str, list[float]] = {kind: [] for kind in calls}
+    kinds = list(calls)
+    for round_ in range(WARMUP + ROUNDS):
+        for kind in kinds[round_ % len(kinds) :] + kinds[: round_ % len(kinds)]:
+            started = time.perf_counter()
+            calls[kind]()
+            elapsed = time.perf_counter() - started
+            if round_ >= WARMUP:
+                times[kind].append(elapsed)
+    return {kind: statistics.median(samples) for kind, samples in times.items()}
+
+
+def test_three_kinds_of_non_match() -> None:
+    config = fresh_config()
+    assert config.pepper_hex is not None
+    fingerprinter = Fingerprinter(bytes.fromhex(config.pepper_hex))
+    store = populated(fingerprinter)
+    server = ThreadedServer(config, store=store).start()
+    try:
+        with registry_client(server.target) as registry:
+            registry.register("blocker", NUMBERS["blocker"])
+            registry.block("blocker", DEFAULT_ACCOUNT_NUMBER)
+            registry.register("hidden", NUMBERS["hidden"], discoverable=False)
+        hashes = {kind: onnet.contact_hash(e164) for kind, e164 in NUMBERS.items()}
+        paid = b"".join(hashes.values())
+        with discovery_client(server.target) as client:
+            token = client.calls.discover(discovery_pb2.DiscoverRequest(hashes=paid)).token
+
+            def over_grpc(contact_hash: bytes) -> Callable[[], object]:
+                request = discovery_pb2.DiscoverRequest(
+                    hashes=contact_hash * COPIES, token=token, previous_hashes=paid
+                )
+
+                def call() -> object:
+                    answer = client.calls.discover(request)
+                    assert not answer.matched_indexes
+                    return answer
+
+                return call
+
+            RESULTS["end to end"] = interleaved(
+                {kind: over_grpc(contact_hash) for kind, contact_hash in hashes.items()}
+            )
+    finally:
+        server.stop()
+    tokens = ResyncTokens({b"k001": os.urandom(32)}, b"k001", 3600)
+    service = DiscoveryService(
+        store,
+        fingerprinter,
+        DiscoveryLimits(COPIES, COPIES, 4 << 20),
+        MemoryQuota(QuotaPolicy(1_000, 1_000.0)),
+        tokens=tokens,
+        accounts=Accounts(store),
+    )
+    own_token = tokens.issue(DEFAULT_ACCOUNT, paid)
+    loop = asyncio.new_event_loop()
+
+    def in_process(contact_hash: bytes) -> Callable[[], object]:
+        asked = contact_hash * COPIES
+
+        def call() -> object:
+            answer = loop.run_until_complete(
+                service.discover(DEFAULT_ACCOUNT, asked, own_token, paid)
+            )
+            assert not answer.matches.user_ids
+            return answer
+
+        return call
+
+    try:
+        RESULTS["in process"] = interleaved(
+            {kind: in_process(contact_hash) for kind, contact_hash in hashes.items()}
+        )
+    finally:
+        loop.close()
+
+
+def test_report() -> None:
+    """Print the figures of this run."""
+    if not FULL:
+        pytest.skip("benchmarks run small: `make bench` for figures")
+    print(f"\nDiscover of one hash x {COPIES:,}, free re-sync, {USERS:,} users, {ROUNDS} rounds:")
+    for view, medians in RESULTS.items():
+        spread = max(medians.values()) / min(medians.values()) - 1
+        shown = ", ".join(f"{kind} {seconds * 1e3:.3f} ms" for kind, seconds in medians.items())
+        print(f"  {view}: {shown}; largest spread {spread:.1%} (target: within 5%)")
