@@ -33,11 +33,18 @@ def free_port() -> int:
     return port
 
 
+SUITE_ACCOUNT_CALLS = 1_000_000
+"""The suite's servers allow this many calls per account: its clients make many calls from
+one account, and the per-account call rate has tests of its own (tests/hostile)."""
+SUITE_LIMITS_ENV = {"ONNET_ACCOUNT_CALLS": str(SUITE_ACCOUNT_CALLS)}
+
+
 def fresh_config(**overrides: object) -> ServerConfig:
     """A config on a free loopback port with a fresh random pepper, TLS and credentials."""
     values: dict[str, object] = {
         "listen": "127.0.0.1:0",
         "pepper_hex": secrets.token_hex(32),
+        "account_calls": SUITE_ACCOUNT_CALLS,
         "shutdown_grace": 2.0,
         **security().server_settings(),
     }
@@ -140,11 +147,14 @@ def server_process(
 ) -> Iterator[ServerProcess]:
     """Run `onnet serve --listen 127.0.0.1:0`, wait until it serves, stop it by pid after.
 
-    It serves TLS and checks credentials with this run's material, unless ``secure`` is
-    False (then pass ``--dev`` or settings of your own).
+    It serves TLS and checks credentials with this run's material, with a fresh pepper
+    unless ``env`` names one, all unless ``secure`` is False (then pass ``--dev`` or
+    settings of your own).
     """
     material = security().server_env() if secure else {}
-    full_env = {**os.environ, **material, **(env or {})}
+    if secure and not {"ONNET_PEPPER_FILE", "ONNET_PEPPER"} & set(env or {}):
+        material["ONNET_PEPPER"] = secrets.token_hex(32)
+    full_env = {**os.environ, **SUITE_LIMITS_ENV, **material, **(env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "onnet_server", "serve", "--listen", "127.0.0.1:0", *args],
         stderr=subprocess.PIPE,

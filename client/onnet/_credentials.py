@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [
+    "DEFAULT_MAX_LIFETIME",
     "KIND_ACCOUNT",
     "KIND_SERVICE",
     "MAX_SUBJECT_LENGTH",
@@ -57,6 +58,9 @@ KIND_SERVICE = "service"
 
 MAX_TOKEN_LENGTH = 2048
 """Longest token text accepted; anything longer is refused before it is parsed."""
+
+DEFAULT_MAX_LIFETIME = 3600
+"""Longest lifetime (``exp - iat``, seconds) a verifier accepts unless told otherwise."""
 
 MAX_SUBJECT_LENGTH = 64
 """Longest subject; subjects are 1 to 64 characters of printable ASCII, like user ids."""
@@ -140,10 +144,13 @@ class CredentialVerifier:
         public_keys: Iterable[Ed25519PublicKey],
         *,
         leeway_seconds: int = 60,
+        max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Trust ``public_keys``; allow ``leeway_seconds`` of clock skew with the issuer.
 
+        A token whose lifetime (``exp - iat``) exceeds ``max_lifetime_seconds`` is refused,
+        however it was signed: a stolen credential must not stay useful for long.
         ``clock`` gives the current unix time in seconds (tests pass a fake one).
         """
         self._keys = {key_id(key): key for key in public_keys}
@@ -151,7 +158,10 @@ class CredentialVerifier:
             raise ValueError("at least one public key is needed to verify credentials")
         if leeway_seconds < 0:
             raise ValueError("leeway_seconds must not be negative")
+        if max_lifetime_seconds <= 0:
+            raise ValueError("max_lifetime_seconds must be positive")
         self._leeway = leeway_seconds
+        self._max_lifetime = max_lifetime_seconds
         self._clock = clock
 
     def verify(self, token: str) -> Credential:
@@ -198,6 +208,11 @@ class CredentialVerifier:
         if not isinstance(subject, str) or not _is_valid_subject(subject):
             raise CredentialError(
                 f"token subject is not 1 to {MAX_SUBJECT_LENGTH} printable ASCII characters"
+            )
+        if expires_at - issued_at > self._max_lifetime:
+            raise CredentialError(
+                f"token lifetime exceeds the maximum of {self._max_lifetime} s; "
+                "ask the account service for a shorter-lived one"
             )
         now = self._clock()
         if issued_at > now + self._leeway:

@@ -5,34 +5,43 @@ credential (or, when the server requires client certificates, a certificate whos
 name is on the configured list of trusted services). The credentials are Ed25519-signed
 tokens issued by the account service (``onnet._credentials``): verifying one needs only its
 public keys, no network call. Nothing of a token is ever logged.
+
+The header is parsed strictly: exactly one ``authorization`` value, exactly ``Bearer`` and one
+space, then an ASCII token (base64url and dots). Anything else is refused rather than
+repaired: a lenient parser that strips or re-cases accepts spellings no client sends, and
+gRPC decodes invalid UTF-8 as Latin-1, whose 0x85 and 0xA0 Python's ``str.strip`` removes.
+
+Which kind of credential each method needs is not decided here but in one table built from
+the service descriptors (onnet_server.gate), so that no handler can forget to ask.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from grpc import aio
-
 from onnet._credentials import (
     KIND_ACCOUNT,
     KIND_SERVICE,
+    MAX_TOKEN_LENGTH,
     METADATA_KEY,
     Credential,
     CredentialError,
     CredentialVerifier,
 )
 from onnet_server.core.errors import PermissionDenied, Unauthenticated
-from onnet_server.tls import peer_common_name
 
 __all__ = ["DEV_SUBJECT", "KIND_ACCOUNT", "KIND_SERVICE", "Authenticator", "Caller"]
 
 DEV_SUBJECT = "dev"
 """The caller a development server assumes for a call without a credential."""
-_BEARER = "bearer "
+_BEARER = "Bearer "
+_TOKEN = re.compile(rf"[A-Za-z0-9._~+/=-]{{1,{MAX_TOKEN_LENGTH}}}")
+_MALFORMED = "must be exactly 'Bearer ' and an ASCII token, once"
 # Verified credentials, by a digest of the token: a client sends the same token on every
 # call, and an Ed25519 verification costs more than a whole Lookup. Bounded; cleared whole
 # when full (a flood of distinct tokens only costs verifications, never memory).
@@ -71,13 +80,16 @@ class Authenticator:
         self.dev_mode = dev_mode
         self._service_names = frozenset(service_names)
 
-    def caller(self, context: aio.ServicerContext[Any, Any], kind: str) -> Caller:
-        """The verified caller of ``context``'s call, which needs a credential of ``kind``."""
-        return self.check(
-            context.invocation_metadata() or (),
-            kind,
-            peer_common_name(context.auth_context()),
-        )
+    def defers_to_peer(self, metadata: Iterable[Any], kind: str) -> bool:
+        """Whether a call without a token may still be a service, by its client certificate.
+
+        The certificate is known only once the call runs, so such a call is checked then.
+        """
+        return kind == KIND_SERVICE and bool(self._service_names) and not self._has_token(metadata)
+
+    @staticmethod
+    def _has_token(metadata: Iterable[Any]) -> bool:
+        return any(key == METADATA_KEY for key, _ in metadata)
 
     def check(
         self,
@@ -112,7 +124,7 @@ class Authenticator:
 
     def _verify(self, token: str) -> Credential:
         assert self._verifier is not None
-        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        digest = hashlib.sha256(token.encode("ascii")).digest()
         known = self._verified.get(digest)
         if known is not None and time.time() < known.expires_at:
             return known
@@ -127,13 +139,15 @@ class Authenticator:
 
 
 def _bearer_token(metadata: Iterable[Any]) -> str | None:
-    """The token of the call's ``authorization: Bearer`` metadata, or None if it has none."""
+    """The token of the call's one ``authorization: Bearer <token>`` value, or None."""
+    token = None
     # grpc.aio gives (key, value) pairs (its Metadatum is a named tuple).
     for key, value in metadata:
         if key != METADATA_KEY:
             continue
-        text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-        if not text.lower().startswith(_BEARER):
-            raise Unauthenticated(METADATA_KEY, "must be 'Bearer <token>'")
-        return text[len(_BEARER) :].strip()
-    return None
+        if token is not None or not isinstance(value, str) or not value.startswith(_BEARER):
+            raise Unauthenticated(METADATA_KEY, _MALFORMED)
+        token = value[len(_BEARER) :]
+        if not _TOKEN.fullmatch(token):
+            raise Unauthenticated(METADATA_KEY, _MALFORMED)
+    return token

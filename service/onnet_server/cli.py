@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -42,7 +43,9 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns (and exits with) the exit code."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(arguments)
+    args.arguments = arguments
     try:
         code: int = args.run(args)
     except ConfigError as exc:
@@ -220,6 +223,11 @@ def _add_serve(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers a
         action="store_true",
         help="also serve onnet.v1.Bench/Ceiling, a Discover that does no work (load tests)",
     )
+    serve.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        help="serve plaintext beyond loopback (only behind a mesh or proxy that terminates TLS)",
+    )
     serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve TLS with this cert")
     serve.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's key")
     serve.add_argument(
@@ -229,8 +237,21 @@ def _add_serve(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers a
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from onnet_server.logs import configure_logging  # noqa: PLC0415 - only the server needs it
+    from onnet_server.logs import (  # noqa: PLC0415 - only the server needs them
+        SILENCED,
+        configure_logging,
+        silence_grpc_core,
+    )
     from onnet_server.server import serve  # noqa: PLC0415
+
+    silenced = silence_grpc_core()
+    if silenced:
+        # gRPC's C core read its tracing settings when it was imported, and its tracing
+        # prints request headers, credentials included: start again, in this same process,
+        # with them off.
+        os.environ[SILENCED] = ",".join(silenced)
+        os.execv(sys.executable, [sys.executable, "-m", "onnet_server", *args.arguments])  # noqa: S606
+    silenced = [name for name in os.environ.pop(SILENCED, "").split(",") if name]
 
     overrides = {
         "listen": args.listen,
@@ -240,6 +261,7 @@ def _serve(args: argparse.Namespace) -> int:
         "redis_cluster": args.redis_cluster,
         "dev_mode": args.dev or None,
         "bench_ceiling": args.bench_ceiling or None,
+        "allow_plaintext": args.allow_plaintext or None,
         "workers": args.workers,
         "metrics_listen": args.metrics_listen,
         "tls_cert": args.tls_cert,
@@ -249,6 +271,11 @@ def _serve(args: argparse.Namespace) -> int:
     values = {key: value for key, value in overrides.items() if value is not None}
     config = ServerConfig.from_env(**values)
     configure_logging(config.log_level)
+    if silenced:
+        logging.getLogger("onnet_server").warning(
+            "ignored %s: gRPC's tracing would log request headers and credentials",
+            " and ".join(silenced),
+        )
     if config.workers > 1:
         from onnet_server.workers import run_workers  # noqa: PLC0415
 

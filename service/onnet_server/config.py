@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from onnet._credentials import DEFAULT_MAX_LIFETIME
 from onnet_server.core.quota import QuotaPolicy
 
 __all__ = ["ConfigError", "ServerConfig"]
@@ -37,7 +38,8 @@ class ServerConfig:
     max_message_bytes: int = 4 * 1024 * 1024
     """Largest request message the transport accepts (ONNET_MAX_MESSAGE_BYTES)."""
     pepper_file: Path | None = None
-    """File holding the 32-byte pepper as 64 hex digits (ONNET_PEPPER_FILE)."""
+    """File holding the 32-byte pepper as 64 hex digits (ONNET_PEPPER_FILE). This or
+    ``pepper_hex`` is required outside development mode."""
     pepper_hex: str | None = field(default=None, repr=False)
     """The pepper itself as 64 hex digits (ONNET_PEPPER); kept out of repr."""
     pepper_id: str | None = None
@@ -91,6 +93,27 @@ class ServerConfig:
     redis_prefix: str = "onnet"
     """Prefix of the registry's Redis keys (ONNET_REDIS_PREFIX); a pepper rotation imports
     into a new prefix while the old one serves."""
+    max_credential_lifetime: int = DEFAULT_MAX_LIFETIME
+    """Longest lifetime (expiry minus issue time, seconds) of a credential the server
+    accepts (ONNET_MAX_CREDENTIAL_LIFETIME; one hour): a stolen credential expires soon."""
+    account_calls: int = 60
+    """Calls an account may make in a burst (ONNET_ACCOUNT_CALLS); 0 switches the per-account
+    call rate off (load tests against one shared credential)."""
+    account_calls_period: float = 60.0
+    """Seconds in which an account's spent calls come back (ONNET_ACCOUNT_CALLS_PERIOD)."""
+    account_concurrent_calls: int = 8
+    """Calls of one account in flight at once (ONNET_ACCOUNT_CONCURRENT_CALLS); 0 switches
+    the limit off."""
+    receive_timeout: float = 30.0
+    """Seconds a call's request message may take to arrive (ONNET_RECEIVE_TIMEOUT): a client
+    that trickles its upload holds a call slot no longer (1 MB at 35 KB/s by default)."""
+    max_concurrent_calls: int = 100
+    """Calls the process handles at once; more are refused at once with RESOURCE_EXHAUSTED
+    (ONNET_MAX_CONCURRENT_CALLS). With ``max_message_bytes`` it bounds the memory that
+    request messages can hold (README, "Memory budget")."""
+    allow_plaintext: bool = False
+    """Serve plaintext on an address that is not loopback (ONNET_ALLOW_PLAINTEXT=1,
+    ``--allow-plaintext``): only behind a mesh or proxy that terminates TLS."""
 
     def __post_init__(self) -> None:
         """Reject values that cannot work, naming the variable."""
@@ -112,6 +135,7 @@ class ServerConfig:
             raise ConfigError("set ONNET_REDIS_URL or ONNET_REDIS_CLUSTER, not both")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("ONNET_REDIS_URL must start with redis://, rediss:// or unix://")
+        self._check_limits()
         self._check_security()
         self._check_processes()
         if self.quota_new_numbers < 1:
@@ -127,6 +151,21 @@ class ServerConfig:
         if not self.redis_prefix or not set(self.redis_prefix) <= _PREFIX_CHARACTERS:
             raise ConfigError("ONNET_REDIS_PREFIX must be letters, digits, '-' or '_'")
 
+    def _check_limits(self) -> None:
+        """The hostile-client limits must be usable numbers."""
+        if self.max_credential_lifetime < 1:
+            raise ConfigError("ONNET_MAX_CREDENTIAL_LIFETIME must be at least 1 second")
+        if self.account_calls < 0:
+            raise ConfigError("ONNET_ACCOUNT_CALLS must be 0 (no limit) or more")
+        if self.account_concurrent_calls < 0:
+            raise ConfigError("ONNET_ACCOUNT_CONCURRENT_CALLS must be 0 (no limit) or more")
+        if not math.isfinite(self.account_calls_period) or self.account_calls_period <= 0:
+            raise ConfigError("ONNET_ACCOUNT_CALLS_PERIOD must be a positive number of seconds")
+        if not math.isfinite(self.receive_timeout) or self.receive_timeout <= 0:
+            raise ConfigError("ONNET_RECEIVE_TIMEOUT must be a positive number of seconds")
+        if not 1 <= self.max_concurrent_calls <= 100_000:
+            raise ConfigError("ONNET_MAX_CONCURRENT_CALLS must be between 1 and 100000")
+
     def _check_processes(self) -> None:
         """Several workers need a shared store and a port they can all bind."""
         if not 1 <= self.workers <= 64:
@@ -139,11 +178,6 @@ class ServerConfig:
                 )
             if self.listen.rsplit(":", 1)[-1] == "0":
                 raise ConfigError("ONNET_WORKERS above 1 needs a fixed port in ONNET_LISTEN")
-            if self.pepper_file is None and self.pepper_hex is None:
-                raise ConfigError(
-                    "ONNET_WORKERS above 1 needs ONNET_PEPPER_FILE: every worker must use the "
-                    "same pepper"
-                )
         if self.metrics_listen is not None:
             host, _, port = self.metrics_listen.rpartition(":")
             if not host or not port.isdigit():
@@ -154,16 +188,27 @@ class ServerConfig:
         if self.dev_mode:
             if self.redis_url or self.redis_cluster:
                 raise ConfigError("development mode (--dev) runs only on the embedded store")
-            host = self.listen.rsplit(":", 1)[0].strip("[]")
-            if host not in _LOOPBACK:
+            if not _is_loopback(self.listen):
                 raise ConfigError("development mode (--dev) listens only on a loopback address")
         elif self.auth_public_keys is None:
             raise ConfigError(
                 "set ONNET_AUTH_PUBLIC_KEYS (the account service's public keys), "
                 "or pass --dev for a local try-out"
             )
+        elif self.pepper_file is None and self.pepper_hex is None:
+            # An ephemeral pepper would key a registry that nobody can find after a restart,
+            # and workers or fleets would each make their own: only a try-out may have one.
+            raise ConfigError(
+                "set ONNET_PEPPER_FILE (make one with `onnet new-pepper FILE`) or ONNET_PEPPER: "
+                "the registry is keyed by its pepper; or pass --dev for a local try-out"
+            )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("set ONNET_TLS_CERT and ONNET_TLS_KEY together")
+        if self.tls_cert is None and not self.allow_plaintext and not _is_loopback(self.listen):
+            raise ConfigError(
+                "plaintext beyond loopback: set ONNET_TLS_CERT and ONNET_TLS_KEY, or, behind a "
+                "mesh or proxy that terminates TLS, ONNET_ALLOW_PLAINTEXT=1 (--allow-plaintext)"
+            )
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("ONNET_TLS_CLIENT_CA needs ONNET_TLS_CERT and ONNET_TLS_KEY")
         if self.service_cert_names and self.tls_client_ca is None:
@@ -240,9 +285,23 @@ class ServerConfig:
             resync_token_ttl=number("RESYNC_TOKEN_TTL", cls.resync_token_ttl),
             previous_pepper_file=path("PREVIOUS_PEPPER_FILE"),
             redis_prefix=get("REDIS_PREFIX") or cls.redis_prefix,
+            max_credential_lifetime=number("MAX_CREDENTIAL_LIFETIME", cls.max_credential_lifetime),
+            account_calls=number("ACCOUNT_CALLS", cls.account_calls),
+            account_calls_period=seconds("ACCOUNT_CALLS_PERIOD", cls.account_calls_period),
+            account_concurrent_calls=number(
+                "ACCOUNT_CONCURRENT_CALLS", cls.account_concurrent_calls
+            ),
+            max_concurrent_calls=number("MAX_CONCURRENT_CALLS", cls.max_concurrent_calls),
+            receive_timeout=seconds("RECEIVE_TIMEOUT", cls.receive_timeout),
+            allow_plaintext=(get("ALLOW_PLAINTEXT") or "").lower() in _TRUE,
             bench_ceiling=(get("BENCH_CEILING") or "").lower() in _TRUE,
             metrics_listen=get("METRICS_LISTEN"),
             workers=number("WORKERS", cls.workers),
             reuse_port=(get("REUSE_PORT") or "").lower() in _TRUE,
         )
         return cls(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+def _is_loopback(listen: str) -> bool:
+    """Whether HOST:PORT names a loopback address."""
+    return listen.rsplit(":", 1)[0].strip("[]") in _LOOPBACK

@@ -131,7 +131,10 @@ def _code_of(context: aio.ServicerContext[Any, Any], error: BaseException | None
 
 
 class MetricsInterceptor(aio.ServerInterceptor):
-    """Times every unary and streaming call and counts it by method and status code."""
+    """Times every call of onnet's services and counts it by method and status code.
+
+    Outermost, so it also counts the calls the gate refuses before reading them.
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         """Record into ``metrics``."""
@@ -144,7 +147,7 @@ class MetricsInterceptor(aio.ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """Wrap unary-unary and stream-stream handlers; pass the others through."""
+        """Wrap onnet's handlers, of every kind; pass health checks and reflection through."""
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -152,48 +155,49 @@ class MetricsInterceptor(aio.ServerInterceptor):
         if method == "other":  # health checks, reflection: not onnet's calls
             return handler
         metrics = self._metrics
-        if handler.unary_unary is not None:
-            # grpc.aio runs coroutine handlers; the grpc stubs type them as synchronous.
-            unary: Any = handler.unary_unary
+
+        def done(
+            context: aio.ServicerContext[Any, Any], started: float, error: BaseException | None
+        ) -> None:
+            metrics.observe(method, _code_of(context, error), time.perf_counter() - started)
+
+        # grpc.aio runs coroutine handlers; the grpc stubs type them as synchronous.
+        inner: Any
+        parse, serialize = handler.request_deserializer, handler.response_serializer
+        if handler.unary_unary is not None or handler.stream_unary is not None:
+            inner = handler.unary_unary or handler.stream_unary
 
             async def timed(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:  # noqa: ANN401
                 started = time.perf_counter()
                 try:
-                    answer = await unary(request, context)
+                    answer = await inner(request, context)
                 except BaseException as error:
-                    elapsed = time.perf_counter() - started
-                    metrics.observe(method, _code_of(context, error), elapsed)
+                    done(context, started, error)
                     raise
-                metrics.observe(method, _code_of(context, None), time.perf_counter() - started)
+                done(context, started, None)
                 return answer
 
-            return grpc.unary_unary_rpc_method_handler(
-                timed,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            streaming: Any = handler.stream_stream
+            if handler.unary_unary is not None:
+                return grpc.unary_unary_rpc_method_handler(timed, parse, serialize)
+            return grpc.stream_unary_rpc_method_handler(timed, parse, serialize)
+        inner = handler.unary_stream or handler.stream_stream
 
-            async def timed_stream(
-                requests: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                started = time.perf_counter()
-                try:
-                    async for answer in streaming(requests, context):
-                        yield answer
-                except BaseException as error:
-                    elapsed = time.perf_counter() - started
-                    metrics.observe(method, _code_of(context, error), elapsed)
-                    raise
-                metrics.observe(method, _code_of(context, None), time.perf_counter() - started)
+        async def timed_stream(
+            request: Any,  # noqa: ANN401 - a message, or an iterator of messages
+            context: aio.ServicerContext[Any, Any],
+        ) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            try:
+                async for answer in inner(request, context):
+                    yield answer
+            except BaseException as error:
+                done(context, started, error)
+                raise
+            done(context, started, None)
 
-            return grpc.stream_stream_rpc_method_handler(
-                timed_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(timed_stream, parse, serialize)
+        return grpc.stream_stream_rpc_method_handler(timed_stream, parse, serialize)
 
 
 def serve_metrics(metrics: Metrics, listen: str) -> Callable[[], None]:

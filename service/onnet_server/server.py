@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from onnet import CONTACT_HASH_SIZE
 from onnet._credentials import CredentialVerifier, load_public_keys
 from onnet.v1 import (
     bench_pb2,
@@ -21,9 +22,10 @@ from onnet.v1 import (
     registry_pb2,
     registry_pb2_grpc,
 )
-from onnet_server.auth import Authenticator
+from onnet_server.auth import KIND_ACCOUNT, KIND_SERVICE, Authenticator
 from onnet_server.config import ConfigError, ServerConfig
 from onnet_server.core.accounts import Accounts
+from onnet_server.core.call_rate import CallRatePolicy, CallRates
 from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import RegistryStore
@@ -33,26 +35,50 @@ from onnet_server.core.quota import QuotaPolicy, QuotaStore
 from onnet_server.core.registry import RegistryService
 from onnet_server.core.resync import ResyncTokens, derive_resync_key
 from onnet_server.core.routing import RoutingService
+from onnet_server.gate import PUBLIC, CallGate, CallSlots, method_rules
 from onnet_server.metrics import Metrics, MetricsInterceptor, serve_metrics
 from onnet_server.pepper import Pepper, load_pepper, load_previous_pepper
-from onnet_server.servicer import BenchServicer, DiscoveryServicer, RegistryServicer
-from onnet_server.status import MalformedRequestInterceptor
+from onnet_server.servicer import (
+    BenchServicer,
+    DiscoveryServicer,
+    HealthServicer,
+    RegistryServicer,
+)
 from onnet_server.stores.memory import MemoryRegistry
 from onnet_server.stores.memory_quota import MemoryQuota
 from onnet_server.stores.redis_connection import RedisClient, connect_and_run, describe
 from onnet_server.stores.redis_layout import Layout
+from onnet_server.stores.redis_pepper import PepperMismatch, record_pepper
 from onnet_server.stores.redis_quota import RedisQuota
 from onnet_server.stores.redis_store import RedisRegistry
 from onnet_server.tls import server_credentials
+from onnet_server.work_pool import WorkPool
 
 __all__ = ["RunningServer", "serve", "start_server"]
 
 _log = logging.getLogger(__name__)
 
-SERVICE_NAMES = (
-    discovery_pb2.DESCRIPTOR.services_by_name["Discovery"].full_name,
-    registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name,
-)
+DISCOVERY = discovery_pb2.DESCRIPTOR.services_by_name["Discovery"]
+REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"]
+BENCH = bench_pb2.DESCRIPTOR.services_by_name["Bench"]
+SERVICE_NAMES = (DISCOVERY.full_name, REGISTRY.full_name)
+
+CREDENTIALS = {
+    "discovery": (DISCOVERY, KIND_ACCOUNT),
+    "registry": (REGISTRY, KIND_SERVICE),
+    # The load tests' ceiling takes what Discover takes, so that both pay the same checks.
+    "bench": (BENCH, KIND_ACCOUNT),
+    "health": (health_pb2.DESCRIPTOR.services_by_name["Health"], PUBLIC),
+    "reflection": (reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"], PUBLIC),
+}
+"""The credential every service needs; the gate refuses any method not listed here."""
+
+# HTTP/2 streams one connection may have open at once (RFC 9113 asks for at least 100).
+_STREAMS_PER_CONNECTION = 100
+# Tags and lengths around a message's fields, beyond the bytes of the fields themselves.
+_FRAMING = 64
+_SMALL_REQUEST = 4096
+_E164_ON_WIRE = 18  # "+" and up to 15 digits, plus a tag and a length byte
 
 
 @dataclass
@@ -69,11 +95,15 @@ class RunningServer:
     """Stops the metrics endpoint, when one is served."""
     following: asyncio.Future[None] | None = None
     """Refreshes the metrics' gauges from the store."""
+    pool: WorkPool | None = None
+    """The threads of heavy work."""
 
     async def stop(self) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight calls finish, close the store."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.grace)
+        if self.pool is not None:
+            self.pool.close()
         if self.following is not None:
             self.following.cancel()
         if self.stop_metrics is not None:
@@ -82,15 +112,35 @@ class RunningServer:
             await self.store.close()
 
 
-async def open_store(config: ServerConfig) -> RegistryStore:
-    """The configured registry store: Redis, Redis Cluster, or the embedded memory store."""
+async def open_store(config: ServerConfig, pepper: Pepper) -> RegistryStore:
+    """The configured registry store: Redis, Redis Cluster, or the embedded memory store.
+
+    A Redis registry must have been built with ``pepper``: the first server on a prefix
+    records it, and a server with another one raises PepperMismatch (a ConfigError) before
+    it loads or writes anything.
+    """
     if not (config.redis_url or config.redis_cluster):
         return MemoryRegistry()
     _log.info("loading the registry from %s", describe(config.redis_url, config.redis_cluster))
+    layout = Layout(config.redis_prefix)
+    setting = "ONNET_PEPPER_FILE" if config.pepper_file is not None else "ONNET_PEPPER"
 
     async def load(client: RedisClient) -> RedisRegistry:
-        store = RedisRegistry(client, layout=Layout(config.redis_prefix))
+        try:
+            first_use = await record_pepper(client, layout, pepper, setting)
+        except PepperMismatch:
+            await client.aclose()  # not retried: another try would meet the same pepper
+            raise
+        store = RedisRegistry(client, layout=layout)
         await store.start()
+        if first_use and len(store):
+            # A registry older than pepper records: nothing can prove which pepper built it.
+            _log.warning(
+                "recorded pepper id %s for the existing registry under prefix %s; from now "
+                "on it starts with this pepper only",
+                pepper.key_id,
+                layout.prefix,
+            )
         return store
 
     return await connect_and_run(config.redis_url, config.redis_cluster, load)
@@ -119,12 +169,56 @@ def resync_tokens(config: ServerConfig, pepper: Pepper) -> ResyncTokens:
     return ResyncTokens(keys, key_id, config.resync_token_ttl)
 
 
+def request_limits(config: ServerConfig, max_buckets: int) -> dict[str, int]:
+    """The largest request each method can legitimately need, in bytes.
+
+    Methods not named here take small messages (_SMALL_REQUEST). The transport's own limit
+    is ``config.max_message_bytes``, the largest of these.
+    """
+    hashes = config.max_batch * CONTACT_HASH_SIZE
+    discovery, registry, bench = (
+        f"/{service.full_name}/" for service in (DISCOVERY, REGISTRY, BENCH)
+    )
+    return {
+        # A re-sync also carries the hashes its token covers, which may span several batches.
+        discovery + "Discover": config.max_message_bytes,
+        bench + "Ceiling": config.max_message_bytes,
+        discovery + "BlindEvaluate": hashes + _FRAMING,
+        # Bucket numbers are packed varints of at most 5 bytes.
+        discovery + "FetchBuckets": max_buckets * 5 + _FRAMING,
+        registry + "Lookup": config.max_batch * max(CONTACT_HASH_SIZE, _E164_ON_WIRE) + _FRAMING,
+        registry + "ImportUsers": config.max_message_bytes,
+    }
+
+
+def call_gate(
+    config: ServerConfig, auth: Authenticator, accounts: Accounts, max_buckets: int
+) -> CallGate:
+    """The gate every call passes, with a rule for each method of each served service."""
+    rules = method_rules(CREDENTIALS, request_limits(config, max_buckets), _SMALL_REQUEST)
+    rates = CallRates(
+        CallRatePolicy(
+            config.account_calls, config.account_calls_period, config.account_concurrent_calls
+        )
+    )
+    return CallGate(
+        rules,
+        auth,
+        CallSlots.shares_of(config.max_concurrent_calls, rates),
+        require_account=accounts.blockers,
+        receive_timeout=config.receive_timeout,
+    )
+
+
 def authenticator(config: ServerConfig) -> Authenticator:
     """The credential check that ``config`` asks for."""
     verifier = None
     if config.auth_public_keys is not None:
         try:
-            verifier = CredentialVerifier(load_public_keys(config.auth_public_keys))
+            verifier = CredentialVerifier(
+                load_public_keys(config.auth_public_keys),
+                max_lifetime_seconds=config.max_credential_lifetime,
+            )
         except (OSError, ValueError) as error:
             raise ConfigError(f"ONNET_AUTH_PUBLIC_KEYS: {error}") from None
     return Authenticator(
@@ -137,20 +231,9 @@ async def start_server(
 ) -> RunningServer:
     """Wire the services for ``config`` and start serving on ``config.listen``."""
     pepper = pepper or load_pepper(config)
-    if pepper.ephemeral:
-        _log.warning(
-            "no pepper configured (ONNET_PEPPER_FILE or ONNET_PEPPER): using an ephemeral "
-            "pepper, id %s; fingerprints will not match after a restart. Development only.",
-            pepper.key_id,
-        )
+    _warn_about_settings(config, pepper)
     auth = authenticator(config)
-    if config.dev_mode:
-        _log.warning(
-            "DEVELOPMENT MODE: calls without a credential are accepted (as the caller 'dev')%s. "
-            "Not for production: set ONNET_AUTH_PUBLIC_KEYS and drop --dev.",
-            "" if config.tls_cert else ", over plaintext",
-        )
-    store = store if store is not None else await open_store(config)
+    store = store if store is not None else await open_store(config, pepper)
     metrics = Metrics()
     following = asyncio.ensure_future(metrics.follow(store))
     quota = quota_store(config, store)
@@ -161,26 +244,30 @@ async def start_server(
         max_previous=(config.max_message_bytes - 1024) // 32 - config.max_batch,
         max_message_bytes=config.max_message_bytes,
     )
+    oprf_key = OprfKey.from_pepper(pepper.key)
+    buckets = BucketServer(store, config.max_message_bytes)
+    accounts = Accounts(store, open_accounts=config.dev_mode)
+    gate = call_gate(config, auth, accounts, buckets.max_buckets)
+    pool = WorkPool()
     server = aio.server(
         # The metrics interceptor is outermost, so it times and counts every call, even one
-        # whose bytes do not parse.
-        interceptors=[MetricsInterceptor(metrics), MalformedRequestInterceptor()],
+        # the gate refuses or whose bytes do not parse.
+        interceptors=[MetricsInterceptor(metrics), gate],
+        # More calls at once are refused at once (RESOURCE_EXHAUSTED): with the largest
+        # request, this bounds what request messages can hold (README, "Memory budget").
+        maximum_concurrent_rpcs=config.max_concurrent_calls,
         options=[
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.max_concurrent_streams", _STREAMS_PER_CONNECTION),
             # gRPC turns SO_REUSEPORT on by default, which lets a second server silently share
             # a port that is already taken; refuse instead, unless this is one of the
             # workers of `onnet serve --workers N`, which share it on purpose.
             ("grpc.so_reuseport", int(config.reuse_port)),
         ],
     )
-    oprf_key = OprfKey.from_pepper(pepper.key)
-    accounts = Accounts(store, open_accounts=config.dev_mode)
     private = PrivateDiscovery(
-        BlindEvaluator(oprf_key, config.max_batch),
-        BucketServer(store, config.max_message_bytes),
-        quota,
-        accounts,
+        BlindEvaluator(oprf_key, config.max_batch), buckets, quota, accounts, pool
     )
     discovery = DiscoveryService(
         store,
@@ -191,13 +278,12 @@ async def start_server(
         accounts=accounts,
     )
     discovery_pb2_grpc.add_DiscoveryServicer_to_server(
-        DiscoveryServicer(discovery, private, auth, metrics), server
+        DiscoveryServicer(discovery, private, metrics), server
     )
     registry_pb2_grpc.add_RegistryServicer_to_server(
         RegistryServicer(
-            RegistryService(store, fingerprinter, oprf_key),
+            RegistryService(store, fingerprinter, oprf_key, max_batch=config.max_batch),
             RoutingService(store, fingerprinter, config.max_batch),
-            auth,
             metrics,
         ),
         server,
@@ -207,7 +293,7 @@ async def start_server(
         bench_pb2_grpc.add_BenchServicer_to_server(BenchServicer(), server)
         services.append(bench_pb2.DESCRIPTOR.services_by_name["Bench"].full_name)
         _log.warning("benchmark ceiling onnet.v1.Bench/Ceiling is served (--bench-ceiling)")
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
@@ -257,7 +343,30 @@ async def start_server(
         store,
         stop_metrics,
         following,
+        pool,
     )
+
+
+def _warn_about_settings(config: ServerConfig, pepper: Pepper) -> None:
+    """Say loudly, once at start, what makes this server unfit for production."""
+    if pepper.ephemeral:
+        _log.warning(
+            "no pepper configured (ONNET_PEPPER_FILE or ONNET_PEPPER): using an ephemeral "
+            "pepper, id %s; fingerprints will not match after a restart. Development only.",
+            pepper.key_id,
+        )
+    if config.allow_plaintext and config.tls_cert is None:
+        _log.warning(
+            "serving plaintext on %s (ONNET_ALLOW_PLAINTEXT): credentials and contact hashes "
+            "cross the network unencrypted unless a mesh or proxy in front terminates TLS",
+            config.listen,
+        )
+    if config.dev_mode:
+        _log.warning(
+            "DEVELOPMENT MODE: calls without a credential are accepted (as the caller 'dev')%s. "
+            "Not for production: set ONNET_AUTH_PUBLIC_KEYS and drop --dev.",
+            "" if config.tls_cert else ", over plaintext",
+        )
 
 
 def _transport(config: ServerConfig) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 from grpc import aio
+from grpc_health.v1 import health, health_pb2
 
 from onnet import _oprf as oprf
 from onnet.v1 import (
@@ -15,15 +17,15 @@ from onnet.v1 import (
     registry_pb2,
     registry_pb2_grpc,
 )
-from onnet_server.auth import KIND_ACCOUNT, KIND_SERVICE, Authenticator
 from onnet_server.core.discovery import DiscoveryService
 from onnet_server.core.private_discovery import PrivateDiscovery
 from onnet_server.core.registry import ImportRow, RegistryService
 from onnet_server.core.routing import RoutingService
+from onnet_server.gate import current_caller
 from onnet_server.metrics import Metrics
 from onnet_server.status import abort_for, translate_errors
 
-__all__ = ["BenchServicer", "DiscoveryServicer", "RegistryServicer"]
+__all__ = ["BenchServicer", "DiscoveryServicer", "HealthServicer", "RegistryServicer"]
 
 # Counts and outcomes only: never a number, a hash, a token or a user id.
 _log = logging.getLogger(__name__)
@@ -47,19 +49,14 @@ ScreenContext = aio.ServicerContext[registry_pb2.ScreenRequest, registry_pb2.Scr
 
 
 class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
-    """onnet.v1.Discovery over DiscoveryService; every call needs an account credential."""
+    """onnet.v1.Discovery over DiscoveryService; the gate admits accounts only."""
 
     def __init__(
-        self,
-        discovery: DiscoveryService,
-        private: PrivateDiscovery,
-        auth: Authenticator,
-        metrics: Metrics,
+        self, discovery: DiscoveryService, private: PrivateDiscovery, metrics: Metrics
     ) -> None:
-        """Serve ``discovery`` and ``private`` mode to callers that ``auth`` lets in."""
+        """Serve ``discovery`` and ``private`` mode to the accounts the gate admits."""
         self._discovery = discovery
         self._private = private
-        self._auth = auth
         self._metrics = metrics
 
     @translate_errors
@@ -67,7 +64,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         self, request: discovery_pb2.DiscoverRequest, context: DiscoverContext
     ) -> discovery_pb2.DiscoverResponse:
         """Match a batch of contact hashes."""
-        account = self._auth.caller(context, KIND_ACCOUNT).subject
+        account = current_caller().subject
         self._metrics.items("Discovery/Discover", len(request.hashes) // 32)
         answer = await self._discovery.discover(
             account, request.hashes, request.token, request.previous_hashes
@@ -85,7 +82,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         self, request: discovery_pb2.GetConfigRequest, context: ConfigContext
     ) -> discovery_pb2.DiscoveryConfig:
         """Announce the contact-hash version, the limits, and the caller's quota left."""
-        account = self._auth.caller(context, KIND_ACCOUNT).subject
+        account = current_caller().subject
         parameters = await self._discovery.parameters(account)
         buckets = self._private.buckets
         return discovery_pb2.DiscoveryConfig(
@@ -104,7 +101,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         self, request: discovery_pb2.FetchBucketsRequest, context: FetchContext
     ) -> discovery_pb2.FetchBucketsResponse:
         """Every entry of the asked buckets."""
-        account = self._auth.caller(context, KIND_ACCOUNT).subject
+        account = current_caller().subject
         self._metrics.items("Discovery/FetchBuckets", len(request.buckets))
         found = self._private.fetch(account, request.prefix_bits, list(request.buckets))
         _log.debug("FetchBuckets: %d buckets", len(found))
@@ -120,7 +117,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         self, request: discovery_pb2.BlindEvaluateRequest, context: EvaluateContext
     ) -> discovery_pb2.BlindEvaluateResponse:
         """Apply the OPRF key to blinded elements."""
-        account = self._auth.caller(context, KIND_ACCOUNT).subject
+        account = current_caller().subject
         self._metrics.items("Discovery/BlindEvaluate", len(request.blinded_elements) // 32)
         evaluated = await self._private.blind_evaluate(account, request.blinded_elements)
         _log.debug("BlindEvaluate: %d elements", len(evaluated) // oprf.ELEMENT_SIZE)
@@ -130,19 +127,14 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServicer):
-    """onnet.v1.Registry over RegistryService; every call needs a service credential."""
+    """onnet.v1.Registry over RegistryService; the gate admits trusted services only."""
 
     def __init__(
-        self,
-        registry: RegistryService,
-        routing: RoutingService,
-        auth: Authenticator,
-        metrics: Metrics,
+        self, registry: RegistryService, routing: RoutingService, metrics: Metrics
     ) -> None:
-        """Serve ``registry`` and ``routing`` to the trusted services that ``auth`` lets in."""
+        """Serve ``registry`` and ``routing`` to the trusted services the gate admits."""
         self._registry = registry
         self._routing = routing
-        self._auth = auth
         self._metrics = metrics
 
     @translate_errors
@@ -150,7 +142,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.RegisterRequest, context: RegisterContext
     ) -> registry_pb2.RegisterResponse:
         """Add or move a user."""
-        self._auth.caller(context, KIND_SERVICE)
         outcome = await self._registry.register(request.user_id, request.e164, request.discoverable)
         _log.debug(
             "Register: updated=%s displaced=%s", outcome.updated, bool(outcome.displaced_user_id)
@@ -164,7 +155,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.UnregisterRequest, context: UnregisterContext
     ) -> registry_pb2.UnregisterResponse:
         """Erase a user."""
-        self._auth.caller(context, KIND_SERVICE)
         await self._registry.unregister(request.user_id)
         _log.debug("Unregister: done")
         return registry_pb2.UnregisterResponse()
@@ -173,27 +163,23 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request_iterator: AsyncIterator[registry_pb2.ImportBatch], context: ImportContext
     ) -> AsyncIterator[registry_pb2.ImportProgress]:
         """Register batches of users, answering each batch in order."""
+        first_row = 0
         try:
-            self._auth.caller(context, KIND_SERVICE)
+            async for batch in request_iterator:
+                rows = [ImportRow(r.user_id, r.e164, r.discoverable) for r in batch.rows]
+                self._metrics.items("Registry/ImportUsers", len(rows))
+                outcome = await self._registry.import_batch(rows, first_row)
+                first_row += len(rows)
+                _log.debug("ImportUsers: batch of %d, %d skipped", len(rows), len(outcome.rejected))
+                yield registry_pb2.ImportProgress(
+                    imported=outcome.imported,
+                    rejected=[
+                        registry_pb2.ImportRejection(row=r.row, field=r.field, reason=r.reason)
+                        for r in outcome.rejected
+                    ],
+                )
         except Exception as error:  # the boundary: nothing may escape unmapped
             await abort_for(error, context, "ImportUsers")
-        first_row = 0
-        async for batch in request_iterator:
-            rows = [ImportRow(r.user_id, r.e164, r.discoverable) for r in batch.rows]
-            self._metrics.items("Registry/ImportUsers", len(rows))
-            try:
-                outcome = await self._registry.import_batch(rows, first_row)
-            except Exception as error:  # the boundary: nothing may escape unmapped
-                await abort_for(error, context, "ImportUsers")
-            first_row += len(rows)
-            _log.debug("ImportUsers: batch of %d, %d skipped", len(rows), len(outcome.rejected))
-            yield registry_pb2.ImportProgress(
-                imported=outcome.imported,
-                rejected=[
-                    registry_pb2.ImportRejection(row=r.row, field=r.field, reason=r.reason)
-                    for r in outcome.rejected
-                ],
-            )
 
     @translate_errors
     async def Block(
@@ -214,7 +200,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.LookupRequest, context: LookupContext
     ) -> registry_pb2.LookupResponse:
         """Who holds each number (call routing)."""
-        self._auth.caller(context, KIND_SERVICE)
         self._metrics.items("Registry/Lookup", len(request.e164) or len(request.hashes) // 32)
         holders = self._routing.lookup(list(request.e164), request.hashes)
         _log.debug("Lookup: %d numbers, %d held", len(holders), sum(map(bool, holders)))
@@ -225,7 +210,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.ScreenRequest, context: ScreenContext
     ) -> registry_pb2.ScreenResponse:
         """May this caller ring this user (call screening)."""
-        self._auth.caller(context, KIND_SERVICE)
         blocked = self._routing.screen(request.caller_e164, request.callee_user_id)
         _log.debug("Screen: %s", "blocked" if blocked else "allowed")
         verdict = registry_pb2.VERDICT_BLOCKED if blocked else registry_pb2.VERDICT_ALLOWED
@@ -234,10 +218,50 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     async def _set_blocked(
         self, request: registry_pb2.BlockRequest, context: BlockContext, *, blocked: bool
     ) -> registry_pb2.BlockResponse:
-        self._auth.caller(context, KIND_SERVICE)
         changed = await self._registry.set_blocked(request.user_id, request.e164, blocked)
         _log.debug("%s: changed=%s", "Block" if blocked else "Unblock", changed)
         return registry_pb2.BlockResponse(changed=changed)
+
+
+ServingStatus: TypeAlias = "health_pb2.HealthCheckResponse.ServingStatus.ValueType"
+ListContext = aio.ServicerContext[health_pb2.HealthListRequest, health_pb2.HealthListResponse]
+
+
+class HealthServicer(health.aio.HealthServicer):  # type: ignore[misc]  # untyped library
+    """grpc.health.v1.Health, List included.
+
+    The library's asyncio servicer leaves List unimplemented, so a call to it would end in
+    UNKNOWN and an ERROR line; this one keeps the statuses it was given and lists them.
+    """
+
+    def __init__(self) -> None:
+        """Start with the server as a whole serving."""
+        super().__init__()
+        self._statuses: dict[str, ServingStatus] = {"": health_pb2.HealthCheckResponse.SERVING}
+        self._shutting_down = False
+
+    async def set(self, service: str, status: ServingStatus) -> None:
+        """Set one service's status (ignored once shutting down, as the library does)."""
+        await super().set(service, status)
+        if not self._shutting_down:
+            self._statuses[service] = status
+
+    async def enter_graceful_shutdown(self) -> None:
+        """Report every service NOT_SERVING from now on."""
+        self._shutting_down = True
+        self._statuses = dict.fromkeys(self._statuses, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await super().enter_graceful_shutdown()
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: ListContext
+    ) -> health_pb2.HealthListResponse:
+        """Every service's status."""
+        return health_pb2.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in self._statuses.items()
+            }
+        )
 
 
 class BenchServicer(bench_pb2_grpc.BenchServicer):

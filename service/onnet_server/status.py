@@ -16,11 +16,13 @@ from grpc import aio
 from grpc_status import rpc_status
 
 from onnet_server.core.errors import (
+    DeadlineExceeded,
     DomainError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     QuotaExceeded,
+    ServiceBusy,
     StoreUnavailable,
     Unauthenticated,
 )
@@ -37,8 +39,10 @@ _log = logging.getLogger(__name__)
 
 STATUS_OF: dict[type[DomainError], int] = {
     InvalidArgument: code_pb2.INVALID_ARGUMENT,
+    DeadlineExceeded: code_pb2.DEADLINE_EXCEEDED,
     NotFound: code_pb2.NOT_FOUND,
     StoreUnavailable: code_pb2.UNAVAILABLE,
+    ServiceBusy: code_pb2.UNAVAILABLE,
     Unauthenticated: code_pb2.UNAUTHENTICATED,
     PermissionDenied: code_pb2.PERMISSION_DENIED,
     QuotaExceeded: code_pb2.RESOURCE_EXHAUSTED,
@@ -52,7 +56,10 @@ def status_of(error: DomainError) -> status_pb2.Status:
     A quota refusal also carries a google.rpc.RetryInfo with the time to wait (absent when
     waiting cannot help).
     """
-    status = status_pb2.Status(code=STATUS_OF[type(error)], message=str(error))
+    # The nearest class in the table: a subclass (RateLimited is a QuotaExceeded) maps as
+    # its base does.
+    code = next(STATUS_OF[kind] for kind in type(error).__mro__ if kind in STATUS_OF)
+    status = status_pb2.Status(code=code, message=str(error))
     if isinstance(error, QuotaExceeded) and error.retry_after is not None:
         retry = error_details_pb2.RetryInfo()
         retry.retry_delay.FromNanoseconds(math.ceil(error.retry_after * 1e9))

@@ -372,7 +372,12 @@ def test_an_account_the_registry_does_not_know_is_refused(server: ThreadedServer
                 erased.discover([BOOK[1]], private=private)
             assert refused.value.field == "authorization"
             assert "not registered" in refused.value.reason
-        assert erased.get_config().quota_remaining == 20_000  # nothing was charged
+        with pytest.raises(onnet.PermissionDeniedError):
+            erased.get_config()  # not even the limits
+    with registry_client(server.target) as registry:
+        registry.register("alice", BOOK[2])
+    with discovery_client(server.target, account="alice") as back:
+        assert back.get_config().quota_remaining == 20_000  # nothing was charged
 
 
 def test_discoverability_is_switched_by_registering_again(server: ThreadedServer) -> None:

@@ -8,16 +8,20 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
 import onnet
+from onnet.v1 import registry_pb2
 from tests.security import (
     SERVICE_NAME,
     async_discovery_client,
     async_registry_client,
     discovery_client,
     registry_client,
+    secure_channel,
     security,
+    service_metadata,
 )
 from tests.servers import ThreadedServer
 
@@ -139,3 +143,87 @@ def test_import_with_the_store_gone_is_unavailable(tmp_path: Path) -> None:
             assert "store is unavailable" in caught.value.reason
         finally:
             server.stop()
+
+
+def _batch(rows: list[onnet.ImportRow]) -> bytes:
+    """One ImportBatch message, serialized."""
+    return registry_pb2.ImportBatch(
+        rows=[
+            registry_pb2.RegisterRequest(
+                user_id=r.user_id, e164=r.e164, discoverable=r.discoverable
+            )
+            for r in rows
+        ]
+    ).SerializeToString()
+
+
+def _import_raw(
+    target: str, messages: list[bytes]
+) -> tuple[list[registry_pb2.ImportProgress], grpc.StatusCode, str]:
+    """Stream ``messages`` as they are to ImportUsers: the answers, and how the call ended."""
+    answers: list[registry_pb2.ImportProgress] = []
+    with secure_channel(target) as channel:
+        call: grpc.StreamStreamMultiCallable[bytes, registry_pb2.ImportProgress]
+        call = channel.stream_stream(
+            "/onnet.v1.Registry/ImportUsers",
+            response_deserializer=registry_pb2.ImportProgress.FromString,
+        )
+        try:
+            for answer in call(iter(messages), metadata=service_metadata(), timeout=30):
+                answers.append(answer)
+        except grpc.RpcError as error:
+            return answers, error.code(), error.details() or ""
+    return answers, grpc.StatusCode.OK, ""
+
+
+def _holders(server: ThreadedServer, rows: list[onnet.ImportRow]) -> list[str | None]:
+    """Who holds each row's number now, asked in Lookups of the server's largest batch."""
+    step = server.config.max_batch
+    with registry_client(server.target) as registry:
+        return [
+            holder
+            for start in range(0, len(rows), step)
+            for holder in registry.lookup([row.e164 for row in rows[start : start + step]])
+        ]
+
+
+@pytest.mark.parametrize("position", [1, 2], ids=["second", "third"])
+def test_a_malformed_batch_ends_the_import_after_the_batches_before_it(
+    server: ThreadedServer, position: int
+) -> None:
+    """Finding 8: INVALID_ARGUMENT naming the request, never UNKNOWN with parser internals."""
+    batches = [ROWS[3 * i : 3 * i + 3] for i in range(4)]
+    messages = [_batch(rows) for rows in batches]
+    # Cut short inside its last row: a lenient parser would still find the rows before it.
+    messages[position] = messages[position][:-2]
+    answers, code, details = _import_raw(server.target, messages)
+    assert (code, details) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "request: malformed request message",
+    )
+    assert [(a.imported, list(a.rejected)) for a in answers] == [(3, [])] * position
+    written, not_written = ROWS[: 3 * position], ROWS[3 * position : 12]
+    assert _holders(server, written) == [row.user_id for row in written]
+    assert _holders(server, not_written) == [None] * len(not_written)
+
+
+@pytest.mark.parametrize("max_batch", [None, 100], ids=["default", "configured"])
+def test_a_batch_over_max_batch_is_refused_before_any_row_is_written(
+    make_server: Callable[..., ThreadedServer], max_batch: int | None
+) -> None:
+    server = make_server() if max_batch is None else make_server(max_batch=max_batch)
+    limit = server.config.max_batch
+    big = [onnet.ImportRow(f"big-{i}", f"+1415{5560000 + i}") for i in range(limit + 1)]
+    answers, code, details = _import_raw(server.target, [_batch(ROWS[:3]), _batch(big)])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == f"rows: batch of {limit + 1} rows exceeds the limit of {limit}"
+    assert [a.imported for a in answers] == [3]
+    assert _holders(server, ROWS[:3]) == [row.user_id for row in ROWS[:3]]
+    assert _holders(server, big) == [None] * len(big)
+
+
+def test_an_empty_batch_is_answered_with_nothing_imported(server: ThreadedServer) -> None:
+    messages = [_batch([]), _batch(ROWS[:1]), b"", _batch([])]
+    answers, code, _ = _import_raw(server.target, messages)
+    assert code == grpc.StatusCode.OK
+    assert [(a.imported, list(a.rejected)) for a in answers] == [(0, []), (1, []), (0, []), (0, [])]

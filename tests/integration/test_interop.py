@@ -119,12 +119,13 @@ def test_register_discover_and_errors_over_the_raw_wire(server: ThreadedServer) 
 def test_bytes_that_are_not_the_message_get_invalid_argument(
     server: ThreadedServer, method: str, request_bytes: bytes
 ) -> None:
+    register_account(server.target)
     with secure_channel(server.target) as channel:
         with pytest.raises(grpc.RpcError) as caught:
             call(channel, method, request_bytes)
         error = caught.value
         assert isinstance(error, grpc.Call)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert error.details() == "malformed request message"
+        assert error.details() == "request: malformed request message"
         config = dict(parse(call(channel, "/onnet.v1.Discovery/GetConfig", b"")))
         assert config[1] == 1  # still serving

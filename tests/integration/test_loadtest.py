@@ -15,7 +15,7 @@ from onnet._credentials import KIND_SERVICE
 from onnet_server.cli import main
 from onnet_server.loadtest.population import make_books
 from onnet_server.loadtest.registration import register_population
-from onnet_server.loadtest.runner import RunResult, TargetUnsuitable, run
+from onnet_server.loadtest.runner import RunResult, TargetRefused, TargetUnsuitable, run
 from onnet_server.loadtest.settings import Settings, Target
 from tests.security import SERVICE_NAME, register_account, security
 from tests.servers import ThreadedServer, server_process
@@ -116,12 +116,11 @@ async def test_resyncs_spare_the_quota_and_plain_calls_spend_it(
     assert any("--no-resync" in warning for warning in plain.warnings)
 
 
-async def test_an_unregistered_account_is_reported_not_fatal(
+async def test_an_unregistered_account_is_refused_before_the_run(
     make_server: Callable[..., ThreadedServer],
 ) -> None:
-    result = await load(account_target(make_server(), "stranger"), requests=10)
-    assert result.discover.stats.errors == {"PERMISSION_DENIED": 10}
-    assert any("registered user" in warning for warning in result.warnings)
+    with pytest.raises(TargetRefused, match="must be a registered user"):
+        await load(account_target(make_server(), "stranger"), requests=10)
 
 
 def run_main(*args: str) -> int:

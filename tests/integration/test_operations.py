@@ -18,7 +18,9 @@ from onnet.v1 import bench_pb2_grpc, discovery_pb2
 from onnet_server.pepper import write_pepper_file
 from tests.security import (
     DEFAULT_ACCOUNT,
+    account_metadata,
     discovery_client,
+    register_account,
     registry_client,
     secure_channel,
     security,
@@ -95,8 +97,11 @@ def test_the_ceiling_is_served_only_when_asked(
             bench_pb2_grpc.BenchStub(channel).Ceiling(request, timeout=5)
         assert absent.value.code() == grpc.StatusCode.UNIMPLEMENTED
     bench = make_server(bench_ceiling=True)
+    register_account(bench.target)
     with secure_channel(bench.target) as channel:
-        answer = bench_pb2_grpc.BenchStub(channel).Ceiling(request, timeout=5)
+        answer = bench_pb2_grpc.BenchStub(channel).Ceiling(
+            request, timeout=5, metadata=account_metadata()
+        )
     assert (list(answer.matched_indexes), len(answer.token)) == ([], 45)
 
 

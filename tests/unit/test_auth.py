@@ -65,3 +65,38 @@ def test_development_mode() -> None:
     assert dev.check([], KIND_SERVICE) == Caller(KIND_SERVICE, DEV_SUBJECT)
     with pytest.raises(ValueError, match="only development mode"):
         Authenticator(None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "bearer {t}",
+        "BEARER {t}",
+        "Bearer  {t}",
+        "Bearer {t} ",
+        "Bearer\t{t}",
+        "Bearer {t}\x85",  # what gRPC makes of invalid UTF-8 (Latin-1): str.strip() ate it
+        "Bearer {t}\xa0",
+        "Bearer \x85{t}",
+        "Bearer {t}é",
+        "Bearer ",
+        "{t}",
+    ],
+)
+def test_only_exactly_bearer_and_an_ascii_token_is_read(auth: Authenticator, value: str) -> None:
+    token = onnet.issue_token(KEY, "alice", "account", 60)
+    with pytest.raises(Unauthenticated, match="exactly 'Bearer '") as refused:
+        auth.check([("authorization", value.format(t=token))], KIND_ACCOUNT)
+    assert refused.value.field == "authorization"
+
+
+def test_two_credentials_are_refused(auth: Authenticator) -> None:
+    token = onnet.issue_token(KEY, "alice", "account", 60)
+    with pytest.raises(Unauthenticated):
+        auth.check(bearer(token) + bearer(token), KIND_ACCOUNT)
+
+
+def test_binary_metadata_is_not_a_credential(auth: Authenticator) -> None:
+    token = onnet.issue_token(KEY, "alice", "account", 60)
+    with pytest.raises(Unauthenticated):
+        auth.check([("authorization", f"Bearer {token}".encode())], KIND_ACCOUNT)

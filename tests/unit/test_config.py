@@ -19,9 +19,29 @@ def test_defaults() -> None:
 def test_production_needs_credential_keys() -> None:
     with pytest.raises(ConfigError, match=r"set ONNET_AUTH_PUBLIC_KEYS .* or pass --dev"):
         ServerConfig.from_env({})
-    keys = ServerConfig.from_env({"ONNET_AUTH_PUBLIC_KEYS": "/etc/onnet/account.pub"})
+    keys = ServerConfig.from_env(
+        {"ONNET_AUTH_PUBLIC_KEYS": "/etc/onnet/account.pub", "ONNET_PEPPER_FILE": "/etc/p"}
+    )
     assert keys.auth_public_keys == Path("/etc/onnet/account.pub")
     assert not keys.dev_mode
+
+
+@pytest.mark.parametrize("overrides", [{}, {"workers": 2, "redis_url": "redis://127.0.0.1:1/0"}])
+def test_production_needs_a_pepper(overrides: dict[str, object]) -> None:
+    """Outside development mode an ephemeral pepper would key a registry that nobody finds
+    after a restart: the configuration is refused, naming both settings and the command
+    that makes a pepper."""
+    env = {"ONNET_AUTH_PUBLIC_KEYS": "/etc/onnet/account.pub", "ONNET_LISTEN": "127.0.0.1:7"}
+    with pytest.raises(ConfigError) as refused:
+        ServerConfig.from_env(env, **overrides)
+    message = str(refused.value)
+    assert "ONNET_PEPPER_FILE" in message
+    assert "ONNET_PEPPER:" in message or "ONNET_PEPPER " in message
+    assert "onnet new-pepper" in message
+    assert ServerConfig.from_env({**env, "ONNET_PEPPER": "ab" * 32}).pepper_hex == "ab" * 32
+    assert ServerConfig.from_env({**env, "ONNET_PEPPER_FILE": "/p"}).pepper_file == Path("/p")
+    # Development mode keeps its ephemeral pepper.
+    assert load_pepper(ServerConfig.from_env({"ONNET_DEV": "1"})).ephemeral
 
 
 def test_flags_override_the_environment() -> None:
@@ -58,11 +78,33 @@ def test_environment_overrides(tmp_path: Path) -> None:
             "ONNET_PEPPER_FILE": str(tmp_path / "p"),
             "ONNET_SHUTDOWN_GRACE": "2.5",
             "ONNET_AUTH_PUBLIC_KEYS": str(tmp_path / "keys.pub"),
+            "ONNET_ALLOW_PLAINTEXT": "1",
+            "ONNET_MAX_CREDENTIAL_LIFETIME": "600",
+            "ONNET_ACCOUNT_CALLS": "0",
+            "ONNET_ACCOUNT_CALLS_PERIOD": "30",
+            "ONNET_MAX_CONCURRENT_CALLS": "7",
         }
     )
     assert (config.listen, config.max_batch, config.log_level) == ("0.0.0.0:6000", 500, "DEBUG")
     assert config.pepper_file == tmp_path / "p"
     assert config.shutdown_grace == 2.5
+    assert config.allow_plaintext
+    assert (config.max_credential_lifetime, config.account_calls) == (600, 0)
+    assert (config.account_calls_period, config.max_concurrent_calls) == (30.0, 7)
+    assert ServerConfig.from_env(config.to_env()) == config
+
+
+def test_plaintext_beyond_loopback_needs_the_explicit_flag(tmp_path: Path) -> None:
+    settings = {
+        "ONNET_PEPPER_FILE": str(tmp_path / "p"),
+        "ONNET_AUTH_PUBLIC_KEYS": str(tmp_path / "keys.pub"),
+    }
+    for address in ("127.0.0.1:6000", "[::1]:6000", "localhost:6000"):
+        assert not ServerConfig.from_env({**settings, "ONNET_LISTEN": address}).allow_plaintext
+    with pytest.raises(ConfigError, match="ONNET_ALLOW_PLAINTEXT=1"):
+        ServerConfig.from_env({**settings, "ONNET_LISTEN": "0.0.0.0:6000"})
+    tls = {"ONNET_TLS_CERT": str(tmp_path / "c"), "ONNET_TLS_KEY": str(tmp_path / "k")}
+    assert ServerConfig.from_env({**settings, **tls, "ONNET_LISTEN": "0.0.0.0:6000"}).tls_cert
 
 
 @pytest.mark.parametrize(
@@ -78,6 +120,10 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ({"ONNET_MAX_MESSAGE_BYTES": "3000000000"}, "at most 2147483647"),
         ({"ONNET_REDIS_URL": "http://x"}, "must start with redis://"),
         ({"ONNET_REDIS_URL": "redis://a", "ONNET_REDIS_CLUSTER": "b:1"}, "not both"),
+        ({"ONNET_MAX_CREDENTIAL_LIFETIME": "0"}, "ONNET_MAX_CREDENTIAL_LIFETIME must be"),
+        ({"ONNET_ACCOUNT_CALLS": "-1"}, "ONNET_ACCOUNT_CALLS must be 0"),
+        ({"ONNET_ACCOUNT_CALLS_PERIOD": "0"}, "ONNET_ACCOUNT_CALLS_PERIOD must be"),
+        ({"ONNET_MAX_CONCURRENT_CALLS": "0"}, "ONNET_MAX_CONCURRENT_CALLS must be"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -173,6 +219,6 @@ def test_workers_need_a_fixed_port_and_a_shared_pepper(tmp_path: Path) -> None:
         "ONNET_WORKERS": "2",
     }
     with pytest.raises(ConfigError, match="fixed port"):
-        ServerConfig.from_env({**base, "ONNET_LISTEN": "127.0.0.1:0"})
-    with pytest.raises(ConfigError, match="same pepper"):
+        ServerConfig.from_env({**base, "ONNET_PEPPER": "ab" * 32, "ONNET_LISTEN": "127.0.0.1:0"})
+    with pytest.raises(ConfigError, match="set ONNET_PEPPER_FILE"):
         ServerConfig.from_env(base)

@@ -341,3 +341,14 @@ def test_signing_key_file_errors(tmp_path: Path) -> None:
         with pytest.raises(KeyFileError, match=message) as info:
             load_signing_key(path)
         assert str(path) in str(info.value)
+
+
+def test_a_lifetime_above_the_maximum_is_refused(key: Ed25519PrivateKey) -> None:
+    verifier = CredentialVerifier([key.public_key()], max_lifetime_seconds=600, clock=lambda: NOW)
+    assert verifier.verify(issue_token(key, SUBJECT, KIND_ACCOUNT, 600, now=NOW))
+    refused(verifier, issue_token(key, SUBJECT, KIND_ACCOUNT, 601, now=NOW), "lifetime exceeds")
+    refused(verifier, issue_token(key, SUBJECT, KIND_ACCOUNT, 10**30, now=NOW), "lifetime exceeds")
+    default = CredentialVerifier([key.public_key()], clock=lambda: NOW)
+    refused(default, issue_token(key, SUBJECT, KIND_ACCOUNT, 3601, now=NOW), "maximum of 3600 s")
+    with pytest.raises(ValueError, match="max_lifetime_seconds"):
+        CredentialVerifier([key.public_key()], max_lifetime_seconds=0)

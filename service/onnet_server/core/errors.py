@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "DeadlineExceeded",
     "DomainError",
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",
     "QuotaExceeded",
+    "ServiceBusy",
     "StoreUnavailable",
     "Unauthenticated",
 ]
@@ -26,6 +28,10 @@ class DomainError(Exception):
         self.reason = reason
 
 
+class DeadlineExceeded(DomainError):
+    """The call took longer than the server allows (its request did not arrive in time)."""
+
+
 class InvalidArgument(DomainError):
     """A request field is malformed, too large, or otherwise unacceptable."""
 
@@ -36,6 +42,10 @@ class NotFound(DomainError):
 
 class StoreUnavailable(DomainError):
     """The registry store cannot be reached; the call may be retried."""
+
+
+class ServiceBusy(DomainError):
+    """The server has no room for this work now; the call may be retried shortly."""
 
 
 class Unauthenticated(DomainError):

@@ -60,22 +60,31 @@ class BlindEvaluator:
         self.key = key
         self._max_batch = max_batch
 
-    def check(self, blinded_elements: bytes) -> int:
-        """How many elements the packed bytes hold; InvalidArgument names a bad element.
+    def count(self, blinded_elements: bytes) -> int:
+        """How many elements the packed bytes hold, from their length alone (no decoding).
 
-        Cheap next to the evaluation (a decode, not a scalar multiplication), so a request
-        is checked whole before it is charged to a quota or costs the server any real work.
+        The cheapest refusal: a request of the wrong size or too many elements is refused
+        before the quota is asked or any element is looked at.
         """
-        size = oprf.ELEMENT_SIZE
-        count = check_packed(
+        return check_packed(
             "blinded_elements",
             blinded_elements,
-            item_size=size,
+            item_size=oprf.ELEMENT_SIZE,
             item="element",
             items="elements",
             max_count=self._max_batch,
             allow_empty=False,
         )
+
+    def check(self, blinded_elements: bytes) -> int:
+        """How many elements the packed bytes hold; InvalidArgument names a bad element.
+
+        Cheap next to the evaluation (a decode, not a scalar multiplication), so a request
+        is checked whole before it is charged to a quota or costs the server any real work;
+        still about 4 us an element, so the server runs it in its work pool.
+        """
+        size = oprf.ELEMENT_SIZE
+        count = self.count(blinded_elements)
         for index in range(count):
             try:
                 oprf.check_element(blinded_elements[index * size : (index + 1) * size])
@@ -155,7 +164,8 @@ class BucketServer:
         if max(buckets) >> prefix_bits:
             raise InvalidArgument("buckets", f"a bucket number is not below 2^{prefix_bits}")
         found = self._store.bucket_entries(sorted(set(buckets)), prefix_bits, hidden)
-        size = sum(len(entry) + 3 for entries in found.values() for entry in entries)
+        # Summed by ``map`` in C: a large call serves some 20,000 entries.
+        size = sum(sum(map(len, entries)) + 3 * len(entries) for entries in found.values())
         if size > self._max_bytes:  # only a registry far off its bucket size gets here
             raise InvalidArgument("buckets", "the response would be too large; ask for fewer")
         return found

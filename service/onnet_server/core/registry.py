@@ -45,12 +45,22 @@ class RegistryService:
     """Adds, moves and erases users. The number itself is dropped once fingerprinted."""
 
     def __init__(
-        self, store: RegistryStore, fingerprinter: Fingerprinter, oprf_key: OprfKey
+        self,
+        store: RegistryStore,
+        fingerprinter: Fingerprinter,
+        oprf_key: OprfKey,
+        *,
+        max_batch: int = 10_000,
     ) -> None:
-        """Write to ``store`` under the pepper behind ``fingerprinter`` and ``oprf_key``."""
+        """Write to ``store`` under the pepper behind ``fingerprinter`` and ``oprf_key``.
+
+        An import batch holds at most ``max_batch`` rows: the server passes its
+        ONNET_MAX_BATCH; the default is that setting's default.
+        """
         self._store = store
         self._fingerprinter = fingerprinter
         self._oprf_key = oprf_key
+        self._max_batch = max_batch
 
     def _private_entry(self, user_id: str, e164: str, discoverable: bool) -> bytes:
         """The user's bucket entry for private mode; none for a user who hides."""
@@ -72,8 +82,13 @@ class RegistryService:
         ``first_row`` is the position of ``rows[0]`` in the whole import. Checking the rows,
         fingerprinting them (one call) and computing their private-mode entries (one OPRF
         evaluation each) run in a worker thread, so a large batch does not stall other
-        calls; the valid rows are then written in one store round trip.
+        calls; the valid rows are then written in one store round trip. A batch of more
+        than ``max_batch`` rows is refused whole, before any of that work.
         """
+        if len(rows) > self._max_batch:
+            raise InvalidArgument(
+                "rows", f"batch of {len(rows)} rows exceeds the limit of {self._max_batch}"
+            )
         prepared, rejected = await asyncio.to_thread(self._prepare, rows, first_row)
         if prepared:
             await self._store.register_many(prepared)

@@ -344,6 +344,13 @@ class _Driver:
             missed=missed,
             max_late=max_late,
         )
+        if "RESOURCE_EXHAUSTED" in stats.errors and self._settings.resync:
+            self._warnings.append(
+                f"{name} answered RESOURCE_EXHAUSTED: all virtual clients share one account, "
+                "and the server limits each account's calls (ONNET_ACCOUNT_CALLS per "
+                "ONNET_ACCOUNT_CALLS_PERIOD, ONNET_ACCOUNT_CONCURRENT_CALLS at once); start it "
+                "with ONNET_ACCOUNT_CALLS=0 ONNET_ACCOUNT_CONCURRENT_CALLS=0 for a load test"
+            )
         if "PERMISSION_DENIED" in stats.errors and name == "Discover":
             self._warnings.append(
                 "Discover answered PERMISSION_DENIED: outside development mode the credential's "
@@ -441,4 +448,9 @@ def _preflight_error(address: str, error: aio.AioRpcError) -> LoadTestError:
     hint = ""
     if code == grpc.StatusCode.UNAUTHENTICATED:
         hint = " (set ONNET_TOKEN or --token-file to an account credential)"
+    elif code == grpc.StatusCode.PERMISSION_DENIED:
+        hint = (
+            " (outside development mode the credential's account must be a registered user, "
+            "e.g. issue it for loadtest-0000000 after --populate)"
+        )
     return TargetRefused(f"the service refused the harness: {code.name}: {details}{hint}")

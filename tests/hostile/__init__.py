@@ -1,0 +1,1 @@
+"""The hostile-client suite: each test plays an attacker against a real server."""

@@ -1,0 +1,49 @@
+"""gRPC's own log records lose what could quote a request; onnet's are left alone."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import pytest
+
+from onnet_server.logs import WithholdLibraryDetails, silence_grpc_core
+
+TOKEN = "v1.0123456789abcdef.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+
+
+def record(name: str, message: str, *args: object, exc: bool = False) -> logging.LogRecord:
+    info = None
+    if exc:
+        try:
+            raise UnicodeDecodeError("utf-8", TOKEN.encode(), 0, 1, "invalid start byte")
+        except UnicodeDecodeError:
+            info = sys.exc_info()
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, message, args, info)
+
+
+def formatted(entry: logging.LogRecord) -> str:
+    assert WithholdLibraryDetails().filter(entry)
+    return logging.Formatter("%(name)s %(message)s").format(entry)
+
+
+def test_a_grpc_record_keeps_its_template_and_loses_its_values() -> None:
+    text = formatted(record("grpc._cython.cygrpc", "Invalid encoding on %s", TOKEN, exc=True))
+    assert "Invalid encoding on <withheld>" in text
+    assert "eyJzdWIi" not in text
+    assert "Traceback" not in text
+
+
+def test_records_of_onnet_are_untouched() -> None:
+    text = formatted(record("onnet_server.servicer", "Discover: %d hashes", 5))
+    assert text == "onnet_server.servicer Discover: 5 hashes"
+
+
+def test_the_c_core_tracing_is_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRPC_TRACE", "http,api")
+    monkeypatch.setenv("GRPC_VERBOSITY", "DEBUG")
+    assert silence_grpc_core() == ["GRPC_TRACE", "GRPC_VERBOSITY"]
+    assert "GRPC_TRACE" not in os.environ
+    assert os.environ["GRPC_VERBOSITY"] == "ERROR"
+    assert silence_grpc_core() == []  # nothing left to switch off: no second restart
