@@ -39,7 +39,7 @@ from onnet._importing import (
 )
 from onnet._plan import DiscoveryPlan, DiscoveryResult
 from onnet._private import OutputCache, PrivatePlan
-from onnet._resync import SyncState
+from onnet._resync import PartSync, SyncState
 from onnet.v1 import discovery_pb2, registry_pb2
 
 __all__ = [
@@ -152,17 +152,14 @@ def _check_server(config: ServerConfig) -> None:
 
 
 def _collect(
-    first_index: int,
-    batch: bytes,
-    response: discovery_pb2.DiscoverResponse,
-    into: dict[int, str],
+    positions: Sequence[int], response: discovery_pb2.DiscoverResponse, into: dict[int, str]
 ) -> None:
-    size = len(batch) // CONTACT_HASH_SIZE
+    """Place the matches of a request whose hashes sit at ``positions`` of the book."""
     indexes, users = response.matched_indexes, response.user_ids
-    if len(indexes) != len(users) or any(i >= size for i in indexes):
+    if len(indexes) != len(users) or any(i >= len(positions) for i in indexes):
         raise InternalServiceError(grpc.StatusCode.INTERNAL, "malformed DiscoverResponse")
     for index, user_id in zip(indexes, users, strict=True):
-        into[first_index + index] = user_id
+        into[positions[index]] = user_id
 
 
 def _with_token(metadata: Metadata, token: str | None) -> Metadata:
@@ -170,23 +167,24 @@ def _with_token(metadata: Metadata, token: str | None) -> Metadata:
     return (*metadata, *bearer(token)) if token else tuple(metadata)
 
 
-def _room_for_previous(config: ServerConfig) -> int:
-    """How many covered hashes fit beside a full batch in one request."""
-    return (config.max_message_bytes - 1024) // CONTACT_HASH_SIZE - config.max_batch
+def _max_hashes(config: ServerConfig) -> int:
+    """How many hashes fit in one request, over all its fields."""
+    return (config.max_message_bytes - 1024) // CONTACT_HASH_SIZE
 
 
-def _discover_request(state: SyncState, batch: bytes) -> discovery_pb2.DiscoverRequest:
+def _discover_request(sync: PartSync) -> discovery_pb2.DiscoverRequest:
+    """The difference form: the part's hashes once, and what changed since its token."""
     return discovery_pb2.DiscoverRequest(
-        hashes=batch, token=state.token, previous_hashes=state.previous_hashes()
+        hashes=sync.hashes,
+        token=sync.token,
+        added_hashes=sync.added_hashes,
+        removed_hashes=sync.removed_hashes,
     )
 
 
-def _token_refused(error: InvalidArgumentError, state: SyncState) -> bool:
-    """An expired or retired re-sync token: forget it, so the next try goes without."""
-    if error.field == "token" and state.token:
-        state.clear()
-        return True
-    return False
+def _token_refused(error: InvalidArgumentError, sync: PartSync) -> bool:
+    """An expired or retired re-sync token (or one the server cannot verify): go without."""
+    return error.field == "token" and bool(sync.token)
 
 
 class _BlockingChannel:
@@ -294,9 +292,13 @@ class Client(_BlockingChannel):
         """Find which entries of an address book are on the network.
 
         Entries are normalized with ``default_region``; invalid ones are returned as rejected.
-        Each distinct number is uploaded once, as a contact hash, in batches no larger than
-        the server allows; with ``private``, only as a blinded OPRF element (RFC 9497) and a
-        bucket number, so the server learns neither the number nor its hash.
+        Each distinct number is uploaded once, as a contact hash, in parts of the book no
+        larger than the server allows; with ``private``, only as a blinded OPRF element
+        (RFC 9497) and a bucket number, so the server learns neither the number nor its hash.
+
+        ``numbers`` is the whole address book: ``sync_state`` then proves what was paid for
+        before, and only new numbers cost quota. Numbers left out are forgotten by the state
+        and pay again if they come back.
         """
         plan = DiscoveryPlan(numbers, default_region)
         if private:
@@ -305,21 +307,20 @@ class Client(_BlockingChannel):
         matched: dict[int, str] = {}
         # One sync at a time: two interleaved would each carry a token the other outdated.
         with self._sync_lock:
-            for first_index, batch in plan.batches(config.max_batch):
-                if len(self.sync_state) > _room_for_previous(config):
-                    self.sync_state.clear()  # too many to carry: pay for them again
-                response = self._discover_batch(batch)
-                self.sync_state.advance(response.token, batch)
-                _collect(first_index, batch, response, matched)
+            for sync in self.sync_state.syncs(plan.hashes, config.max_batch, _max_hashes(config)):
+                _collect(sync.positions, self._discover_part(sync), matched)
         return plan.result(matched)
 
-    def _discover_batch(self, batch: bytes) -> discovery_pb2.DiscoverResponse:
+    def _discover_part(self, sync: PartSync) -> discovery_pb2.DiscoverResponse:
         try:
-            return self.calls.discover(_discover_request(self.sync_state, batch))
+            response = self.calls.discover(_discover_request(sync))
         except InvalidArgumentError as error:
-            if not _token_refused(error, self.sync_state):
+            if not _token_refused(error, sync):
                 raise
-        return self.calls.discover(_discover_request(self.sync_state, batch))
+            sync = self.sync_state.forget(sync)
+            response = self.calls.discover(_discover_request(sync))
+        self.sync_state.settle(sync, response.token)
+        return response
 
     def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
         # Fresh parameters: the bucket size follows the registry's.
@@ -386,21 +387,20 @@ class AsyncClient(_AsyncChannel):
         matched: dict[int, str] = {}
         # One sync at a time: two interleaved would each carry a token the other outdated.
         async with self._sync_lock:
-            for first_index, batch in plan.batches(config.max_batch):
-                if len(self.sync_state) > _room_for_previous(config):
-                    self.sync_state.clear()  # too many to carry: pay for them again
-                response = await self._discover_batch(batch)
-                self.sync_state.advance(response.token, batch)
-                _collect(first_index, batch, response, matched)
+            for sync in self.sync_state.syncs(plan.hashes, config.max_batch, _max_hashes(config)):
+                _collect(sync.positions, await self._discover_part(sync), matched)
         return plan.result(matched)
 
-    async def _discover_batch(self, batch: bytes) -> discovery_pb2.DiscoverResponse:
+    async def _discover_part(self, sync: PartSync) -> discovery_pb2.DiscoverResponse:
         try:
-            return await self.calls.discover(_discover_request(self.sync_state, batch))
+            response = await self.calls.discover(_discover_request(sync))
         except InvalidArgumentError as error:
-            if not _token_refused(error, self.sync_state):
+            if not _token_refused(error, sync):
                 raise
-        return await self.calls.discover(_discover_request(self.sync_state, batch))
+            sync = self.sync_state.forget(sync)
+            response = await self.calls.discover(_discover_request(sync))
+        self.sync_state.settle(sync, response.token)
+        return response
 
     async def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
         message = await self.calls.get_config(discovery_pb2.GetConfigRequest())

@@ -67,7 +67,12 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         account = current_caller().subject
         self._metrics.items("Discovery/Discover", len(request.hashes) // 32)
         answer = await self._discovery.discover(
-            account, request.hashes, request.token, request.previous_hashes
+            account,
+            request.hashes,
+            request.token,
+            request.previous_hashes,
+            added_hashes=request.added_hashes,
+            removed_hashes=request.removed_hashes,
         )
         matches = answer.matches
         _log.debug(

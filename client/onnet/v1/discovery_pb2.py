@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18onnet/v1/discovery.proto\x12\x08onnet.v1\";\n\x13\x46\x65tchBucketsRequest\x12\x13\n\x0bprefix_bits\x18\x01 \x01(\r\x12\x0f\n\x07\x62uckets\x18\x02 \x03(\r\"9\n\x14\x46\x65tchBucketsResponse\x12!\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x10.onnet.v1.Bucket\")\n\x06\x42ucket\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\r\x12\x0f\n\x07\x65ntries\x18\x02 \x03(\x0c\"0\n\x14\x42lindEvaluateRequest\x12\x18\n\x10\x62linded_elements\x18\x01 \x01(\x0c\"C\n\x15\x42lindEvaluateResponse\x12\x1a\n\x12\x65valuated_elements\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"I\n\x0f\x44iscoverRequest\x12\x0e\n\x06hashes\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x17\n\x0fprevious_hashes\x18\x03 \x01(\x0c\"L\n\x10\x44iscoverResponse\x12\x17\n\x0fmatched_indexes\x18\x01 \x03(\r\x12\x10\n\x08user_ids\x18\x02 \x03(\t\x12\r\n\x05token\x18\x03 \x01(\x0c\"\x12\n\x10GetConfigRequest\"\xe9\x01\n\x0f\x44iscoveryConfig\x12\x1c\n\x14\x63ontact_hash_version\x18\x01 \x01(\r\x12\x11\n\tmax_batch\x18\x02 \x01(\r\x12\x12\n\noprf_suite\x18\x03 \x01(\t\x12\x13\n\x0boprf_key_id\x18\x04 \x01(\t\x12\x1a\n\x12\x62ucket_prefix_bits\x18\x05 \x01(\r\x12\x1c\n\x0fquota_remaining\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\r\x12\x13\n\x0bmax_buckets\x18\x08 \x01(\rB\x12\n\x10_quota_remaining2\xb3\x02\n\tDiscovery\x12\x41\n\x08\x44iscover\x12\x19.onnet.v1.DiscoverRequest\x1a\x1a.onnet.v1.DiscoverResponse\x12\x42\n\tGetConfig\x12\x1a.onnet.v1.GetConfigRequest\x1a\x19.onnet.v1.DiscoveryConfig\x12P\n\rBlindEvaluate\x12\x1e.onnet.v1.BlindEvaluateRequest\x1a\x1f.onnet.v1.BlindEvaluateResponse\x12M\n\x0c\x46\x65tchBuckets\x12\x1d.onnet.v1.FetchBucketsRequest\x1a\x1e.onnet.v1.FetchBucketsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18onnet/v1/discovery.proto\x12\x08onnet.v1\";\n\x13\x46\x65tchBucketsRequest\x12\x13\n\x0bprefix_bits\x18\x01 \x01(\r\x12\x0f\n\x07\x62uckets\x18\x02 \x03(\r\"9\n\x14\x46\x65tchBucketsResponse\x12!\n\x07\x62uckets\x18\x01 \x03(\x0b\x32\x10.onnet.v1.Bucket\")\n\x06\x42ucket\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\r\x12\x0f\n\x07\x65ntries\x18\x02 \x03(\x0c\"0\n\x14\x42lindEvaluateRequest\x12\x18\n\x10\x62linded_elements\x18\x01 \x01(\x0c\"C\n\x15\x42lindEvaluateResponse\x12\x1a\n\x12\x65valuated_elements\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"w\n\x0f\x44iscoverRequest\x12\x0e\n\x06hashes\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x17\n\x0fprevious_hashes\x18\x03 \x01(\x0c\x12\x14\n\x0c\x61\x64\x64\x65\x64_hashes\x18\x04 \x01(\x0c\x12\x16\n\x0eremoved_hashes\x18\x05 \x01(\x0c\"L\n\x10\x44iscoverResponse\x12\x17\n\x0fmatched_indexes\x18\x01 \x03(\r\x12\x10\n\x08user_ids\x18\x02 \x03(\t\x12\r\n\x05token\x18\x03 \x01(\x0c\"\x12\n\x10GetConfigRequest\"\xe9\x01\n\x0f\x44iscoveryConfig\x12\x1c\n\x14\x63ontact_hash_version\x18\x01 \x01(\r\x12\x11\n\tmax_batch\x18\x02 \x01(\r\x12\x12\n\noprf_suite\x18\x03 \x01(\t\x12\x13\n\x0boprf_key_id\x18\x04 \x01(\t\x12\x1a\n\x12\x62ucket_prefix_bits\x18\x05 \x01(\r\x12\x1c\n\x0fquota_remaining\x18\x06 \x01(\x04H\x00\x88\x01\x01\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\r\x12\x13\n\x0bmax_buckets\x18\x08 \x01(\rB\x12\n\x10_quota_remaining2\xb3\x02\n\tDiscovery\x12\x41\n\x08\x44iscover\x12\x19.onnet.v1.DiscoverRequest\x1a\x1a.onnet.v1.DiscoverResponse\x12\x42\n\tGetConfig\x12\x1a.onnet.v1.GetConfigRequest\x1a\x19.onnet.v1.DiscoveryConfig\x12P\n\rBlindEvaluate\x12\x1e.onnet.v1.BlindEvaluateRequest\x1a\x1f.onnet.v1.BlindEvaluateResponse\x12M\n\x0c\x46\x65tchBuckets\x12\x1d.onnet.v1.FetchBucketsRequest\x1a\x1e.onnet.v1.FetchBucketsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,13 +42,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BLINDEVALUATERESPONSE']._serialized_start=251
   _globals['_BLINDEVALUATERESPONSE']._serialized_end=318
   _globals['_DISCOVERREQUEST']._serialized_start=320
-  _globals['_DISCOVERREQUEST']._serialized_end=393
-  _globals['_DISCOVERRESPONSE']._serialized_start=395
-  _globals['_DISCOVERRESPONSE']._serialized_end=471
-  _globals['_GETCONFIGREQUEST']._serialized_start=473
-  _globals['_GETCONFIGREQUEST']._serialized_end=491
-  _globals['_DISCOVERYCONFIG']._serialized_start=494
-  _globals['_DISCOVERYCONFIG']._serialized_end=727
-  _globals['_DISCOVERY']._serialized_start=730
-  _globals['_DISCOVERY']._serialized_end=1037
+  _globals['_DISCOVERREQUEST']._serialized_end=439
+  _globals['_DISCOVERRESPONSE']._serialized_start=441
+  _globals['_DISCOVERRESPONSE']._serialized_end=517
+  _globals['_GETCONFIGREQUEST']._serialized_start=519
+  _globals['_GETCONFIGREQUEST']._serialized_end=537
+  _globals['_DISCOVERYCONFIG']._serialized_start=540
+  _globals['_DISCOVERYCONFIG']._serialized_end=773
+  _globals['_DISCOVERY']._serialized_start=776
+  _globals['_DISCOVERY']._serialized_end=1083
 # @@protoc_insertion_point(module_scope)

@@ -151,13 +151,26 @@ class DiscoverRequest(_message.Message):
     HASHES_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     PREVIOUS_HASHES_FIELD_NUMBER: _builtins.int
+    ADDED_HASHES_FIELD_NUMBER: _builtins.int
+    REMOVED_HASHES_FIELD_NUMBER: _builtins.int
     hashes: _builtins.bytes
     """N contact hashes, 32 bytes each, concatenated (N >= 1)."""
     token: _builtins.bytes
     """Re-sync token from an earlier response, or empty."""
     previous_hashes: _builtins.bytes
-    """Exactly the hashes that `token` covers (any order), 32 bytes each, concatenated, or
-    empty. Hashes of `hashes` found here cost no quota; every other distinct hash costs one.
+    """The old form of a re-sync: exactly the hashes that `token` covers (any order, each
+    once), 32 bytes each, concatenated. Hashes of `hashes` found here cost no quota; every
+    other distinct hash costs one. Leave it empty for the difference form (fields 4 and 5).
+    """
+    added_hashes: _builtins.bytes
+    """The difference form (a token, `previous_hashes` empty): the hashes of `hashes` that
+    `token` does not cover, each once, 32 bytes each, concatenated. Each costs one unit of
+    quota; the other hashes of `hashes` are free. Empty when nothing was added.
+    """
+    removed_hashes: _builtins.bytes
+    """The difference form: the hashes that `token` covers and `hashes` no longer holds, each
+    once, 32 bytes each, concatenated. The server checks that `token` covers exactly
+    `hashes` without `added_hashes`, plus `removed_hashes`. Empty when nothing was removed.
     """
     def __init__(
         self,
@@ -165,10 +178,12 @@ class DiscoverRequest(_message.Message):
         hashes: _builtins.bytes = ...,
         token: _builtins.bytes = ...,
         previous_hashes: _builtins.bytes = ...,
+        added_hashes: _builtins.bytes = ...,
+        removed_hashes: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hashes", b"hashes", "previous_hashes", b"previous_hashes", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added_hashes", b"added_hashes", "hashes", b"hashes", "previous_hashes", b"previous_hashes", "removed_hashes", b"removed_hashes", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -182,9 +197,10 @@ class DiscoverResponse(_message.Message):
     USER_IDS_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     token: _builtins.bytes
-    """Re-sync token: covers the distinct hashes of previous_hashes + hashes, bound to the
-    calling account, valid until it expires. Send it back with exactly those hashes as
-    previous_hashes, and they cost no quota.
+    """Re-sync token, bound to the calling account, valid until it expires. In the difference
+    form it covers exactly the distinct hashes of `hashes`; otherwise the distinct hashes of
+    previous_hashes + hashes. Send it back with a proof of what it covers (either form), and
+    those hashes cost no quota.
     """
     @_builtins.property
     def matched_indexes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:

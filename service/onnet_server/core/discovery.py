@@ -39,7 +39,7 @@ class DiscoveryLimits:
     max_batch: int
     """Most hashes in ``hashes``."""
     max_previous: int
-    """Most hashes in ``previous_hashes``."""
+    """Most hashes in ``previous_hashes``, and in ``removed_hashes``."""
     max_message_bytes: int
     """The transport's limit on a request, announced to clients."""
 
@@ -98,25 +98,43 @@ class DiscoveryService:
         )
 
     async def discover(
-        self, account: str, hashes: bytes, token: bytes, previous_hashes: bytes
+        self,
+        account: str,
+        hashes: bytes,
+        token: bytes,
+        previous_hashes: bytes,
+        *,
+        added_hashes: bytes = b"",
+        removed_hashes: bytes = b"",
     ) -> DiscoveryAnswer:
         """Match packed 32-byte ``hashes`` for ``account``.
 
-        ``previous_hashes`` must be exactly what ``token`` covers; those cost nothing. The
-        call is refused whole (nothing matched, nothing charged) when the new hashes do not
-        fit the account's quota.
+        With a token, either form proves what it covers, and those hashes cost nothing:
+        the old one, ``previous_hashes`` exactly what ``token`` covers; or the difference
+        form (``previous_hashes`` empty), ``token`` covering ``hashes`` without
+        ``added_hashes`` plus ``removed_hashes``. The call is refused whole (nothing
+        matched, nothing charged) when the new hashes do not fit the account's quota.
         """
         blockers = self._accounts.blockers(account)
         check_packed_hashes("hashes", hashes, max_count=self._limits.max_batch, allow_empty=False)
-        check_packed_hashes(
-            "previous_hashes",
-            previous_hashes,
-            max_count=self._limits.max_previous,
-            allow_empty=True,
-        )
-        if previous_hashes and not token:
-            raise InvalidArgument("previous_hashes", "needs the token that covers them")
-        cost, next_token = self._tokens.renew(account, token, previous_hashes, hashes)
+        token_fields = {
+            "previous_hashes": (previous_hashes, self._limits.max_previous, "covers them"),
+            "added_hashes": (added_hashes, self._limits.max_batch, "they are added to"),
+            "removed_hashes": (removed_hashes, self._limits.max_previous, "covers them"),
+        }
+        for field, (packed, most, token_that) in token_fields.items():
+            check_packed_hashes(field, packed, max_count=most, allow_empty=True)
+            if packed and not token:
+                raise InvalidArgument(field, f"needs the token that {token_that}")
+        if token and not previous_hashes:
+            cost, next_token = self._tokens.renew_difference(
+                account, token, hashes, added_hashes, removed_hashes
+            )
+        elif added_hashes or removed_hashes:
+            field = "added_hashes" if added_hashes else "removed_hashes"
+            raise InvalidArgument(field, "belongs to the difference form: no previous_hashes")
+        else:
+            cost, next_token = self._tokens.renew(account, token, previous_hashes, hashes)
         if cost:
             refuse_over_quota(await self._quota.charge(account, cost), "hashes", cost)
         distinct, of_position = _distinct_hashes(hashes)

@@ -6,8 +6,9 @@ the virtual clients' first syncs (each pays its book's new numbers once; never m
 then the Discover phase. Each phase has a warm-up and a measured window.
 
 Virtual clients behave as the SDK does: after its first sync a client sends its unchanged
-book with the last answer's re-sync token and the book as ``previous_hashes``, which costs
-no quota. ``resync=False`` sends plain calls instead, each paying its whole book.
+book with the last answer's re-sync token, in the difference form (nothing added, nothing
+removed), which costs no quota and weighs one book. ``resync=False`` sends plain calls
+instead, each paying its whole book.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class VirtualClient:
             return self._plain
         if self._with_token.token != self.token:
             self._with_token = discovery_pb2.DiscoverRequest(
-                hashes=self.book.hashes, token=self.token, previous_hashes=self.book.hashes
+                hashes=self.book.hashes, token=self.token
             )
         return self._with_token
 
@@ -232,11 +233,10 @@ class _Driver:
                 f"--batch {settings.batch} is above the server's limit of {config.max_batch} "
                 "hashes per Discover (ONNET_MAX_BATCH)"
             )
-        hashes = settings.batch * (2 if settings.resync else 1)
-        if hashes * CONTACT_HASH_SIZE + _MESSAGE_OVERHEAD > config.max_message_bytes:
+        if settings.batch * CONTACT_HASH_SIZE + _MESSAGE_OVERHEAD > config.max_message_bytes:
             raise TargetUnsuitable(
-                f"a call of {hashes} hashes does not fit the server's message limit of "
-                f"{config.max_message_bytes} bytes: lower --batch"
+                f"a call of {settings.batch} hashes does not fit the server's message limit "
+                f"of {config.max_message_bytes} bytes: lower --batch"
             )
         quota = config.quota_remaining if config.HasField("quota_remaining") else None
         self._check_quota(quota)
