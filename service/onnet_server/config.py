@@ -93,6 +93,17 @@ class ServerConfig:
     redis_prefix: str = "onnet"
     """Prefix of the registry's Redis keys (ONNET_REDIS_PREFIX); a pepper rotation imports
     into a new prefix while the old one serves."""
+    index_dir: Path | None = None
+    """Directory of the host's index base files (ONNET_INDEX_DIR): the processes of a host
+    share one base (one copy in memory), and a process starting with the registry's newest
+    base there serves at once, catching up from the change streams. Unset: each process
+    keeps its bases in its own memory (``--workers`` then makes a private directory)."""
+    index_rebuild_changes: int = 50_000
+    """Changes since the index's base that start a new base (ONNET_INDEX_REBUILD_CHANGES;
+    or a sixteenth of the base's users, if more)."""
+    index_max_age: float = 600.0
+    """Seconds after which waiting changes get a new base anyway (ONNET_INDEX_MAX_AGE): an
+    erased user's record leaves the base (and the host's base file) within this time."""
     max_credential_lifetime: int = DEFAULT_MAX_LIFETIME
     """Longest lifetime (expiry minus issue time, seconds) of a credential the server
     accepts (ONNET_MAX_CREDENTIAL_LIFETIME; one hour): a stolen credential expires soon."""
@@ -111,6 +122,15 @@ class ServerConfig:
     """Calls the process handles at once; more are refused at once with RESOURCE_EXHAUSTED
     (ONNET_MAX_CONCURRENT_CALLS). With ``max_message_bytes`` it bounds the memory that
     request messages can hold (README, "Memory budget")."""
+    max_connection_age: float = 300.0
+    """Seconds a client connection lives before the server asks it to reconnect
+    (ONNET_MAX_CONNECTION_AGE); its calls then get ONNET_RECEIVE_TIMEOUT more to end. Bounds
+    how long calls whose answers a client never reads can hold their slots."""
+    memory_limit: int = 0
+    """Anonymous memory (MiB) past which the process exits (code 70) for its supervisor to
+    restart it (ONNET_MEMORY_LIMIT; 0: no limit). A last defence against memory that gRPC's
+    C core keeps and onnet cannot bound (README, "Memory budget"). The index's base file,
+    mapped, does not count."""
     allow_plaintext: bool = False
     """Serve plaintext on an address that is not loopback (ONNET_ALLOW_PLAINTEXT=1,
     ``--allow-plaintext``): only behind a mesh or proxy that terminates TLS."""
@@ -153,6 +173,10 @@ class ServerConfig:
 
     def _check_limits(self) -> None:
         """The hostile-client limits must be usable numbers."""
+        if self.index_rebuild_changes < 1:
+            raise ConfigError("ONNET_INDEX_REBUILD_CHANGES must be at least 1")
+        if not math.isfinite(self.index_max_age) or self.index_max_age <= 0:
+            raise ConfigError("ONNET_INDEX_MAX_AGE must be a positive number of seconds")
         if self.max_credential_lifetime < 1:
             raise ConfigError("ONNET_MAX_CREDENTIAL_LIFETIME must be at least 1 second")
         if self.account_calls < 0:
@@ -163,6 +187,10 @@ class ServerConfig:
             raise ConfigError("ONNET_ACCOUNT_CALLS_PERIOD must be a positive number of seconds")
         if not math.isfinite(self.receive_timeout) or self.receive_timeout <= 0:
             raise ConfigError("ONNET_RECEIVE_TIMEOUT must be a positive number of seconds")
+        if not math.isfinite(self.max_connection_age) or self.max_connection_age < 1:
+            raise ConfigError("ONNET_MAX_CONNECTION_AGE must be at least 1 second")
+        if self.memory_limit < 0:
+            raise ConfigError("ONNET_MEMORY_LIMIT must be 0 (no limit) or a number of MiB")
         if not 1 <= self.max_concurrent_calls <= 100_000:
             raise ConfigError("ONNET_MAX_CONCURRENT_CALLS must be between 1 and 100000")
 
@@ -285,6 +313,9 @@ class ServerConfig:
             resync_token_ttl=number("RESYNC_TOKEN_TTL", cls.resync_token_ttl),
             previous_pepper_file=path("PREVIOUS_PEPPER_FILE"),
             redis_prefix=get("REDIS_PREFIX") or cls.redis_prefix,
+            index_dir=path("INDEX_DIR"),
+            index_rebuild_changes=number("INDEX_REBUILD_CHANGES", cls.index_rebuild_changes),
+            index_max_age=seconds("INDEX_MAX_AGE", cls.index_max_age),
             max_credential_lifetime=number("MAX_CREDENTIAL_LIFETIME", cls.max_credential_lifetime),
             account_calls=number("ACCOUNT_CALLS", cls.account_calls),
             account_calls_period=seconds("ACCOUNT_CALLS_PERIOD", cls.account_calls_period),
@@ -293,6 +324,8 @@ class ServerConfig:
             ),
             max_concurrent_calls=number("MAX_CONCURRENT_CALLS", cls.max_concurrent_calls),
             receive_timeout=seconds("RECEIVE_TIMEOUT", cls.receive_timeout),
+            memory_limit=number("MEMORY_LIMIT", cls.memory_limit),
+            max_connection_age=seconds("MAX_CONNECTION_AGE", cls.max_connection_age),
             allow_plaintext=(get("ALLOW_PLAINTEXT") or "").lower() in _TRUE,
             bench_ceiling=(get("BENCH_CEILING") or "").lower() in _TRUE,
             metrics_listen=get("METRICS_LISTEN"),

@@ -26,7 +26,8 @@ The checks run in order of cost, cheapest first:
 Every method is served as a client-streaming one (its handler is called when the call
 starts and reads its message itself): a unary handler would be called only once its message
 had arrived, so it could neither time the message out nor give back the slot of a call
-cancelled before that.
+cancelled before that. Each method's wrapped handler is built once; a call only sets its
+caller (a context variable, private to the call's task) and gets the handler.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ PUBLIC = "public"
 
 _CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("onnet_caller")
 _PUBLIC_CALLER = Caller(PUBLIC, "")
+_BY_CERTIFICATE = Caller("", "")
+"""A caller to be known once the call runs: a service by its client certificate."""
 
 Continuation: TypeAlias = (
     "Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]]"
@@ -183,39 +186,49 @@ class CallGate(aio.ServerInterceptor):
         self._slots = slots
         self._require_account = require_account
         self._receive_timeout = receive_timeout
+        self._gated: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """Refuse the call at once, or return its handler wrapped in the later checks."""
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None  # no such method: gRPC answers UNIMPLEMENTED
+        """Refuse the call at once, or set its caller and return its method's checked handler."""
         method = handler_call_details.method
-        rule = self._rules.get(method)
-        try:
+        gated = self._gated.get(method)
+        if gated is None:
+            # First call of this method: is it served, and by a rule?
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None  # no such method: gRPC answers UNIMPLEMENTED
+            rule = self._rules.get(method)
             if rule is None:
-                raise PermissionDenied("", "this method has no access rule, so it is closed")
-            caller = self._identify(rule, handler_call_details.invocation_metadata or ())
+                return _refusal(
+                    PermissionDenied("", "this method has no access rule, so it is closed"),
+                    method,
+                )
+            checks = _Checks(
+                method,
+                rule,
+                self._auth,
+                self._slots,
+                handler.request_deserializer,
+                self._receive_timeout,
+            )
+            gated = self._gated[method] = _gated(handler, checks)
+        try:
+            caller = self._identify(
+                self._rules[method], handler_call_details.invocation_metadata or ()
+            )
         except DomainError as error:
             return _refusal(error, method)
-        checks = _Checks(
-            method,
-            rule,
-            caller,
-            self._auth,
-            self._slots,
-            handler.request_deserializer,
-            self._receive_timeout,
-        )
-        return _gated(handler, checks)
+        _CALLER.set(caller)
+        return gated
 
-    def _identify(self, rule: MethodRule, metadata: Iterable[Any]) -> Caller | None:
-        """The caller, checked from the headers alone; None when it is known only later."""
+    def _identify(self, rule: MethodRule, metadata: Iterable[Any]) -> Caller:
+        """The caller, checked from the headers alone (or to be known by its certificate)."""
         if rule.credential == PUBLIC:
             return _PUBLIC_CALLER
         if self._auth.defers_to_peer(metadata, rule.credential):
-            return None
+            return _BY_CERTIFICATE
         caller = self._auth.check(metadata, rule.credential)
         if rule.for_accounts:
             self._require_account(caller.subject)
@@ -244,21 +257,27 @@ class _Checks:
 
     method: str
     rule: MethodRule
-    caller: Caller | None
-    """None: a service to be known by its client certificate."""
     auth: Authenticator
     slots: CallSlots
     parse: Callable[[bytes], Any] | None
     receive_timeout: float
 
-    def start(self, context: aio.ServicerContext[Any, Any]) -> Callable[[], None]:
-        """Make the caller the handler's ``current_caller()``; take its slot (the release)."""
-        known = self.caller
-        if known is None:
+    def start(self, context: aio.ServicerContext[Any, Any]) -> None:
+        """Take the call's slot until the call has ended; know a service by its certificate.
+
+        Ended means gRPC is done with it, not that the handler returned: an answer a client
+        never reads keeps its call alive in gRPC (and counted in its limit of calls), so it
+        keeps its slot too.
+        """
+        known = _CALLER.get()
+        if known is _BY_CERTIFICATE:
             peer = peer_common_name(context.auth_context())
             known = self.auth.check((), self.rule.credential, peer)
-        _CALLER.set(known)
-        return self.slots.take(known)
+            _CALLER.set(known)
+        release = self.slots.take(known)
+        # The stubs type the callback as a class of their own; any callable of one argument
+        # is what gRPC calls.
+        context.add_done_callback(lambda _: release())  # type: ignore[arg-type]
 
     async def one_message(self, raws: AsyncIterator[bytes]) -> Any:  # noqa: ANN401
         """The one request message of a call with a unary request, decoded."""
@@ -275,7 +294,9 @@ class _Checks:
     async def _within_timeout(self, next_raw: Awaitable[bytes]) -> bytes | None:
         """The next message, or None at the end of the stream; DeadlineExceeded if late."""
         try:
-            return await asyncio.wait_for(next_raw, self.receive_timeout)
+            # asyncio.timeout, not wait_for: no extra task per message.
+            async with asyncio.timeout(self.receive_timeout):
+                return await next_raw
         except TimeoutError:
             raise DeadlineExceeded(
                 "request", f"the message did not arrive within {self.receive_timeout:g} s"
@@ -319,16 +340,11 @@ def _single_answer(inner: Behaviour, checks: _Checks, *, streamed: bool) -> Beha
 
     async def behaviour(raws: AsyncIterator[bytes], context: aio.ServicerContext[Any, Any]) -> Any:  # noqa: ANN401
         try:
-            release = checks.start(context)
-        except DomainError as error:
-            await abort_for(error, context, checks.method)
-        try:
+            checks.start(context)
             request = checks.each_message(raws) if streamed else await checks.one_message(raws)
             return await inner(request, context)
-        except DomainError as error:  # a late or malformed message
+        except DomainError as error:  # no slot, or a late or malformed message
             await abort_for(error, context, checks.method)
-        finally:
-            release()
 
     return behaviour
 
@@ -340,17 +356,12 @@ def _many_answers(inner: Behaviour, checks: _Checks, *, streamed: bool) -> Behav
         raws: AsyncIterator[bytes], context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         try:
-            release = checks.start(context)
-        except DomainError as error:
-            await abort_for(error, context, checks.method)
-        try:
+            checks.start(context)
             request = checks.each_message(raws) if streamed else await checks.one_message(raws)
             async for answer in _answers(inner(request, context)):
                 yield answer
-        except DomainError as error:  # a late or malformed message in the stream
+        except DomainError as error:  # no slot, or a late or malformed message in the stream
             await abort_for(error, context, checks.method)
-        finally:
-            release()
 
     return behaviour
 

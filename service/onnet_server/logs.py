@@ -20,8 +20,10 @@ __all__ = ["SILENCED", "WithholdLibraryDetails", "configure_logging", "silence_g
 SILENCED = "ONNET_SILENCED_GRPC_SETTINGS"
 """Names the gRPC settings a server switched off before it started again (for its log)."""
 
-# Records of these loggers keep their fixed message and lose their arguments and traceback.
-_LIBRARY_LOGGERS = ("grpc",)
+# Records of these loggers keep their fixed message and lose their arguments and traceback:
+# gRPC's quote request headers; asyncio's quote the exceptions of tasks gRPC runs, which
+# carried a request's raw :path when gRPC's accept loop failed on it.
+_LIBRARY_LOGGERS = ("grpc", "asyncio")
 # The C core reads these when it starts: tracing prints headers, and debug verbosity
 # prints more than errors.
 _CORE_TRACING = "GRPC_TRACE"

@@ -79,6 +79,7 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         ProcessCollector(registry=self.registry)
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def refresh(self, store: RegistryStore) -> None:
         """Read the store's sizes and feed state into the gauges.
@@ -101,8 +102,15 @@ class Metrics:
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         """Count one answered call."""
-        self.calls.labels(method, code).inc()
-        self.latency.labels(method).observe(seconds)
+        children = self._children.get((method, code))
+        if children is None:
+            # A label lookup costs microseconds on every call; the children never change.
+            children = self._children[(method, code)] = (
+                self.calls.labels(method, code),
+                self.latency.labels(method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if code == "RESOURCE_EXHAUSTED" and method in _QUOTA_METHODS:
             self.quota_refusals.labels(method).inc()
 
@@ -139,6 +147,13 @@ class MetricsInterceptor(aio.ServerInterceptor):
     def __init__(self, metrics: Metrics) -> None:
         """Record into ``metrics``."""
         self._metrics = metrics
+        self._labels: dict[str, str] = {}
+        # A method's handler seen twice is the stable one (the gate builds each method's
+        # once; its refusals are new every time): its timed wrapper is then built once.
+        self._seen: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        self._timed: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -151,9 +166,24 @@ class MetricsInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = method_label(handler_call_details.method)
+        path = handler_call_details.method
+        method = self._labels.get(path)
+        if method is None:
+            method = self._labels[path] = method_label(path) if len(self._labels) < 256 else "other"
         if method == "other":  # health checks, reflection: not onnet's calls
             return handler
+        timed = self._timed.get(path)
+        if timed is not None and timed[0] is handler:
+            return timed[1]
+        wrapped = self._wrap(handler, method)
+        if self._seen.get(path) is handler:
+            self._timed[path] = (handler, wrapped)
+        self._seen[path] = handler
+        return wrapped
+
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         metrics = self._metrics
 
         def done(

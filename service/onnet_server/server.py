@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -44,6 +46,7 @@ from onnet_server.servicer import (
     HealthServicer,
     RegistryServicer,
 )
+from onnet_server.stores.index_rebuild import BasePolicy
 from onnet_server.stores.memory import MemoryRegistry
 from onnet_server.stores.memory_quota import MemoryQuota
 from onnet_server.stores.redis_connection import RedisClient, connect_and_run, describe
@@ -79,6 +82,71 @@ _STREAMS_PER_CONNECTION = 100
 _FRAMING = 64
 _SMALL_REQUEST = 4096
 _E164_ON_WIRE = 18  # "+" and up to 15 digits, plus a tag and a length byte
+_IMPORT_ROW = 112  # a RegisterRequest of the longest id and a number, with its framing
+
+
+Adder = Callable[[Any, aio.Server], None]
+"""A generated ``add_XServicer_to_server``."""
+
+
+@dataclass
+class Transport:
+    """Builds this process's gRPC servers: the same interceptors and servicers each time.
+
+    One server is built at start; another on the same port if gRPC's accept loop dies
+    (``RunningServer.replace_transport``), reusing everything but gRPC's own objects.
+    """
+
+    config: ServerConfig
+    interceptors: list[aio.ServerInterceptor]
+    servicers: list[tuple[Adder, Any]]
+    health: HealthServicer
+    names: list[str]
+
+    def bind(self, address: str) -> tuple[aio.Server, int]:
+        """A new server with every service, bound to ``address`` (not started)."""
+        config = self.config
+        server = aio.server(
+            # The metrics interceptor is outermost, so it times and counts every call, even
+            # one the gate refuses or whose bytes do not parse.
+            interceptors=self.interceptors,
+            # More calls at once are refused at once (RESOURCE_EXHAUSTED): with the largest
+            # request, this bounds what request messages can hold (README, "Memory budget").
+            maximum_concurrent_rpcs=config.max_concurrent_calls,
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.max_concurrent_streams", _STREAMS_PER_CONNECTION),
+                # gRPC turns SO_REUSEPORT on by default, which lets a second server silently
+                # share a port that is already taken; refuse instead, unless this is one of
+                # the workers of `onnet serve --workers N`, which share it on purpose.
+                ("grpc.so_reuseport", int(config.reuse_port)),
+                # A connection is asked to reconnect after this age and closed, its calls
+                # with it, after the grace: an answer a client never reads (its flow-control
+                # window shut) otherwise keeps its call, and its slot, forever.
+                ("grpc.max_connection_age_ms", int(config.max_connection_age * 1000)),
+                ("grpc.max_connection_age_grace_ms", int(config.receive_timeout * 1000)),
+            ],
+        )
+        for add, servicer in self.servicers:
+            add(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (
+                *self.names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        if config.tls_cert is not None and config.tls_key is not None:
+            credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot listen on {address}")
+        return server, port
 
 
 @dataclass
@@ -97,6 +165,31 @@ class RunningServer:
     """Refreshes the metrics' gauges from the store."""
     pool: WorkPool | None = None
     """The threads of heavy work."""
+    transport: Transport | None = None
+    """Builds a replacement server, should gRPC's accept loop die."""
+
+    async def replace_transport(self, attempts: int = 100) -> None:
+        """Serve the same port from a new gRPC server; end the old one's calls.
+
+        gRPC's accept loop can die on a request it cannot decode (its bug, not onnet's); the
+        old server then waits forever for that request's call. The process keeps its index,
+        its store and its limits: only gRPC's objects are made again.
+        """
+        if self.transport is None:
+            raise RuntimeError("this server cannot be rebuilt")
+        host = self.transport.config.listen.rsplit(":", 1)[0]
+        cancelling = asyncio.ensure_future(self.server.stop(0))  # the port is let go
+        for attempt in range(attempts):
+            try:
+                server, _ = self.transport.bind(f"{host}:{self.port}")
+                break
+            except (OSError, RuntimeError):  # the old listener is not closed yet
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.02)
+        await server.start()
+        self.server = server
+        await asyncio.wait([cancelling], timeout=max(self.grace, 1.0))
 
     async def stop(self) -> None:
         """Report NOT_SERVING, refuse new calls, let in-flight calls finish, close the store."""
@@ -120,7 +213,7 @@ async def open_store(config: ServerConfig, pepper: Pepper) -> RegistryStore:
     it loads or writes anything.
     """
     if not (config.redis_url or config.redis_cluster):
-        return MemoryRegistry()
+        return MemoryRegistry(base_policy(config))
     _log.info("loading the registry from %s", describe(config.redis_url, config.redis_cluster))
     layout = Layout(config.redis_prefix)
     setting = "ONNET_PEPPER_FILE" if config.pepper_file is not None else "ONNET_PEPPER"
@@ -131,7 +224,9 @@ async def open_store(config: ServerConfig, pepper: Pepper) -> RegistryStore:
         except PepperMismatch:
             await client.aclose()  # not retried: another try would meet the same pepper
             raise
-        store = RedisRegistry(client, layout=layout)
+        store = RedisRegistry(
+            client, layout=layout, index_dir=config.index_dir, base_policy=base_policy(config)
+        )
         await store.start()
         if first_use and len(store):
             # A registry older than pepper records: nothing can prove which pepper built it.
@@ -144,6 +239,11 @@ async def open_store(config: ServerConfig, pepper: Pepper) -> RegistryStore:
         return store
 
     return await connect_and_run(config.redis_url, config.redis_cluster, load)
+
+
+def base_policy(config: ServerConfig) -> BasePolicy:
+    """When the index gets a new base."""
+    return BasePolicy(min_changes=config.index_rebuild_changes, max_age=config.index_max_age)
 
 
 def quota_store(config: ServerConfig, store: RegistryStore) -> QuotaStore:
@@ -187,7 +287,8 @@ def request_limits(config: ServerConfig, max_buckets: int) -> dict[str, int]:
         # Bucket numbers are packed varints of at most 5 bytes.
         discovery + "FetchBuckets": max_buckets * 5 + _FRAMING,
         registry + "Lookup": config.max_batch * max(CONTACT_HASH_SIZE, _E164_ON_WIRE) + _FRAMING,
-        registry + "ImportUsers": config.max_message_bytes,
+        # A row: a user id of up to 64 characters, a number, the flag, and their framing.
+        registry + "ImportUsers": config.max_batch * _IMPORT_ROW + _FRAMING,
     }
 
 
@@ -249,23 +350,6 @@ async def start_server(
     accounts = Accounts(store, open_accounts=config.dev_mode)
     gate = call_gate(config, auth, accounts, buckets.max_buckets)
     pool = WorkPool()
-    server = aio.server(
-        # The metrics interceptor is outermost, so it times and counts every call, even one
-        # the gate refuses or whose bytes do not parse.
-        interceptors=[MetricsInterceptor(metrics), gate],
-        # More calls at once are refused at once (RESOURCE_EXHAUSTED): with the largest
-        # request, this bounds what request messages can hold (README, "Memory budget").
-        maximum_concurrent_rpcs=config.max_concurrent_calls,
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-            ("grpc.max_concurrent_streams", _STREAMS_PER_CONNECTION),
-            # gRPC turns SO_REUSEPORT on by default, which lets a second server silently share
-            # a port that is already taken; refuse instead, unless this is one of the
-            # workers of `onnet serve --workers N`, which share it on purpose.
-            ("grpc.so_reuseport", int(config.reuse_port)),
-        ],
-    )
     private = PrivateDiscovery(
         BlindEvaluator(oprf_key, config.max_batch), buckets, quota, accounts, pool
     )
@@ -277,41 +361,32 @@ async def start_server(
         tokens=resync_tokens(config, pepper),
         accounts=accounts,
     )
-    discovery_pb2_grpc.add_DiscoveryServicer_to_server(
-        DiscoveryServicer(discovery, private, metrics), server
-    )
-    registry_pb2_grpc.add_RegistryServicer_to_server(
-        RegistryServicer(
-            RegistryService(store, fingerprinter, oprf_key, max_batch=config.max_batch),
-            RoutingService(store, fingerprinter, config.max_batch),
-            metrics,
+    servicers: list[tuple[Adder, Any]] = [
+        (
+            discovery_pb2_grpc.add_DiscoveryServicer_to_server,
+            DiscoveryServicer(discovery, private, metrics),
         ),
-        server,
-    )
-    services = list(SERVICE_NAMES)
+        (
+            registry_pb2_grpc.add_RegistryServicer_to_server,
+            RegistryServicer(
+                RegistryService(store, fingerprinter, oprf_key, max_batch=config.max_batch),
+                RoutingService(store, fingerprinter, config.max_batch),
+                metrics,
+            ),
+        ),
+    ]
+    names = list(SERVICE_NAMES)
     if config.bench_ceiling:
-        bench_pb2_grpc.add_BenchServicer_to_server(BenchServicer(), server)
-        services.append(bench_pb2.DESCRIPTOR.services_by_name["Bench"].full_name)
+        servicers.append((bench_pb2_grpc.add_BenchServicer_to_server, BenchServicer()))
+        names.append(BENCH.full_name)
         _log.warning("benchmark ceiling onnet.v1.Bench/Ceiling is served (--bench-ceiling)")
     health_servicer = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            *services,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    transport = Transport(
+        config, [MetricsInterceptor(metrics), gate], servicers, health_servicer, names
     )
-    if config.tls_cert is not None and config.tls_key is not None:
-        credentials = server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
-        port = server.add_secure_port(config.listen, credentials)
-    else:
-        port = server.add_insecure_port(config.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.listen}")
+    server, port = transport.bind(config.listen)
     await server.start()
-    for name in ("", *services):
+    for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     _log.info(
@@ -344,6 +419,7 @@ async def start_server(
         stop_metrics,
         following,
         pool,
+        transport,
     )
 
 
@@ -392,10 +468,63 @@ async def serve(config: ServerConfig) -> None:
         _log.info("stopped before serving")
         return
     running = starting.result()
-    serving = asyncio.ensure_future(running.server.wait_for_termination())
-    await asyncio.wait(
-        [serving, asyncio.ensure_future(stopping.wait())], return_when=asyncio.FIRST_COMPLETED
+    memory: asyncio.Future[str] = (
+        asyncio.ensure_future(_until_over(config.memory_limit << 20))
+        if config.memory_limit
+        else asyncio.get_running_loop().create_future()
     )
+    asked: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
+    while True:
+        accepting: asyncio.Future[Any] = asyncio.ensure_future(_until_not_accepting(running.server))
+        await asyncio.wait([accepting, memory, asked], return_when=asyncio.FIRST_COMPLETED)
+        accepting.cancel()
+        if stopping.is_set():
+            break
+        if memory.done():
+            # Memory that onnet cannot bound (gRPC's C core keeps some, README "Memory
+            # budget") passed the limit: exit at once, non-zero, for the supervisor to start
+            # the process again; callers retry on the host's other processes meanwhile.
+            _log.critical("%s; exiting so that the service is restarted", memory.result())
+            logging.shutdown()
+            os._exit(EXIT_CRASHED)
+        # gRPC stopped accepting calls on its own: its accept loop died on a request it
+        # could not decode. Serve the port again from a new gRPC server.
+        _log.error("gRPC stopped accepting calls (a request it could not decode); serving again")
+        await running.replace_transport()
+    memory.cancel()
     _log.info("shutting down: finishing in-flight calls (up to %.1f s)", config.shutdown_grace)
     await running.stop()
     _log.info("stopped")
+
+
+EXIT_CRASHED = 70
+"""Exit code of a server past ONNET_MEMORY_LIMIT (EX_SOFTWARE): restart it."""
+
+
+async def _until_not_accepting(server: aio.Server, every: float = 0.2) -> str:
+    """Return when ``server`` no longer accepts calls (stopped, or its accept loop died)."""
+    # The Python server object does not say; its Cython core does (is_running: the accept
+    # loop's status). Without that attribute, fall back to waiting for termination.
+    core = getattr(server, "_server", None)
+    if core is None or not hasattr(core, "is_running"):
+        await server.wait_for_termination()
+    else:
+        while core.is_running():
+            await asyncio.sleep(every)
+    return "gRPC stopped accepting calls"
+
+
+async def _until_over(limit: int, every: float = 0.5) -> str:
+    """Return when the process's anonymous memory passes ``limit`` bytes."""
+    while (used := _anonymous_memory()) <= limit:
+        await asyncio.sleep(every)
+    return f"anonymous memory {used >> 20} MiB is over ONNET_MEMORY_LIMIT ({limit >> 20} MiB)"
+
+
+def _anonymous_memory() -> int:
+    """Resident anonymous memory of this process (not its mapped files), in bytes."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) << 10
+    return 0

@@ -171,6 +171,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         first_row = 0
         try:
             async for batch in request_iterator:
+                # Counted before a Python object is made per row: a batch of a million empty
+                # rows costs its parse, not a million objects.
+                self._registry.check_batch_size(len(batch.rows))
                 rows = [ImportRow(r.user_id, r.e164, r.discoverable) for r in batch.rows]
                 self._metrics.items("Registry/ImportUsers", len(rows))
                 outcome = await self._registry.import_batch(rows, first_row)

@@ -1,8 +1,17 @@
 """``onnet serve --workers N``: N server processes sharing one port with SO_REUSEPORT.
 
-The kernel spreads new connections over the workers; each keeps its own index, loaded from
-Redis and kept current by the change streams, so any worker answers any call. The parent
-only starts them, forwards SIGTERM and SIGINT, and stops them all if one dies.
+The kernel spreads new connections over the workers. They share one index base: the worker
+that holds the host's builder lock builds and publishes each base as a file in the index
+directory, and every worker maps it (stores/index_rebuild.py); each follows Redis's change
+streams into its own small overlay, so any worker answers any call with every change.
+
+The parent only starts the workers, forwards SIGTERM and SIGINT, and restarts a worker that
+dies: the others keep serving meanwhile, from the base they map and the streams they
+follow, and if the dead one was the builder another takes the lock at its next change.
+Restarts wait longer after each quick death (up to ``_MAX_BACKOFF`` seconds), so a worker
+killed over and over (by a request that crashes gRPC, say) neither spins nor ends the host's
+service. A worker that exits with the configuration-error code (2) is not restarted: the
+parent stops them all, since no restart can cure it.
 """
 
 from __future__ import annotations
@@ -11,10 +20,13 @@ import ctypes
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from types import FrameType
 
 from onnet_server.config import ServerConfig
@@ -23,6 +35,10 @@ __all__ = ["run_workers"]
 
 _log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
+_EXIT_CONFIGURATION = 2  # the onnet command's code for bad usage or configuration
+_FIRST_BACKOFF = 0.2
+_MAX_BACKOFF = 10.0
+_STABLE = 30.0  # seconds of life after which a worker's next death restarts it at once
 
 
 def _metrics_of(listen: str | None, index: int) -> str | None:
@@ -34,15 +50,36 @@ def _metrics_of(listen: str | None, index: int) -> str | None:
 
 
 def run_workers(config: ServerConfig) -> int:
-    """Run ``config.workers`` workers until a signal (0) or until one of them dies (1)."""
-    children: list[subprocess.Popen[bytes]] = []
+    """Run ``config.workers`` workers until a signal (0), or a configuration error (1)."""
+    private_dir = None
+    if config.index_dir is None:
+        # The workers must share a directory to share a base; without one configured, a
+        # private one in memory (tmpfs) that lives as long as the parent.
+        shm = Path("/dev/shm")  # noqa: S108 - mkdtemp makes a private (0700), unguessable name
+        private_dir = Path(
+            tempfile.mkdtemp(prefix="onnet-index-", dir=shm if shm.is_dir() else None)
+        )
+        config = dataclasses.replace(config, index_dir=private_dir)
+    try:
+        return _supervise(config)
+    finally:
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
+
+
+def _supervise(config: ServerConfig) -> int:
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    signalled: set[int] = set()
     stopping = False
 
     def stop_all(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
-        for child in children:
-            if child.poll() is None:
+        for child in children.values():
+            # Once each: a second SIGTERM could reach a worker after its own handler is gone
+            # (while it exits) and kill it with the default action.
+            if child.poll() is None and child.pid not in signalled:
+                signalled.add(child.pid)
                 child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop_all)
@@ -50,29 +87,63 @@ def run_workers(config: ServerConfig) -> int:
     for index in range(config.workers):
         if stopping:  # a signal while starting: start no more
             break
-        worker = dataclasses.replace(
-            config,
-            workers=1,
-            reuse_port=True,
-            metrics_listen=_metrics_of(config.metrics_listen, index),
-        )
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "onnet_server", "serve"],
-                env={**_inherited_environment(), **worker.to_env()},
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - the parent has no threads here
+        children[index] = _start(config, index)
+    started = dict.fromkeys(children, time.monotonic())
+    backoff = dict.fromkeys(children, 0.0)
+    due: dict[int, float] = {}  # worker -> when to start it again
+    broken = False
+    while not stopping:
+        time.sleep(0.1)
+        now = time.monotonic()
+        for index, child in list(children.items()):
+            if stopping or index in due or child.poll() is None:
+                continue
+            if child.returncode == _EXIT_CONFIGURATION:
+                _log.error("worker %d has a configuration error; stopping", index)
+                broken = True
+                stop_all(signal.SIGTERM, None)
+                break
+            lived = now - started[index]
+            backoff[index] = (
+                0.0 if lived > _STABLE else min(_MAX_BACKOFF, backoff[index] * 2 or _FIRST_BACKOFF)
             )
-        )
-        _log.info("worker %d started (pid %d)", index, children[-1].pid)
-    while not stopping and all(child.poll() is None for child in children):
-        time.sleep(0.2)
-    asked_to_stop = stopping
-    if not asked_to_stop:
-        _log.error("a worker exited; stopping the others")
+            due[index] = now + backoff[index]
+            _log.warning(
+                "worker %d (pid %d) exited with %s; restarting it in %.1f s",
+                index, child.pid, child.returncode, backoff[index],
+            )  # fmt: skip
+        for index, when in list(due.items()):
+            if not stopping and time.monotonic() >= when:
+                del due[index]
+                children[index] = _start(config, index)
+                started[index] = time.monotonic()
+    asked_to_stop = not broken
     stop_all(signal.SIGTERM, None)  # again: a worker started after the signal gets it too
-    codes = [_wait(child, config.shutdown_grace + 5) for child in children]
+    # A worker that died and awaited its restart has been counted already: only the
+    # workers serving when the stop came say how the stop went.
+    serving = [child for index, child in children.items() if index not in due]
+    codes = [_wait(child, config.shutdown_grace + 5) for child in serving]
     _log.info("workers stopped (exit codes %s)", codes)
-    return 0 if asked_to_stop and not any(codes) else 1
+    # A worker still starting (a restart) when asked to stop dies of the SIGTERM itself,
+    # before its handler exists: it stopped as asked all the same.
+    failed = [code for code in codes if code not in (0, -signal.SIGTERM)]
+    return 0 if asked_to_stop and not failed else 1
+
+
+def _start(config: ServerConfig, index: int) -> subprocess.Popen[bytes]:
+    worker = dataclasses.replace(
+        config,
+        workers=1,
+        reuse_port=True,
+        metrics_listen=_metrics_of(config.metrics_listen, index),
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-m", "onnet_server", "serve"],
+        env={**_inherited_environment(), **worker.to_env()},
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - the parent has no threads here
+    )
+    _log.info("worker %d started (pid %d)", index, child.pid)
+    return child
 
 
 def _wait(child: subprocess.Popen[bytes], timeout: float) -> int:

@@ -76,6 +76,13 @@ class RegistryService:
         entry = self._private_entry(user_id, e164, discoverable)
         return await self._store.register(user_id, fingerprint, discoverable, entry)
 
+    def check_batch_size(self, count: int) -> None:
+        """Refuse a batch of ``count`` rows if it is over the limit (before it is expanded)."""
+        if count > self._max_batch:
+            raise InvalidArgument(
+                "rows", f"batch of {count} rows exceeds the limit of {self._max_batch}"
+            )
+
     async def import_batch(self, rows: list[ImportRow], first_row: int) -> ImportOutcome:
         """Register every valid row; skip the others with their position and reason.
 
@@ -85,10 +92,7 @@ class RegistryService:
         calls; the valid rows are then written in one store round trip. A batch of more
         than ``max_batch`` rows is refused whole, before any of that work.
         """
-        if len(rows) > self._max_batch:
-            raise InvalidArgument(
-                "rows", f"batch of {len(rows)} rows exceeds the limit of {self._max_batch}"
-            )
+        self.check_batch_size(len(rows))
         prepared, rejected = await asyncio.to_thread(self._prepare, rows, first_row)
         if prepared:
             await self._store.register_many(prepared)
