@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: serve test lint bench protos clean
 
-$(BIN)/.installed: pyproject.toml
-	sh scripts/ensure-system-deps.sh
+# setup.py and the .pyx: the compiled index loops are rebuilt when their source changes.
+$(BIN)/.installed: pyproject.toml setup.py service/onnet_server/core/index/_native.pyx
+	PYTHON=$(PYTHON) sh scripts/ensure-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

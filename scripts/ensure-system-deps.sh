@@ -1,15 +1,29 @@
 #!/usr/bin/env sh
-# The one system library onnet needs beyond Python: libsodium (>= 1.0.18) for private
-# mode's ristretto255 group, loaded by pysodium. Installed with apt when missing and allowed.
+# What onnet needs from the system beyond Python, installed with apt when missing and allowed:
+# - libsodium (>= 1.0.18) for private mode's ristretto255 group, loaded by pysodium;
+# - a C compiler and Python's headers, to compile the index's hot loops (Cython) at install.
 set -eu
-if ldconfig -p 2>/dev/null | grep -q 'libsodium\.so'; then
+PYTHON="${PYTHON:-python3}"
+missing=""
+if ! ldconfig -p 2>/dev/null | grep -q 'libsodium\.so'; then
+    missing="$missing libsodium23"
+fi
+if ! command -v cc >/dev/null 2>&1; then
+    missing="$missing gcc libc6-dev"
+fi
+include_dir=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+if [ ! -f "$include_dir/Python.h" ]; then
+    missing="$missing python3-dev"
+fi
+if [ -z "$missing" ]; then
     exit 0
 fi
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "installing libsodium (Debian package libsodium23)" >&2
-    apt-get update -qq && apt-get install -y -qq libsodium23 >/dev/null
+    echo "installing:$missing" >&2
+    # shellcheck disable=SC2086  # one word per package
+    apt-get update -qq && apt-get install -y -qq $missing >/dev/null
     exit 0
 fi
-echo "onnet needs libsodium >= 1.0.18: install it (Debian/Ubuntu: apt-get install libsodium23;" \
-     "macOS: brew install libsodium), then run make again" >&2
+echo "onnet needs:$missing (Debian/Ubuntu package names). Install them" \
+     "(macOS: brew install libsodium; xcode-select --install), then run make again" >&2
 exit 1

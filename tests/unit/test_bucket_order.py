@@ -10,7 +10,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnet_server.core.index import RegistryIndex
+from onnet_server.core.index.overlay import (
+    Overlay as RegistryIndex,
+)  # the prefix order is the overlay's
 
 USERS = ["u0", "u1", "u2", "u3", "u4", "u5"]
 NUMBERS = [bytes([n]) * 16 for n in range(5)]

@@ -107,14 +107,25 @@ def test_erasure_leaves_no_trace_of_the_number_in_the_arrays() -> None:
     index = RegistryIndex()
     number = os.urandom(16)
     index.put("alice", number, 1, True)
+    index.put("bob", os.urandom(16), 1, True)
+    snapshot = index.snapshot()
+    index.rebase(snapshot.build(7), index.changes_after(snapshot))  # alice is in the base now
     index.delete("alice", 2)
+    overlay = index._overlay
     arrays: list[npt.NDArray[np.generic]] = [
-        index._hi, index._lo, index._holders.slots, index._users.slots,
+        overlay._hi, overlay._lo, overlay._holders.slots, overlay._users.slots,
     ]  # fmt: skip
-    memory = b"".join(array.tobytes() for array in arrays) + bytes(index._arena)
+    memory = b"".join(array.tobytes() for array in arrays) + bytes(overlay._arena)
     assert number[:8] not in memory
     assert number[8:] not in memory
     assert b"alice" not in memory
+    # The base still holds her until the next one is built, which leaves no trace either.
+    snapshot = index.snapshot()
+    index.rebase(snapshot.build(8), index.changes_after(snapshot))
+    base = b"".join(array.tobytes() for array in index.base.arrays.values())
+    assert number[:8] not in base
+    assert b"alice" not in base
+    assert index.match(number).user_ids == []
 
 
 @settings(max_examples=100, deadline=None)
@@ -143,7 +154,7 @@ def test_loading_a_snapshot_equals_applying_its_records(changes: list[Change]) -
 
 
 def test_row_slots_bulk_and_single_placement_agree() -> None:
-    from onnet_server.core.row_slots import RowSlots
+    from onnet_server.core.index.row_slots import RowSlots
 
     rng = np.random.default_rng(5)
     hashes = rng.integers(0, 2**63, size=20_000, dtype=np.uint64)
@@ -184,7 +195,7 @@ def test_churn_agrees_with_a_model_through_growth_and_reuse() -> None:
     ]
     for compacted in (False, True):
         if compacted:
-            index._compact_arena()  # what a large index does once half its ids are gone
+            index._overlay._compact_arena()  # what a large overlay does once half its ids are gone
         found = index.match(b"".join(numbers))
         got: list[str | None] = [None] * len(numbers)
         for position, user in zip(found.indexes.tolist(), found.user_ids, strict=True):
@@ -215,7 +226,7 @@ def test_records_parse_alike_one_by_one_and_in_bulk() -> None:
 
 
 def test_user_hashes_agree_one_by_one_and_in_bulk() -> None:
-    from onnet_server.core.index import _user_hash, _user_hashes
+    from onnet_server.core.index.overlay import _user_hash, _user_hashes
 
     users = ["a", "alice", "user-0000001", "~" * 64, "acct:12 34", "b"]
     arena = bytearray("".join(users).encode())

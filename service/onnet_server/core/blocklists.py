@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from onnet_server.core.errors import QuotaExceeded
 
@@ -80,6 +84,29 @@ class Blocklists:
         """Add many (user, fingerprint) blocks, as read from a snapshot."""
         for user_id, fingerprint in pairs:
             self.add(user_id, fingerprint)
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Every block as arrays (for a base file): users' ids, their lengths, fingerprints."""
+        pairs = [(user, fp) for user, blocked in self._by_user.items() for fp in blocked]
+        users = "".join(user for user, _ in pairs).encode("ascii")
+        return {
+            "block_ids": np.frombuffer(users, dtype=np.uint8),
+            "block_id_lengths": np.array([len(user) for user, _ in pairs], dtype=np.uint8),
+            "block_fingerprints": np.frombuffer(b"".join(fp for _, fp in pairs), dtype=np.uint8),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> Blocklists:
+        """The blocklists ``to_arrays`` wrote."""
+        blocklists = cls()
+        ids = arrays["block_ids"].tobytes().decode("ascii")
+        fingerprints = arrays["block_fingerprints"].tobytes()
+        start = 0
+        for number, length in enumerate(arrays["block_id_lengths"].tolist()):
+            user = ids[start : start + length]
+            blocklists.add(user, fingerprints[16 * number : 16 * number + 16])
+            start += length
+        return blocklists
 
     def blockers_of(self, fingerprint: bytes) -> frozenset[str]:
         """Every user who blocks the number behind ``fingerprint``."""

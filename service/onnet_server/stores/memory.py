@@ -12,6 +12,7 @@ from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Registration, UserRow
 from onnet_server.stores.index_reads import IndexReads
+from onnet_server.stores.index_rebuild import BasePolicy, Rebuilder
 
 __all__ = ["MemoryRegistry"]
 
@@ -19,10 +20,12 @@ __all__ = ["MemoryRegistry"]
 class MemoryRegistry(IndexReads):
     """The registry index alone, with a local version counter."""
 
-    def __init__(self) -> None:
-        """Make an empty registry."""
+    def __init__(self, base_policy: BasePolicy | None = None) -> None:
+        """Make an empty registry; ``base_policy`` says when the index gets a new base."""
         self.index = RegistryIndex()
         """The index that answers lookups."""
+        self.rebuilder = Rebuilder(self, base_policy or BasePolicy())
+        """Builds the index's next base when changes have piled up."""
         self.blocklists = Blocklists()
         """Each user's blocked fingerprints."""
         self._version = 0
@@ -52,6 +55,7 @@ class MemoryRegistry(IndexReads):
             # The previous holder had only this number: losing it removes them.
             self.index.delete(displaced, self._next_version())
             self.blocklists.drop_user(displaced)
+        self.rebuilder.note_change()
         return Registration(updated=updated, displaced_user_id=displaced)
 
     async def register_many(self, users: list[UserRow]) -> list[Registration]:
@@ -62,6 +66,7 @@ class MemoryRegistry(IndexReads):
         """Erase ``user_id`` and their blocklist; False when no such user was registered."""
         erased = self.index.delete(user_id, self._next_version())
         self.blocklists.drop_user(user_id)
+        self.rebuilder.note_change()
         return erased
 
     async def set_blocked(self, user_id: str, fingerprint: bytes, blocked: bool) -> bool | None:

@@ -11,6 +11,13 @@ reads those users' current records and blocklists from Redis in one round trip a
 them in the stream's order. A record read may be newer than its entry; applying it early is
 harmless, since the index ignores anything older than what it holds, and an erasure that
 comes between still takes the user's blocklist with it (see ``_apply``).
+
+With a base directory (``index_dir``), the processes of a host share one index base: the one
+holding the host's builder lock builds each new base and publishes it as a file that all of
+them map (stores/index_rebuild.py, index_files.py); each process still follows the streams
+into its own small overlay. A process starting on a host whose current base file belongs to
+this registry maps it and catches up from its feed position instead of loading Redis whole,
+so it serves within a second or so whatever the registry's size.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -30,8 +38,12 @@ from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists, blocklist_full
 from onnet_server.core.errors import StoreUnavailable
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
+from onnet_server.core.index.base import Columns
 from onnet_server.core.ports import Registration, UserRow
+from onnet_server.heap import return_freed_memory
+from onnet_server.stores.index_files import BaseFile
 from onnet_server.stores.index_reads import IndexReads
+from onnet_server.stores.index_rebuild import BasePolicy, Rebuilder
 from onnet_server.stores.redis_connection import STORE_DOWN, RedisClient, scan_keys
 from onnet_server.stores.redis_layout import (
     GROUPS,
@@ -56,6 +68,10 @@ __all__ = ["RedisRegistry"]
 _log = logging.getLogger(__name__)
 _SNAPSHOT_CHUNK = 1000
 _FEED_BATCH = 1000
+# How often the feed looks for a base published by another process of the host, and how
+# long a starting process waits for the builder's first base before loading Redis itself.
+_ADOPT_INTERVAL = 1.0
+_FIRST_BASE_WAIT = 300.0
 _Change = tuple[int, bytes, dict[bytes, bytes]]
 """One stream entry as the feed reads it: (group, entry id, fields)."""
 
@@ -116,8 +132,14 @@ class RedisRegistry(IndexReads):
         poll_interval: float = 0.05,
         stream_maxlen: int = STREAM_MAXLEN,
         position_check_interval: float = 5.0,
+        index_dir: Path | None = None,
+        base_policy: BasePolicy | None = None,
     ) -> None:
-        """Use ``client``; call ``start()`` to load the snapshot and follow the streams."""
+        """Use ``client``; call ``start()`` to load the snapshot and follow the streams.
+
+        ``index_dir`` is the host's base directory (None: this process keeps its own bases
+        in memory); ``base_policy`` says when a new base is built.
+        """
         self._client = client
         self._layout = layout or Layout()
         self._poll_interval = poll_interval
@@ -135,6 +157,15 @@ class RedisRegistry(IndexReads):
         self._epoch: bytes | str | None = None
         self.stats = FeedStats()
         """Counters of the change feed."""
+        self.rebuilder = Rebuilder(
+            self,
+            base_policy or BasePolicy(),
+            index_dir,
+            meta=self._file_meta,
+            extra=self.file_extra,
+        )
+        """Builds (or adopts) the index's next base."""
+        self._extra_of_build: dict[str, Any] = {}
 
     @property
     def client(self) -> RedisClient:
@@ -142,9 +173,67 @@ class RedisRegistry(IndexReads):
         return self._client
 
     async def start(self) -> None:
-        """Load the snapshot, then follow the change streams in the background."""
-        await self.reload()
+        """Load the index (from the host's base file, or Redis), then follow the streams."""
+        async with self._feed_lock:
+            from_file = await self._start_from_file()
+            if not from_file:
+                await self._reload()
+        if from_file:
+            # Serve nothing older than the streams: apply what came after the file first.
+            while await self.catch_up():
+                pass
         self._follower = asyncio.create_task(self._follow(), name="onnet-change-feed")
+
+    async def _start_from_file(self) -> bool:
+        """Serve the host's current base file, if it is this registry's; True if it did.
+
+        Only the builder loads Redis whole: another process waits for its first base.
+        """
+        if self.rebuilder.directory is None:
+            return False
+        await self._read_epoch()
+        deadline = time.monotonic() + _FIRST_BASE_WAIT
+        while True:
+            file = self.rebuilder.published()
+            if file is not None and file.meta.get("registry") == self._registry():
+                break
+            if self.rebuilder.builds_here or time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.2)
+        started = time.monotonic()
+        self.index = RegistryIndex(file.base)
+        self.rebuilder.adopt(file, [seq for _, seq in file.meta["positions"]])
+        self.blocklists = Blocklists.from_arrays(file.extra) if file.extra else Blocklists()
+        self._cursors = [_Cursor(last_id.encode(), seq) for last_id, seq in file.meta["positions"]]
+        self.stats.reloads += 1
+        _log.info(
+            "registry index mapped from its base file: %d users in %.2f s",
+            len(self.index),
+            time.monotonic() - started,
+        )
+        return True
+
+    async def _read_epoch(self) -> None:
+        # The epoch marks this Redis's data: a Redis that comes back empty has none (or a
+        # new one), which tells every process to reload even if no change ever arrives.
+        await self._client.set(self._layout.epoch_key(), secrets.token_hex(8), nx=True)
+        self._epoch = await self._client.get(self._layout.epoch_key())
+
+    def _registry(self) -> dict[str, str]:
+        """What a base file must name to be this registry's: its prefix and data set."""
+        epoch = self._epoch.decode() if isinstance(self._epoch, bytes) else str(self._epoch)
+        return {"prefix": self._layout.prefix, "epoch": epoch}
+
+    def _file_meta(self) -> dict[str, Any]:
+        """The registry and feed position of a base built now (at its snapshot)."""
+        return {
+            "registry": self._registry(),
+            "positions": [[c.last_id.decode(), c.last_seq] for c in self._cursors],
+        }
+
+    def file_extra(self) -> dict[str, Any]:
+        """What a base file keeps beside the base: the blocklists as of its snapshot."""
+        return self.blocklists.to_arrays()
 
     async def close(self) -> None:
         """Stop following and close the connection."""
@@ -155,6 +244,7 @@ class RedisRegistry(IndexReads):
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._follower, 5)
+        await self.rebuilder.close()
         await self._client.aclose()
 
     async def set_blocked(self, user_id: str, fingerprint: bytes, blocked: bool) -> bool | None:
@@ -193,6 +283,7 @@ class RedisRegistry(IndexReads):
         ]  # fmt: skip
         old, version_text = await self._run(REGISTER, keys, args)
         self.index.put(user_id, fingerprint, int(version_text), discoverable, private_entry)
+        self.rebuilder.note_change()
         await self._settle(fingerprint)
         return Registration(updated=bool(old), displaced_user_id=_displaced(previous, user_id))
 
@@ -246,6 +337,7 @@ class RedisRegistry(IndexReads):
             for (position, _), version, was_there in zip(members, versions, updated, strict=True):
                 user_id, fp, discoverable, entry = users[position]
                 self.index.put(user_id, fp, int(version), discoverable, entry)
+                self.rebuilder.note_change()
                 written[position] = bool(was_there)
         outcome = {}
         for position, was_there in written.items():
@@ -284,6 +376,7 @@ class RedisRegistry(IndexReads):
         index through the feed, whose blocklist the feed keeps as Redis has it.
         """
         self.index.delete(user_id, version)
+        self.rebuilder.note_change()
         if self.index.record(user_id) is None:
             self.blocklists.drop_user(user_id)
 
@@ -312,26 +405,28 @@ class RedisRegistry(IndexReads):
 
     async def _reload(self) -> None:
         started = time.monotonic()
-        # The epoch marks this Redis's data: a Redis that comes back empty has none (or a
-        # new one), which tells every process to reload even if no change ever arrives.
-        await self._client.set(self._layout.epoch_key(), secrets.token_hex(8), nx=True)
-        self._epoch = await self._client.get(self._layout.epoch_key())
+        await self._read_epoch()
         index = RegistryIndex()
         # Positions are read before the data: changes made in between are replayed, harmlessly.
         cursors = [await self._position(group) for group in range(GROUPS)]
         # One pass over the registry's keys finds both the buckets and the blocklists.
         keys = await scan_keys(self._client, self._layout.group_pattern())
         buckets = [key for key in keys if self._layout.is_bucket_key(key)]
-        users: list[bytes] = []
-        values: list[bytes] = []
+        # Each chunk becomes columns at once: a few thousand records' Python objects live at
+        # a time, not the whole registry's, so little is left behind (bench/README.md).
+        chunks = []
         for start in range(0, len(buckets), _SNAPSHOT_CHUNK):
             pipe = self._client.pipeline(transaction=False)
             for key in buckets[start : start + _SNAPSHOT_CHUNK]:
                 pipe.hgetall(key)
+            users: list[str] = []
+            values: list[bytes] = []
             for bucket_records in await pipe.execute():
-                users.extend(bucket_records.keys())
+                users.extend(user.decode() for user in bucket_records)
                 values.extend(bucket_records.values())
-        index.load([user.decode() for user in users], *parse_records(values))
+            chunks.append(Columns.of_records(users, *parse_records(values)))
+        index.load_columns(Columns.concatenate(chunks) if chunks else Columns.empty())
+        del chunks
         blocklists = await self._load_blocklists(
             index, [key for key in keys if self._layout.is_blocks_key(key)]
         )
@@ -348,6 +443,9 @@ class RedisRegistry(IndexReads):
         _log.info(
             "registry index loaded: %d users in %.2f s", len(index), time.monotonic() - started
         )
+        if self.rebuilder.directory is not None and self.rebuilder.builds_here:
+            await self.rebuilder.publish()  # the host's other processes map it
+        return_freed_memory()
 
     async def _load_blocklists(self, index: RegistryIndex, keys: list[str]) -> Blocklists:
         """The blocklists at ``keys`` of registered users (lists of users gone are skipped)."""
@@ -377,13 +475,18 @@ class RedisRegistry(IndexReads):
         """The feed loop: poll, apply, settle; survive anything, and say what happened."""
         backoff = self._poll_interval
         down_since: float | None = None
-        checked_at = time.monotonic()
+        checked_at = adopted_at = time.monotonic()
         while not self._stopping:
             try:
                 if time.monotonic() - checked_at > self._position_check_interval:
                     checked_at = time.monotonic()
                     await self._check_positions()
+                if time.monotonic() - adopted_at > _ADOPT_INTERVAL:
+                    adopted_at = time.monotonic()
+                    await self._adopt_published()
                 applied = await self.catch_up()
+                if applied:
+                    self.rebuilder.note_change()
             except STORE_DOWN:
                 if down_since is None:
                     down_since = time.monotonic()
@@ -416,6 +519,14 @@ class RedisRegistry(IndexReads):
                 _log.warning("change feed: gap in a stream (trimmed or lost); reloading the index")
                 await self._reload()
                 return 0
+
+    async def _adopt_published(self) -> None:
+        """Serve a base another process of the host published, if there is a new one."""
+        file: BaseFile | None = await asyncio.to_thread(self.rebuilder.published)
+        if file is None or file.meta.get("registry") != self._registry():
+            return
+        async with self._feed_lock:
+            self.rebuilder.adopt(file, [seq for _, seq in file.meta["positions"]])
 
     async def _check_positions(self) -> None:
         """Reload when Redis lost data: its epoch changed, or a group's sequence went back.
@@ -510,7 +621,7 @@ class RedisRegistry(IndexReads):
                 record = UserRecord.unpack(value)
                 self.index.put(
                     user_id, record.fingerprint, record.version, record.discoverable,
-                    record.private_entry,
+                    record.private_entry, position=(group, seq),
                 )  # fmt: skip
                 claimed = record.fingerprint
         elif op in (b"block", b"unblock"):
@@ -524,7 +635,7 @@ class RedisRegistry(IndexReads):
             # An erasure written before entries named their fields has its version in "value".
             named = entry.get(b"version")
             version = int(named) if named is not None else int.from_bytes(entry[b"value"], "big")
-            self.index.delete(user_id, version)
+            self.index.delete(user_id, version, position=(group, seq))
             # Unlike a local erasure, always: a record read ahead of the stream may be newer
             # than this erasure, but the blocklist went with it, and any block made since has
             # an entry further on that reads the list again.

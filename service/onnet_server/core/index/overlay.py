@@ -34,14 +34,32 @@ import numpy as np
 import numpy.typing as npt
 
 from onnet._buckets import PREFIX_SIZE
+from onnet_server.core.index import _native
+from onnet_server.core.index.base import Columns
+from onnet_server.core.index.hashing import user_hash, user_hashes
+from onnet_server.core.index.row_slots import EMPTY, RowSlots
 from onnet_server.core.ports import Matches
-from onnet_server.core.row_slots import EMPTY, ROW_BITS, WINDOW, RowSlots, tag_of
 
-__all__ = ["Record", "RegistryIndex", "split_fingerprints"]
+__all__ = ["Overlay", "Record", "split_fingerprints"]
 
 _HALVES = np.dtype("<u8")
+_NO_BASE: tuple[
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.uint32],
+    int,
+    npt.NDArray[np.uint8],
+    npt.NDArray[np.uint64],
+] = (
+    np.zeros(0, np.uint64),
+    np.zeros(0, np.uint64),
+    np.zeros(2, np.uint32),
+    0,
+    np.zeros(0, np.uint8),
+    np.zeros(0, np.uint64),
+)
+"""An empty base, as ``_native.lookup`` takes one: the overlay on its own."""
 _GROWTH = 1.5
-_UINT64 = (1 << 64) - 1
 
 
 def split_fingerprints(
@@ -65,41 +83,21 @@ def _gather(
     return np.frombuffer(arena, dtype=np.uint8)[positions].tobytes(), ends.tolist()
 
 
-# User ids are hashed with FNV-1a (64-bit) from a per-process random basis, then mixed: the
-# same function runs on one id in Python and on a whole arena at once in numpy (a table
-# rebuild at millions of users must not stall the event loop in a Python loop).
-_FNV_PRIME = 0x100000001B3
-_HASH_BASIS = int.from_bytes(os.urandom(8), "little")
-_MIX = 0xFF51AFD7ED558CCD
+# The tables' hash of user ids, from a per-process random seed: nobody outside can steer ids
+# into one probe chain.
+_HASH_SEED = int.from_bytes(os.urandom(8), "little")
 
 
 def _user_hash(user_id: str) -> int:
     """The 64-bit table hash of one user id."""
-    h = _HASH_BASIS
-    for byte in user_id.encode("ascii"):
-        h = ((h ^ byte) * _FNV_PRIME) & _UINT64
-    h ^= h >> 33
-    h = (h * _MIX) & _UINT64
-    return h ^ (h >> 33)
+    return user_hash(user_id, _HASH_SEED)
 
 
 def _user_hashes(
     arena: bytearray, offsets: npt.NDArray[np.uint32], lengths: npt.NDArray[np.uint8]
 ) -> npt.NDArray[np.uint64]:
-    """``_user_hash`` of many ids in the arena at once: one numpy pass per byte position."""
-    data = np.frombuffer(arena, dtype=np.uint8)
-    h = np.full(len(offsets), _HASH_BASIS, dtype=np.uint64)
-    starts = offsets.astype(np.int64)
-    sizes = lengths.astype(np.int64)
-    prime, mix, shift = np.uint64(_FNV_PRIME), np.uint64(_MIX), np.uint64(33)
-    for position in range(int(sizes.max()) if len(sizes) else 0):
-        active = sizes > position
-        byte = data[starts[active] + position].astype(np.uint64)
-        h[active] = (h[active] ^ byte) * prime
-    h ^= h >> shift
-    h *= mix
-    h ^= h >> shift
-    return h
+    """``_user_hash`` of many ids in the arena at once."""
+    return user_hashes(np.frombuffer(arena, dtype=np.uint8), offsets, lengths, _HASH_SEED)
 
 
 # Rows added since the last merge are scanned on every bucket read, and a merge rewrites the
@@ -224,6 +222,18 @@ class _PrefixOrder:
         entries[at] = self._recent_entries[recent]
         return merged, entries
 
+    def members(
+        self,
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.uint32], npt.NDArray[np.uint8]]:
+        """(rows, prefixes, entries) of every live entry, both parts, in no set order."""
+        main = np.flatnonzero(self._rows >= 0)
+        recent = np.flatnonzero(self._recent_rows[: self._recent_count] >= 0)
+        return (
+            np.concatenate([self._rows[main], self._recent_rows[recent]]),
+            np.concatenate([self._prefixes[main], self._recent_prefixes[recent]]),
+            np.concatenate([self._entries[main], self._recent_entries[recent]]),
+        )
+
     def _recent_in(self, buckets: npt.NDArray[np.int64], shift: int) -> npt.NDArray[np.intp]:
         """Positions of the live recent entries that fall in ``buckets``."""
         count = self._recent_count
@@ -272,7 +282,7 @@ class Record:
     discoverable: bool
 
 
-class RegistryIndex:
+class Overlay:
     """Users in rows of numpy arrays, found through two tables of row numbers.
 
     Not thread-safe: the server uses it from its one event loop.
@@ -337,21 +347,46 @@ class RegistryIndex:
         hidden or excluded holder costs what a number nobody holds costs: every looked-up
         row goes through the same masks, and only the rows that pass have their ids read.
         """
-        rows = self._holder_rows(fingerprints)
-        # Row -1 (nobody) reads the last row's flag, which the first mask then discards:
-        # one gather over every position, whatever each one found.
-        kept = (rows >= 0) & self._discoverable[rows] & ~np.isin(rows, self._rows_of(excluded))
-        indexes = np.flatnonzero(kept).astype(np.uint32)
-        return Matches(indexes, self._user_ids(rows[indexes]))
+        hi, lo = split_fingerprints(fingerprints)
+        indexes, rows, _ = _native.lookup(hi, lo, *_NO_BASE, *self.lookup_arrays(), True)
+        if excluded:
+            kept = ~np.isin(rows, self._rows_of(excluded))
+            indexes, rows = indexes[kept], rows[kept]
+        return Matches(indexes, self._user_ids(rows))
 
     def holders(self, fingerprints: bytes) -> Matches:
         """Positions (ascending) and users of every holder among ``fingerprints``.
 
         Unlike ``match``, hidden users count: call routing must reach them.
         """
-        rows = self._holder_rows(fingerprints)
-        indexes = np.flatnonzero(rows >= 0).astype(np.uint32)
-        return Matches(indexes, self._user_ids(rows[indexes]))
+        hi, lo = split_fingerprints(fingerprints)
+        indexes, rows, _ = _native.lookup(hi, lo, *_NO_BASE, *self.lookup_arrays(), False)
+        return Matches(indexes, self._user_ids(rows))
+
+    def lookup_arrays(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.int64],
+        int,
+        int,
+        npt.NDArray[np.uint64],
+        npt.NDArray[np.uint64],
+        npt.NDArray[np.uint8],
+    ]:
+        """The holders table and row arrays, as ``_native.lookup`` takes them after a base's.
+
+        (slots, mask, home mask, first halves, second halves, discoverable flags as bytes.)
+        Taken afresh for every lookup: the arrays are replaced when the overlay grows.
+        """
+        table = self._holders
+        return (
+            table.slots.view(np.int64),
+            table.mask,
+            table.home_mask,
+            self._hi,
+            self._lo,
+            self._discoverable.view(np.uint8),
+        )
 
     def holder_claim(self, fingerprint: bytes) -> tuple[str, int] | None:
         """(user, version) of the claim that holds ``fingerprint`` now, if anyone holds it."""
@@ -389,38 +424,79 @@ class RegistryIndex:
         holder = self._holder_row(hi, lo)
         return [(self._user_id(row), int(self._version[holder])) for row in sorted(rows)]
 
-    def _holder_rows(self, fingerprints: bytes) -> npt.NDArray[np.int32]:
-        """Row of the holder of each fingerprint, -1 where nobody holds it (vectorized).
+    def knows(self, user_id: str) -> bool:
+        """Whether ``user_id`` has a record here."""
+        return self._find_user(user_id)[1] >= 0
 
-        Each round reads every pending query's whole window of slots in one gather; a query
-        is settled when its holder is found or its window holds an empty slot (the end of
-        its probe chain), which for almost every query is the first round.
+    def user_ids(self, rows: npt.NDArray[np.integer[Any]]) -> list[str]:
+        """The user ids of ``rows``."""
+        return self._user_ids(rows)
+
+    def rows_of(self, users: frozenset[str]) -> npt.NDArray[np.int32]:
+        """The rows of those of ``users`` that have a record here."""
+        return self._rows_of(users)
+
+    def export(self) -> tuple[Columns, list[tuple[str, bytes, int, bool, bytes]]]:
+        """Everything here, to build a base from.
+
+        Uncontested records come as columns; the claims on contested numbers (which stay in
+        an overlay) as records (user, fingerprint, version, discoverable, private entry).
         """
-        hi, lo = split_fingerprints(fingerprints)
-        if len(hi) == 1:
-            # One number (call routing, a single-contact sync): the scalar probe is about
-            # ten times faster than setting up the vectorized one.
-            return np.array([self._holder_row(int(hi[0]), int(lo[0]))], dtype=np.int32)
-        result = np.full(len(hi), EMPTY, dtype=np.int32)
-        slots = self._holders.slots
-        mask = np.uint64(self._holders.mask)
-        starts = hi & np.uint64(self._holders.home_mask)
-        tags = tag_of(hi) >> np.int64(32)
-        offsets = np.arange(WINDOW, dtype=np.uint64)
-        pending = np.arange(len(hi))
-        while pending.size:
-            windows = slots[(starts[pending, None] + offsets) & mask]
-            # Empty and deleted slots have all high bits set, so no tag (>= 0) matches them.
-            query, column = np.nonzero((windows >> np.int64(32)) == tags[pending, None])
-            rows = (windows[query, column] & np.int64(ROW_BITS)).astype(np.int32)
-            asked = pending[query]
-            exact = (self._hi[rows] == hi[asked]) & (self._lo[rows] == lo[asked])
-            result[asked[exact]] = rows[exact]
-            settled = (windows == EMPTY).any(axis=1)
-            settled[query[exact]] = True
-            pending = pending[~settled]
-            starts[pending] = (starts[pending] + np.uint64(WINDOW)) & mask
-        return result
+        live = self._live_rows()
+        contested = np.zeros(len(self._hi), dtype=bool)
+        for fingerprint, claims in self._shadowed.items():
+            contested[list(claims)] = True
+            hi, lo = (int(half[0]) for half in split_fingerprints(fingerprint))
+            contested[self._holder_row(hi, lo)] = True
+        plain = live[~contested[live]]
+        where = np.full(len(self._hi), -1, dtype=np.int64)
+        where[plain] = np.arange(len(plain))
+        sizes = np.zeros(len(plain), dtype=np.int64)
+        prefixes = np.zeros(len(plain), dtype=np.uint32)
+        by_size = []
+        entry_of: dict[int, bytes] = {}
+        for size, order in self._orders.items():
+            rows, row_prefixes, entries = order.members()
+            at = where[rows]
+            mine = at >= 0
+            sizes[at[mine]] = size
+            prefixes[at[mine]] = row_prefixes[mine]
+            by_size.append((size, at[mine], entries[mine]))
+            for row, prefix, entry in zip(
+                rows[~mine].tolist(), row_prefixes[~mine].tolist(), entries[~mine], strict=True
+            ):
+                entry_of[row] = prefix.to_bytes(PREFIX_SIZE, "big") + entry.tobytes()
+        entry_start = np.cumsum(sizes) - sizes
+        entry_data = np.zeros(int(sizes.sum()), dtype=np.uint8)
+        for size, at, entries in by_size:
+            entry_data[(entry_start[at][:, None] + np.arange(size)).ravel()] = entries.ravel()
+        lengths = self._uid_length[plain].astype(np.int64)
+        ids, _ = _gather(self._arena, self._uid_offset[plain], self._uid_length[plain])
+        columns = Columns(
+            self._hi[plain],
+            self._lo[plain],
+            self._version[plain],
+            self._discoverable[plain],
+            np.frombuffer(ids, dtype=np.uint8),
+            np.cumsum(lengths) - lengths,
+            lengths,
+            prefixes,
+            sizes,
+            entry_data,
+            entry_start,
+        )
+        records = [
+            (
+                self._user_id(row),
+                self._fingerprint(row),
+                int(self._version[row]),
+                bool(self._discoverable[row]),
+                entry_of.get(row, b""),
+            )
+            for row in np.flatnonzero(contested).tolist()
+            if self._uid_length[row]
+        ]
+        return columns, records
 
     def _holder_row(self, hi: int, lo: int) -> int:
         """The holder's row of one fingerprint, or -1: a scalar probe, for single changes."""
@@ -429,7 +505,7 @@ class RegistryIndex:
                 return row
         return EMPTY
 
-    def _user_ids(self, rows: npt.NDArray[np.int32]) -> list[str]:
+    def _user_ids(self, rows: npt.NDArray[np.integer[Any]]) -> list[str]:
         """The ids of many rows: one gather from the arena, one decode, then slices."""
         if not len(rows):
             return []

@@ -1,0 +1,23 @@
+"""The compiled part of onnet: the index's hot loops (Cython), built by `pip install`.
+
+Everything else is in pyproject.toml; setuptools needs this file only to compile the
+extension. Its C is generated from the .pyx at build time and never committed.
+"""
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=cythonize(
+        [
+            Extension(
+                "onnet_server.core.index._native",
+                ["service/onnet_server/core/index/_native.pyx"],
+                include_dirs=[numpy.get_include()],
+                extra_compile_args=["-O3"],
+            )
+        ],
+        compiler_directives={"language_level": 3},
+    )
+)
