@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: serve test lint bench protos clean
 
 # setup.py and the .pyx: the compiled index loops are rebuilt when their source changes.
-$(BIN)/.installed: pyproject.toml setup.py service/onnet_server/core/index/_native.pyx
+$(BIN)/.installed: pyproject.toml setup.py service/onnet_server/core/_native.pyx
 	PYTHON=$(PYTHON) sh scripts/ensure-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

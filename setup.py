@@ -12,9 +12,10 @@ setup(
     ext_modules=cythonize(
         [
             Extension(
-                "onnet_server.core.index._native",
-                ["service/onnet_server/core/index/_native.pyx"],
+                "onnet_server.core._native",
+                ["service/onnet_server/core/_native.pyx"],
                 include_dirs=[numpy.get_include()],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=["-O3"],
             )
         ],

@@ -12,7 +12,7 @@ import ctypes.util
 import gc
 import logging
 
-__all__ = ["return_freed_memory"]
+__all__ = ["keep_out_of_collections", "return_freed_memory"]
 
 _log = logging.getLogger(__name__)
 _LIBC = ctypes.util.find_library("c")
@@ -28,3 +28,13 @@ def return_freed_memory() -> None:
     except (OSError, AttributeError):  # not glibc: nothing to ask
         return
     trim(0)
+
+
+def keep_out_of_collections() -> None:
+    """Move every object alive now (modules, gRPC's and the store's) out of the collector.
+
+    Called once serving has started: those objects live as long as the process, and
+    without this every full collection walks all of them again, on the event loop.
+    """
+    gc.collect()
+    gc.freeze()

@@ -80,6 +80,7 @@ class Metrics:
         )  # fmt: skip
         ProcessCollector(registry=self.registry)
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._batch_children: dict[str, Any] = {}
 
     def refresh(self, store: RegistryStore) -> None:
         """Read the store's sizes and feed state into the gauges.
@@ -116,7 +117,10 @@ class Metrics:
 
     def items(self, method: str, count: int) -> None:
         """Record how many items one call carried."""
-        self.batch_size.labels(method).observe(count)
+        child = self._batch_children.get(method)
+        if child is None:
+            child = self._batch_children[method] = self.batch_size.labels(method)
+        child.observe(count)
 
 
 def method_label(full_method: str) -> str:

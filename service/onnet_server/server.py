@@ -38,6 +38,7 @@ from onnet_server.core.registry import RegistryService
 from onnet_server.core.resync import ResyncTokens, derive_resync_key
 from onnet_server.core.routing import RoutingService
 from onnet_server.gate import PUBLIC, CallGate, CallSlots, method_rules
+from onnet_server.heap import keep_out_of_collections
 from onnet_server.metrics import Metrics, MetricsInterceptor, serve_metrics
 from onnet_server.pepper import Pepper, load_pepper, load_previous_pepper
 from onnet_server.servicer import (
@@ -306,7 +307,7 @@ def call_gate(
         rules,
         auth,
         CallSlots.shares_of(config.max_concurrent_calls, rates),
-        require_account=accounts.blockers,
+        require_account=accounts.admit,
         receive_timeout=config.receive_timeout,
     )
 
@@ -468,6 +469,7 @@ async def serve(config: ServerConfig) -> None:
         _log.info("stopped before serving")
         return
     running = starting.result()
+    keep_out_of_collections()
     memory: asyncio.Future[str] = (
         asyncio.ensure_future(_until_over(config.memory_limit << 20))
         if config.memory_limit

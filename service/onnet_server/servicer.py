@@ -65,19 +65,19 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
     ) -> discovery_pb2.DiscoverResponse:
         """Match a batch of contact hashes."""
         account = current_caller().subject
-        self._metrics.items("Discovery/Discover", len(request.hashes) // 32)
+        # Each read of a bytes field copies it out of the message: read each once.
+        hashes = request.hashes
+        self._metrics.items("Discovery/Discover", len(hashes) // 32)
         answer = await self._discovery.discover(
             account,
-            request.hashes,
+            hashes,
             request.token,
             request.previous_hashes,
             added_hashes=request.added_hashes,
             removed_hashes=request.removed_hashes,
         )
         matches = answer.matches
-        _log.debug(
-            "Discover: %d hashes, %d matches", len(request.hashes) // 32, len(matches.user_ids)
-        )
+        _log.debug("Discover: %d hashes, %d matches", len(hashes) // 32, len(matches.user_ids))
         return discovery_pb2.DiscoverResponse(
             matched_indexes=matches.indexes.tolist(), user_ids=matches.user_ids, token=answer.token
         )
@@ -123,8 +123,9 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
     ) -> discovery_pb2.BlindEvaluateResponse:
         """Apply the OPRF key to blinded elements."""
         account = current_caller().subject
-        self._metrics.items("Discovery/BlindEvaluate", len(request.blinded_elements) // 32)
-        evaluated = await self._private.blind_evaluate(account, request.blinded_elements)
+        blinded = request.blinded_elements  # a bytes field is copied at each read
+        self._metrics.items("Discovery/BlindEvaluate", len(blinded) // 32)
+        evaluated = await self._private.blind_evaluate(account, blinded)
         _log.debug("BlindEvaluate: %d elements", len(evaluated) // oprf.ELEMENT_SIZE)
         return discovery_pb2.BlindEvaluateResponse(
             evaluated_elements=evaluated, key_id=self._private.evaluator.key.key_id
@@ -208,8 +209,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
         self, request: registry_pb2.LookupRequest, context: LookupContext
     ) -> registry_pb2.LookupResponse:
         """Who holds each number (call routing)."""
-        self._metrics.items("Registry/Lookup", len(request.e164) or len(request.hashes) // 32)
-        holders = self._routing.lookup(list(request.e164), request.hashes)
+        numbers, hashes = list(request.e164), request.hashes  # each field read once
+        self._metrics.items("Registry/Lookup", len(numbers) or len(hashes) // 32)
+        holders = self._routing.lookup(numbers, hashes)
         _log.debug("Lookup: %d numbers, %d held", len(holders), sum(map(bool, holders)))
         return registry_pb2.LookupResponse(user_ids=holders)
 

@@ -1,4 +1,4 @@
-"""The compiled loops (core/index/_native.pyx) against plain-Python statements of them.
+"""The compiled loops (core/_native.pyx) against plain-Python statements of them.
 
 The hash must be FNV-1a from the seed then mixed, bit for bit (a base file built by one
 process is searched by another); the lookup must find exactly the holder the definition
@@ -8,7 +8,9 @@ discoverable filter applied to whichever answered.
 
 from __future__ import annotations
 
+import itertools
 import random
+import struct
 from typing import Any
 
 import numpy as np
@@ -16,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnet_server.core.index import _native
-from onnet_server.core.index.base import _directory
+from onnet_server.core import _native
+from onnet_server.core.index.base import BaseIndex, Columns, build_base
 from onnet_server.core.index.hashing import user_hash, user_hashes
 from onnet_server.core.index.row_slots import RowSlots
 
@@ -48,31 +50,46 @@ def test_user_hashes_hash_each_id_of_an_arena(ids: list[str], seed: int) -> None
     assert [user_hash(i, seed) for i in ids] == hashes.tolist()
 
 
-# -- lookup ------------------------------------------------------------------------------
+# -- match -------------------------------------------------------------------------------
 
 
 class World:
-    """A base and an overlay in the arrays ``_native.lookup`` reads, and the truth of them."""
+    """A base and an overlay in the arrays ``_native.match`` reads, and the truth of them."""
 
     def __init__(self, rng: random.Random, base_size: int, overlay_size: int) -> None:
         # Few distinct first halves, so that ties on the first half (and on the overlay's
         # tag) happen, and both probes must read on past them.
         firsts = [rng.getrandbits(64) for _ in range(max(1, (base_size + overlay_size) // 3))]
         pairs = {(rng.choice(firsts), rng.getrandbits(64)) for _ in range(base_size)}
-        self.base = sorted(pairs)
-        self.base_hi = np.array([p[0] for p in self.base], dtype=np.uint64)
-        self.base_lo = np.array([p[1] for p in self.base], dtype=np.uint64)
-        self.directory = _directory(self.base_hi)
-        self.bits = (len(self.directory) - 1).bit_length() - 1
-        self.overridden = np.array([rng.random() < 0.3 for _ in self.base], dtype=np.uint8)
-        self.claim = np.array(
-            [(rng.getrandbits(1) << 63) | rng.getrandbits(20) for _ in self.base], np.uint64
+        numbers = sorted(pairs)
+        names = [f"base-{i}" * rng.randint(1, 3) for i in range(len(numbers))]
+        discoverable = [rng.random() < 0.6 for _ in numbers]
+        columns = Columns.of_records(
+            names,
+            b"".join(struct.pack("<QQ", *number) for number in numbers),
+            np.array([rng.getrandbits(20) for _ in numbers], dtype=np.uint64),
+            np.array(discoverable, dtype=bool),
         )
+        self.base = BaseIndex(build_base(columns, 7), 7)
+        # build_base sorts by (first half, second half), as ``numbers`` already is.
+        self.base_rows = {
+            number: (name, flag)
+            for number, name, flag in zip(numbers, names, discoverable, strict=True)
+        }
+        self.base_order = numbers
+        self.overridden = np.array([rng.random() < 0.3 for _ in numbers], dtype=np.uint8)
         # The overlay holds some of the base's numbers (overriding them) and new ones.
-        overlay = [p for p in self.base if rng.random() < 0.3]
+        overlay = [p for p in numbers if rng.random() < 0.3]
         overlay += [(rng.choice(firsts), rng.getrandbits(64)) for _ in range(overlay_size)]
         overlay = list(dict.fromkeys(overlay))
         self.overlay = overlay
+        self.overlay_names = [f"mine-{i}" for i in range(len(overlay))]
+        self.arena = bytearray("".join(self.overlay_names).encode())
+        lengths = [len(name) for name in self.overlay_names]
+        self.lengths = np.array(lengths + [0] * 5, dtype=np.uint8)
+        self.offsets = np.array(
+            list(itertools.accumulate([0, *lengths]))[:-1] + [0] * 5, dtype=np.uint32
+        )
         self.overlay_hi = np.array([p[0] for p in overlay] + [0] * 5, dtype=np.uint64)
         self.overlay_lo = np.array([p[1] for p in overlay] + [0] * 5, dtype=np.uint64)
         self.discoverable = np.array(
@@ -87,92 +104,171 @@ class World:
             slot = next(s for s, r in self.table.probe(overlay[row][0]) if r == row)
             self.table.remove_slot(slot)
             self.live.discard(row)
+        # Excluded users (a caller's blockers): some of each side's rows.
+        self.excluded_mine = rng.sample(range(len(overlay)), len(overlay) // 6)
+        self.excluded_base = rng.sample(range(len(numbers)), len(numbers) // 6)
 
-    def lookup(
+    def match(
         self, queries: list[tuple[int, int]], discoverable_only: bool
-    ) -> tuple[list[int], list[int], list[bool]]:
-        hi = np.array([q[0] for q in queries], dtype=np.uint64)
-        lo = np.array([q[1] for q in queries], dtype=np.uint64)
-        positions, rows, in_overlay = _native.lookup(
-            hi,
-            lo,
-            self.base_hi,
-            self.base_lo,
-            self.directory,
-            self.bits,
+    ) -> tuple[list[int], list[str]]:
+        positions, users = self.raw_match(
+            b"".join(struct.pack("<QQ", *query) for query in queries),
+            self.table.slots.view(np.int64),
+            excluded=True,
+            discoverable_only=discoverable_only,
+        )
+        return positions.tolist(), users
+
+    def raw_match(
+        self,
+        fingerprints: bytes,
+        slots: Any,
+        *,
+        excluded: bool = False,
+        discoverable_only: bool = True,
+    ) -> tuple[Any, list[str]]:
+        """``_native.match`` over this world, with the given fingerprints and slots."""
+        return _native.match(
+            fingerprints,
+            self.base.view,
             self.overridden,
-            self.claim,
-            self.table.slots,
+            slots,
             self.table.mask,
             self.table.home_mask,
             self.overlay_hi,
             self.overlay_lo,
             self.discoverable,
+            self.arena,
+            self.offsets,
+            self.lengths,
+            np.array(self.excluded_mine if excluded else [], dtype=np.int64),
+            np.array(self.excluded_base if excluded else [], dtype=np.int64),
             discoverable_only,
         )
-        return positions.tolist(), rows.tolist(), in_overlay.tolist()
 
     def expected(
         self, queries: list[tuple[int, int]], discoverable_only: bool
-    ) -> tuple[list[int], list[int], list[bool]]:
+    ) -> tuple[list[int], list[str]]:
         positions: list[int] = []
-        rows: list[int] = []
-        in_overlay: list[bool] = []
+        users: list[str] = []
         for position, query in enumerate(queries):
             mine = [r for r in self.live if self.overlay[r] == query]
             if mine:
-                row, kept, from_overlay = mine[0], bool(self.discoverable[mine[0]]), True
-            elif query in self.base and not self.overridden[self.base.index(query)]:
-                row = self.base.index(query)
-                kept, from_overlay = bool(int(self.claim[row]) >> 63), False
+                row = mine[0]
+                user, shown = self.overlay_names[row], bool(self.discoverable[row])
+                excluded = row in self.excluded_mine
+            elif query in self.base_rows and not self.overridden[self.base_order.index(query)]:
+                row = self.base_order.index(query)
+                user, shown = self.base_rows[query]
+                excluded = row in self.excluded_base
             else:
                 continue
-            if kept or not discoverable_only:
+            if (shown or not discoverable_only) and not excluded:
                 positions.append(position)
-                rows.append(row)
-                in_overlay.append(from_overlay)
-        return positions, rows, in_overlay
+                users.append(user)
+        return positions, users
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32), st.integers(0, 300), st.integers(0, 300), st.booleans())
-def test_lookup_finds_the_holder_the_definition_names(
+def test_match_finds_the_holder_the_definition_names(
     seed: int, base_size: int, overlay_size: int, discoverable_only: bool
 ) -> None:
     rng = random.Random(seed)
     world = World(rng, base_size, overlay_size)
-    known = world.base + world.overlay
+    known = world.base_order + world.overlay
     queries = [rng.choice(known) for _ in range(len(known) // 2)] if known else []
     # Unknown numbers, some sharing a first half with a known one.
     queries += [(rng.getrandbits(64), rng.getrandbits(64)) for _ in range(20)]
     queries += [(q[0], rng.getrandbits(64)) for q in known[:20]]
     rng.shuffle(queries)
-    assert world.lookup(queries, discoverable_only) == world.expected(queries, discoverable_only)
+    assert world.match(queries, discoverable_only) == world.expected(queries, discoverable_only)
 
 
-def test_lookup_of_nothing_is_empty() -> None:
+def test_match_of_nothing_is_empty() -> None:
     world = World(random.Random(1), 50, 50)
-    assert world.lookup([], True) == ([], [], [])
+    assert world.match([], True) == ([], [])
+
+
+@given(st.integers(0, 2**32))
+@settings(max_examples=20, deadline=None)
+def test_a_base_finds_each_of_its_users_and_nobody_else(seed: int) -> None:
+    world = World(random.Random(seed), 200, 0)
+    for number, (name, _) in world.base_rows.items():
+        assert world.base.view.user_row(name.encode()) == world.base_order.index(number)
+    assert world.base.view.user_row(b"nobody") == -1
+    assert world.base.view.user_row(b"") == -1
+    rows = np.arange(len(world.base_order), dtype=np.int64)
+    assert world.base.view.user_ids(rows) == [world.base_rows[n][0] for n in world.base_order]
+
+
+def test_a_ragged_batch_of_fingerprints_is_refused() -> None:
+    world = World(random.Random(2), 10, 10)
+    with pytest.raises(ValueError, match="16 bytes"):
+        world.raw_match(bytes(17), world.table.slots.view(np.int64))
 
 
 def test_arrays_of_the_wrong_type_are_refused_not_misread() -> None:
     world = World(random.Random(2), 10, 10)
-    signed: Any = world.base_hi.astype(np.int64)
     with pytest.raises(ValueError, match=r"(?i)dtype|mismatch"):
-        _native.lookup(
-            signed,
-            signed,
-            world.base_hi,
-            world.base_lo,
-            world.directory,
-            world.bits,
-            world.overridden,
-            world.claim,
-            world.table.slots,
-            world.table.mask,
-            world.table.home_mask,
-            world.overlay_hi,
-            world.overlay_lo,
-            world.discoverable,
-            True,
-        )
+        world.raw_match(bytes(16), world.table.slots.view(np.uint64))
+
+
+# -- the bytes around a lookup ----------------------------------------------------------
+
+
+@given(st.binary(max_size=20).map(lambda b: b * 32))
+def test_split_halves_takes_each_hash_apart(packed: bytes) -> None:
+    first, second = _native.split_halves(packed)
+    hashes = [packed[i : i + 32] for i in range(0, len(packed), 32)]
+    assert first == b"".join(h[:16] for h in hashes)
+    assert second == b"".join(h[16:] for h in hashes)
+
+
+def test_split_halves_refuses_a_partial_hash() -> None:
+    with pytest.raises(ValueError, match="32-byte"):
+        _native.split_halves(bytes(33))
+
+
+@given(
+    st.binary(max_size=100).flatmap(
+        lambda a: st.tuples(st.just(a), st.binary(min_size=len(a), max_size=len(a)))
+    )
+)
+def test_xor_bytes_is_bytewise(pair: tuple[bytes, bytes]) -> None:
+    left, right = pair
+    assert _native.xor_bytes(left, right) == bytes(a ^ b for a, b in zip(left, right, strict=True))
+
+
+@given(st.lists(st.tuples(st.integers(0, MASK64), st.integers(0, MASK64)), max_size=50))
+def test_lane_sums_add_each_column_modulo_2_64(rows: list[tuple[int, int]]) -> None:
+    values = np.array(rows, dtype=np.uint64).reshape(-1, 2)
+    expected = (sum(r[0] for r in rows) & MASK64, sum(r[1] for r in rows) & MASK64)
+    assert _native.lane_sums(values) == expected
+
+
+@given(st.lists(st.integers(0, 6), max_size=60), st.binary(min_size=16 * 7, max_size=16 * 7))
+def test_distinct_blocks_number_blocks_in_order_of_first_sight(
+    picks: list[int], pool: bytes
+) -> None:
+    blocks = [pool[16 * pick : 16 * pick + 16] for pick in picks]
+    data = b"".join(blocks)
+    distinct, of_position = _native.distinct_blocks(data)
+    seen = list(dict.fromkeys(blocks))
+    if len(seen) == len(blocks):
+        assert distinct is data
+        assert of_position is None
+    else:
+        assert distinct == b"".join(seen)
+        assert of_position is not None
+        assert of_position.tolist() == [seen.index(block) for block in blocks]
+        values = np.frombuffer(data, dtype=np.uint64).reshape(-1, 2)
+        assert _native.first_rows(values).tolist() == [blocks.index(b) for b in seen]
+
+
+def test_distinct_blocks_stay_fast_when_every_block_is_the_same() -> None:
+    # 10,000 copies of one block: each one ends at the first slot it reads.
+    distinct, of_position = _native.distinct_blocks(bytes(range(16)) * 10_000)
+    assert distinct == bytes(range(16))
+    assert of_position is not None
+    assert not of_position.any()

@@ -7,10 +7,16 @@ every block: it is refused. Development mode serves any account, blocking none.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from onnet_server.core.errors import PermissionDenied
 from onnet_server.core.ports import RegistryStore
 
 __all__ = ["Accounts"]
+
+# What the gate learnt of the caller when it admitted the call: every call runs in a context
+# of its own, so this is the call's caller, read once per call.
+_ADMITTED: ContextVar[tuple[str, frozenset[str]] | None] = ContextVar("admitted", default=None)
 
 
 class Accounts:
@@ -21,8 +27,20 @@ class Accounts:
         self._store = store
         self._open = open_accounts
 
+    def admit(self, account: str) -> frozenset[str]:
+        """``blockers``, remembered for the rest of the call (the gate admits with this)."""
+        blockers = self._blockers(account)
+        _ADMITTED.set((account, blockers))
+        return blockers
+
     def blockers(self, account: str) -> frozenset[str]:
         """The users who blocked the number ``account`` holds; refuses an unknown account."""
+        admitted = _ADMITTED.get()
+        if admitted is not None and admitted[0] == account:
+            return admitted[1]
+        return self._blockers(account)
+
+    def _blockers(self, account: str) -> frozenset[str]:
         blockers = self._store.blocked_by(account)
         if blockers is not None:
             return blockers

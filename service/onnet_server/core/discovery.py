@@ -5,7 +5,7 @@ account's quota of new numbers (P4): each distinct hash that the account's re-sy
 does not cover costs one unit. Users who blocked the number the account holds are left out
 of its matches (P5), so they look exactly like numbers that are not registered (P7), to a
 stopwatch too: duplicate hashes collapse before the lookup, and a blocker, a hidden user and
-an unknown number go through the same vectorized lookup and masks.
+an unknown number go through the same compiled probe and filters.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from onnet import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION
+from onnet import CONTACT_HASH_VERSION
+from onnet_server.core import _native
 from onnet_server.core.accounts import Accounts
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.fingerprint import Fingerprinter
@@ -117,15 +118,8 @@ class DiscoveryService:
         """
         blockers = self._accounts.blockers(account)
         check_packed_hashes("hashes", hashes, max_count=self._limits.max_batch, allow_empty=False)
-        token_fields = {
-            "previous_hashes": (previous_hashes, self._limits.max_previous, "covers them"),
-            "added_hashes": (added_hashes, self._limits.max_batch, "they are added to"),
-            "removed_hashes": (removed_hashes, self._limits.max_previous, "covers them"),
-        }
-        for field, (packed, most, token_that) in token_fields.items():
-            check_packed_hashes(field, packed, max_count=most, allow_empty=True)
-            if packed and not token:
-                raise InvalidArgument(field, f"needs the token that {token_that}")
+        if previous_hashes or added_hashes or removed_hashes:  # not the commonest call
+            self._check_token_fields(token, previous_hashes, added_hashes, removed_hashes)
         if token and not previous_hashes:
             cost, next_token = self._tokens.renew_difference(
                 account, token, hashes, added_hashes, removed_hashes
@@ -137,44 +131,29 @@ class DiscoveryService:
             cost, next_token = self._tokens.renew(account, token, previous_hashes, hashes)
         if cost:
             refuse_over_quota(await self._quota.charge(account, cost), "hashes", cost)
-        distinct, of_position = _distinct_hashes(hashes)
-        matches = self._store.match(self._fingerprinter.fingerprints(distinct), blockers)
+        # Duplicates collapse before the lookup (so a number asked 10,000 times is looked up
+        # once, and costs what any other number costs): on fingerprints, which are equal
+        # exactly when the hashes' first 16 bytes are (AES is a permutation), and which no
+        # client can steer into one slot of the table that finds them.
+        distinct, of_position = _native.distinct_blocks(self._fingerprinter.fingerprints(hashes))
+        matches = self._store.match(distinct, blockers)
         if of_position is not None:
             matches = _spread(matches, of_position)
         return DiscoveryAnswer(matches, next_token)
 
-
-def _distinct_hashes(hashes: bytes) -> tuple[bytes, npt.NDArray[np.intp] | None]:
-    """The distinct hashes of packed ``hashes``, and for each position its distinct one.
-
-    Hashes count as the same when their first 16 bytes (all that a fingerprint reads) are
-    equal, exactly. Returns ``(hashes, None)`` when there are no duplicates; otherwise the
-    distinct hashes packed (in no particular order) and, for each position of ``hashes``,
-    the index of its hash among them.
-    """
-    count = len(hashes) // CONTACT_HASH_SIZE
-    if count < 2:
-        return hashes, None
-    lanes = np.frombuffer(hashes, dtype=np.uint64).reshape(count, -1)[:, :2]
-    # Without duplicates (the common case) a sort of the values, cheaper than one of
-    # their indexes, is all it takes to know.
-    firsts = np.sort(lanes[:, 0])
-    if not (firsts[1:] == firsts[:-1]).any():
-        return hashes, None
-    order = np.argsort(lanes[:, 0], kind="stable")
-    ordered = lanes[order]
-    tied = ordered[1:, 0] == ordered[:-1, 0]
-    if (ordered[1:, 1][tied] != ordered[:-1, 1][tied]).any():
-        # Hashes that share their first 8 bytes only: sort on all 16. A client can send
-        # such hashes on purpose; they cost it a second sort, and nobody else anything.
-        order = np.lexsort((lanes[:, 1], lanes[:, 0]))
-        ordered = lanes[order]
-    starts = np.ones(count, dtype=bool)
-    starts[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
-    of_position = np.empty(count, dtype=np.intp)
-    of_position[order] = np.cumsum(starts) - 1
-    rows = np.frombuffer(hashes, dtype=np.uint8).reshape(count, CONTACT_HASH_SIZE)
-    return rows[order[starts]].tobytes(), of_position
+    def _check_token_fields(
+        self, token: bytes, previous_hashes: bytes, added_hashes: bytes, removed_hashes: bytes
+    ) -> None:
+        """Each field that proves what a token covers is well formed, and has its token."""
+        token_fields = {
+            "previous_hashes": (previous_hashes, self._limits.max_previous, "covers them"),
+            "added_hashes": (added_hashes, self._limits.max_batch, "they are added to"),
+            "removed_hashes": (removed_hashes, self._limits.max_previous, "covers them"),
+        }
+        for field, (packed, most, token_that) in token_fields.items():
+            check_packed_hashes(field, packed, max_count=most, allow_empty=True)
+            if packed and not token:
+                raise InvalidArgument(field, f"needs the token that {token_that}")
 
 
 def _spread(found: Matches, of_position: npt.NDArray[np.intp]) -> Matches:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-from onnet import CONTACT_HASH_SIZE
+from onnet_server.core import _native
+from onnet_server.core.block_cipher import BlockCipher
 
 __all__ = ["FINGERPRINT_SIZE", "Fingerprinter"]
 
@@ -24,16 +22,15 @@ class Fingerprinter:
 
     def __init__(self, key: bytes) -> None:
         """``key`` is the 32-byte pepper."""
-        # ECB is the point: every block is a distinct, independent PRP input, and one call
-        # encrypts a whole batch at memory speed. No block depends on another.
-        self._cipher = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
+        self._cipher = BlockCipher(key)
 
     def fingerprints(self, hashes: bytes) -> bytes:
         """Fingerprints of packed 32-byte contact hashes, packed 16 bytes each, in order."""
-        rows = np.frombuffer(hashes, dtype=np.uint8).reshape(-1, CONTACT_HASH_SIZE)
-        prefixes = np.ascontiguousarray(rows[:, :FINGERPRINT_SIZE]).tobytes()
-        encryptor = self._cipher.encryptor()
-        return encryptor.update(prefixes) + encryptor.finalize()
+        return self.of_prefixes(_native.split_halves(hashes)[0])
+
+    def of_prefixes(self, prefixes: bytes) -> bytes:
+        """Fingerprints of packed 16-byte hash prefixes (the first half of each hash)."""
+        return self._cipher.encrypt(prefixes)
 
     def fingerprint(self, contact_hash: bytes) -> bytes:
         """The fingerprint of one contact hash."""
@@ -46,7 +43,4 @@ class Fingerprinter:
         encrypts again. A pepper rotation moves fingerprints (blocklists) this way without
         anyone holding the numbers; the prefixes exist only inside this call.
         """
-        decryptor = self._cipher.decryptor()
-        prefixes = decryptor.update(fingerprints) + decryptor.finalize()
-        encryptor = target._cipher.encryptor()
-        return encryptor.update(prefixes) + encryptor.finalize()
+        return target._cipher.encrypt(self._cipher.decrypt(fingerprints))

@@ -14,9 +14,9 @@ v(h) = AES(k, h[0:16] XOR AES(k, h[16:32])) (CBC-MAC of its two blocks under a k
 from the token key), and the digest D(S) is the sum of the values over S, lane by lane
 modulo 2^64. Order does not change it, and it adds and subtracts: D(S + T) = D(S) + D(T) for
 disjoint sets. Without the key nobody can compute a value, so nobody can find another set
-with the same sum. Distinct hashes are told apart by their first 64-bit lane: keyed, so no
-client can steer two hashes into one (two of 10^10 numbers collide with probability about
-2^-64 per pair).
+with the same sum. Distinct hashes are told apart by their values (membership tests by the
+first 64-bit lane alone): keyed, so no client can steer two hashes into one (two of 10^10
+numbers collide with probability about 2^-64 per pair).
 
 **The old form** (``renew``): ``previous_hashes`` is exactly the covered set C, each hash
 once (a repeated hash adds its value twice and does not verify: the server spends no sort on
@@ -76,16 +76,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from onnet import CONTACT_HASH_SIZE
+from onnet_server.core import _native
+from onnet_server.core.block_cipher import BlockCipher
 from onnet_server.core.errors import InvalidArgument
 
 __all__ = [
@@ -111,7 +113,6 @@ _DOMAIN = b"onnet/resync/v1"
 _SET_KEY_LABEL = b"onnet/resync-set/v1"
 _HKDF_INFO = b"onnet/resync-token/v1"
 _MAX_ACCOUNT_LENGTH = 255
-_BLOCK = 16
 
 _NOT_COVERED_DIFFERENCE = (
     "token does not cover hashes without added_hashes, plus removed_hashes, for this account"
@@ -120,39 +121,32 @@ _NOT_COVERED_DIFFERENCE = (
 Values = npt.NDArray[np.uint64]
 """Set-hash values: one row of two 64-bit lanes per hash."""
 
-Lanes = npt.NDArray[np.uint64]
-"""A set digest before it is serialized: two 64-bit lanes."""
+Lanes = tuple[int, int]
+"""A set digest before it is serialized: two 64-bit lanes (Python ints: two numbers are
+cheaper to add as ints than as a numpy array)."""
+
+_LANE = (1 << 64) - 1
+_DIGEST = struct.Struct("<QQ")
 
 
 class _SetHash:
     """The keyed values of hashes, and digests of sets of them."""
 
     def __init__(self, token_key: bytes) -> None:
-        key = hmac.digest(token_key, _SET_KEY_LABEL, "sha256")
-        # ECB is the point, as for fingerprints: every block is an independent PRP input
-        # and one call covers a whole batch.
-        self._cipher = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305
+        self._cipher = BlockCipher(hmac.digest(token_key, _SET_KEY_LABEL, "sha256"))
 
     def values(self, packed: bytes) -> Values:
-        """The value of each packed 32-byte hash, in order (two library calls in all)."""
-        if not packed:  # most requests add and remove nothing: skip making a cipher context
+        """The value of each packed 32-byte hash, in order (two AES passes over the batch)."""
+        if not packed:
             return np.empty((0, 2), dtype=np.uint64)
-        rows = np.frombuffer(packed, dtype=np.uint8).reshape(-1, CONTACT_HASH_SIZE)
-        encryptor = self._cipher.encryptor()
-        second = encryptor.update(np.ascontiguousarray(rows[:, _BLOCK:]).tobytes())
-        chained = np.bitwise_xor(
-            rows[:, :_BLOCK], np.frombuffer(second, dtype=np.uint8).reshape(-1, _BLOCK)
-        )
-        values = encryptor.update(chained.tobytes()) + encryptor.finalize()
-        return np.frombuffer(values, dtype=np.uint64).reshape(-1, 2)
+        first, second = _native.split_halves(packed)
+        chained = _native.xor_bytes(first, self._cipher.encrypt(second))
+        return np.frombuffer(self._cipher.encrypt(chained), dtype=np.uint64).reshape(-1, 2)
 
 
 def _first_rows(values: Values) -> npt.NDArray[np.intp]:
-    """The row of each distinct hash's first occurrence (told apart by the keyed first lane)."""
-    if len(values) < 2:
-        return np.arange(len(values))
-    _, first = np.unique(values[:, 0], return_index=True)
-    return first
+    """The row of each distinct hash's first occurrence (told apart by their keyed values)."""
+    return _native.first_rows(values)
 
 
 def _distinct(values: Values) -> Values:
@@ -170,16 +164,20 @@ def _each_once(field: str, values: Values) -> Values:
 
 def _lanes(values: Values) -> Lanes:
     """The set digest as its two lanes: sums modulo 2^64, which add and subtract as such."""
-    # Column by column: numpy sums a column in one contiguous pass, but `sum(axis=0)` of
-    # two-wide rows about 15 times slower.
-    return np.array(
-        [values[:, 0].sum(dtype=np.uint64), values[:, 1].sum(dtype=np.uint64)], dtype=np.uint64
-    )
+    return _native.lane_sums(values)
+
+
+def _plus(left: Lanes, right: Lanes) -> Lanes:
+    return (left[0] + right[0]) & _LANE, (left[1] + right[1]) & _LANE
+
+
+def _minus(left: Lanes, right: Lanes) -> Lanes:
+    return (left[0] - right[0]) & _LANE, (left[1] - right[1]) & _LANE
 
 
 def _lanes_digest(lanes: Lanes) -> bytes:
     """The 16 bytes of a set digest."""
-    return bytes(lanes.astype("<u8").tobytes())
+    return _DIGEST.pack(*lanes)
 
 
 def _digest(values: Values) -> bytes:
@@ -300,25 +298,35 @@ class ResyncTokens:
         key_id, header, mac = self._opened(token)
         key, sets = self._keys[key_id], self._sets[key_id]
         values = sets.values(hashes)
-        added = _each_once("added_hashes", sets.values(added_hashes))
-        removed = _each_once("removed_hashes", sets.values(removed_hashes))
-        change = _lanes(removed) - _lanes(added)
-        # Rows of `hashes` that are added: each added hash must be there (numpy compares
-        # each of a few added hashes with every row, no sort), and if one is there twice,
-        # duplicates must collapse before the sum.
-        in_added = values[np.isin(values[:, 0], added[:, 0]), 0] if len(added) else added[:, 0]
-        if not np.isin(added[:, 0], in_added).all():
-            raise InvalidArgument("added_hashes", "holds a hash that hashes does not hold")
-        if len(in_added) == len(added) and self._covers(
-            key, header, account, _lanes(values) + change, mac
-        ):
+        lanes = _lanes(values)
+        charge, added_once = 0, True
+        if added_hashes or removed_hashes:
+            added = _each_once("added_hashes", sets.values(added_hashes))
+            removed = _each_once("removed_hashes", sets.values(removed_hashes))
+            charge = self._check_added(values, added)
+            change = _minus(_lanes(removed), _lanes(added))
+            # If an added hash is in several rows, duplicates must collapse before the sum.
+            added_once = charge == int(np.isin(values[:, 0], added[:, 0]).sum())
+        else:
+            change = (0, 0)
+        if added_once and self._covers(key, header, account, _plus(lanes, change), mac):
             # No sort: the sum over the rows as they came verified, so no hash came twice
             # (see the module docstring), and that sum is the next token's too.
-            return len(added), self._renewed(account, key_id, hashes, values, None)
+            if key_id == self._current:
+                return charge, self._issue_digest(account, _lanes_digest(lanes))
+            return charge, self._renewed(account, key_id, hashes, values, None)
         rows = _first_rows(values)  # duplicates collapse: the token covers a set
-        if not self._covers(key, header, account, _lanes(values[rows]) + change, mac):
+        if not self._covers(key, header, account, _plus(_lanes(values[rows]), change), mac):
             raise InvalidArgument("token", _NOT_COVERED_DIFFERENCE)
-        return len(added), self._renewed(account, key_id, hashes, values, rows)
+        return charge, self._renewed(account, key_id, hashes, values, rows)
+
+    @staticmethod
+    def _check_added(values: Values, added: Values) -> int:
+        """How many hashes ``added`` holds; InvalidArgument if one is not among ``values``."""
+        # Each of a few added hashes compared with every row: no sort.
+        if not np.isin(added[:, 0], values[:, 0]).all():
+            raise InvalidArgument("added_hashes", "holds a hash that hashes does not hold")
+        return len(added)
 
     def _renewed(
         self,

@@ -26,8 +26,8 @@ Layout, chosen for bytes per user (bench/README.md has the measured figures):
 
 from __future__ import annotations
 
-import itertools
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,13 +36,15 @@ import numpy as np
 import numpy.typing as npt
 
 from onnet._buckets import PREFIX_SIZE
-from onnet_server.core.index.hashing import user_hash, user_hashes
+from onnet_server.core import _native
+from onnet_server.core.index.hashing import user_hashes
 
 __all__ = ["NO_ENTRY", "BaseIndex", "Columns", "build_base"]
 
 NO_ENTRY = 0xFFFFFFFF
 """``entry_of_row`` of a row without a served entry."""
 
+_FINGERPRINT = struct.Struct("<QQ")  # the two halves, little-endian as the arrays hold them
 _ID_BLOCK_BITS = 16
 _DISCOVERABLE = np.uint64(1 << 63)
 _VERSION_BITS = np.uint64((1 << 63) - 1)
@@ -304,11 +306,6 @@ class BaseIndex:
         self._claim = arrays["claim"]
         self._dir = arrays["fp_dir"]
         self._dir_bits = (len(self._dir) - 1).bit_length() - 1
-        self.lookup_arrays: tuple[
-            npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.uint32], int
-        ] = (self._hi, self._lo, self._dir, self._dir_bits)
-        """The fingerprint arrays, as ``_native.lookup`` takes them: halves and directory."""
-        self.claims: npt.NDArray[np.uint64] = self._claim
         """Each row's version, its top bit the discoverable flag."""
         self._ids = arrays["ids"]
         self._id_end = arrays["id_end"]
@@ -323,6 +320,19 @@ class BaseIndex:
             first += len(prefixes)
         self.entry_count = first
         """Entries served from this base (discoverable users with one)."""
+        self.view = _native.BaseView(
+            self._hi,
+            self._lo,
+            self._dir,
+            self._claim,
+            self._ids,
+            self._id_end,
+            self._id_block,
+            _ID_BLOCK_BITS,
+            self._users,
+            seed,
+        )
+        """The arrays as the compiled lookups read them."""
 
     @classmethod
     def empty(cls, seed: int = 0) -> BaseIndex:
@@ -384,31 +394,15 @@ class BaseIndex:
 
     def user_row(self, user_id: str) -> int:
         """The row of ``user_id``, or -1."""
-        size = len(self._users)
-        h = user_hash(user_id, self.seed)
-        slot = ((h >> 32) * size) >> 32
-        encoded = user_id.encode("ascii")
-        while value := int(self._users[slot]):
-            if self._id_bytes(value - 1) == encoded:
-                return value - 1
-            slot = (slot + 1) % size
-        return -1
+        return self.view.user_row(user_id.encode("ascii"))
 
     def user_id(self, row: int) -> str:
         """The user id of ``row``."""
         return self._id_bytes(row).decode("ascii")
 
     def user_ids(self, rows: npt.NDArray[np.int64]) -> list[str]:
-        """The user ids of ``rows``: one gather from the arena, one decode, then slices."""
-        if not len(rows):
-            return []
-        blocks = self._id_block[rows >> _ID_BLOCK_BITS].astype(np.int64)
-        ends = self._id_end[rows].astype(np.int64) + blocks
-        starts = self._id_starts(rows)
-        joined, _ = _gather_runs(self._ids, starts, ends - starts)
-        text = joined.tobytes().decode("ascii")
-        bounds = [0, *np.cumsum(ends - starts).tolist()]
-        return [text[start:end] for start, end in itertools.pairwise(bounds)]
+        """The user ids of ``rows``."""
+        return self.view.user_ids(rows)
 
     def _id_starts(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         block = rows >> _ID_BLOCK_BITS
@@ -427,7 +421,7 @@ class BaseIndex:
 
     def fingerprint(self, row: int) -> bytes:
         """The 16-byte fingerprint of ``row``."""
-        return np.array([self._hi[row], self._lo[row]], dtype="<u8").tobytes()
+        return _FINGERPRINT.pack(int(self._hi[row]), int(self._lo[row]))
 
     def version(self, row: int) -> int:
         """The version of ``row``'s record."""

@@ -29,12 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from onnet_server.core.index import _native
+from onnet_server.core import _native
 from onnet_server.core.index.base import NO_ENTRY, BaseIndex, Columns, build_base
 from onnet_server.core.index.overlay import Overlay, Record, split_fingerprints
 from onnet_server.core.ports import Matches
 
 __all__ = ["Change", "RegistryIndex", "Snapshot"]
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 Position = tuple[int, int] | None
 """Where a change came from in the feed: (group, sequence number); None for a local write."""
@@ -149,37 +151,20 @@ class RegistryIndex:
     def _lookup(
         self, fingerprints: bytes, excluded: frozenset[str], *, discoverable_only: bool
     ) -> Matches:
-        hi, lo = split_fingerprints(fingerprints)
-        base_hi, base_lo, directory, directory_bits = self._base.lookup_arrays
-        indexes, rows, mine = _native.lookup(
-            hi,
-            lo,
-            base_hi,
-            base_lo,
-            directory,
-            directory_bits,
+        if excluded:
+            excluded_mine = self._overlay.rows_of(excluded).astype(np.int64)
+            excluded_theirs = self._base_rows_of(excluded)
+        else:
+            excluded_mine = excluded_theirs = _NO_ROWS
+        indexes, users = _native.match(
+            fingerprints,
+            self._base.view,
             self._overridden.view(np.uint8),
-            self._base.claims,
-            *self._overlay.lookup_arrays(),
+            *self._overlay.match_arrays(),
+            excluded_mine,
+            excluded_theirs,
             discoverable_only,
         )
-        if excluded:
-            kept = ~(mine & np.isin(rows, self._overlay.rows_of(excluded)))
-            kept &= mine | ~np.isin(rows, self._base_rows_of(excluded))
-            indexes, rows, mine = indexes[kept], rows[kept], mine[kept]
-        if mine.all():
-            return Matches(indexes, self._overlay.user_ids(rows))
-        if not mine.any():
-            return Matches(indexes, self._base.user_ids(rows))
-        users: list[str] = [""] * len(indexes)
-        for slot, user in zip(
-            np.flatnonzero(mine).tolist(), self._overlay.user_ids(rows[mine]), strict=True
-        ):
-            users[slot] = user
-        for slot, user in zip(
-            np.flatnonzero(~mine).tolist(), self._base.user_ids(rows[~mine]), strict=True
-        ):
-            users[slot] = user
         return Matches(indexes, users)
 
     def _base_rows_of(self, users: frozenset[str]) -> npt.NDArray[np.int64]:

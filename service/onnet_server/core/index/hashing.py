@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from onnet_server.core.index import _native
+from onnet_server.core import _native
 
 __all__ = ["user_hash", "user_hashes"]
 

@@ -24,8 +24,8 @@ over the looked-up rows, like every other row, before any user id is read.
 
 from __future__ import annotations
 
-import itertools
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +34,8 @@ import numpy as np
 import numpy.typing as npt
 
 from onnet._buckets import PREFIX_SIZE
-from onnet_server.core.index import _native
-from onnet_server.core.index.base import Columns
+from onnet_server.core import _native
+from onnet_server.core.index.base import BaseIndex, Columns
 from onnet_server.core.index.hashing import user_hash, user_hashes
 from onnet_server.core.index.row_slots import EMPTY, RowSlots
 from onnet_server.core.ports import Matches
@@ -43,22 +43,23 @@ from onnet_server.core.ports import Matches
 __all__ = ["Overlay", "Record", "split_fingerprints"]
 
 _HALVES = np.dtype("<u8")
-_NO_BASE: tuple[
-    npt.NDArray[np.uint64],
-    npt.NDArray[np.uint64],
-    npt.NDArray[np.uint32],
+_FINGERPRINT = struct.Struct("<QQ")  # a fingerprint's two halves, as _HALVES reads them
+MatchArrays = tuple[
+    npt.NDArray[np.int64],
     int,
-    npt.NDArray[np.uint8],
+    int,
     npt.NDArray[np.uint64],
-] = (
-    np.zeros(0, np.uint64),
-    np.zeros(0, np.uint64),
-    np.zeros(2, np.uint32),
-    0,
-    np.zeros(0, np.uint8),
-    np.zeros(0, np.uint64),
-)
-"""An empty base, as ``_native.lookup`` takes one: the overlay on its own."""
+    npt.NDArray[np.uint64],
+    npt.NDArray[np.uint8],
+    bytearray,
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint8],
+]
+"""An overlay's part of ``_native.match``'s arguments (see ``Overlay.match_arrays``)."""
+
+_NO_BASE = BaseIndex.empty().view
+_NO_OVERRIDES = np.zeros(0, dtype=np.uint8)
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 _GROWTH = 1.5
 
 
@@ -347,35 +348,37 @@ class Overlay:
         hidden or excluded holder costs what a number nobody holds costs: every looked-up
         row goes through the same masks, and only the rows that pass have their ids read.
         """
-        hi, lo = split_fingerprints(fingerprints)
-        indexes, rows, _ = _native.lookup(hi, lo, *_NO_BASE, *self.lookup_arrays(), True)
-        if excluded:
-            kept = ~np.isin(rows, self._rows_of(excluded))
-            indexes, rows = indexes[kept], rows[kept]
-        return Matches(indexes, self._user_ids(rows))
+        excluded_rows = self._rows_of(excluded).astype(np.int64) if excluded else _NO_ROWS
+        indexes, users = _native.match(
+            fingerprints,
+            _NO_BASE,
+            _NO_OVERRIDES,
+            *self.match_arrays(),
+            excluded_rows,
+            _NO_ROWS,
+            True,
+        )
+        return Matches(indexes, users)
 
     def holders(self, fingerprints: bytes) -> Matches:
         """Positions (ascending) and users of every holder among ``fingerprints``.
 
         Unlike ``match``, hidden users count: call routing must reach them.
         """
-        hi, lo = split_fingerprints(fingerprints)
-        indexes, rows, _ = _native.lookup(hi, lo, *_NO_BASE, *self.lookup_arrays(), False)
-        return Matches(indexes, self._user_ids(rows))
+        indexes, users = _native.match(
+            fingerprints,
+            _NO_BASE,
+            _NO_OVERRIDES,
+            *self.match_arrays(),
+            _NO_ROWS,
+            _NO_ROWS,
+            False,
+        )
+        return Matches(indexes, users)
 
-    def lookup_arrays(
-        self,
-    ) -> tuple[
-        npt.NDArray[np.int64],
-        int,
-        int,
-        npt.NDArray[np.uint64],
-        npt.NDArray[np.uint64],
-        npt.NDArray[np.uint8],
-    ]:
-        """The holders table and row arrays, as ``_native.lookup`` takes them after a base's.
+    def match_arrays(self) -> MatchArrays:
+        """The holders table, row arrays and id arena, as ``_native.match`` takes them.
 
-        (slots, mask, home mask, first halves, second halves, discoverable flags as bytes.)
         Taken afresh for every lookup: the arrays are replaced when the overlay grows.
         """
         table = self._holders
@@ -386,6 +389,9 @@ class Overlay:
             self._hi,
             self._lo,
             self._discoverable.view(np.uint8),
+            self._arena,
+            self._uid_offset,
+            self._uid_length,
         )
 
     def holder_claim(self, fingerprint: bytes) -> tuple[str, int] | None:
@@ -506,13 +512,9 @@ class Overlay:
         return EMPTY
 
     def _user_ids(self, rows: npt.NDArray[np.integer[Any]]) -> list[str]:
-        """The ids of many rows: one gather from the arena, one decode, then slices."""
-        if not len(rows):
-            return []
-        joined, ends = _gather(self._arena, self._uid_offset[rows], self._uid_length[rows])
-        text = joined.decode("ascii")
-        bounds = [0, *ends]
-        return [text[start:end] for start, end in itertools.pairwise(bounds)]
+        return _native.arena_ids(
+            self._arena, self._uid_offset, self._uid_length, rows.astype(np.int64, copy=False)
+        )
 
     def _rows_of(self, users: frozenset[str]) -> npt.NDArray[np.int32]:
         """The rows of those of ``users`` that have a record."""
@@ -524,16 +526,21 @@ class Overlay:
         return self._arena[start : start + int(self._uid_length[row])].decode("ascii")
 
     def _fingerprint(self, row: int) -> bytes:
-        return np.array([self._hi[row], self._lo[row]], dtype=_HALVES).tobytes()
+        return _FINGERPRINT.pack(int(self._hi[row]), int(self._lo[row]))
 
     def _find_user(self, user_id: str) -> tuple[int, int]:
         """(slot, row) of ``user_id`` in the users table, or (-1, -1)."""
-        encoded = user_id.encode("ascii")
-        for slot, row in self._users.probe(_user_hash(user_id)):
-            start, length = int(self._uid_offset[row]), int(self._uid_length[row])
-            if length == len(encoded) and self._arena[start : start + length] == encoded:
-                return slot, row
-        return -1, -1
+        table = self._users
+        return _native.arena_user_row(
+            table.slots,
+            table.mask,
+            table.home_mask,
+            self._arena,
+            self._uid_offset,
+            self._uid_length,
+            user_id.encode("ascii"),
+            _user_hash(user_id),
+        )
 
     def _find_holder_slot(self, fingerprint_row: int) -> int:
         for slot, row in self._holders.probe(int(self._hi[fingerprint_row])):

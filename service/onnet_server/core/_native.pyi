@@ -1,0 +1,68 @@
+"""Types of the compiled module _native.pyx (see it for the documentation)."""
+
+import numpy as np
+import numpy.typing as npt
+
+def user_hash(data: bytes, seed: int) -> int: ...
+def user_hashes(
+    data: npt.NDArray[np.uint8],
+    starts: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    seed: int,
+) -> npt.NDArray[np.uint64]: ...
+
+class BaseView:
+    def __init__(
+        self,
+        hi: npt.NDArray[np.uint64],
+        lo: npt.NDArray[np.uint64],
+        directory: npt.NDArray[np.uint32],
+        claim: npt.NDArray[np.uint64],
+        ids: npt.NDArray[np.uint8],
+        id_end: npt.NDArray[np.uint32],
+        id_block: npt.NDArray[np.uint64],
+        block_bits: int,
+        users: npt.NDArray[np.uint32],
+        seed: int,
+    ) -> None: ...
+    def user_ids(self, rows: npt.NDArray[np.int64]) -> list[str]: ...
+    def user_row(self, user: bytes) -> int: ...
+
+def match(
+    fingerprints: bytes,
+    base: BaseView,
+    overridden: npt.NDArray[np.uint8],
+    slots: npt.NDArray[np.int64],
+    mask: int,
+    home_mask: int,
+    overlay_hi: npt.NDArray[np.uint64],
+    overlay_lo: npt.NDArray[np.uint64],
+    overlay_discoverable: npt.NDArray[np.uint8],
+    arena: bytearray | bytes,
+    offsets: npt.NDArray[np.uint32],
+    lengths: npt.NDArray[np.uint8],
+    excluded_overlay: npt.NDArray[np.int64],
+    excluded_base: npt.NDArray[np.int64],
+    discoverable_only: bool,
+) -> tuple[npt.NDArray[np.uint32], list[str]]: ...
+def arena_ids(
+    arena: bytearray | bytes,
+    offsets: npt.NDArray[np.uint32],
+    lengths: npt.NDArray[np.uint8],
+    rows: npt.NDArray[np.int64],
+) -> list[str]: ...
+def arena_user_row(
+    slots: npt.NDArray[np.int32],
+    mask: int,
+    home_mask: int,
+    arena: bytearray | bytes,
+    offsets: npt.NDArray[np.uint32],
+    lengths: npt.NDArray[np.uint8],
+    user: bytes,
+    user_hash: int,
+) -> tuple[int, int]: ...
+def split_halves(packed: bytes) -> tuple[bytes, bytes]: ...
+def xor_bytes(left: bytes, right: bytes) -> bytes: ...
+def lane_sums(values: npt.NDArray[np.uint64]) -> tuple[int, int]: ...
+def distinct_blocks(blocks: bytes) -> tuple[bytes, npt.NDArray[np.intp] | None]: ...
+def first_rows(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]: ...

@@ -1,0 +1,508 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The hot loops of a Discover, compiled: the index probe, user ids, and the bytes around them.
+
+numpy's per-call overhead, not memory, was what a 1,000-hash lookup cost (a dozen array
+operations of a few microseconds each, for work of a few nanoseconds a hash): here each
+query costs its own cache misses and little else. Each function does one pass over a batch
+that numpy needed several calls (and copies) for. tests/unit/test_native.py holds every
+function to a plain-Python statement of what it computes.
+
+Two habits keep the fixed cost of a call near nothing:
+- arrays are taken as numpy arrays and read through their data pointer, after a check of
+  their type and layout (``_data``), not as typed memoryviews, whose set-up costs about a
+  microsecond each (a match reads fourteen arrays);
+- the per-request functions keep the GIL: they run for microseconds, and releasing it would
+  hand it to gRPC's polling thread and wait to get it back, which costs more than the loop.
+"""
+
+cimport numpy as cnp
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcmp, memcpy
+
+import numpy as np
+
+cnp.import_array()
+
+# Stand-ins for empty arrays, whose data may not be read but must be a valid pointer.
+cdef cnp.ndarray _ONE_BYTE = np.zeros(1, np.uint8)
+cdef cnp.ndarray _ONE_ROW = np.zeros(1, np.int64)
+cdef cnp.ndarray _ONE_PAIR = np.zeros((1, 2), np.uint64)
+
+cdef uint64_t _FNV_PRIME = 0x100000001B3
+cdef uint64_t _MIX = 0xFF51AFD7ED558CCD
+cdef int64_t _EMPTY = -1
+cdef int64_t _ROW_BITS = 0xFFFFFFFF
+
+
+cdef inline uint64_t _finish(uint64_t h) noexcept nogil:
+    h ^= h >> 33
+    h *= _MIX
+    return h ^ (h >> 33)
+
+
+cdef inline uint64_t _le64(const uint8_t* p) noexcept nogil:
+    """The little-endian 64-bit integer at ``p`` (one load on a little-endian machine)."""
+    return (<uint64_t>p[0] | (<uint64_t>p[1] << 8) | (<uint64_t>p[2] << 16)
+            | (<uint64_t>p[3] << 24) | (<uint64_t>p[4] << 32) | (<uint64_t>p[5] << 40)
+            | (<uint64_t>p[6] << 48) | (<uint64_t>p[7] << 56))
+
+
+cdef const void* _data(cnp.ndarray array, int type_number, str name) except NULL:
+    """The data of a C-contiguous ``array`` of numpy type ``type_number``, or ValueError."""
+    if cnp.PyArray_TYPE(array) != type_number:
+        raise ValueError(f"{name}: dtype mismatch, {array.dtype} is not the one expected")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(array):
+        raise ValueError(f"{name}: not C-contiguous")
+    return cnp.PyArray_DATA(array)
+
+
+cdef const uint8_t* _bytes_data(object data, Py_ssize_t* size) except NULL:
+    """The bytes of a ``bytes`` or ``bytearray`` object (read, never kept past the call)."""
+    if isinstance(data, bytes):
+        size[0] = PyBytes_GET_SIZE(data)
+        return <const uint8_t*>PyBytes_AS_STRING(data)
+    if isinstance(data, bytearray):
+        size[0] = PyByteArray_GET_SIZE(data)
+        return <const uint8_t*>PyByteArray_AS_STRING(data)
+    raise TypeError("expected bytes or a bytearray")
+
+
+cdef inline uint64_t _fnv(const uint8_t* data, Py_ssize_t size, uint64_t seed) noexcept nogil:
+    cdef uint64_t h = seed
+    cdef Py_ssize_t i
+    for i in range(size):
+        h = (h ^ data[i]) * _FNV_PRIME
+    return _finish(h)
+
+
+def user_hash(bytes data, uint64_t seed):
+    """FNV-1a of ``data`` from ``seed``, then mixed (core/index/hashing.py)."""
+    return _fnv(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), seed)
+
+
+def user_hashes(cnp.ndarray data, cnp.ndarray starts, cnp.ndarray lengths, uint64_t seed):
+    """``user_hash`` of ``data[starts[i] : starts[i] + lengths[i]]`` for every i."""
+    cdef const uint8_t* arena = <const uint8_t*>_data(data, cnp.NPY_UINT8, "data")
+    cdef const int64_t* begin = <const int64_t*>_data(starts, cnp.NPY_INT64, "starts")
+    cdef const int64_t* size = <const int64_t*>_data(lengths, cnp.NPY_INT64, "lengths")
+    cdef Py_ssize_t i, count = starts.shape[0]
+    if lengths.shape[0] != count:
+        raise ValueError("starts and lengths differ in length")
+    result = np.empty(count, dtype=np.uint64)
+    cdef uint64_t* out = <uint64_t*>cnp.PyArray_DATA(result)
+    with nogil:  # a whole arena at once (a base being built): seconds, worth releasing
+        for i in range(count):
+            out[i] = _fnv(arena + begin[i], size[i], seed)
+    return result
+
+
+cdef class BaseView:
+    """A base's arrays (core/index/base.py) as the lookups read them: a base never changes.
+
+    Holds the arrays (so that their memory lives as long as the view) and their data.
+    """
+
+    cdef object arrays
+    cdef const uint64_t* hi
+    cdef const uint64_t* lo
+    cdef const uint32_t* directory
+    cdef int directory_bits
+    cdef const uint64_t* claim
+    cdef const uint8_t* ids
+    cdef const uint32_t* id_end
+    cdef const uint64_t* id_block
+    cdef int block_bits
+    cdef const uint32_t* users
+    cdef Py_ssize_t users_size
+    cdef Py_ssize_t rows
+    cdef uint64_t seed
+
+    def __init__(self, cnp.ndarray hi, cnp.ndarray lo, cnp.ndarray directory,
+                 cnp.ndarray claim, cnp.ndarray ids, cnp.ndarray id_end,
+                 cnp.ndarray id_block, int block_bits, cnp.ndarray users, uint64_t seed):
+        """The fingerprint halves (sorted), their directory, claims, ids and users table."""
+        cdef Py_ssize_t slots = directory.shape[0] - 1
+        if slots < 1 or slots & (slots - 1):
+            raise ValueError("the directory has a power of two slots, plus one")
+        if lo.shape[0] != hi.shape[0] or claim.shape[0] != hi.shape[0]:
+            raise ValueError("hi, lo and claim differ in length")
+        self.arrays = (hi, lo, directory, claim, ids, id_end, id_block, users)
+        self.hi = <const uint64_t*>_data(hi, cnp.NPY_UINT64, "hi")
+        self.lo = <const uint64_t*>_data(lo, cnp.NPY_UINT64, "lo")
+        self.directory = <const uint32_t*>_data(directory, cnp.NPY_UINT32, "directory")
+        self.directory_bits = slots.bit_length() - 1
+        self.claim = <const uint64_t*>_data(claim, cnp.NPY_UINT64, "claim")
+        # An empty array's data pointer may be anything but NULL-checked: give it one byte.
+        self.ids = <const uint8_t*>_data(ids if ids.shape[0] else _ONE_BYTE,
+                                         cnp.NPY_UINT8, "ids")
+        self.id_end = <const uint32_t*>_data(id_end, cnp.NPY_UINT32, "id_end")
+        self.id_block = <const uint64_t*>_data(id_block, cnp.NPY_UINT64, "id_block")
+        self.block_bits = block_bits
+        self.users = <const uint32_t*>_data(users, cnp.NPY_UINT32, "users")
+        self.users_size = users.shape[0]
+        self.rows = hi.shape[0]
+        self.seed = seed
+
+    cdef inline int64_t row_of(self, uint64_t hi, uint64_t lo) noexcept nogil:
+        """The row of a fingerprint, or -1: the directory's run for its top bits, in order."""
+        cdef uint64_t top = (hi >> (64 - self.directory_bits)) if self.directory_bits else 0
+        cdef uint32_t first = self.directory[top]
+        cdef uint32_t last = self.directory[top + 1]
+        while first < last:
+            if self.hi[first] == hi:
+                if self.lo[first] == lo:
+                    return first
+            elif self.hi[first] > hi:
+                return -1
+            first += 1
+        return -1
+
+    cdef inline void id_span(self, int64_t row, uint64_t* start, uint64_t* end) noexcept nogil:
+        cdef uint64_t block = self.id_block[row >> self.block_bits]
+        cdef int64_t low_mask = (1 << self.block_bits) - 1
+        start[0] = block if (row & low_mask) == 0 else block + self.id_end[row - 1]
+        end[0] = block + self.id_end[row]
+
+    cdef inline object user_id(self, int64_t row):
+        cdef uint64_t start, end
+        self.id_span(row, &start, &end)
+        return PyUnicode_DecodeASCII(<const char*>(self.ids + start), end - start, NULL)
+
+    def user_ids(self, cnp.ndarray rows):
+        """The user ids of ``rows`` (int64, each a row of this base)."""
+        cdef const int64_t* wanted = <const int64_t*>_data(rows, cnp.NPY_INT64, "rows")
+        cdef Py_ssize_t i, count = rows.shape[0]
+        result = [None] * count
+        for i in range(count):
+            result[i] = self.user_id(wanted[i])
+        return result
+
+    def user_row(self, bytes user):
+        """The row of the user whose id is ``user`` (ASCII), or -1."""
+        cdef const uint8_t* wanted = <const uint8_t*>PyBytes_AS_STRING(user)
+        cdef Py_ssize_t length = PyBytes_GET_SIZE(user)
+        cdef uint64_t h, start, end
+        cdef Py_ssize_t slot
+        cdef uint32_t value
+        if self.users_size == 0:
+            return -1
+        h = _fnv(wanted, length, self.seed)
+        slot = <Py_ssize_t>(((h >> 32) * <uint64_t>self.users_size) >> 32)
+        while True:
+            value = self.users[slot]
+            if value == 0:
+                return -1
+            self.id_span(value - 1, &start, &end)
+            if <Py_ssize_t>(end - start) == length and memcmp(self.ids + start, wanted, length) == 0:
+                return value - 1
+            slot += 1
+            if slot == self.users_size:
+                slot = 0
+
+
+def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
+          cnp.ndarray slots, uint64_t mask, uint64_t home_mask,
+          cnp.ndarray overlay_hi, cnp.ndarray overlay_lo, cnp.ndarray overlay_discoverable,
+          object arena, cnp.ndarray offsets, cnp.ndarray lengths,
+          cnp.ndarray excluded_overlay, cnp.ndarray excluded_base, bint discoverable_only):
+    """The holders of packed 16-byte ``fingerprints``: (positions, user ids).
+
+    ``positions`` (uint32, ascending) are the fingerprints that found a holder (a
+    discoverable one if ``discoverable_only``) who is not excluded; ``user ids`` theirs.
+
+    The overlay is asked first: a number with a claim there has its base row overridden
+    (``overridden``, one byte a base row). Its table is tagged open addressing
+    (core/index/row_slots.py): a slot holds the row and the top 31 bits of the
+    fingerprint's first half; a probe chain ends at an empty slot. Then the base
+    (``BaseView.row_of``), unless its row is overridden. A holder who is hidden or excluded
+    costs the reads one who is not costs; only those kept have their ids read.
+    ``excluded_*`` are rows (few: a caller's blockers), in any order.
+    """
+    cdef const uint8_t* packed = <const uint8_t*>PyBytes_AS_STRING(fingerprints)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(fingerprints)
+    if size % 16:
+        raise ValueError("fingerprints are 16 bytes each")
+    if overridden.shape[0] != base.rows:
+        raise ValueError("overridden has one byte per base row")
+    cdef Py_ssize_t count = size // 16
+    cdef const uint8_t* skip = <const uint8_t*>_data(
+        overridden if base.rows else _ONE_BYTE, cnp.NPY_UINT8, "overridden")
+    cdef const int64_t* table = <const int64_t*>_data(slots, cnp.NPY_INT64, "slots")
+    cdef const uint64_t* mine_hi = <const uint64_t*>_data(overlay_hi, cnp.NPY_UINT64, "overlay_hi")
+    cdef const uint64_t* mine_lo = <const uint64_t*>_data(overlay_lo, cnp.NPY_UINT64, "overlay_lo")
+    cdef const uint8_t* shown = <const uint8_t*>_data(
+        overlay_discoverable, cnp.NPY_UINT8, "overlay_discoverable")
+    cdef Py_ssize_t arena_size
+    cdef const uint8_t* names = _bytes_data(arena, &arena_size)
+    cdef const uint32_t* name_at = <const uint32_t*>_data(offsets, cnp.NPY_UINT32, "offsets")
+    cdef const uint8_t* name_length = <const uint8_t*>_data(lengths, cnp.NPY_UINT8, "lengths")
+    cdef const int64_t* not_mine = <const int64_t*>_data(
+        excluded_overlay if excluded_overlay.shape[0] else _ONE_ROW,
+        cnp.NPY_INT64, "excluded_overlay")
+    cdef const int64_t* not_theirs = <const int64_t*>_data(
+        excluded_base if excluded_base.shape[0] else _ONE_ROW,
+        cnp.NPY_INT64, "excluded_base")
+    cdef Py_ssize_t excluded_mine = excluded_overlay.shape[0]
+    cdef Py_ssize_t excluded_theirs = excluded_base.shape[0]
+    if slots.shape[0] != <Py_ssize_t>(mask + 1) or home_mask & ~mask:
+        raise ValueError("slots, mask and home_mask disagree")
+    positions_out = np.empty(count, dtype=np.uint32)
+    cdef uint32_t* positions = <uint32_t*>cnp.PyArray_DATA(positions_out)
+    cdef int64_t* rows = <int64_t*>malloc((count + 1) * sizeof(int64_t))
+    if rows == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t i, j, found = 0
+    cdef uint64_t hi, lo, slot, tag
+    cdef int64_t value, row
+    cdef bint kept
+    try:
+        for i in range(count):
+            hi = _le64(packed + 16 * i)
+            lo = _le64(packed + 16 * i + 8)
+            row = -1
+            tag = hi >> 33
+            slot = hi & home_mask
+            while True:
+                value = table[slot]
+                if value == _EMPTY:
+                    break
+                if value >= 0 and <uint64_t>(value >> 32) == tag:
+                    if mine_hi[value & _ROW_BITS] == hi and mine_lo[value & _ROW_BITS] == lo:
+                        row = value & _ROW_BITS
+                        break
+                slot = (slot + 1) & mask
+            if row >= 0:
+                kept = shown[row] or not discoverable_only
+                for j in range(excluded_mine):
+                    if not_mine[j] == row:
+                        kept = False
+                if kept:
+                    positions[found] = <uint32_t>i
+                    rows[found] = -2 - row  # an overlay row, told apart by its sign
+                    found += 1
+                continue
+            row = base.row_of(hi, lo)
+            if row < 0 or skip[row]:
+                continue
+            kept = not discoverable_only or (base.claim[row] >> 63) != 0
+            for j in range(excluded_theirs):
+                if not_theirs[j] == row:
+                    kept = False
+            if kept:
+                positions[found] = <uint32_t>i
+                rows[found] = row
+                found += 1
+        user_ids = [None] * found
+        for i in range(found):
+            row = rows[i]
+            if row >= 0:
+                user_ids[i] = base.user_id(row)
+            else:
+                row = -2 - row
+                user_ids[i] = PyUnicode_DecodeASCII(
+                    <const char*>(names + name_at[row]), name_length[row], NULL)
+        return positions_out[:found], user_ids
+    finally:
+        free(rows)
+
+
+def arena_ids(object arena, cnp.ndarray offsets, cnp.ndarray lengths, cnp.ndarray rows):
+    """The user ids of an overlay's ``rows`` (each at its offset in the arena)."""
+    cdef Py_ssize_t arena_size
+    cdef const uint8_t* names = _bytes_data(arena, &arena_size)
+    cdef const uint32_t* name_at = <const uint32_t*>_data(offsets, cnp.NPY_UINT32, "offsets")
+    cdef const uint8_t* name_length = <const uint8_t*>_data(lengths, cnp.NPY_UINT8, "lengths")
+    cdef const int64_t* wanted = <const int64_t*>_data(rows, cnp.NPY_INT64, "rows")
+    cdef Py_ssize_t i, count = rows.shape[0]
+    cdef int64_t row
+    result = [None] * count
+    for i in range(count):
+        row = wanted[i]
+        result[i] = PyUnicode_DecodeASCII(
+            <const char*>(names + name_at[row]), name_length[row], NULL)
+    return result
+
+
+def arena_user_row(cnp.ndarray slots, uint64_t mask, uint64_t home_mask, object arena,
+                   cnp.ndarray offsets, cnp.ndarray lengths, bytes user, uint64_t user_hash):
+    """(slot, row) of ``user`` in an overlay's users table (untagged RowSlots), or (-1, -1)."""
+    cdef const int32_t* table = <const int32_t*>_data(slots, cnp.NPY_INT32, "slots")
+    cdef Py_ssize_t arena_size
+    cdef const uint8_t* names = _bytes_data(arena, &arena_size)
+    cdef const uint32_t* name_at = <const uint32_t*>_data(offsets, cnp.NPY_UINT32, "offsets")
+    cdef const uint8_t* name_length = <const uint8_t*>_data(lengths, cnp.NPY_UINT8, "lengths")
+    cdef const uint8_t* wanted = <const uint8_t*>PyBytes_AS_STRING(user)
+    cdef Py_ssize_t length = PyBytes_GET_SIZE(user)
+    cdef uint64_t slot = user_hash & home_mask
+    cdef int32_t row
+    if slots.shape[0] != <Py_ssize_t>(mask + 1) or home_mask & ~mask:
+        raise ValueError("slots, mask and home_mask disagree")
+    while True:
+        row = table[slot]
+        if row == -1:
+            return -1, -1
+        if row >= 0 and name_length[row] == length and memcmp(
+                names + name_at[row], wanted, length) == 0:
+            return <int64_t>slot, row
+        slot = (slot + 1) & mask
+
+
+def split_halves(bytes packed):
+    """(first halves, second halves) of packed 32-byte hashes, each packed 16 bytes a hash."""
+    cdef const char* source = PyBytes_AS_STRING(packed)
+    cdef Py_ssize_t i, size = PyBytes_GET_SIZE(packed)
+    if size % 32:
+        raise ValueError("split_halves needs whole 32-byte hashes")
+    cdef Py_ssize_t count = size // 32
+    first = PyBytes_FromStringAndSize(NULL, count * 16)
+    second = PyBytes_FromStringAndSize(NULL, count * 16)
+    cdef char* a = PyBytes_AS_STRING(first)
+    cdef char* b = PyBytes_AS_STRING(second)
+    for i in range(count):
+        memcpy(a + 16 * i, source + 32 * i, 16)
+        memcpy(b + 16 * i, source + 32 * i + 16, 16)
+    return first, second
+
+
+def xor_bytes(bytes left, bytes right):
+    """``left`` XOR ``right``, byte by byte (equal lengths)."""
+    cdef Py_ssize_t i, size = PyBytes_GET_SIZE(left)
+    if PyBytes_GET_SIZE(right) != size:
+        raise ValueError("xor_bytes needs two operands of one length")
+    result = PyBytes_FromStringAndSize(NULL, size)
+    cdef uint8_t* out = <uint8_t*>PyBytes_AS_STRING(result)
+    cdef const uint8_t* a = <const uint8_t*>PyBytes_AS_STRING(left)
+    cdef const uint8_t* b = <const uint8_t*>PyBytes_AS_STRING(right)
+    for i in range(size):  # plain pointers: the compiler vectorizes the loop
+        out[i] = a[i] ^ b[i]
+    return result
+
+
+cdef const uint64_t* _lanes_of(cnp.ndarray values) except NULL:
+    """The data of an array of rows of two uint64 lanes."""
+    if cnp.PyArray_NDIM(values) != 2 or (values.shape[0] and values.shape[1] != 2):
+        raise ValueError("values are rows of two lanes")
+    return <const uint64_t*>_data(values if values.shape[0] else _ONE_PAIR,
+                                  cnp.NPY_UINT64, "values")
+
+
+def lane_sums(cnp.ndarray values):
+    """The sums, modulo 2^64, of each of the two columns of ``values``."""
+    cdef const uint64_t* lanes = _lanes_of(values)
+    cdef Py_ssize_t i, count = values.shape[0]
+    cdef uint64_t first = 0, second = 0
+    for i in range(count):
+        first += lanes[2 * i]
+        second += lanes[2 * i + 1]
+    return first, second
+
+
+cdef Py_ssize_t _group(const uint8_t* blocks, Py_ssize_t count, int32_t* table,
+                       Py_ssize_t size, Py_ssize_t* of_position,
+                       int32_t* first_of) noexcept nogil:
+    """Number the distinct 16-byte blocks in order of first sight; return how many.
+
+    ``of_position[i]`` is block i's number, ``first_of[n]`` where block n was first seen.
+    ``table`` (``size`` slots, a power of two of at least twice ``count``) is keyed by a
+    block's first 8 bytes, which must not be steerable by whoever chose the blocks (keyed
+    values: a pseudorandom function of what a client sent), so that probe chains stay short
+    whatever was sent.
+    """
+    cdef Py_ssize_t i, j, distinct = 0
+    cdef uint64_t mask = size - 1
+    cdef uint64_t slot
+    cdef int32_t held
+    for j in range(size):
+        table[j] = -1
+    for i in range(count):
+        slot = _le64(blocks + 16 * i) & mask
+        while True:
+            held = table[slot]
+            if held < 0:
+                table[slot] = <int32_t>distinct
+                first_of[distinct] = <int32_t>i
+                of_position[i] = distinct
+                distinct += 1
+                break
+            if memcmp(blocks + 16 * first_of[held], blocks + 16 * i, 16) == 0:
+                of_position[i] = held
+                break
+            slot = (slot + 1) & mask
+    return distinct
+
+
+cdef Py_ssize_t _table_size(Py_ssize_t count) noexcept nogil:
+    cdef Py_ssize_t size = 1
+    while size < 2 * count:
+        size <<= 1
+    return size
+
+
+def distinct_blocks(bytes data):
+    """The distinct 16-byte blocks of ``data`` (first seen first), and where each went.
+
+    Returns ``(data, None)`` when all are distinct, else the distinct blocks packed and,
+    for each input block, the index of its block among them (an intp array). The blocks'
+    first 8 bytes key a hash table: they must be keyed values (see ``_group``).
+    """
+    cdef const uint8_t* blocks = <const uint8_t*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t count = PyBytes_GET_SIZE(data) // 16
+    if PyBytes_GET_SIZE(data) % 16:
+        raise ValueError("blocks are 16 bytes each")
+    if count < 2:
+        return data, None
+    cdef Py_ssize_t size = _table_size(count), distinct, j
+    cdef int32_t* table = <int32_t*>malloc(size * sizeof(int32_t))
+    cdef int32_t* first_of = <int32_t*>malloc(count * sizeof(int32_t))
+    cdef char* out
+    of_position = np.empty(count, dtype=np.intp)
+    if table == NULL or first_of == NULL:
+        free(table)
+        free(first_of)
+        raise MemoryError()
+    try:
+        distinct = _group(blocks, count, table, size,
+                          <Py_ssize_t*>cnp.PyArray_DATA(of_position), first_of)
+        if distinct == count:
+            return data, None
+        packed = PyBytes_FromStringAndSize(NULL, distinct * 16)
+        out = PyBytes_AS_STRING(packed)
+        for j in range(distinct):
+            memcpy(out + 16 * j, blocks + 16 * first_of[j], 16)
+        return packed, of_position
+    finally:
+        free(table)
+        free(first_of)
+
+
+def first_rows(cnp.ndarray values):
+    """The row where each distinct row of ``values`` (two lanes, keyed) is first seen."""
+    cdef const uint64_t* lanes = _lanes_of(values)
+    cdef Py_ssize_t count = values.shape[0], j, distinct
+    if count < 2:
+        return np.arange(count, dtype=np.intp)
+    cdef Py_ssize_t size = _table_size(count)
+    cdef int32_t* table = <int32_t*>malloc(size * sizeof(int32_t))
+    cdef int32_t* first_of = <int32_t*>malloc(count * sizeof(int32_t))
+    cdef Py_ssize_t* of_position = <Py_ssize_t*>malloc(count * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* rows
+    if table == NULL or first_of == NULL or of_position == NULL:
+        free(table)
+        free(first_of)
+        free(of_position)
+        raise MemoryError()
+    try:
+        distinct = _group(<const uint8_t*>lanes, count, table, size, of_position, first_of)
+        result = np.empty(distinct, dtype=np.intp)
+        rows = <Py_ssize_t*>cnp.PyArray_DATA(result)
+        for j in range(distinct):
+            rows[j] = first_of[j]
+        return result
+    finally:
+        free(table)
+        free(first_of)
+        free(of_position)
