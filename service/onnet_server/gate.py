@@ -56,6 +56,7 @@ from onnet_server.core.errors import (
 )
 from onnet_server.status import abort_for
 from onnet_server.tls import peer_common_name
+from onnet_server.wire import passing_encoded
 
 __all__ = ["PUBLIC", "CallGate", "CallSlots", "MethodRule", "current_caller", "method_rules"]
 
@@ -323,7 +324,7 @@ def _gated(
     handler: grpc.RpcMethodHandler[Any, Any], checks: _Checks
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """``handler`` behind ``checks``, served with a streaming request (see the module doc)."""
-    serialize = handler.response_serializer
+    serialize = passing_encoded(handler.response_serializer)
     if handler.unary_unary is not None:
         one = _single_answer(handler.unary_unary, checks, streamed=False)
         return grpc.stream_unary_rpc_method_handler(one, None, serialize)

@@ -24,6 +24,7 @@ from onnet_server.core.routing import RoutingService
 from onnet_server.gate import current_caller
 from onnet_server.metrics import Metrics
 from onnet_server.status import abort_for, translate_errors
+from onnet_server.wire import Encoded
 
 __all__ = ["BenchServicer", "DiscoveryServicer", "HealthServicer", "RegistryServicer"]
 
@@ -32,9 +33,8 @@ _log = logging.getLogger(__name__)
 
 DiscoverContext = aio.ServicerContext[discovery_pb2.DiscoverRequest, discovery_pb2.DiscoverResponse]
 ConfigContext = aio.ServicerContext[discovery_pb2.GetConfigRequest, discovery_pb2.DiscoveryConfig]
-FetchContext = aio.ServicerContext[
-    discovery_pb2.FetchBucketsRequest, discovery_pb2.FetchBucketsResponse
-]
+# FetchBuckets answers a FetchBucketsResponse in its wire form (see wire.py).
+FetchContext = aio.ServicerContext[discovery_pb2.FetchBucketsRequest, Encoded]
 EvaluateContext = aio.ServicerContext[
     discovery_pb2.BlindEvaluateRequest, discovery_pb2.BlindEvaluateResponse
 ]
@@ -102,20 +102,16 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         )
 
     @translate_errors
-    async def FetchBuckets(
+    async def FetchBuckets(  # type: ignore[override]  # wire form: see wire.py
         self, request: discovery_pb2.FetchBucketsRequest, context: FetchContext
-    ) -> discovery_pb2.FetchBucketsResponse:
-        """Every entry of the asked buckets."""
+    ) -> Encoded:
+        """Every entry of the asked buckets, as the index serialized them (no object each)."""
         account = current_caller().subject
-        self._metrics.items("Discovery/FetchBuckets", len(request.buckets))
-        found = self._private.fetch(account, request.prefix_bits, list(request.buckets))
-        _log.debug("FetchBuckets: %d buckets", len(found))
-        return discovery_pb2.FetchBucketsResponse(
-            buckets=[
-                discovery_pb2.Bucket(bucket=bucket, entries=entries)
-                for bucket, entries in found.items()
-            ]
-        )
+        buckets = list(request.buckets)
+        self._metrics.items("Discovery/FetchBuckets", len(buckets))
+        answer = self._private.fetch(account, request.prefix_bits, buckets)
+        _log.debug("FetchBuckets: %d buckets, %d bytes", len(set(buckets)), len(answer))
+        return Encoded(answer)
 
     @translate_errors
     async def BlindEvaluate(

@@ -40,7 +40,7 @@ def test_bucket_numbers() -> None:
 
 
 def test_buckets_hold_a_few_tens_of_entries() -> None:
-    from onnet_server.core.private import prefix_bits_for
+    from onnet_server.core.bucket_size import prefix_bits_for
 
     assert prefix_bits_for(0) == 0
     assert prefix_bits_for(31) == 0

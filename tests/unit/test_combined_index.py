@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import random
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnet_server.core.index import RegistryIndex
+from onnet_server.core.index import overlay as overlay_module
 from onnet_server.core.index.overlay import Overlay
 
 NUMBERS = [os.urandom(16) for _ in range(6)]
@@ -67,6 +69,20 @@ def reads(index: RegistryIndex | Overlay) -> tuple[object, ...]:
 @settings(max_examples=300, deadline=None)
 @given(scripts())
 def test_rebasing_anywhere_changes_no_answer(script: list[Op]) -> None:
+    run_with_rebases(script)
+
+
+@settings(max_examples=150, deadline=None)
+@given(scripts())
+def test_entries_merged_into_the_sorted_part_answer_alike(script: list[Op]) -> None:
+    # Merged every two entries, so that most entries are read from the sorted part (the
+    # compiled path), lost claims and removed entries included, not from the newest ones.
+    with patch.object(overlay_module, "_RECENT_ROWS", 2):
+        run_with_rebases(script)
+
+
+def run_with_rebases(script: list[Op]) -> None:
+    """Play ``script`` on a combined index and a reference overlay; they must agree."""
     reference, index = Overlay(), RegistryIndex()
     pending = None
     for version, (op, user, number, discoverable, has_entry, rebase) in enumerate(script, 1):

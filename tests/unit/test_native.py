@@ -18,8 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from onnet.v1 import discovery_pb2
 from onnet_server.core import _native
-from onnet_server.core.index.base import BaseIndex, Columns, build_base
+from onnet_server.core.bucket_wire import decode_buckets
+from onnet_server.core.index.base import BaseIndex, Columns, _EntryClass, _low_bits, build_base
 from onnet_server.core.index.hashing import user_hash, user_hashes
 from onnet_server.core.index.row_slots import RowSlots
 
@@ -272,3 +274,88 @@ def test_distinct_blocks_stay_fast_when_every_block_is_the_same() -> None:
     assert distinct == bytes(range(16))
     assert of_position is not None
     assert not of_position.any()
+
+
+# -- FetchBuckets' answer in wire form --------------------------------------------------
+
+
+def entry_class_of(prefixes: list[int], entries: list[bytes], size: int, first: int) -> Any:
+    """The native size class of sorted ``prefixes``: a directory of their top bits, and the
+    next 16 bits of each (core/index/base.py's layout), with a directory of random size."""
+    bits = random.Random(len(prefixes)).randint(8, 20)
+    tops = np.array(prefixes, dtype=np.uint64) >> np.uint64(32 - bits)
+    directory = np.searchsorted(tops, np.arange(2**bits + 1, dtype=np.uint64)).astype(np.uint32)
+    shift = 16 - bits  # the 16 bits after the top ``bits``, as the low bits of each prefix
+    kept = [(p >> shift if shift >= 0 else p << -shift) & 0xFFFF for p in prefixes]
+    low = np.array(kept, dtype=np.uint16)
+    data = np.frombuffer(b"".join(entries), dtype=np.uint8).reshape(-1, size)
+    return _native.entry_class(directory, low, data, size, first)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 24), st.data())
+def test_encode_buckets_writes_what_protobuf_would(bits: int, data: st.DataObject) -> None:
+    shift = 32 - bits
+    wanted = sorted(set(data.draw(st.lists(st.integers(0, 2**bits - 1), max_size=12))))
+    # Prefixes mostly inside the wanted buckets (and in their neighbours), some anywhere.
+    near = [b + d for b in wanted for d in (-1, 0, 1) if 0 <= b + d < 2**bits] or [0]
+    prefix = st.one_of(
+        st.builds(
+            lambda bucket, low: (bucket << shift) | (low & ((1 << shift) - 1)),
+            st.sampled_from(near),
+            st.integers(0, 2**32 - 1),
+        ),
+        st.integers(0, 2**32 - 1),
+    )
+    classes = []
+    for size in data.draw(st.lists(st.integers(1, 140), unique=True, max_size=3)):
+        prefixes = sorted(data.draw(st.lists(prefix, max_size=40)))
+        classes.append(
+            (prefixes, [data.draw(st.binary(min_size=size, max_size=size)) for _ in prefixes], size)
+        )
+    total = sum(len(prefixes) for prefixes, _, _ in classes)
+    left_out = sorted(set(data.draw(st.lists(st.integers(0, max(0, total - 1)), max_size=15))))
+    some = st.lists(st.sampled_from(wanted), max_size=5) if wanted else st.just([])
+    extra = {b: data.draw(st.lists(st.binary(max_size=200), max_size=3)) for b in data.draw(some)}
+    native_classes, first = [], 0
+    expected: dict[int, list[bytes]] = {bucket: [] for bucket in wanted}
+    for prefixes, entries, size in classes:
+        native_classes.append(entry_class_of(prefixes, entries, size, first))
+        for position, (at, entry) in enumerate(zip(prefixes, entries, strict=True)):
+            if at >> shift in expected and first + position not in left_out:
+                expected[at >> shift].append(entry)
+        first += len(prefixes)
+    for bucket in wanted:
+        expected[bucket] += extra.get(bucket, [])
+    answer = _native.encode_buckets(
+        np.array(wanted, dtype=np.int64),
+        bits,
+        native_classes,
+        np.array(left_out, dtype=np.uint32),
+        extra,
+    )
+    message = discovery_pb2.FetchBucketsResponse(
+        buckets=[discovery_pb2.Bucket(bucket=b, entries=e) for b, e in expected.items()]
+    )
+    assert answer == message.SerializeToString()
+    assert decode_buckets(answer) == expected
+
+
+def test_encode_buckets_refuses_a_bucket_beyond_its_bits() -> None:
+    with pytest.raises(ValueError, match="more bits"):
+        _native.encode_buckets(np.array([4], dtype=np.int64), 2, [], np.zeros(0, np.uint32), {})
+    with pytest.raises(ValueError, match="between 0 and 24"):
+        _native.encode_buckets(np.array([4], dtype=np.int64), 25, [], np.zeros(0, np.uint32), {})
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16, 17, 20, 25])
+def test_a_base_keeps_every_prefix_bit_a_bucket_can_ask(bits: int) -> None:
+    # The directory's bits and the 16 kept after them give back the prefix's top bits + 16.
+    rng = np.random.default_rng(bits)
+    prefixes = np.sort(rng.integers(0, 2**32, 1000, dtype=np.uint64))
+    tops = prefixes >> np.uint64(32 - bits)
+    directory = np.searchsorted(tops, np.arange(2**bits + 1, dtype=np.uint64)).astype(np.uint32)
+    kind = _EntryClass(52, 0, directory, _low_bits(prefixes, bits), np.zeros((1000, 52), np.uint8))
+    keep = min(32, bits + 16)
+    mask = np.uint64(((1 << keep) - 1) << (32 - keep))
+    assert (kind.prefixes(np.arange(1000)).astype(np.uint64) == (prefixes & mask)).all()

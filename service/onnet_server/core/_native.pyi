@@ -19,7 +19,7 @@ class BaseView:
         directory: npt.NDArray[np.uint32],
         claim: npt.NDArray[np.uint64],
         ids: npt.NDArray[np.uint8],
-        id_end: npt.NDArray[np.uint32],
+        id_end: npt.NDArray[np.uint16],
         id_block: npt.NDArray[np.uint64],
         block_bits: int,
         users: npt.NDArray[np.uint32],
@@ -66,3 +66,30 @@ def xor_bytes(left: bytes, right: bytes) -> bytes: ...
 def lane_sums(values: npt.NDArray[np.uint64]) -> tuple[int, int]: ...
 def distinct_blocks(blocks: bytes) -> tuple[bytes, npt.NDArray[np.intp] | None]: ...
 def first_rows(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]: ...
+
+class _Entries: ...
+class _EntryClass(_Entries): ...
+class _SortedEntries(_Entries): ...
+
+def sorted_entries(
+    prefixes: npt.NDArray[np.uint32],
+    rows: npt.NDArray[np.int32],
+    data: npt.NDArray[np.uint8],
+    size: int,
+    lost: npt.NDArray[np.uint8],
+    hidden: npt.NDArray[np.int64],
+) -> _SortedEntries: ...
+def entry_class(
+    directory: npt.NDArray[np.uint32],
+    low: npt.NDArray[np.uint16],
+    data: npt.NDArray[np.uint8],
+    size: int,
+    first: int,
+) -> _EntryClass: ...
+def encode_buckets(
+    wanted: npt.NDArray[np.int64],
+    bits: int,
+    classes: list[_Entries],
+    left_out: npt.NDArray[np.uint32],
+    extra: dict[int, list[bytes]],
+) -> bytes: ...

@@ -19,7 +19,7 @@ cimport numpy as cnp
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy
 
@@ -113,7 +113,7 @@ cdef class BaseView:
     cdef int directory_bits
     cdef const uint64_t* claim
     cdef const uint8_t* ids
-    cdef const uint32_t* id_end
+    cdef const uint16_t* id_end
     cdef const uint64_t* id_block
     cdef int block_bits
     cdef const uint32_t* users
@@ -139,7 +139,7 @@ cdef class BaseView:
         # An empty array's data pointer may be anything but NULL-checked: give it one byte.
         self.ids = <const uint8_t*>_data(ids if ids.shape[0] else _ONE_BYTE,
                                          cnp.NPY_UINT8, "ids")
-        self.id_end = <const uint32_t*>_data(id_end, cnp.NPY_UINT32, "id_end")
+        self.id_end = <const uint16_t*>_data(id_end, cnp.NPY_UINT16, "id_end")
         self.id_block = <const uint64_t*>_data(id_block, cnp.NPY_UINT64, "id_block")
         self.block_bits = block_bits
         self.users = <const uint32_t*>_data(users, cnp.NPY_UINT32, "users")
@@ -506,3 +506,266 @@ def first_rows(cnp.ndarray values):
         free(table)
         free(first_of)
         free(of_position)
+
+
+cdef inline Py_ssize_t _varint_size(uint64_t value) noexcept nogil:
+    cdef Py_ssize_t size = 1
+    while value >= 0x80:
+        value >>= 7
+        size += 1
+    return size
+
+
+cdef inline uint8_t* _put_varint(uint8_t* out, uint64_t value) noexcept nogil:
+    while value >= 0x80:
+        out[0] = <uint8_t>(value & 0x7F) | 0x80
+        value >>= 7
+        out += 1
+    out[0] = <uint8_t>value
+    return out + 1
+
+
+ctypedef fused _Key:
+    uint16_t
+    uint32_t
+
+
+cdef inline Py_ssize_t _lower_bound(const _Key* values, Py_ssize_t low, Py_ssize_t high,
+                                    uint64_t wanted) noexcept nogil:
+    """The first index in [low, high) whose value is at least ``wanted`` (``high`` if none)."""
+    cdef Py_ssize_t middle
+    while low < high:
+        middle = (low + high) >> 1
+        if values[middle] < wanted:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+cdef class _Entries:
+    """Entries of one size, sorted by prefix, that ``encode_buckets`` serves by bucket."""
+
+    cdef object arrays
+    cdef const uint8_t* data
+    cdef Py_ssize_t count
+    cdef Py_ssize_t size
+    cdef bint filtered  # whether ``kept`` decides each entry (else the base's left_out)
+    cdef uint64_t first
+
+    cdef void run(self, uint64_t bucket, int bucket_bits, Py_ssize_t* start,
+                  Py_ssize_t* end) noexcept:
+        start[0] = end[0] = 0
+
+    cdef bint kept(self, Py_ssize_t position) noexcept:
+        return True
+
+
+cdef class _EntryClass(_Entries):
+    """One size class of a base's entries (core/index/base.py): sorted by prefix, found by
+    the directory of their top ``bits`` bits and the next 16 bits each keeps (``low``)."""
+
+    cdef const uint32_t* directory
+    cdef int bits
+    cdef const uint16_t* low
+
+    def __init__(self, cnp.ndarray directory, cnp.ndarray low, cnp.ndarray data,
+                 Py_ssize_t size, uint64_t first):
+        cdef Py_ssize_t slots = directory.shape[0] - 1
+        if slots < 1 or slots & (slots - 1):
+            raise ValueError("the directory has a power of two slots, plus one")
+        if data.shape[0] != low.shape[0] or (low.shape[0] and data.nbytes
+                                             != low.shape[0] * size):
+            raise ValueError("an entry class has one row of its size per entry")
+        self.arrays = (directory, low, data)
+        self.directory = <const uint32_t*>_data(directory, cnp.NPY_UINT32, "directory")
+        self.bits = slots.bit_length() - 1
+        if self.bits + 16 < 24:
+            raise ValueError("the directory and the kept bits must cover 24 bits")
+        if directory[slots] != low.shape[0]:
+            raise ValueError("the directory does not end at the last entry")
+        self.low = <const uint16_t*>_data(
+            low if low.shape[0] else np.zeros(1, np.uint16), cnp.NPY_UINT16, "low")
+        self.data = <const uint8_t*>_data(data if data.shape[0] else _ONE_BYTE, cnp.NPY_UINT8,
+                                          "entries")
+        self.count = low.shape[0]
+        self.size = size
+        self.first = first
+        self.filtered = False
+
+    cdef void run(self, uint64_t bucket, int bucket_bits, Py_ssize_t* start,
+                  Py_ssize_t* end) noexcept:
+        """The entries of ``bucket`` (of ``bucket_bits`` bits, at most ``bits + 16``)."""
+        cdef int finer = bucket_bits - self.bits
+        cdef uint64_t slot
+        cdef uint32_t low, high
+        if finer <= 0:  # a range of whole slots
+            start[0] = self.directory[bucket << (-finer)]
+            end[0] = self.directory[(bucket + 1) << (-finer)]
+            return
+        # Finer than the directory: a run of one slot, by the kept bits that follow.
+        slot = bucket >> finer
+        low = <uint32_t>(bucket & ((1 << finer) - 1)) << (16 - finer)
+        high = low + (<uint32_t>1 << (16 - finer))
+        start[0] = _lower_bound(self.low, self.directory[slot], self.directory[slot + 1], low)
+        end[0] = _lower_bound(self.low, start[0], self.directory[slot + 1], high)
+
+
+def entry_class(cnp.ndarray directory, cnp.ndarray low, cnp.ndarray data, Py_ssize_t size,
+                uint64_t first):
+    """A base's size class as ``encode_buckets`` reads it (see ``_EntryClass``)."""
+    return _EntryClass(directory, low, data, size, first)
+
+
+cdef class _SortedEntries(_Entries):
+    """An overlay's entries of one size (core/index/overlay.py): whole 32-bit prefixes,
+    sorted; each entry's row, -1 once removed; a row is served unless its claim is lost or
+    its user is among the few ``hidden``."""
+
+    cdef const uint32_t* prefixes
+    cdef const int32_t* rows
+    cdef const uint8_t* lost
+    cdef Py_ssize_t lost_count
+    cdef const int64_t* hidden
+    cdef Py_ssize_t hidden_count
+
+    def __init__(self, cnp.ndarray prefixes, cnp.ndarray rows, cnp.ndarray data,
+                 Py_ssize_t size, cnp.ndarray lost, cnp.ndarray hidden):
+        if rows.shape[0] != prefixes.shape[0] or data.shape[0] != prefixes.shape[0] or (
+                prefixes.shape[0] and data.nbytes != prefixes.shape[0] * size):
+            raise ValueError("an entry class has one row and one entry per prefix")
+        self.arrays = (prefixes, rows, data, lost, hidden)
+        self.prefixes = <const uint32_t*>_data(
+            prefixes if prefixes.shape[0] else np.zeros(1, np.uint32), cnp.NPY_UINT32,
+            "prefixes")
+        self.rows = <const int32_t*>_data(
+            rows if rows.shape[0] else np.zeros(1, np.int32), cnp.NPY_INT32, "rows")
+        self.data = <const uint8_t*>_data(data if data.shape[0] else _ONE_BYTE, cnp.NPY_UINT8,
+                                          "entries")
+        self.lost = <const uint8_t*>_data(lost if lost.shape[0] else _ONE_BYTE, cnp.NPY_UINT8,
+                                          "lost")
+        self.lost_count = lost.shape[0]
+        self.hidden = <const int64_t*>_data(hidden if hidden.shape[0] else _ONE_ROW,
+                                            cnp.NPY_INT64, "hidden")
+        self.hidden_count = hidden.shape[0]
+        self.count = prefixes.shape[0]
+        self.size = size
+        self.first = 0
+        self.filtered = True
+
+    cdef void run(self, uint64_t bucket, int bucket_bits, Py_ssize_t* start,
+                  Py_ssize_t* end) noexcept:
+        cdef int shift = 32 - bucket_bits
+        start[0] = _lower_bound(self.prefixes, 0, self.count, bucket << shift)
+        end[0] = _lower_bound(self.prefixes, 0, self.count, (bucket + 1) << shift)
+
+    cdef bint kept(self, Py_ssize_t position) noexcept:
+        cdef int32_t row = self.rows[position]
+        cdef Py_ssize_t j
+        if row < 0 or row >= self.lost_count or self.lost[row]:
+            return False
+        for j in range(self.hidden_count):
+            if self.hidden[j] == row:
+                return False
+        return True
+
+
+def sorted_entries(cnp.ndarray prefixes, cnp.ndarray rows, cnp.ndarray data, Py_ssize_t size,
+                   cnp.ndarray lost, cnp.ndarray hidden):
+    """An overlay's sorted entries as ``encode_buckets`` reads them (see ``_SortedEntries``)."""
+    return _SortedEntries(prefixes, rows, data, size, lost, hidden)
+
+
+def encode_buckets(cnp.ndarray wanted, int bits, list classes, cnp.ndarray left_out,
+                   dict extra):
+    """A FetchBucketsResponse in its wire form: one Bucket per ``wanted`` bucket, in order.
+
+    ``wanted`` (int64) are distinct, ascending bucket numbers of ``bits`` bits (at most 24).
+    A bucket's entries are those of each class whose prefix starts with the bucket's bits:
+    of a base's (``entry_class``), all but those at the global positions ``left_out``
+    (uint32, sorted; a class's entries are numbered from its ``first``); of an overlay's
+    (``sorted_entries``), those it keeps. Then ``extra``'s entries for that bucket (a dict
+    of lists of bytes: the overlay's newest). Written in two passes (sizes, then bytes),
+    with no Python object per entry.
+    """
+    cdef const int64_t* buckets = <const int64_t*>_data(
+        wanted if wanted.shape[0] else _ONE_ROW, cnp.NPY_INT64, "wanted")
+    cdef Py_ssize_t count = wanted.shape[0]
+    cdef const uint32_t* skip = <const uint32_t*>_data(
+        left_out if left_out.shape[0] else np.zeros(1, np.uint32), cnp.NPY_UINT32, "left_out")
+    cdef Py_ssize_t skipped = left_out.shape[0]
+    if not 0 <= bits <= 24:
+        raise ValueError("bits must be between 0 and 24")
+    cdef Py_ssize_t kinds = len(classes), i, k, p, s, total = 0, length, message
+    cdef _Entries kind
+    cdef uint64_t bucket
+    cdef Py_ssize_t* starts = <Py_ssize_t*>malloc((count * kinds + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* ends = <Py_ssize_t*>malloc((count * kinds + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* sizes = <Py_ssize_t*>malloc((count + 1) * sizeof(Py_ssize_t))
+    cdef uint8_t* out
+    cdef bytes entry
+    if starts == NULL or ends == NULL or sizes == NULL:
+        free(starts)
+        free(ends)
+        free(sizes)
+        raise MemoryError()
+    try:
+        # Pass 1: each bucket's runs, and its message's size.
+        for i in range(count):
+            bucket = <uint64_t>buckets[i]
+            if bucket >> bits:
+                raise ValueError("a bucket number has more bits than asked")
+            message = _varint_size(bucket) + 1 if bucket else 0
+            for k in range(kinds):
+                kind = <_Entries>classes[k]
+                kind.run(bucket, bits, &starts[i * kinds + k], &ends[i * kinds + k])
+                if kind.filtered:
+                    length = 0
+                    for p in range(starts[i * kinds + k], ends[i * kinds + k]):
+                        length += kind.kept(p)
+                else:
+                    length = ends[i * kinds + k] - starts[i * kinds + k]
+                    # Entries left out of this run: a run of the sorted left_out positions.
+                    length -= (_lower_bound(skip, 0, skipped, ends[i * kinds + k] + kind.first)
+                               - _lower_bound(skip, 0, skipped, starts[i * kinds + k] + kind.first))
+                message += length * (1 + _varint_size(kind.size) + kind.size)
+            if extra:
+                for entry in extra.get(buckets[i], ()):
+                    message += 1 + _varint_size(len(entry)) + len(entry)
+            sizes[i] = message
+            total += 1 + _varint_size(message) + message
+        # Pass 2: the bytes.
+        result = PyBytes_FromStringAndSize(NULL, total)
+        out = <uint8_t*>PyBytes_AS_STRING(result)
+        for i in range(count):
+            bucket = <uint64_t>buckets[i]
+            out[0] = 0x0A  # field 1 (buckets), length-delimited
+            out = _put_varint(out + 1, sizes[i])
+            if bucket:
+                out[0] = 0x08  # field 1 (bucket), varint
+                out = _put_varint(out + 1, bucket)
+            for k in range(kinds):
+                kind = <_Entries>classes[k]
+                s = _lower_bound(skip, 0, skipped, starts[i * kinds + k] + kind.first)
+                for p in range(starts[i * kinds + k], ends[i * kinds + k]):
+                    if kind.filtered:
+                        if not kind.kept(p):
+                            continue
+                    elif s < skipped and skip[s] == p + kind.first:
+                        s += 1
+                        continue
+                    out[0] = 0x12  # field 2 (entries), length-delimited
+                    out = _put_varint(out + 1, kind.size)
+                    memcpy(out, kind.data + p * kind.size, kind.size)
+                    out += kind.size
+            if extra:
+                for entry in extra.get(buckets[i], ()):
+                    out[0] = 0x12
+                    out = _put_varint(out + 1, len(entry))
+                    memcpy(out, PyBytes_AS_STRING(entry), len(entry))
+                    out += len(entry)
+        return result
+    finally:
+        free(starts)
+        free(ends)
+        free(sizes)

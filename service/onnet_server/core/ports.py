@@ -101,13 +101,20 @@ class RegistryStore(Protocol):
         """
         ...
 
+    def bucket_answer(
+        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
+    ) -> bytes:
+        """Private mode: every entry of the asked ``bits``-bit buckets, from process memory.
+
+        The answer is a serialized FetchBucketsResponse (one Bucket per distinct asked
+        bucket, ascending). The entries of the users in ``hidden`` are left out.
+        """
+        ...
+
     def bucket_entries(
         self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
     ) -> dict[int, list[bytes]]:
-        """Private mode: every entry of the asked ``bits``-bit buckets, from process memory.
-
-        The entries of the users in ``hidden`` are left out.
-        """
+        """``bucket_answer``, read back into Python objects: entries by bucket."""
         ...
 
     def bucket_entry_count(self) -> int:

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 from onnet import _buckets as buckets
 from onnet import _oprf as oprf
+from onnet_server.core.bucket_size import ENTRIES_PER_BUCKET, prefix_bits_for
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.ports import RegistryStore
 from onnet_server.core.validation import check_packed
 
-__all__ = ["BlindEvaluator", "BucketServer", "OprfKey", "prefix_bits_for", "private_entry"]
+__all__ = ["BlindEvaluator", "BucketServer", "OprfKey", "private_entry"]
 
 
 @dataclass(frozen=True)
@@ -112,23 +113,11 @@ class BlindEvaluator:
         )
 
 
-# Buckets hold 16 to 31 entries: tens of registered users per bucket, and about a third of
-# OpenMined PSI's bytes at 1,000,000 users (bench/README.md); 2^bits buckets for n users.
-_ENTRIES_PER_BUCKET = 16
-_MAX_PREFIX_BITS = 24
 _BITS_SLACK = 1  # a client may ask with one bit fewer, if the registry grew meanwhile
 # The largest entry: 8-byte tag, 12-byte nonce, a padded 64-byte id, 16-byte AEAD tag, and
 # protobuf framing; a bucket asked with one bit fewer holds up to twice the usual 31.
 _MAX_ENTRY_BYTES = 8 + 12 + 64 + 16 + 3
-_MAX_BUCKET_ENTRIES = 2 * (2 * _ENTRIES_PER_BUCKET - 1)
-
-
-def prefix_bits_for(users: int) -> int:
-    """Bucket prefix length for a registry of ``users``: 16 to 31 entries a bucket."""
-    bits = 0
-    while bits < _MAX_PREFIX_BITS and users >> (bits + 1) >= _ENTRIES_PER_BUCKET:
-        bits += 1
-    return bits
+_MAX_BUCKET_ENTRIES = 2 * (2 * ENTRIES_PER_BUCKET - 1)
 
 
 class BucketServer:
@@ -147,8 +136,11 @@ class BucketServer:
 
     def fetch(
         self, prefix_bits: int, buckets: list[int], hidden: frozenset[str] = frozenset()
-    ) -> dict[int, list[bytes]]:
-        """Entries by bucket, for distinct ``buckets``, ascending; none of ``hidden`` users."""
+    ) -> bytes:
+        """The serialized FetchBucketsResponse of the distinct ``buckets``, ascending.
+
+        None of ``hidden`` users' entries are in it.
+        """
         current = self.prefix_bits()
         if not max(0, current - _BITS_SLACK) <= prefix_bits <= current:
             raise InvalidArgument(
@@ -163,9 +155,7 @@ class BucketServer:
             )
         if max(buckets) >> prefix_bits:
             raise InvalidArgument("buckets", f"a bucket number is not below 2^{prefix_bits}")
-        found = self._store.bucket_entries(sorted(set(buckets)), prefix_bits, hidden)
-        # Summed by ``map`` in C: a large call serves some 20,000 entries.
-        size = sum(sum(map(len, entries)) + 3 * len(entries) for entries in found.values())
-        if size > self._max_bytes:  # only a registry far off its bucket size gets here
+        answer = self._store.bucket_answer(buckets, prefix_bits, hidden)
+        if len(answer) > self._max_bytes:  # only a registry far off its bucket size gets here
             raise InvalidArgument("buckets", "the response would be too large; ask for fewer")
-        return found
+        return answer

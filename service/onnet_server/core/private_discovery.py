@@ -63,6 +63,9 @@ class PrivateDiscovery:
         # other calls and lets a second core share the work.
         return await self._heavy.run(account, self.evaluator.evaluate_checked, blinded_elements)
 
-    def fetch(self, account: str, prefix_bits: int, buckets: list[int]) -> dict[int, list[bytes]]:
-        """The asked buckets' entries, less those of users who blocked ``account``'s number."""
+    def fetch(self, account: str, prefix_bits: int, buckets: list[int]) -> bytes:
+        """The asked buckets' entries, less those of users who blocked ``account``'s number.
+
+        The answer is a serialized FetchBucketsResponse (see ``BucketServer.fetch``).
+        """
         return self.buckets.fetch(prefix_bits, buckets, self._accounts.blockers(account))

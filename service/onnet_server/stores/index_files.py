@@ -34,7 +34,7 @@ from onnet_server.core.index import BaseIndex
 
 __all__ = ["BaseFile", "BuilderLock", "current_base", "publish_base", "read_base", "write_base"]
 
-_MAGIC = b"ONNETIX1"
+_MAGIC = b"ONNETIX2"  # 2: entry directories, 16-bit id ends; older files are rebuilt
 _ALIGN = 64
 _CURRENT = "current"
 _SUFFIX = ".base"

@@ -46,6 +46,12 @@ class IndexReads:
         """Private mode: how many entries buckets serve."""
         return self.index.bucket_entry_count()
 
+    def bucket_answer(
+        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
+    ) -> bytes:
+        """Private mode: the asked buckets' entries, as a serialized FetchBucketsResponse."""
+        return self.index.bucket_answer(buckets, bits, hidden)
+
     def bucket_entries(
         self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
     ) -> dict[int, list[bytes]]:

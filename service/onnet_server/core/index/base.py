@@ -14,14 +14,19 @@ Layout, chosen for bytes per user (bench/README.md has the measured figures):
   lookup reads one directory word and a run of about four rows;
 - ``claim``: the record's version, with the discoverable flag in the top bit;
 - user ids in one byte arena, in row order: ``id_end`` (ends relative to their block of
-  65,536 rows) and ``id_block`` (where each block starts), so 4 bytes a row address any
-  arena size;
+  512 rows: ids have at most 64 characters, so 16 bits suffice) and ``id_block`` (where
+  each block starts), so 2 bytes a row (and 8 a block) address any arena size;
 - ``users``: an open-addressing table of row numbers (plus one; 0 is empty) by a hash of the
   user id, at a load of three quarters, keyed by the base's own seed;
 - private mode: discoverable users' bucket entries, one class per entry size, each sorted
-  by its 32-bit prefix (a bucket is a range found by binary search); ``entry_of_row`` says
-  where a row's entry is (``NO_ENTRY`` for none), so that a changed user's entry can be
-  left out without a search.
+  by its 32-bit prefix. The prefixes are not stored whole: a directory gives, for each value
+  of the prefix's top ``bits`` bits (one more than a bucket needs when the base is built),
+  where its entries start, and each entry keeps the next 16 bits (``entry_low``), so a
+  bucket is a directory range (or, asked with more bits, a search within one slot) and an
+  entry costs 2 bytes of prefix instead of 4. Buckets never have more than 24 bits
+  (core/private.py), so the bits past ``bits + 16`` are not needed, and at least 8 of the
+  directory's are kept. ``entry_of_row`` says where a row's entry is (``NO_ENTRY`` for
+  none), so that a changed user's entry can be left out without a search.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import numpy.typing as npt
 
 from onnet._buckets import PREFIX_SIZE
 from onnet_server.core import _native
+from onnet_server.core.bucket_size import MAX_PREFIX_BITS, prefix_bits_for
 from onnet_server.core.index.hashing import user_hashes
 
 __all__ = ["NO_ENTRY", "BaseIndex", "Columns", "build_base"]
@@ -45,10 +51,13 @@ NO_ENTRY = 0xFFFFFFFF
 """``entry_of_row`` of a row without a served entry."""
 
 _FINGERPRINT = struct.Struct("<QQ")  # the two halves, little-endian as the arrays hold them
-_ID_BLOCK_BITS = 16
+_ID_BLOCK_BITS = 9  # 512 rows of ids of at most 64 characters end within 2^15
 _DISCOVERABLE = np.uint64(1 << 63)
 _VERSION_BITS = np.uint64((1 << 63) - 1)
 _ROWS_PER_DIRECTORY_SLOT = 4
+_LOW_BITS = 16  # prefix bits each entry keeps after the directory's
+_LOW_MASK = (1 << _LOW_BITS) - 1
+_MIN_ENTRY_BITS = MAX_PREFIX_BITS - _LOW_BITS  # so that every bucket can be found
 _USERS_LOAD = 0.75
 
 Arrays = Mapping[str, npt.NDArray[Any]]
@@ -221,9 +230,9 @@ def _id_ends(lengths: npt.NDArray[np.int64]) -> dict[str, npt.NDArray[Any]]:
     if blocks > 1:
         block_start[1:] = ends[(np.arange(1, blocks) << _ID_BLOCK_BITS) - 1]
     relative = ends - block_start[block_of_row].astype(np.int64)
-    if len(relative) and relative.max() >= 1 << 32:
-        raise ValueError("user ids of 65,536 rows take more than 4 GiB")
-    return {"id_end": relative.astype(np.uint32), "id_block": block_start}
+    if len(relative) and relative.max() >= 1 << 16:
+        raise ValueError("user ids of 512 rows take more than 64 KiB: an id is too long")
+    return {"id_end": relative.astype(np.uint16), "id_block": block_start}
 
 
 def _table_size(count: int) -> int:
@@ -256,6 +265,18 @@ def _users_table(rows: Columns, seed: int) -> npt.NDArray[np.uint32]:
     return table
 
 
+def _low_bits(prefixes: npt.NDArray[np.uint64], bits: int) -> npt.NDArray[np.uint16]:
+    """The 16 bits after the top ``bits`` of each 32-bit prefix (zeros past its end)."""
+    shift = 32 - bits - _LOW_BITS
+    moved = prefixes >> np.uint64(shift) if shift >= 0 else prefixes << np.uint64(-shift)
+    return (moved & np.uint64(_LOW_MASK)).astype(np.uint16)
+
+
+def entry_directory_bits(count: int) -> int:
+    """The directory's bits for ``count`` entries: one more than their buckets need."""
+    return max(_MIN_ENTRY_BITS, prefix_bits_for(count) + 1)
+
+
 def _entries(rows: Columns) -> dict[str, npt.NDArray[Any]]:
     """Discoverable rows' entries by size class, each sorted by prefix; and where each is."""
     entry_of_row = np.full(len(rows), NO_ENTRY, dtype=np.uint32)
@@ -268,7 +289,13 @@ def _entries(rows: Columns) -> dict[str, npt.NDArray[Any]]:
         members = members[np.argsort(rows.entry_prefix[members], kind="stable")]
         starts = rows.entry_start[members]
         positions = (starts[:, None] + np.arange(size)).ravel()
-        arrays[f"entry_prefix_{size}"] = rows.entry_prefix[members]
+        prefixes = rows.entry_prefix[members]
+        bits = entry_directory_bits(len(members))
+        wide = prefixes.astype(np.uint64)
+        arrays[f"entry_dir_{size}"] = np.searchsorted(
+            wide >> np.uint64(32 - bits), np.arange((1 << bits) + 1, dtype=np.uint64)
+        ).astype(np.uint32)
+        arrays[f"entry_low_{size}"] = _low_bits(wide, bits)
         arrays[f"entry_data_{size}"] = rows.entry_data[positions].reshape(len(members), size)
         entry_of_row[members] = first + np.arange(len(members), dtype=np.uint32)
         first += len(members)
@@ -280,8 +307,27 @@ def _entries(rows: Columns) -> dict[str, npt.NDArray[Any]]:
 class _EntryClass:
     size: int
     first: int
-    prefixes: npt.NDArray[np.uint32]
+    directory: npt.NDArray[np.uint32]
+    low: npt.NDArray[np.uint16]
     data: npt.NDArray[np.uint8]
+
+    @property
+    def bits(self) -> int:
+        return (len(self.directory) - 1).bit_length() - 1
+
+    def __len__(self) -> int:
+        return len(self.low)
+
+    def prefixes(self, at: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
+        """The prefixes of the entries at ``at`` (their top ``bits + 16`` bits; the rest 0)."""
+        top = (np.searchsorted(self.directory, at, side="right") - 1).astype(np.uint64)
+        low = self.low[at].astype(np.uint64)
+        shift = 32 - self.bits - _LOW_BITS  # where the kept bits go (below 0: partly beyond)
+        low = low << np.uint64(shift) if shift >= 0 else low >> np.uint64(-shift)
+        prefixes: npt.NDArray[np.uint32] = ((top << np.uint64(32 - self.bits)) | low).astype(
+            np.uint32
+        )
+        return prefixes
 
 
 class BaseIndex:
@@ -306,7 +352,6 @@ class BaseIndex:
         self._claim = arrays["claim"]
         self._dir = arrays["fp_dir"]
         self._dir_bits = (len(self._dir) - 1).bit_length() - 1
-        """Each row's version, its top bit the discoverable flag."""
         self._ids = arrays["ids"]
         self._id_end = arrays["id_end"]
         self._id_block = arrays["id_block"]
@@ -315,11 +360,22 @@ class BaseIndex:
         self._classes = []
         first = 0
         for size in arrays["entry_sizes"].tolist():
-            prefixes = arrays[f"entry_prefix_{size}"]
-            self._classes.append(_EntryClass(size, first, prefixes, arrays[f"entry_data_{size}"]))
-            first += len(prefixes)
+            kind = _EntryClass(
+                size,
+                first,
+                arrays[f"entry_dir_{size}"],
+                arrays[f"entry_low_{size}"],
+                arrays[f"entry_data_{size}"],
+            )
+            self._classes.append(kind)
+            first += len(kind)
         self.entry_count = first
         """Entries served from this base (discoverable users with one)."""
+        self.entry_classes = [
+            _native.entry_class(kind.directory, kind.low, kind.data, kind.size, kind.first)
+            for kind in self._classes
+        ]
+        """The size classes as ``_native.encode_buckets`` reads them."""
         self.view = _native.BaseView(
             self._hi,
             self._lo,
@@ -437,10 +493,11 @@ class BaseIndex:
         if position == NO_ENTRY:
             return b""
         for kind in self._classes:
-            if position < kind.first + len(kind.prefixes):
+            if position < kind.first + len(kind):
                 at = position - kind.first
                 sealed: bytes = kind.data[at].tobytes()
-                return int(kind.prefixes[at]).to_bytes(PREFIX_SIZE, "big") + sealed
+                prefix = int(kind.prefixes(np.array([at], dtype=np.int64))[0])
+                return prefix.to_bytes(PREFIX_SIZE, "big") + sealed
         raise AssertionError("entry position out of range")
 
     def entry_positions(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
@@ -461,9 +518,9 @@ class BaseIndex:
         members = []
         for kind in self._classes:
             local = positions - kind.first
-            mine = np.flatnonzero((local >= 0) & (local < len(kind.prefixes)))
+            mine = np.flatnonzero((local >= 0) & (local < len(kind)))
             sizes[mine] = kind.size
-            prefixes[mine] = kind.prefixes[local[mine]]
+            prefixes[mine] = kind.prefixes(local[mine])
             members.append((kind, mine, local[mine]))
         entry_start = np.cumsum(sizes) - sizes
         entry_data = np.zeros(int(sizes.sum()), dtype=np.uint8)
@@ -490,28 +547,3 @@ class BaseIndex:
         return int(np.count_nonzero(without & rows))
 
     # -- private mode ----------------------------------------------------------------------
-
-    def bucket_entries(
-        self, buckets: npt.NDArray[np.int64], bits: int, left_out: npt.NDArray[np.uint32]
-    ) -> list[tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint8], int]]:
-        """(prefixes, entries, size) of each size class's entries in ``buckets``.
-
-        ``buckets`` are distinct and ascending, at ``bits`` bits; entries at the positions
-        ``left_out`` (sorted) are not served.
-        """
-        shift = 32 - bits
-        lows = (buckets << shift).astype(np.uint32)
-        highs = (((buckets + 1) << shift) - 1).astype(np.uint32)
-        found = []
-        for kind in self._classes:
-            starts = np.searchsorted(kind.prefixes, lows, side="left")
-            counts = np.searchsorted(kind.prefixes, highs, side="right") - starts
-            positions = np.repeat(starts - (np.cumsum(counts) - counts), counts)
-            positions += np.arange(len(positions))
-            if len(left_out):
-                global_positions = positions + kind.first
-                at = np.minimum(np.searchsorted(left_out, global_positions), len(left_out) - 1)
-                positions = positions[left_out[at] != global_positions]
-            entries = np.take(kind.data, positions, axis=0)
-            found.append((kind.prefixes[positions], entries, kind.size))
-        return found

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from onnet_server.core import _native
+from onnet_server.core.bucket_wire import decode_buckets
 from onnet_server.core.index.base import NO_ENTRY, BaseIndex, Columns, build_base
 from onnet_server.core.index.overlay import Overlay, Record, split_fingerprints
 from onnet_server.core.ports import Matches
@@ -218,15 +219,18 @@ class RegistryIndex:
         base = self._base.discoverable_without_entry(~self._overridden)
         return base + self._overlay.discoverable_without_entry()
 
-    def bucket_entries(
+    def bucket_answer(
         self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
-    ) -> dict[int, list[bytes]]:
+    ) -> bytes:
         """Private mode: every entry of the asked ``bits``-bit buckets, less ``hidden`` users'.
 
-        Only discoverable holders have an entry served; a bucket never reveals a hidden user
-        or a lost claim. The work grows with the buckets asked and their entries.
+        The answer is a FetchBucketsResponse in its wire form: one Bucket per distinct asked
+        bucket, ascending. Only discoverable holders have an entry served; a bucket never
+        reveals a hidden user or a lost claim. The work grows with the buckets asked and
+        their entries, and no Python object is made per entry.
         """
-        result = self._overlay.bucket_entries(buckets, bits, hidden)
+        if not 0 <= bits <= 32:
+            raise ValueError("bits must be between 0 and 32")
         wanted = np.unique(np.array(buckets, dtype=np.int64))
         wanted = wanted[(wanted >= 0) & (wanted >> bits == 0)]
         left_out = self._left_out_positions()
@@ -234,15 +238,16 @@ class RegistryIndex:
         if len(hidden_rows):
             extra = self._base.entry_positions(hidden_rows)
             left_out = np.union1d(left_out, extra[extra != NO_ENTRY]).astype(np.uint32)
-        for prefixes, entries, size in self._base.bucket_entries(wanted, bits, left_out):
-            found: list[bytes] = entries.view(f"V{size}").ravel().tolist()
-            of = prefixes.astype(np.int64) >> (32 - bits)
-            edges = np.flatnonzero(np.diff(of, prepend=-1, append=-1))
-            for bucket, start, end in zip(
-                of[edges[:-1]].tolist(), edges[:-1].tolist(), edges[1:].tolist(), strict=True
-            ):
-                result[bucket] += found[start:end]
-        return result
+        classes, newest = self._overlay.bucket_parts(wanted, bits, hidden)
+        return _native.encode_buckets(
+            wanted, bits, [*self._base.entry_classes, *classes], left_out, newest
+        )
+
+    def bucket_entries(
+        self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
+    ) -> dict[int, list[bytes]]:
+        """``bucket_answer`` read back into Python objects (for tools and tests)."""
+        return decode_buckets(self.bucket_answer(buckets, bits, hidden))
 
     def _left_out_positions(self) -> npt.NDArray[np.uint32]:
         if self._left_out_sorted is None:

@@ -101,10 +101,11 @@ def _user_hashes(
     return user_hashes(np.frombuffer(arena, dtype=np.uint8), offsets, lengths, _HASH_SEED)
 
 
-# Rows added since the last merge are scanned on every bucket read, and a merge rewrites the
-# whole order: 4,096 keeps the scan to some microseconds and spreads a merge (about 15 ms at
-# 1,000,000 entries, bench/README.md) over as many registrations.
-_RECENT_ROWS = 4096
+# Rows added since the last merge are read in Python on every bucket read, and a merge
+# rewrites the whole order. The overlay holds only the changes since the base (a new base
+# is built after ONNET_INDEX_REBUILD_CHANGES of them), so a merge is short (about 1 ms at
+# 50,000 entries): 512 keeps each read's Python part small, for about 2 us a registration.
+_RECENT_ROWS = 512
 
 
 class _PrefixOrder:
@@ -222,6 +223,30 @@ class _PrefixOrder:
             entries = np.empty((len(main), self._entries.shape[1]), dtype=np.uint8)
         entries[at] = self._recent_entries[recent]
         return merged, entries
+
+    def native(
+        self, lost: npt.NDArray[np.uint8], hidden: npt.NDArray[np.int64]
+    ) -> _native._SortedEntries:
+        """The main part as ``_native.encode_buckets`` reads it (served: not lost, hidden)."""
+        size = self._entries.shape[1]
+        return _native.sorted_entries(self._prefixes, self._rows, self._entries, size, lost, hidden)
+
+    def recent(
+        self,
+        buckets: npt.NDArray[np.int64],
+        bits: int,
+        served: Callable[[npt.NDArray[np.int32]], npt.NDArray[np.bool_]],
+    ) -> dict[int, list[bytes]]:
+        """The served entries of the unsorted part that fall in ``buckets``, by bucket."""
+        recent = self._recent_in(buckets, 32 - bits)
+        recent = recent[served(self._recent_rows[recent])]
+        found: dict[int, list[bytes]] = {}
+        size = self._entries.shape[1]
+        prefixes = self._recent_prefixes[recent].tolist()
+        entries = self._recent_entries[recent].view(f"V{size}").ravel().tolist()
+        for prefix, entry in zip(prefixes, entries, strict=True):
+            found.setdefault(prefix >> (32 - bits), []).append(entry)
+        return found
 
     def members(
         self,
@@ -692,7 +717,8 @@ class Overlay:
         never reveals a hidden user or a lost claim; nor the users in ``hidden`` (those who
         blocked the asking account). Within a bucket, entries come by length, then prefix.
         The work grows with the buckets asked and the entries in them, not with the
-        registry: no entry outside the asked buckets is visited.
+        registry: no entry outside the asked buckets is visited. (The combined index serves
+        FetchBuckets natively from ``bucket_parts``; this is the overlay on its own.)
         """
         if not 0 <= bits <= 32:
             raise ValueError("bits must be between 0 and 32")
@@ -721,8 +747,32 @@ class Overlay:
                 result.update(runs)
             else:
                 for bucket, run in runs:
-                    result[bucket] += run
+                    result.setdefault(bucket, []).extend(run)
         return result
+
+    def bucket_parts(
+        self, wanted: npt.NDArray[np.int64], bits: int, hidden: frozenset[str] = frozenset()
+    ) -> tuple[list[_native._Entries], dict[int, list[bytes]]]:
+        """What ``_native.encode_buckets`` needs of the overlay to answer ``wanted`` buckets.
+
+        The sorted part of each length as a native class, and the unsorted part's entries
+        in those buckets (``wanted``: distinct, ascending, below 2^bits). Served as
+        ``bucket_entries`` serves: not lost claims, nor the users in ``hidden``.
+        """
+        hidden_rows = self._rows_of(hidden).astype(np.int64)
+        lost = self._lost.view(np.uint8)
+
+        def served(rows: npt.NDArray[np.int32]) -> npt.NDArray[np.bool_]:
+            kept: npt.NDArray[np.bool_] = ~self._lost[rows] & ~np.isin(rows, hidden_rows)
+            return kept
+
+        classes: list[_native._Entries] = []
+        extra: dict[int, list[bytes]] = {}
+        for _, order in sorted(self._orders.items()):
+            classes.append(order.native(lost, hidden_rows))
+            for bucket, entries in order.recent(wanted, bits, served).items():
+                extra.setdefault(bucket, []).extend(entries)
+        return classes, extra
 
     def _load_entries(self, private_entries: list[bytes]) -> None:
         """Rows' prefixes and entry lengths, and the discoverable rows' entries in order."""
