@@ -33,6 +33,7 @@ import pytest
 import redis
 
 from bench.bench_lookup import USERS
+from onnet_server.stores.index_files import current_base, read_base
 from onnet_server.stores.redis_layout import BUCKETS, GROUPS, Layout
 from tests.redis_servers import RedisProcess, redis_server
 from tests.security import registry_client, security
@@ -61,6 +62,17 @@ def pss_parts(pid: int) -> str:
         if name in ("Pss_Anon", "Pss_File", "Pss_Shmem"):
             parts[name] = int(line.split()[1]) // 1024
     return " ".join(f"{name[4:].lower()} {size}" for name, size in parts.items())
+
+
+def index_parts(directory: Path) -> dict[str, int]:
+    """Bytes of the host's current base file's arrays: hashed mode, its ids, private mode."""
+    path = current_base(directory)
+    assert path is not None, "no base file was published"
+    parts = {"hashed": 0, "ids": 0, "private": 0}
+    for name, array in read_base(path).base.arrays.items():
+        parts["private" if name.startswith("entry_") else "hashed"] += array.nbytes
+        parts["ids"] += array.nbytes if name == "ids" else 0
+    return parts
 
 
 def children(pid: int) -> list[int]:
@@ -153,7 +165,7 @@ def test_memory_per_user_workers_and_cold_start(
         load_seconds = wait_serving(loaded)
         loaded_pss = settle(loaded.process.pid)
         loaded_parts = pss_parts(loaded.process.pid)
-        breakdown = loaded.log()
+        arrays = index_parts(index_dir)
     # A process on a host whose base file is current: it maps it and catches up.
     with server_process(env_for(redis_for_bench.url, index_dir), wait=False) as cold:
         cold_seconds = wait_serving(cold)
@@ -164,10 +176,15 @@ def test_memory_per_user_workers_and_cold_start(
     with server_process(workers_env, "--listen", f"127.0.0.1:{port}", wait=False) as pair:
         wait_serving(pair, 2)
         time.sleep(2)
-        pids = [pair.process.pid, *children(pair.process.pid)]
-        pair_pss = sum(settle(pid) for pid in pids)
-        pair_parts = [pss_parts(pid) for pid in pids]
+        workers = children(pair.process.pid)
+        supervisor_pss = settle(pair.process.pid)
+        workers_pss = [settle(pid) for pid in workers]
+        pair_pss = supervisor_pss + sum(workers_pss)
+        pair_parts = [pss_parts(pid) for pid in [pair.process.pid, *workers]]
         visibility = _visibility(f"127.0.0.1:{port}", 50 if FULL else 5)
+    # What the shared index costs: each worker above an empty process (an interpreter that
+    # any server of N processes has N of), plus the supervisor whole.
+    above = supervisor_pss + sum(worker - empty_pss for worker in workers_pss)
     per_user = (loaded_pss - empty_pss) / count
     cold_per_user = (cold_pss - empty_pss) / count
     lines = [
@@ -176,13 +193,19 @@ def test_memory_per_user_workers_and_cold_start(
         f"{loaded_parts})",
         f"  mapped from the base file (cold start): {cold_seconds:.2f} s, "
         f"{cold_per_user:.1f} B per user",
-        f"  --workers 2 (parent + 2 workers): {(pair_pss - empty_pss) / count:.1f} B per user, "
-        f"{(pair_pss - empty_pss) / max(1, loaded_pss - empty_pss):.2f}x one loaded process "
-        f"(MiB by process: {'; '.join(pair_parts)})",
+        f"  --workers 2: supervisor {supervisor_pss / 2**20:.0f} MiB; above an empty process "
+        f"each, the workers and the supervisor hold {above / count:.1f} B per user, "
+        f"{above / max(1, loaded_pss - empty_pss):.2f}x one loaded process (all PSS summed: "
+        f"{pair_pss / max(1, loaded_pss):.2f}x one loaded process's whole PSS; MiB by process: "
+        f"{'; '.join(pair_parts)})",
         f"  visibility across workers: p50 {statistics.median(visibility) * 1000:.0f} ms, "
         f"max {max(visibility) * 1000:.0f} ms",
     ]
-    lines += [line for line in breakdown.splitlines() if "base of" in line][-1:]
+    lines.append(
+        f"  the base's arrays: hashed mode {arrays['hashed'] / count:.1f} B per user (of which "
+        f"the ids' own bytes {arrays['ids'] / count:.1f}), private-mode entries "
+        f"{arrays['private'] / count:.1f} B per user"
+    )
     print("\n".join(lines))
     assert loaded_pss > empty_pss
 

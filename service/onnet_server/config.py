@@ -81,6 +81,10 @@ class ServerConfig:
     metrics_listen: str | None = None
     """Serve Prometheus metrics over HTTP at HOST:PORT (ONNET_METRICS_LISTEN); unset: none.
     With several workers, worker i listens on PORT + i."""
+    import_processes: int = 0
+    """Processes that prepare ImportUsers rows (validation, private-mode entries;
+    ONNET_IMPORT_PROCESSES): 0 for one per core, started by the first large import; 1 for a
+    thread of the server itself."""
     workers: int = 1
     """Server processes sharing the port with SO_REUSEPORT (ONNET_WORKERS, ``--workers``);
     more than one needs Redis, which keeps every worker's index current."""
@@ -196,6 +200,8 @@ class ServerConfig:
 
     def _check_processes(self) -> None:
         """Several workers need a shared store and a port they can all bind."""
+        if not 0 <= self.import_processes <= 256:
+            raise ConfigError("ONNET_IMPORT_PROCESSES must be between 0 (one per core) and 256")
         if not 1 <= self.workers <= 64:
             raise ConfigError("ONNET_WORKERS must be between 1 and 64")
         if self.workers > 1:
@@ -330,6 +336,7 @@ class ServerConfig:
             bench_ceiling=(get("BENCH_CEILING") or "").lower() in _TRUE,
             metrics_listen=get("METRICS_LISTEN"),
             workers=number("WORKERS", cls.workers),
+            import_processes=number("IMPORT_PROCESSES", cls.import_processes),
             reuse_port=(get("REUSE_PORT") or "").lower() in _TRUE,
         )
         return cls(**{**values, **overrides})  # type: ignore[arg-type]

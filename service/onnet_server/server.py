@@ -37,6 +37,7 @@ from onnet_server.core.quota import QuotaPolicy, QuotaStore
 from onnet_server.core.registry import RegistryService
 from onnet_server.core.resync import ResyncTokens, derive_resync_key
 from onnet_server.core.routing import RoutingService
+from onnet_server.core.row_preparer import RowPreparer
 from onnet_server.gate import PUBLIC, CallGate, CallSlots, method_rules
 from onnet_server.heap import keep_out_of_collections
 from onnet_server.metrics import Metrics, MetricsInterceptor, serve_metrics
@@ -47,6 +48,7 @@ from onnet_server.servicer import (
     HealthServicer,
     RegistryServicer,
 )
+from onnet_server.stores.index_loader import ChildLoader
 from onnet_server.stores.index_rebuild import BasePolicy
 from onnet_server.stores.memory import MemoryRegistry
 from onnet_server.stores.memory_quota import MemoryQuota
@@ -168,6 +170,8 @@ class RunningServer:
     """The threads of heavy work."""
     transport: Transport | None = None
     """Builds a replacement server, should gRPC's accept loop die."""
+    preparer: RowPreparer | None = None
+    """The processes that prepare import rows (started by the first large import)."""
 
     async def replace_transport(self, attempts: int = 100) -> None:
         """Serve the same port from a new gRPC server; end the old one's calls.
@@ -198,6 +202,8 @@ class RunningServer:
         await self.server.stop(self.grace)
         if self.pool is not None:
             self.pool.close()
+        if self.preparer is not None:
+            await asyncio.to_thread(self.preparer.close)
         if self.following is not None:
             self.following.cancel()
         if self.stop_metrics is not None:
@@ -226,7 +232,11 @@ async def open_store(config: ServerConfig, pepper: Pepper) -> RegistryStore:
             await client.aclose()  # not retried: another try would meet the same pepper
             raise
         store = RedisRegistry(
-            client, layout=layout, index_dir=config.index_dir, base_policy=base_policy(config)
+            client,
+            layout=layout,
+            index_dir=config.index_dir,
+            base_policy=base_policy(config),
+            loader=ChildLoader(config.redis_url, config.redis_cluster, layout.prefix),
         )
         await store.start()
         if first_use and len(store):
@@ -351,6 +361,7 @@ async def start_server(
     accounts = Accounts(store, open_accounts=config.dev_mode)
     gate = call_gate(config, auth, accounts, buckets.max_buckets)
     pool = WorkPool()
+    preparer = RowPreparer(pepper.key, config.import_processes)
     private = PrivateDiscovery(
         BlindEvaluator(oprf_key, config.max_batch), buckets, quota, accounts, pool
     )
@@ -370,7 +381,13 @@ async def start_server(
         (
             registry_pb2_grpc.add_RegistryServicer_to_server,
             RegistryServicer(
-                RegistryService(store, fingerprinter, oprf_key, max_batch=config.max_batch),
+                RegistryService(
+                    store,
+                    fingerprinter,
+                    oprf_key,
+                    max_batch=config.max_batch,
+                    preparer=preparer,
+                ),
                 RoutingService(store, fingerprinter, config.max_batch),
                 metrics,
             ),
@@ -421,6 +438,7 @@ async def start_server(
         following,
         pool,
         transport,
+        preparer,
     )
 
 

@@ -24,6 +24,7 @@ import onnet
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.pepper import write_pepper_file
 from onnet_server.stores.index_files import current_base
+from onnet_server.stores.index_loader import ChildLoader
 from onnet_server.stores.index_rebuild import BasePolicy
 from onnet_server.stores.redis_connection import connect
 from onnet_server.stores.redis_layout import Layout
@@ -218,3 +219,67 @@ def test_a_killed_builder_worker_leaves_the_host_serving(redis_url: str, tmp_pat
             assert time.monotonic() < deadline, server.log()
             time.sleep(0.05)
         assert server.terminate() == 0
+
+
+async def test_the_first_base_is_loaded_by_a_child_and_mapped_here(
+    redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A registry in Redis, and no base file yet: the builder's first base comes from the
+    # index loader child (its garbage dies with it); this process maps what it published.
+    writer = await registry(redis_url, tmp_path / "elsewhere", prefix="loaded")
+    for i in range(30):
+        await writer.register(f"user{i}", fingerprint(i), True)
+    await writer.close()
+    loads: list[Path] = []
+
+    async def child(directory: Path) -> bool:
+        loads.append(directory)
+        return await ChildLoader(redis_url, None, "loaded")(directory)
+
+    store = RedisRegistry(
+        connect(redis_url, None),
+        layout=Layout("loaded"),
+        index_dir=tmp_path / "host",
+        base_policy=SMALL,
+        poll_interval=0.02,
+        loader=child,
+    )
+    with caplog.at_level(logging.INFO, logger="onnet_server"):
+        await store.start()
+    try:
+        assert loads == [tmp_path / "host"]
+        assert current_base(tmp_path / "host") is not None
+        # This process mapped the child's file; it never loaded Redis itself.
+        said = [record.getMessage() for record in caplog.records]
+        assert any("mapped from its base file: 30 users" in line for line in said), said
+        assert not any("registry index loaded" in line for line in said), said
+        assert sorted(holders(store, 30)) == sorted(f"user{i}" for i in range(30))
+        assert store.stats.reloads == 1
+    finally:
+        await store.close()
+
+
+async def test_a_failed_child_load_falls_back_to_loading_here(
+    redis_url: str, tmp_path: Path
+) -> None:
+    writer = await registry(redis_url, tmp_path / "elsewhere", prefix="fallback")
+    for i in range(5):
+        await writer.register(f"user{i}", fingerprint(i), True)
+    await writer.close()
+
+    async def failing(directory: Path) -> bool:
+        return False
+
+    store = RedisRegistry(
+        connect(redis_url, None),
+        layout=Layout("fallback"),
+        index_dir=tmp_path / "host",
+        base_policy=SMALL,
+        loader=failing,
+    )
+    await store.start()
+    try:
+        assert sorted(holders(store, 5)) == sorted(f"user{i}" for i in range(5))
+        assert current_base(tmp_path / "host") is not None  # published by this process
+    finally:
+        await store.close()

@@ -8,29 +8,12 @@ from dataclasses import dataclass
 from onnet import contact_hash
 from onnet_server.core.errors import InvalidArgument, NotFound
 from onnet_server.core.fingerprint import Fingerprinter
-from onnet_server.core.ports import Registration, RegistryStore, UserRow
+from onnet_server.core.ports import Registration, RegistryStore
 from onnet_server.core.private import OprfKey, private_entry
+from onnet_server.core.row_preparer import ImportRow, Rejection, RowPreparer, prepare_rows
 from onnet_server.core.validation import check_e164, check_user_id
 
 __all__ = ["ImportOutcome", "ImportRow", "RegistryService", "Rejection"]
-
-
-@dataclass(frozen=True)
-class ImportRow:
-    """One row of a bulk import."""
-
-    user_id: str
-    e164: str
-    discoverable: bool
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """A row that was skipped: its position in the import, the field, and why."""
-
-    row: int
-    field: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -51,12 +34,16 @@ class RegistryService:
         oprf_key: OprfKey,
         *,
         max_batch: int = 10_000,
+        preparer: RowPreparer | None = None,
     ) -> None:
         """Write to ``store`` under the pepper behind ``fingerprinter`` and ``oprf_key``.
 
         An import batch holds at most ``max_batch`` rows: the server passes its
-        ONNET_MAX_BATCH; the default is that setting's default.
+        ONNET_MAX_BATCH; the default is that setting's default. ``preparer`` prepares
+        import batches on every core (under the same pepper); without one, a thread here
+        does.
         """
+        self._preparer = preparer
         self._store = store
         self._fingerprinter = fingerprinter
         self._oprf_key = oprf_key
@@ -88,44 +75,21 @@ class RegistryService:
 
         ``first_row`` is the position of ``rows[0]`` in the whole import. Checking the rows,
         fingerprinting them (one call) and computing their private-mode entries (one OPRF
-        evaluation each) run in a worker thread, so a large batch does not stall other
-        calls; the valid rows are then written in one store round trip. A batch of more
+        evaluation each) run off the event loop, on every core with a ``preparer``
+        (core/row_preparer.py), so a large batch does not stall other calls; the valid rows
+        are then written in one store round trip. A batch of more
         than ``max_batch`` rows is refused whole, before any of that work.
         """
         self.check_batch_size(len(rows))
-        prepared, rejected = await asyncio.to_thread(self._prepare, rows, first_row)
+        if self._preparer is not None:
+            prepared, rejected = await self._preparer.prepare(rows, first_row)
+        else:
+            prepared, rejected = await asyncio.to_thread(
+                prepare_rows, self._fingerprinter, self._oprf_key, rows, first_row
+            )
         if prepared:
             await self._store.register_many(prepared)
         return ImportOutcome(len(prepared), rejected)
-
-    def _prepare(
-        self, rows: list[ImportRow], first_row: int
-    ) -> tuple[list[UserRow], list[Rejection]]:
-        valid: list[ImportRow] = []
-        rejected: list[Rejection] = []
-        for offset, row in enumerate(rows):
-            try:
-                check_user_id(row.user_id)
-                check_e164(row.e164)
-            except InvalidArgument as error:
-                rejected.append(Rejection(first_row + offset, error.field, error.reason))
-                continue
-            valid.append(row)
-        if not valid:
-            return [], rejected
-        fingerprints = self._fingerprinter.fingerprints(
-            b"".join(contact_hash(row.e164) for row in valid)
-        )
-        prepared = [
-            (
-                row.user_id,
-                fingerprints[16 * i : 16 * i + 16],
-                row.discoverable,
-                self._private_entry(row.user_id, row.e164, row.discoverable),
-            )
-            for i, row in enumerate(valid)
-        ]
-        return prepared, rejected
 
     async def set_blocked(self, user_id: str, e164: str, blocked: bool) -> bool:
         """Block (or unblock) ``e164`` for ``user_id``; True when the blocklist changed.

@@ -133,13 +133,15 @@ class Rebuilder:
         finally:
             self._building = None
 
-    async def publish(self) -> None:
+    async def publish(self, *, for_the_builder: bool = False) -> None:
         """Write the index's current base as the host's base file, and serve it mapped.
 
-        For a base just loaded from Redis: writing it needs no new build.
+        For a base just loaded from Redis: writing it needs no new build. Only the builder
+        publishes, or a process that loads for it (``for_the_builder``: the index loader
+        child, stores/index_loader.py).
         """
         index = self.store.index
-        if self.directory is None or not self.builds_here:
+        if self.directory is None or not (for_the_builder or self.builds_here):
             return
         base = index.base
         meta = dict(self.meta())

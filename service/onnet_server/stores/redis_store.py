@@ -28,6 +28,7 @@ import logging
 import secrets
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,12 +135,16 @@ class RedisRegistry(IndexReads):
         position_check_interval: float = 5.0,
         index_dir: Path | None = None,
         base_policy: BasePolicy | None = None,
+        loader: Callable[[Path], Awaitable[bool]] | None = None,
     ) -> None:
         """Use ``client``; call ``start()`` to load the snapshot and follow the streams.
 
         ``index_dir`` is the host's base directory (None: this process keeps its own bases
-        in memory); ``base_policy`` says when a new base is built.
+        in memory); ``base_policy`` says when a new base is built. ``loader``, if given,
+        loads the host's first base into ``index_dir`` in another process (True when it
+        did: stores/index_loader.py), so that this one only maps it.
         """
+        self._loader = loader
         self._client = client
         self._layout = layout or Layout()
         self._poll_interval = poll_interval
@@ -176,6 +181,10 @@ class RedisRegistry(IndexReads):
         """Load the index (from the host's base file, or Redis), then follow the streams."""
         async with self._feed_lock:
             from_file = await self._start_from_file()
+            directory = self.rebuilder.directory
+            if not from_file and directory is not None and self._loader is not None:
+                # The builder's first base: loaded by a child, whose garbage dies with it.
+                from_file = await self._loader(directory) and await self._start_from_file()
             if not from_file:
                 await self._reload()
         if from_file:
@@ -398,12 +407,21 @@ class RedisRegistry(IndexReads):
         except STORE_DOWN as error:
             raise StoreUnavailable("", "the registry store is unavailable") from error
 
+    async def load_for_host(self) -> None:
+        """Load the registry from Redis and publish it as the host's base file.
+
+        The index loader child's whole job; the server that started it then maps the file.
+        """
+        async with self._feed_lock:
+            await self._reload(publish=False)
+            await self.rebuilder.publish(for_the_builder=True)
+
     async def reload(self) -> None:
         """Build a fresh index from a snapshot of Redis and swap it in."""
         async with self._feed_lock:
             await self._reload()
 
-    async def _reload(self) -> None:
+    async def _reload(self, *, publish: bool = True) -> None:
         started = time.monotonic()
         await self._read_epoch()
         index = RegistryIndex()
@@ -443,7 +461,7 @@ class RedisRegistry(IndexReads):
         _log.info(
             "registry index loaded: %d users in %.2f s", len(index), time.monotonic() - started
         )
-        if self.rebuilder.directory is not None and self.rebuilder.builds_here:
+        if publish and self.rebuilder.directory is not None and self.rebuilder.builds_here:
             await self.rebuilder.publish()  # the host's other processes map it
         return_freed_memory()
 

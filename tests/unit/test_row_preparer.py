@@ -1,0 +1,69 @@
+"""Import rows prepared on every core give exactly what one process gives, in row order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from onnet_server.core.fingerprint import Fingerprinter
+from onnet_server.core.private import OprfKey
+from onnet_server.core.row_preparer import ImportRow, RowPreparer, prepare_rows
+
+
+def rows(count: int) -> list[ImportRow]:
+    """Valid rows, with a bad number or id every so often (and hidden users)."""
+    made = []
+    for i in range(count):
+        e164 = f"+1650{200 + i // 10_000:03d}{i % 10_000:04d}"
+        if i % 97 == 5:
+            e164 = "+1234"  # not a valid number
+        user = f"user-{i}" if i % 89 != 7 else ""  # an empty id
+        made.append(ImportRow(user, e164, discoverable=i % 3 != 0))
+    return made
+
+
+def test_the_pool_prepares_what_one_process_prepares() -> None:
+    pepper = os.urandom(32)
+    batch = rows(1_000)
+    expected = prepare_rows(Fingerprinter(pepper), OprfKey.from_pepper(pepper), batch, 5_000)
+    preparer = RowPreparer(pepper, processes=3)
+    try:
+        found = asyncio.run(preparer.prepare(batch, 5_000))
+    finally:
+        preparer.close()
+    assert found[1] == expected[1]
+    assert [row[:3] for row in found[0]] == [row[:3] for row in expected[0]]
+    # Entries carry a fresh nonce each: equal in size and prefix, not in bytes.
+    assert [(len(row[3]), row[3][:4]) for row in found[0]] == [
+        (len(row[3]), row[3][:4]) for row in expected[0]
+    ]
+    assert expected[1]  # the batch had bad rows, reported at their place in the import
+    assert all(rejection.row >= 5_000 for rejection in expected[1])
+
+
+def test_close_stops_the_worker_processes() -> None:
+    preparer = RowPreparer(os.urandom(32), processes=2)
+    asyncio.run(preparer.prepare(rows(600), 0))
+    assert preparer._pool is not None
+    workers = list(preparer._pool._processes)  # pids of the pool's worker processes
+    assert len(workers) == 2
+    preparer.close()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "a worker process outlived close()"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("processes", [1, 4])
+def test_a_small_batch_is_prepared_in_this_process(processes: int) -> None:
+    preparer = RowPreparer(os.urandom(32), processes=processes)
+    try:
+        prepared, rejected = asyncio.run(preparer.prepare(rows(10), 0))
+    finally:
+        preparer.close()
+    assert len(prepared) + len(rejected) == 10
+    assert preparer._pool is None  # no pool for so little
