@@ -400,6 +400,17 @@ def print_summary(results: dict[str, list[Measured]]) -> None:
             f"{spread(framework, 1, 2)} of its requests/s, {spread(above, 1000, 3)} ms more "
             "server CPU per request"
         )
+        # Issue 12's own target: Discover against onnet's Ceiling, round by round.
+        of_ceiling = [
+            a.h2load.requests_per_second / b.h2load.requests_per_second
+            for a, b in zip(onnet, ceiling, strict=True)
+        ]
+        over = [a.cpu_per_request - b.cpu_per_request for a, b in zip(onnet, ceiling, strict=True)]
+        print(
+            f"  Discover/Ceiling requests/s: {spread(of_ceiling, 1, 2)} (target: at least 0.85);"
+            f" Discover's server CPU per request above the Ceiling's: {spread(over, 1000, 3)} ms"
+            " (target: at most 0.1 ms)"
+        )
 
 
 def cpu_model() -> str:
