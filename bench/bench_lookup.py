@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,24 @@ def test_set_ceiling(benchmark: BenchmarkFixture, workload: Workload) -> None:
     assert found == onnet_found.indexes.tolist()
 
 
+def test_lookup_of_fresh_batches(workload: Workload) -> None:
+    """Each call a batch never asked before: the base's arrays come from memory, not cache,
+    as they do for a server's requests (each from another address book)."""
+    if not os.environ.get("ONNET_BENCH_USERS"):
+        pytest.skip("benchmarks run small: `make bench` for figures")
+    rng = np.random.default_rng(7)
+    registered = list(workload.plain_set)
+    batches = []
+    for _ in range(200):
+        hits = [registered[i] for i in rng.choice(len(registered), 100, replace=False)]
+        fresh = hits + [rng.bytes(32) for _ in range(BATCH - 100)]
+        batches.append(workload.fingerprinter.fingerprints(b"".join(fresh)))
+    started = time.perf_counter()
+    for fingerprints in batches:
+        workload.store.match(fingerprints)
+    RESULTS["fresh"] = (time.perf_counter() - started) / len(batches)
+
+
 def test_report(workload: Workload) -> None:
     """Print the figures of this run (only when the benchmarks were enabled)."""
     if {"onnet", "set"} - RESULTS.keys():
@@ -116,3 +135,5 @@ def test_report(workload: Workload) -> None:
         f" (lookup arrays alone: {workload.store.nbytes / USERS:.0f} B)"
         f"\n  memory per user, plain set (RSS):   {workload.set_bytes_per_user:.0f} B"
     )
+    if "fresh" in RESULTS:
+        print(f"  a batch never asked before (cold caches): {RESULTS['fresh'] * 1e6:.0f} us")

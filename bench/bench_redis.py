@@ -34,7 +34,7 @@ from onnet_server.stores.redis_layout import GROUPS, Layout
 from onnet_server.stores.redis_store import RedisRegistry
 from tests.redis_servers import RedisProcess, redis_server
 from tests.security import discovery_client, registry_client
-from tests.servers import ThreadedServer, fresh_config, server_process
+from tests.servers import server_process
 
 FEED_SAMPLES = 200 if USERS >= 100_000 else 10
 RESULTS: dict[str, float] = {}
@@ -77,15 +77,15 @@ def test_import_rate(redis_instance: RedisProcess) -> None:
     client = redis_instance.client()
     client.flushall()
     before = used_memory(client)
-    server = ThreadedServer(fresh_config(redis_url=redis_instance.url)).start()
-    try:
-        rows = [onnet.ImportRow(user, number) for number, user in unique.items()]
+    rows = [onnet.ImportRow(user, number) for number, user in unique.items()]
+    # The server in its own process (as deployed), preparing rows on every core by default
+    # (ONNET_IMPORT_PROCESSES, inherited from this environment when set).
+    env = {"ONNET_REDIS_URL": redis_instance.url}
+    with server_process(env) as server:
         started = time.monotonic()
         with registry_client(server.target) as registry:
             result = registry.import_users(rows, batch_size=2000, window=8)
         elapsed = time.monotonic() - started
-    finally:
-        server.stop()
     assert result.imported == len(unique)
     assert not result.rejected
     RESULTS["users"] = len(unique)
