@@ -72,7 +72,7 @@ def test_resync_token_against_the_lookup() -> None:
         store.register_now(f"user-{i}", fingerprint, True)
     hashes = b"".join(onnet.contact_hash(f"+1202{i:07d}") for i in range(0, 2 * HASHES, 2))
     previous = os.urandom(32 * PREVIOUS)
-    tokens = ResyncTokens({b"k001": secrets.token_bytes(32)}, b"k001", 3600)
+    tokens = ResyncTokens.from_peppers(secrets.token_bytes(32), ttl_seconds=3600)
     token = tokens.issue("alice", previous)
 
     def lookup() -> object:

@@ -370,7 +370,7 @@ class Resync:
 
 @pytest.fixture(scope="module")
 def resync() -> Resync:
-    tokens = ResyncTokens({b"k001": secrets.token_bytes(32)}, b"k001", 3600)
+    tokens = ResyncTokens.from_peppers(secrets.token_bytes(32), ttl_seconds=3600)
     previous = os.urandom(32 * PREVIOUS)
     asked = previous[: 32 * (BATCH - NEW)] + os.urandom(32 * NEW)
     return Resync(tokens, tokens.issue("alice", previous), previous, asked)

@@ -99,7 +99,7 @@ def per_call(run: Callable[[], object]) -> float:
 
 
 def test_token_work_of_a_resync() -> None:
-    tokens = ResyncTokens({b"k001": os.urandom(32)}, b"k001", 3600)
+    tokens = ResyncTokens.from_peppers(os.urandom(32), ttl_seconds=3600)
     for size in SIZES:
         WORK[size] = token_work(tokens, size)
 

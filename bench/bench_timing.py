@@ -113,10 +113,9 @@ def test_three_kinds_of_non_match() -> None:
             )
     finally:
         server.stop()
-    tokens = ResyncTokens({b"k001": os.urandom(32)}, b"k001", 3600)
+    tokens = ResyncTokens.from_peppers(bytes.fromhex(config.pepper_hex), ttl_seconds=3600)
     service = DiscoveryService(
         store,
-        fingerprinter,
         DiscoveryLimits(COPIES, COPIES, 4 << 20),
         MemoryQuota(QuotaPolicy(1_000, 1_000.0)),
         tokens=tokens,

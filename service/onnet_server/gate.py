@@ -53,6 +53,8 @@ from onnet_server.core.errors import (
     InvalidArgument,
     PermissionDenied,
     ServiceBusy,
+    StoreUnavailable,
+    UnknownAccount,
 )
 from onnet_server.status import abort_for
 from onnet_server.tls import peer_common_name
@@ -175,17 +177,21 @@ class CallGate(aio.ServerInterceptor):
         slots: CallSlots,
         *,
         require_account: Callable[[str], object],
+        refresh_accounts: Callable[[], Awaitable[object]] | None = None,
         receive_timeout: float = 30.0,
     ) -> None:
         """Apply ``rules``; verify credentials with ``auth``; hold calls in ``slots``.
 
         ``require_account`` raises PermissionDenied for an account the registry does not
-        know. Each request message must arrive within ``receive_timeout`` seconds.
+        know (UnknownAccount); before that refusal, ``refresh_accounts`` (if any) brings
+        the registry up to date and the account is looked up once more. Each request
+        message must arrive within ``receive_timeout`` seconds.
         """
         self._rules = dict(rules)
         self._auth = auth
         self._slots = slots
         self._require_account = require_account
+        self._refresh_accounts = refresh_accounts
         self._receive_timeout = receive_timeout
         self._gated: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
@@ -216,13 +222,27 @@ class CallGate(aio.ServerInterceptor):
             )
             gated = self._gated[method] = _gated(handler, checks)
         try:
-            caller = self._identify(
+            caller = await self._identified(
                 self._rules[method], handler_call_details.invocation_metadata or ()
             )
         except DomainError as error:
             return _refusal(error, method)
         _CALLER.set(caller)
         return gated
+
+    async def _identified(self, rule: MethodRule, metadata: Iterable[Any]) -> Caller:
+        """``_identify``, looking an unknown account up again once the registry caught up."""
+        try:
+            return self._identify(rule, metadata)
+        except UnknownAccount as unknown:
+            if self._refresh_accounts is None:
+                raise
+            try:
+                # Registered through another process a moment ago? Not refused for that.
+                await self._refresh_accounts()
+            except StoreUnavailable:
+                raise unknown from None  # what the index says: fail closed
+            return self._identify(rule, metadata)
 
     def _identify(self, rule: MethodRule, metadata: Iterable[Any]) -> Caller:
         """The caller, checked from the headers alone (or to be known by its certificate)."""

@@ -35,7 +35,7 @@ from onnet_server.core.private import BlindEvaluator, BucketServer, OprfKey
 from onnet_server.core.private_discovery import PrivateDiscovery
 from onnet_server.core.quota import QuotaPolicy, QuotaStore
 from onnet_server.core.registry import RegistryService
-from onnet_server.core.resync import ResyncTokens, derive_resync_key
+from onnet_server.core.resync import ResyncTokens
 from onnet_server.core.routing import RoutingService
 from onnet_server.core.row_preparer import RowPreparer
 from onnet_server.gate import PUBLIC, CallGate, CallSlots, method_rules
@@ -271,13 +271,12 @@ def quota_store(config: ServerConfig, store: RegistryStore) -> QuotaStore:
 
 def resync_tokens(config: ServerConfig, pepper: Pepper) -> ResyncTokens:
     """Re-sync tokens under the pepper, still accepting those of the previous pepper."""
-    key_id, key = derive_resync_key(pepper.key)
-    keys = {key_id: key}
     previous = load_previous_pepper(config)
-    if previous is not None:
-        old_id, old_key = derive_resync_key(previous.key)
-        keys[old_id] = old_key
-    return ResyncTokens(keys, key_id, config.resync_token_ttl)
+    return ResyncTokens.from_peppers(
+        pepper.key,
+        *([previous.key] if previous is not None else []),
+        ttl_seconds=config.resync_token_ttl,
+    )
 
 
 def request_limits(config: ServerConfig, max_buckets: int) -> dict[str, int]:
@@ -318,6 +317,7 @@ def call_gate(
         auth,
         CallSlots.shares_of(config.max_concurrent_calls, rates),
         require_account=accounts.admit,
+        refresh_accounts=accounts.refreshed,
         receive_timeout=config.receive_timeout,
     )
 
@@ -367,7 +367,6 @@ async def start_server(
     )
     discovery = DiscoveryService(
         store,
-        fingerprinter,
         limits,
         quota,
         tokens=resync_tokens(config, pepper),

@@ -43,11 +43,19 @@ def wait_for(check: object, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def sharing_redis(redis: RedisProcess) -> tuple[ThreadedServer, ThreadedServer]:
+    """Two started servers, as two processes of one deployment: one Redis, one pepper."""
+    server = ThreadedServer(fresh_config(redis_url=redis.url)).start()
+    other = ThreadedServer(fresh_config(redis_url=redis.url, pepper_hex=server.config.pepper_hex))
+    try:
+        return server, other.start()
+    except BaseException:
+        server.stop()
+        raise
+
+
 def test_redis_gone_while_serving(durable_redis: RedisProcess) -> None:
-    server = ThreadedServer(fresh_config(redis_url=durable_redis.url)).start()
-    other = ThreadedServer(
-        fresh_config(redis_url=durable_redis.url, pepper_hex=server.config.pepper_hex)
-    ).start()
+    server, other = sharing_redis(durable_redis)
     try:
         with registry_client(server.target, timeout=5) as registry:
             registry.register("alice", BOOK[0])
@@ -179,3 +187,27 @@ def test_a_cluster_master_going_away(tmp_path: Path) -> None:
                 )
         finally:
             server.stop()
+
+
+def test_an_account_registered_through_another_process_is_served_at_once(
+    durable_redis: RedisProcess,
+) -> None:
+    """Each process follows the others' registrations a few milliseconds behind; an account
+    registered through one process and discovering through another at once is not refused
+    for that: the second catches up before it answers "not registered"."""
+    server, other = sharing_redis(durable_redis)
+    try:
+        with registry_client(server.target, timeout=5) as registry:
+            for attempt in range(20):
+                account = f"newcomer-{attempt}"
+                registry.register(account, f"+1415555{attempt:04d}")
+                with discovery_client(other.target, account=account, timeout=5) as client:
+                    assert client.discover([BOOK[0]]).uploaded == 1
+            with (
+                discovery_client(other.target, account="never-registered") as stranger,
+                pytest.raises(onnet.PermissionDeniedError),
+            ):
+                stranger.discover([BOOK[0]])
+    finally:
+        other.stop()
+        server.stop()

@@ -37,13 +37,17 @@ class RecordingRegistry(MemoryRegistry):
         return super().match(fingerprints, excluded)
 
 
-def discovery(store: MemoryRegistry, fingerprinter: Fingerprinter) -> DiscoveryService:
+def fresh_tokens() -> ResyncTokens:
+    """Re-sync tokens under a fresh pepper; their fingerprinter is the lookup's."""
+    return ResyncTokens.from_peppers(os.urandom(32), ttl_seconds=3600)
+
+
+def discovery(store: MemoryRegistry, tokens: ResyncTokens) -> DiscoveryService:
     return DiscoveryService(
         store,
-        fingerprinter,
         DiscoveryLimits(max_batch=20_000, max_previous=20_000, max_message_bytes=4 << 20),
         MemoryQuota(QuotaPolicy(1_000_000, 1_000.0)),
-        tokens=ResyncTokens({b"k001": os.urandom(32)}, b"k001", 3600),
+        tokens=tokens,
         accounts=Accounts(store),
     )
 
@@ -87,7 +91,8 @@ def test_matches_agree_with_a_model(
     The last number is never registered; users are registered in the dictionary's order,
     so the last one to claim a number holds it.
     """
-    fingerprinter = Fingerprinter(os.urandom(32))
+    tokens = fresh_tokens()
+    fingerprinter = tokens.fingerprinter
     store = registry(users, blockers & set(users), fingerprinter)
     holder = {number: user for user, (number, _) in users.items()}
     expected = [
@@ -95,14 +100,15 @@ def test_matches_agree_with_a_model(
         for position, number in enumerate(request)
         if number in holder and users[holder[number]][1] and holder[number] not in blockers
     ]
-    assert ask(discovery(store, fingerprinter), b"".join(HASHES[n] for n in request)) == expected
+    assert ask(discovery(store, tokens), b"".join(HASHES[n] for n in request)) == expected
 
 
 def test_duplicates_are_fingerprinted_and_looked_up_once() -> None:
-    fingerprinter = Fingerprinter(os.urandom(32))
+    tokens = fresh_tokens()
+    fingerprinter = tokens.fingerprinter
     users = {"alice": (0, True), "bob": (1, True), "hidden": (2, False)}
     store = registry(users, {"bob"}, fingerprinter)
-    service = discovery(store, fingerprinter)
+    service = discovery(store, tokens)
     request = [0, 1, 2, 3] * 2_500 + [0]
     answer = ask(service, b"".join(HASHES[n] for n in request))
     assert answer == [(i, "alice") for i, n in enumerate(request) if n == 0]
@@ -123,7 +129,8 @@ def test_duplicates_are_fingerprinted_and_looked_up_once() -> None:
 def test_hashes_are_the_same_number_exactly_when_their_first_16_bytes_are() -> None:
     """A fingerprint reads 16 bytes: hashes that agree there are one number, however their
     other bytes differ; hashes that agree in 8 bytes only are two."""
-    fingerprinter = Fingerprinter(os.urandom(32))
+    tokens = fresh_tokens()
+    fingerprinter = tokens.fingerprinter
     store = RecordingRegistry()
     store.register_now(
         ACCOUNT, fingerprinter.fingerprint(onnet.contact_hash(ACCOUNT_NUMBER)), False
@@ -134,9 +141,30 @@ def test_hashes_are_the_same_number_exactly_when_their_first_16_bytes_are() -> N
     store.register_now("base", fingerprinter.fingerprint(base), True)
     store.register_now("near", fingerprinter.fingerprint(near), True)
     request = [base, near, base, tail, near, os.urandom(32), base[:8] + os.urandom(24)]
-    answer = ask(discovery(store, fingerprinter), b"".join(request))
+    answer = ask(discovery(store, tokens), b"".join(request))
     assert answer == [(0, "base"), (1, "near"), (2, "base"), (3, "base"), (4, "near")]
     assert len(store.asked[0][0]) == 4 * 16  # base, near and two unknown numbers
+
+
+def test_an_answers_token_covers_exactly_the_distinct_hashes_asked() -> None:
+    """Discover reuses the lookup's fingerprints as the token's set values: the token it
+    answers must be the one ResyncTokens makes from the hashes themselves, for a first sync,
+    a re-sync in the difference form and one in the old form."""
+    tokens = fresh_tokens()
+    store = registry({"alice": (0, True)}, set(), tokens.fingerprinter)
+    service = discovery(store, tokens)
+    book = [HASHES[n] for n in (0, 1, 2, 1)]
+    first = asyncio.run(service.discover(ACCOUNT, b"".join(book), b"", b""))
+    tokens.verify(first.token, ACCOUNT, b"".join(HASHES[n] for n in (0, 1, 2)))
+    grown = [*book, HASHES[3]]
+    again = asyncio.run(
+        service.discover(ACCOUNT, b"".join(grown), first.token, b"", added_hashes=HASHES[3])
+    )
+    tokens.verify(again.token, ACCOUNT, b"".join(HASHES[n] for n in (0, 1, 2, 3)))
+    old_form = asyncio.run(
+        service.discover(ACCOUNT, HASHES[4], again.token, b"".join(HASHES[n] for n in (0, 1, 2, 3)))
+    )
+    tokens.verify(old_form.token, ACCOUNT, b"".join(HASHES[n] for n in (0, 1, 2, 3, 4)))
 
 
 def test_the_index_masks_hidden_and_excluded_holders_but_holders_counts_them() -> None:

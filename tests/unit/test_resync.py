@@ -11,14 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onnet_server.core.errors import InvalidArgument
+from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.resync import (
     TOKEN_SIZE,
+    ResyncKey,
     ResyncTokens,
     derive_resync_key,
 )
 
 NOW = 1_700_000_000
 TTL = 86_400
+OLD_PEPPER = b"old pepper, 32 bytes long, test!"
+NEW_PEPPER = b"new pepper, 32 bytes long, test!"
 ACCOUNT = "alice-7f3a"
 NOT_COVERED = "token does not cover previous_hashes for this account"
 
@@ -45,12 +49,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def keyring() -> dict[bytes, bytes]:
-    return dict([derive_resync_key(b"old pepper " * 3), derive_resync_key(b"new pepper " * 3)])
+def keyring() -> dict[bytes, ResyncKey]:
+    return dict([derive_resync_key(OLD_PEPPER), derive_resync_key(NEW_PEPPER)])
 
 
 @pytest.fixture
-def tokens(keyring: dict[bytes, bytes], clock: Clock) -> ResyncTokens:
+def tokens(keyring: dict[bytes, ResyncKey], clock: Clock) -> ResyncTokens:
     return ResyncTokens(keyring, list(keyring)[1], TTL, clock=clock)
 
 
@@ -61,32 +65,89 @@ def refused(tokens: ResyncTokens, token: bytes, account: str, hashes: bytes, rea
     assert info.value.reason == reason
 
 
-def reference_digest(token_key: bytes, hashes: set[bytes]) -> bytes:
-    """The set digest, one hash at a time, written from the module docstring."""
-    set_key = hmac.digest(token_key, b"onnet/resync-set/v1", "sha256")
+def lanes_digest(values: list[bytes]) -> bytes:
+    """The sum of 16-byte values as two little-endian 64-bit lanes, modulo 2^64 each."""
     lanes = [0, 0]
-    for h in hashes:
-        aes = Cipher(algorithms.AES(set_key), modes.ECB()).encryptor()
-        inner = aes.update(h[16:])
-        value = aes.update(bytes(a ^ b for a, b in zip(h[:16], inner, strict=True)))
+    for value in values:
         for lane in (0, 1):
             part = int.from_bytes(value[8 * lane : 8 * lane + 8], "little")
             lanes[lane] = (lanes[lane] + part) % 2**64
     return b"".join(lane.to_bytes(8, "little") for lane in lanes)
 
 
-def test_round_trip_and_layout(tokens: ResyncTokens, keyring: dict[bytes, bytes]) -> None:
+def reference_digest(pepper: bytes, hashes: set[bytes]) -> bytes:
+    """A version-2 set digest, one hash at a time, written from the module docstring: the
+    sum of the hashes' fingerprints, AES-256 under the pepper of each hash's first 16 bytes."""
+    aes = Cipher(algorithms.AES(pepper), modes.ECB()).encryptor()
+    return lanes_digest(list({aes.update(h[:16]) for h in hashes}))
+
+
+def reference_digest_v1(token_key: bytes, hashes: set[bytes]) -> bytes:
+    """A version-1 set digest (the CBC-MAC values), one hash at a time."""
+    set_key = hmac.digest(token_key, b"onnet/resync-set/v1", "sha256")
+    values = []
+    for h in hashes:
+        aes = Cipher(algorithms.AES(set_key), modes.ECB()).encryptor()
+        inner = aes.update(h[16:])
+        values.append(aes.update(bytes(a ^ b for a, b in zip(h[:16], inner, strict=True))))
+    return lanes_digest(values)
+
+
+def version_1_token(token_key: bytes, key_id: bytes, account: str, hashes: set[bytes]) -> bytes:
+    """A token as servers before version 2 issued them, made by hand from the old format."""
+    header = bytes([1]) + key_id + (NOW + TTL).to_bytes(8, "big")
+    digest = reference_digest_v1(token_key, hashes)
+    message = b"onnet/resync/v1" + header[1:] + bytes([len(account)]) + account.encode() + digest
+    return header + hmac.digest(token_key, message, "sha256")
+
+
+def test_round_trip_and_layout(tokens: ResyncTokens, keyring: dict[bytes, ResyncKey]) -> None:
     covered = packed(100)
     token = tokens.issue(ACCOUNT, covered)
     tokens.verify(token, ACCOUNT, covered)
     assert len(token) == TOKEN_SIZE == 45
     kid, key = list(keyring.items())[1]
-    assert token[0] == 1
+    assert token[0] == 2
     assert token[1:5] == kid
     assert int.from_bytes(token[5:13], "big") == NOW + TTL
-    digest = reference_digest(key, set(split(covered)))
-    message = b"onnet/resync/v1" + token[1:13] + bytes([len(ACCOUNT)]) + ACCOUNT.encode() + digest
-    assert token[13:] == hmac.digest(key, message, "sha256")
+    digest = reference_digest(NEW_PEPPER, set(split(covered)))
+    message = b"onnet/resync/v2" + token[1:13] + bytes([len(ACCOUNT)]) + ACCOUNT.encode() + digest
+    assert token[13:] == hashlib.blake2b(message, key=key.mac_key, digest_size=32).digest()
+
+
+def test_version_1_tokens_still_verify_and_renew_as_version_2(
+    tokens: ResyncTokens, keyring: dict[bytes, ResyncKey]
+) -> None:
+    kid, key = list(keyring.items())[1]
+    book = split(packed(20))
+    old = version_1_token(key.mac_key, kid, ACCOUNT, set(book[:15]))
+    tokens.verify(old, ACCOUNT, b"".join(book[:15]))
+    refused(tokens, old, ACCOUNT, b"".join(book[:14]), NOT_COVERED)
+    refused(tokens, old, "bob", b"".join(book[:15]), NOT_COVERED)
+    # Read as version 2, the same MAC does not verify: the version is under the MAC.
+    refused(tokens, b"\x02" + old[1:], ACCOUNT, b"".join(book[:15]), NOT_COVERED)
+    # Both forms: charged for the five new hashes, answered with a version-2 token.
+    cost, renewed = tokens.renew(ACCOUNT, old, b"".join(book[:15]), b"".join(book))
+    assert (cost, renewed[0]) == (5, 2)
+    tokens.verify(renewed, ACCOUNT, b"".join(book))
+    added, removed = b"".join(book[15:]), b"".join(book[:2])
+    cost, renewed = tokens.renew_difference(ACCOUNT, old, b"".join(book[2:]), added, removed)
+    assert (cost, renewed[0]) == (5, 2)
+    tokens.verify(renewed, ACCOUNT, b"".join(book[2:]))
+    with pytest.raises(InvalidArgument) as info:  # a version-1 token proves no more than before
+        tokens.renew_difference(ACCOUNT, old, b"".join(book[2:]), added[32:], removed)
+    assert info.value.field == "token"
+
+
+def test_a_token_covers_hash_prefixes(tokens: ResyncTokens) -> None:
+    """Version 2's values are fingerprints, which read a hash's first 16 bytes, as the lookup
+    does: a hash with the same prefix is the same number, one with another prefix is not."""
+    book = split(packed(3))
+    token = tokens.issue(ACCOUNT, b"".join(book))
+    same_prefix = book[0][:16] + os.urandom(16)
+    tokens.verify(token, ACCOUNT, same_prefix + b"".join(book[1:]))
+    other_prefix = os.urandom(16) + book[0][16:]
+    refused(tokens, token, ACCOUNT, other_prefix + b"".join(book[1:]), NOT_COVERED)
 
 
 def test_empty_set_round_trip(tokens: ResyncTokens) -> None:
@@ -130,13 +191,13 @@ def test_extra_or_missing_previous_hash_refused(tokens: ResyncTokens) -> None:
     refused(tokens, token, ACCOUNT, covered[32:], NOT_COVERED)
     refused(tokens, token, ACCOUNT, b"", NOT_COVERED)
     swapped = bytearray(covered)
-    swapped[-1] ^= 1
+    swapped[-17] ^= 1  # the last byte of the last hash's prefix: another number
     refused(tokens, token, ACCOUNT, bytes(swapped), NOT_COVERED)
 
 
 def test_malformed(tokens: ResyncTokens) -> None:
     token = tokens.issue(ACCOUNT, b"")
-    for bad in (b"", token[:-1], token + b"\x00", b"\x02" + token[1:]):
+    for bad in (b"", token[:-1], token + b"\x00", b"\x03" + token[1:], b"\x00" + token[1:]):
         refused(tokens, bad, ACCOUNT, b"", "token is malformed")
 
 
@@ -157,7 +218,7 @@ def test_expired(tokens: ResyncTokens, clock: Clock) -> None:
     refused(tokens, token, ACCOUNT, covered, "token expired; sync without it")
 
 
-def test_retired_key(keyring: dict[bytes, bytes], clock: Clock) -> None:
+def test_retired_key(keyring: dict[bytes, ResyncKey], clock: Clock) -> None:
     old_id, new_id = list(keyring)
     covered = packed(5)
     token = ResyncTokens(keyring, old_id, TTL, clock=clock).issue(ACCOUNT, covered)
@@ -167,7 +228,7 @@ def test_retired_key(keyring: dict[bytes, bytes], clock: Clock) -> None:
     )
 
 
-def test_old_key_in_keyring_still_verifies(keyring: dict[bytes, bytes], clock: Clock) -> None:
+def test_old_key_in_keyring_still_verifies(keyring: dict[bytes, ResyncKey], clock: Clock) -> None:
     old_id, new_id = list(keyring)
     covered = packed(5)
     before = ResyncTokens({old_id: keyring[old_id]}, old_id, TTL, clock=clock)
@@ -178,7 +239,7 @@ def test_old_key_in_keyring_still_verifies(keyring: dict[bytes, bytes], clock: C
 
 
 def test_same_key_bytes_under_another_id_do_not_verify(
-    keyring: dict[bytes, bytes], clock: Clock
+    keyring: dict[bytes, ResyncKey], clock: Clock
 ) -> None:
     kid, key = next(iter(keyring.items()))
     covered = packed(2)
@@ -188,16 +249,16 @@ def test_same_key_bytes_under_another_id_do_not_verify(
     refused(other, relabelled, ACCOUNT, covered, NOT_COVERED)
 
 
-def test_constructor_checks(keyring: dict[bytes, bytes]) -> None:
-    kid = next(iter(keyring))
+def test_constructor_checks(keyring: dict[bytes, ResyncKey]) -> None:
+    kid, key = next(iter(keyring.items()))
     with pytest.raises(ValueError, match="keyring"):
         ResyncTokens(keyring, b"nope", TTL)
-    with pytest.raises(ValueError, match="ttl"):
+    with pytest.raises(ValueError, match="lifetime"):
         ResyncTokens(keyring, kid, 0)
     with pytest.raises(ValueError, match="4-byte ids"):
-        ResyncTokens({b"abc": bytes(32)}, b"abc", TTL)
+        ResyncTokens({b"abc": key}, b"abc", TTL)
     with pytest.raises(ValueError, match="32-byte keys"):
-        ResyncTokens({b"abcd": bytes(16)}, b"abcd", TTL)
+        ResyncKey(bytes(16), key.fingerprinter)
 
 
 # A small alphabet of hashes, so that drawn batches overlap and repeat often.
@@ -256,7 +317,7 @@ def test_renew_checks_the_token_first(tokens: ResyncTokens) -> None:
 
 
 def test_a_token_of_the_previous_key_renews_under_the_current_one(
-    keyring: dict[bytes, bytes], clock: Clock
+    keyring: dict[bytes, ResyncKey], clock: Clock
 ) -> None:
     old_id, new_id = list(keyring)
     old = ResyncTokens(keyring, old_id, TTL, clock=clock)
@@ -269,14 +330,19 @@ def test_a_token_of_the_previous_key_renews_under_the_current_one(
 
 
 def test_derived_keys() -> None:
-    first_id, first_key = derive_resync_key(b"\x01" * 32)
-    second_id, second_key = derive_resync_key(b"\x02" * 32)
-    assert (len(first_id), len(first_key)) == (4, 32)
+    first_id, first = derive_resync_key(b"\x01" * 32)
+    second_id, second = derive_resync_key(b"\x02" * 32)
+    assert (len(first_id), len(first.mac_key)) == (4, 32)
     assert first_id != second_id
-    assert first_key != second_key
-    assert derive_resync_key(b"\x01" * 32) == (first_id, first_key)
-    assert first_id == hashlib.sha256(first_key).digest()[:4]
-    assert first_key != b"\x01" * 32
+    assert first.mac_key != second.mac_key
+    again_id, again = derive_resync_key(b"\x01" * 32)
+    assert (again_id, again.mac_key) == (first_id, first.mac_key)
+    assert first_id == hashlib.sha256(first.mac_key).digest()[:4]
+    assert first.mac_key != b"\x01" * 32
+    hashes = packed(2)
+    assert first.fingerprinter.fingerprints(hashes) == Fingerprinter(b"\x01" * 32).fingerprints(
+        hashes
+    )
 
 
 def test_an_unchanged_book_renews_for_free(tokens: ResyncTokens) -> None:

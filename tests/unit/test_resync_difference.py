@@ -15,10 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onnet_server.core.errors import InvalidArgument
-from onnet_server.core.resync import ResyncTokens, derive_resync_key
+from onnet_server.core.resync import ResyncKey, ResyncTokens, derive_resync_key
 
 NOW = 1_700_000_000
 TTL = 86_400
+OLD_PEPPER = b"old pepper, 32 bytes long, test!"
+NEW_PEPPER = b"new pepper, 32 bytes long, test!"
 ACCOUNT = "alice-7f3a"
 NOT_COVERED = (
     "token does not cover hashes without added_hashes, plus removed_hashes, for this account"
@@ -47,12 +49,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def keyring() -> dict[bytes, bytes]:
-    return dict([derive_resync_key(b"old pepper " * 3), derive_resync_key(b"new pepper " * 3)])
+def keyring() -> dict[bytes, ResyncKey]:
+    return dict([derive_resync_key(OLD_PEPPER), derive_resync_key(NEW_PEPPER)])
 
 
 @pytest.fixture
-def tokens(keyring: dict[bytes, bytes], clock: Clock) -> ResyncTokens:
+def tokens(keyring: dict[bytes, ResyncKey], clock: Clock) -> ResyncTokens:
     return ResyncTokens(keyring, list(keyring)[1], TTL, clock=clock)
 
 
@@ -213,7 +215,7 @@ def test_misaligned_fields_are_named(tokens: ResyncTokens) -> None:
 
 
 def test_a_token_of_the_previous_key_renews_under_the_current_one(
-    keyring: dict[bytes, bytes], clock: Clock
+    keyring: dict[bytes, ResyncKey], clock: Clock
 ) -> None:
     old_id, new_id = list(keyring)
     old = ResyncTokens(keyring, old_id, TTL, clock=clock)

@@ -13,15 +13,14 @@ import pytest
 
 import onnet
 from onnet._resync import PartSync, part_of
-from onnet_server.core.resync import ResyncTokens, derive_resync_key
+from onnet_server.core.resync import ResyncTokens
 
 ACCOUNT = "alice"
-KEY_ID, KEY = derive_resync_key(b"pepper" * 6)
 
 
 @pytest.fixture
 def tokens() -> ResyncTokens:
-    return ResyncTokens({KEY_ID: KEY}, KEY_ID, 3600)
+    return ResyncTokens.from_peppers(b"pepper" * 5 + b"!!", ttl_seconds=3600)
 
 
 def book_of(count: int, seed: int = 1) -> list[bytes]:

@@ -7,9 +7,10 @@ every block: it is refused. Development mode serves any account, blocking none.
 
 from __future__ import annotations
 
+import asyncio
 from contextvars import ContextVar
 
-from onnet_server.core.errors import PermissionDenied
+from onnet_server.core.errors import UnknownAccount
 from onnet_server.core.ports import RegistryStore
 
 __all__ = ["Accounts"]
@@ -26,6 +27,27 @@ class Accounts:
         """Answer from ``store``; ``open_accounts`` (development mode) serves anyone."""
         self._store = store
         self._open = open_accounts
+        self._refreshing: asyncio.Future[None] | None = None
+
+    async def refreshed(self) -> None:
+        """Bring the store up to the changes other processes made, before a refusal.
+
+        An account registered through another process a moment ago may not have reached
+        this one's index yet (the feed follows a few milliseconds behind): it is looked up
+        again after this, not refused. Calls waiting at once share one catch-up, so
+        unknown accounts cannot make the store work harder than one catch-up at a time.
+        Raises StoreUnavailable.
+        """
+        if self._refreshing is None:
+            refreshing = asyncio.ensure_future(self._store.refresh())
+            self._refreshing = refreshing
+            refreshing.add_done_callback(self._refreshed)
+        await asyncio.shield(self._refreshing)
+
+    def _refreshed(self, done: asyncio.Future[None]) -> None:
+        self._refreshing = None
+        if not done.cancelled():
+            done.exception()  # retrieved: each waiter sees it raised
 
     def admit(self, account: str) -> frozenset[str]:
         """``blockers``, remembered for the rest of the call (the gate admits with this)."""
@@ -46,4 +68,4 @@ class Accounts:
             return blockers
         if self._open:
             return frozenset()
-        raise PermissionDenied("authorization", "the calling account is not registered")
+        raise UnknownAccount("authorization", "the calling account is not registered")

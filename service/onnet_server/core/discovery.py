@@ -19,7 +19,6 @@ from onnet import CONTACT_HASH_VERSION
 from onnet_server.core import _native
 from onnet_server.core.accounts import Accounts
 from onnet_server.core.errors import InvalidArgument
-from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import Matches, RegistryStore
 from onnet_server.core.quota import QuotaStore, refuse_over_quota
 from onnet_server.core.resync import ResyncTokens
@@ -69,16 +68,19 @@ class DiscoveryService:
     def __init__(
         self,
         store: RegistryStore,
-        fingerprinter: Fingerprinter,
         limits: DiscoveryLimits,
         quota: QuotaStore,
         *,
         tokens: ResyncTokens,
         accounts: Accounts,
     ) -> None:
-        """Serve lookups from ``store`` to ``accounts``, charging ``quota``, issuing ``tokens``."""
+        """Serve lookups from ``store`` to ``accounts``, charging ``quota``, issuing ``tokens``.
+
+        The lookup's fingerprints are those of ``tokens``' current pepper: one AES pass over
+        a batch gives both the registry's keys and the token's set values.
+        """
         self._store = store
-        self._fingerprinter = fingerprinter
+        self._fingerprinter = tokens.fingerprinter
         self._limits = limits
         self._quota = quota
         self._tokens = tokens
@@ -120,22 +122,26 @@ class DiscoveryService:
         check_packed_hashes("hashes", hashes, max_count=self._limits.max_batch, allow_empty=False)
         if previous_hashes or added_hashes or removed_hashes:  # not the commonest call
             self._check_token_fields(token, previous_hashes, added_hashes, removed_hashes)
+        # Keyed fingerprints: the registry's keys, and the re-sync token's set values.
+        fingerprints = self._fingerprinter.fingerprints(hashes)
         if token and not previous_hashes:
             cost, next_token = self._tokens.renew_difference(
-                account, token, hashes, added_hashes, removed_hashes
+                account, token, hashes, added_hashes, removed_hashes, fingerprints=fingerprints
             )
         elif added_hashes or removed_hashes:
             field = "added_hashes" if added_hashes else "removed_hashes"
             raise InvalidArgument(field, "belongs to the difference form: no previous_hashes")
         else:
-            cost, next_token = self._tokens.renew(account, token, previous_hashes, hashes)
+            cost, next_token = self._tokens.renew(
+                account, token, previous_hashes, hashes, fingerprints=fingerprints
+            )
         if cost:
             refuse_over_quota(await self._quota.charge(account, cost), "hashes", cost)
         # Duplicates collapse before the lookup (so a number asked 10,000 times is looked up
         # once, and costs what any other number costs): on fingerprints, which are equal
         # exactly when the hashes' first 16 bytes are (AES is a permutation), and which no
         # client can steer into one slot of the table that finds them.
-        distinct, of_position = _native.distinct_blocks(self._fingerprinter.fingerprints(hashes))
+        distinct, of_position = _native.distinct_blocks(fingerprints)
         matches = self._store.match(distinct, blockers)
         if of_position is not None:
             matches = _spread(matches, of_position)

@@ -56,6 +56,10 @@ class PermissionDenied(DomainError):
     """The credential is valid, but of a kind that may not call this service."""
 
 
+class UnknownAccount(PermissionDenied):
+    """The credential is valid, but the registry does not know its account (as yet)."""
+
+
 class QuotaExceeded(DomainError):
     """The account asked about more new numbers than its quota allows now.
 

@@ -77,6 +77,14 @@ class RegistryStore(Protocol):
         """
         ...
 
+    async def refresh(self) -> None:
+        """Apply every change other processes have made so far; raises StoreUnavailable.
+
+        A store that shares its registry (Redis) follows their changes in the background,
+        a few milliseconds behind; this catches up now. A store of its own does nothing.
+        """
+        ...
+
     def blocked_by(self, user_id: str) -> frozenset[str] | None:
         """The users who block the number ``user_id`` holds now (from process memory).
 

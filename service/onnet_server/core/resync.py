@@ -5,18 +5,35 @@ quota for. A later request proves what the token covers in one of two forms, and
 hashes outside that set are charged. The server keeps no per-account contact list: the
 token is a MAC over the account and the set.
 
-Token (45 bytes): version ``0x01`` || key id (4) || expires_at (8, big-endian unix seconds)
-|| MAC (32), where MAC = HMAC-SHA256(key, ``b"onnet/resync/v1"`` || key id || expires_at ||
-len(account) (1 byte) || account || set digest). Clients treat it as opaque.
+Token (45 bytes): version (1) || key id (4) || expires_at (8, big-endian unix seconds) ||
+MAC (32), the MAC over domain || key id || expires_at || len(account) (1 byte) || account ||
+set digest, under the token key. Version 2: keyed BLAKE2b with a 32-byte digest (RFC 7693)
+and the domain ``b"onnet/resync/v2"``; version 1: HMAC-SHA256 and ``b"onnet/resync/v1"``.
+Clients treat it as opaque.
 
-The set digest is a keyed additive set hash: each distinct hash maps to a 128-bit value
-v(h) = AES(k, h[0:16] XOR AES(k, h[16:32])) (CBC-MAC of its two blocks under a key derived
-from the token key), and the digest D(S) is the sum of the values over S, lane by lane
-modulo 2^64. Order does not change it, and it adds and subtracts: D(S + T) = D(S) + D(T) for
-disjoint sets. Without the key nobody can compute a value, so nobody can find another set
-with the same sum. Distinct hashes are told apart by their values (membership tests by the
-first 64-bit lane alone): keyed, so no client can steer two hashes into one (two of 10^10
-numbers collide with probability about 2^-64 per pair).
+The set digest is a keyed additive set hash: each distinct hash h maps to a 128-bit value
+v(h), and the digest D(S) is the sum of the values over S, lane by lane (two 64-bit lanes,
+little-endian) modulo 2^64. Order does not change it, and it adds and subtracts:
+D(S + T) = D(S) + D(T) for disjoint sets. The values:
+
+- **version 2** (every token issued now): v(h) is the hash's fingerprint,
+  AES-256(pepper, h[0:16]), the very value the lookup computes for h. One AES pass over a
+  batch serves the lookup and the token (version 1 took three), and the MAC is one call of
+  CPython's own BLAKE2b (OpenSSL's HMAC looked its algorithm up by name on every call). A
+  token of version 2 therefore covers hash prefixes: two hashes with the same first 16
+  bytes are one (the lookup cannot tell them apart either; two of 10^10 numbers share a
+  prefix with probability about 2^-128 per pair).
+- **version 1** (issued by earlier servers; verified until they expire, at most 90 days
+  after the upgrade, then this can go): v(h) = AES(k, h[0:16] XOR AES(k, h[16:32])), a
+  CBC-MAC under a key k derived from the token key, which cost two more AES passes. A
+  version-1 token that verifies is answered with a version-2 token for the same set.
+
+Without the pepper (or k) nobody can compute a value, so nobody can find another set with
+the same sum: no value ever leaves the server (fingerprints are stored in the registry,
+which clients never read; the MAC key is derived from the pepper, so whoever reads the
+registry still cannot make a token). Distinct hashes are told apart by their values
+(membership tests by the first 64-bit lane alone): keyed, so no client can steer two hashes
+into one (two of 10^10 numbers collide with probability about 2^-64 per pair).
 
 **The old form** (``renew``): ``previous_hashes`` is exactly the covered set C, each hash
 once (a repeated hash adds its value twice and does not verify: the server spends no sort on
@@ -53,7 +70,8 @@ is not charged was paid for before. In particular:
   hash is charged once), so repeating a hash neither adds nor cancels anything; repeats
   in A or R are refused, so c(h) stays within the range above;
 - a token of another account, an altered or truncated one, or an expired one fails as in
-  the old form: the account and the expiry are under the MAC.
+  the old form: the account and the expiry are under the MAC; the version is under it
+  too (each version has its own domain string), so a token cannot be read as the other.
 
 A token may be presented any number of times (it proves coverage; it is not spent): each
 use is free only for hashes of its own C, which were paid for.
@@ -79,6 +97,7 @@ import hmac
 import struct
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -89,11 +108,13 @@ from onnet import CONTACT_HASH_SIZE
 from onnet_server.core import _native
 from onnet_server.core.block_cipher import BlockCipher
 from onnet_server.core.errors import InvalidArgument
+from onnet_server.core.fingerprint import Fingerprinter
 
 __all__ = [
     "KEY_ID_SIZE",
     "KEY_SIZE",
     "TOKEN_SIZE",
+    "ResyncKey",
     "ResyncTokens",
     "derive_resync_key",
 ]
@@ -107,9 +128,10 @@ KEY_SIZE = 32
 TOKEN_SIZE = 45
 """Bytes in a token: version (1), key id (4), expiry (8), MAC (32)."""
 
-_VERSION = 1
+_VERSION = 2
+_VERSION_1 = 1
 _HEADER_SIZE = 1 + KEY_ID_SIZE + 8
-_DOMAIN = b"onnet/resync/v1"
+_DOMAINS = {_VERSION: b"onnet/resync/v2", _VERSION_1: b"onnet/resync/v1"}
 _SET_KEY_LABEL = b"onnet/resync-set/v1"
 _HKDF_INFO = b"onnet/resync-token/v1"
 _MAX_ACCOUNT_LENGTH = 255
@@ -129,19 +151,55 @@ _LANE = (1 << 64) - 1
 _DIGEST = struct.Struct("<QQ")
 
 
-class _SetHash:
-    """The keyed values of hashes, and digests of sets of them."""
+@dataclass(frozen=True, eq=False)
+class ResyncKey:
+    """What tokens under one pepper need: the MAC key, and the pepper's fingerprints."""
 
-    def __init__(self, token_key: bytes) -> None:
-        self._cipher = BlockCipher(hmac.digest(token_key, _SET_KEY_LABEL, "sha256"))
+    mac_key: bytes
+    """The 32-byte HMAC key of the tokens (derived from the pepper)."""
+    fingerprinter: Fingerprinter
+    """The pepper's fingerprints: the set values of version-2 tokens."""
 
-    def values(self, packed: bytes) -> Values:
-        """The value of each packed 32-byte hash, in order (two AES passes over the batch)."""
+    def __post_init__(self) -> None:
+        if len(self.mac_key) != KEY_SIZE:
+            raise ValueError(f"resync keys must be {KEY_SIZE}-byte keys")
+
+
+class _Signer:
+    """One key's value functions and MACs, each set up once."""
+
+    def __init__(self, key: ResyncKey) -> None:
+        self.fingerprinter = key.fingerprinter
+        self._key = key.mac_key
+        # Version 1's CBC-MAC values, under a key derived from the token key.
+        self._cipher = BlockCipher(hmac.digest(key.mac_key, _SET_KEY_LABEL, "sha256"))
+        self._hmac = hmac.new(key.mac_key, digestmod="sha256")  # version 1's, keyed once
+
+    def blocks(self, version: int, packed: bytes) -> bytes:
+        """The set value of each packed 32-byte hash, in order, packed 16 bytes each."""
+        if version == _VERSION:
+            return self.fingerprinter.fingerprints(packed)
         if not packed:
-            return np.empty((0, 2), dtype=np.uint64)
+            return b""
         first, second = _native.split_halves(packed)
-        chained = _native.xor_bytes(first, self._cipher.encrypt(second))
-        return np.frombuffer(self._cipher.encrypt(chained), dtype=np.uint64).reshape(-1, 2)
+        return self._cipher.encrypt(_native.xor_bytes(first, self._cipher.encrypt(second)))
+
+    def values(self, version: int, packed: bytes) -> Values:
+        """The set values of ``blocks`` as rows of two lanes."""
+        return _as_values(self.blocks(version, packed))
+
+    def mac(self, version: int, message: bytes) -> bytes:
+        """The 32-byte MAC of ``message`` under this key, for a token of ``version``."""
+        if version == _VERSION:
+            return hashlib.blake2b(message, key=self._key, digest_size=32).digest()
+        mac = self._hmac.copy()
+        mac.update(message)
+        return mac.digest()
+
+
+def _as_values(blocks: bytes) -> Values:
+    """Packed 16-byte values as rows of two 64-bit lanes (no copy)."""
+    return np.frombuffer(blocks, dtype=np.uint64).reshape(-1, 2)
 
 
 def _first_rows(values: Values) -> npt.NDArray[np.intp]:
@@ -192,6 +250,16 @@ def _check_packed(field: str, packed: bytes) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """A well-formed, current token taken apart."""
+
+    version: int
+    key_id: bytes
+    header: bytes
+    mac: bytes
+
+
 class ResyncTokens:
     """Issues and verifies re-sync tokens under a keyring of MAC keys.
 
@@ -201,30 +269,45 @@ class ResyncTokens:
 
     def __init__(
         self,
-        keys: Mapping[bytes, bytes],
+        keys: Mapping[bytes, ResyncKey],
         current_key_id: bytes,
         ttl_seconds: int,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """Key ``keys`` (4-byte id to 32-byte key); tokens live ``ttl_seconds``.
+        """Key ``keys`` (4-byte id to key); tokens live ``ttl_seconds``.
 
         ``clock`` gives the current unix time in seconds (tests pass a fake one).
         """
-        for kid, key in keys.items():
-            if len(kid) != KEY_ID_SIZE or len(key) != KEY_SIZE:
-                raise ValueError(
-                    f"resync keys must map {KEY_ID_SIZE}-byte ids to {KEY_SIZE}-byte keys"
-                )
+        if any(len(kid) != KEY_ID_SIZE for kid in keys):
+            raise ValueError(f"resync keys must have {KEY_ID_SIZE}-byte ids")
         if current_key_id not in keys:
             raise ValueError("current_key_id is not in the keyring")
         if ttl_seconds <= 0:
-            raise ValueError("ttl_seconds must be positive")
-        self._keys = dict(keys)
-        self._sets = {kid: _SetHash(key) for kid, key in keys.items()}
+            raise ValueError("a token's lifetime (the resync token TTL) must be positive")
+        self._signers = {kid: _Signer(key) for kid, key in keys.items()}
         self._current = current_key_id
         self._ttl = ttl_seconds
         self._clock = clock
+
+    @classmethod
+    def from_peppers(
+        cls,
+        pepper: bytes,
+        *previous: bytes,
+        ttl_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> ResyncTokens:
+        """Tokens under ``pepper``'s key, still accepting those of the ``previous`` peppers."""
+        current_id, current = derive_resync_key(pepper)
+        keys = dict(derive_resync_key(old) for old in previous)
+        keys[current_id] = current
+        return cls(keys, current_id, ttl_seconds, clock=clock)
+
+    @property
+    def fingerprinter(self) -> Fingerprinter:
+        """The current pepper's fingerprints: a lookup's are also its token's set values."""
+        return self._signers[self._current].fingerprinter
 
     def issue(self, account: str, covered: bytes) -> bytes:
         """A token that lets ``account`` send ``covered`` (packed 32-byte hashes) for free.
@@ -233,7 +316,7 @@ class ResyncTokens:
         """
         if len(covered) % CONTACT_HASH_SIZE:
             raise ValueError(f"covered is not a whole number of {CONTACT_HASH_SIZE}-byte hashes")
-        values = _distinct(self._sets[self._current].values(covered))
+        values = _distinct(self._current_values(covered, None))
         return self._issue_digest(account, _digest(values))
 
     def verify(self, token: bytes, account: str, previous_hashes: bytes) -> None:
@@ -246,24 +329,31 @@ class ResyncTokens:
         self._verified_values(token, account, previous_hashes)
 
     def renew(
-        self, account: str, token: bytes, previous_hashes: bytes, hashes: bytes
+        self,
+        account: str,
+        token: bytes,
+        previous_hashes: bytes,
+        hashes: bytes,
+        *,
+        fingerprints: bytes | None = None,
     ) -> tuple[int, bytes]:
         """The old form: verify ``token`` (if any) for ``previous_hashes``; cover ``hashes``.
 
         Returns how many distinct hashes of ``hashes`` are not in ``previous_hashes`` (the
-        quota charge) and the token that covers both sets. One pass: the previous set's
-        values are computed once (twice when its token came from a previous pepper).
+        quota charge) and the token that covers both sets. ``fingerprints``, when given, are
+        those of ``hashes`` under the current pepper (a lookup's, reused). One pass: the
+        previous set's values are computed once (twice when its token is of another key or
+        version).
         """
         _check_packed("hashes", hashes)
-        current = self._sets[self._current]
         if token:
-            previous, key_id = self._verified_values(token, account, previous_hashes)
-            if key_id != self._current:
-                previous = current.values(previous_hashes)
+            previous, opened = self._verified_values(token, account, previous_hashes)
+            if not self._is_current(opened):
+                previous = self._current_values(previous_hashes, None)
         else:
             _check_packed("previous_hashes", previous_hashes)
-            previous = current.values(previous_hashes)
-        values = current.values(hashes)
+            previous = self._current_values(previous_hashes, None)
+        values = self._current_values(hashes, fingerprints)
         digest = _digest(previous)
         if token and len(values) == len(previous) and _digest(values) == digest:
             # The commonest call of all: an unchanged address book re-synced in one batch,
@@ -283,42 +373,53 @@ class ResyncTokens:
         hashes: bytes,
         added_hashes: bytes,
         removed_hashes: bytes,
+        *,
+        fingerprints: bytes | None = None,
     ) -> tuple[int, bytes]:
         """The difference form: ``token`` covers ``hashes`` - ``added_hashes`` + ``removed_hashes``.
 
         Returns the quota charge (how many hashes ``added_hashes`` holds) and a token that
-        covers exactly the distinct ``hashes``. Raises InvalidArgument naming
-        ``added_hashes`` or ``removed_hashes`` when either holds a hash twice, or
+        covers exactly the distinct ``hashes``. ``fingerprints``, when given, are those of
+        ``hashes`` under the current pepper (a lookup's, reused). Raises InvalidArgument
+        naming ``added_hashes`` or ``removed_hashes`` when either holds a hash twice, or
         ``added_hashes`` one that ``hashes`` does not hold; naming ``token`` when the token
         does not verify (one message whatever the reason, as in ``verify``).
         """
         _check_packed("hashes", hashes)
         _check_packed("added_hashes", added_hashes)
         _check_packed("removed_hashes", removed_hashes)
-        key_id, header, mac = self._opened(token)
-        key, sets = self._keys[key_id], self._sets[key_id]
-        values = sets.values(hashes)
-        lanes = _lanes(values)
+        opened = self._opened(token)
+        signer = self._signers[opened.key_id]
+        current = self._is_current(opened)
+        if current and fingerprints is not None:
+            blocks = fingerprints
+        else:
+            blocks = signer.blocks(opened.version, hashes)
+        lanes = _native.block_sums(blocks)
         charge, added_once = 0, True
         if added_hashes or removed_hashes:
-            added = _each_once("added_hashes", sets.values(added_hashes))
-            removed = _each_once("removed_hashes", sets.values(removed_hashes))
+            values = _as_values(blocks)
+            added = _each_once("added_hashes", signer.values(opened.version, added_hashes))
+            removed = _each_once("removed_hashes", signer.values(opened.version, removed_hashes))
             charge = self._check_added(values, added)
             change = _minus(_lanes(removed), _lanes(added))
             # If an added hash is in several rows, duplicates must collapse before the sum.
             added_once = charge == int(np.isin(values[:, 0], added[:, 0]).sum())
         else:
             change = (0, 0)
-        if added_once and self._covers(key, header, account, _plus(lanes, change), mac):
+        if added_once and self._covers(opened, account, _plus(lanes, change)):
             # No sort: the sum over the rows as they came verified, so no hash came twice
             # (see the module docstring), and that sum is the next token's too.
-            if key_id == self._current:
+            if current:
                 return charge, self._issue_digest(account, _lanes_digest(lanes))
-            return charge, self._renewed(account, key_id, hashes, values, None)
+            return charge, self._renewed(account, hashes, fingerprints, None)
+        values = _as_values(blocks)
         rows = _first_rows(values)  # duplicates collapse: the token covers a set
-        if not self._covers(key, header, account, _plus(_lanes(values[rows]), change), mac):
+        if not self._covers(opened, account, _plus(_lanes(values[rows]), change)):
             raise InvalidArgument("token", _NOT_COVERED_DIFFERENCE)
-        return charge, self._renewed(account, key_id, hashes, values, rows)
+        if current:
+            return charge, self._issue_digest(account, _digest(values[rows]))
+        return charge, self._renewed(account, hashes, fingerprints, rows)
 
     @staticmethod
     def _check_added(values: Values, added: Values) -> int:
@@ -328,74 +429,81 @@ class ResyncTokens:
             raise InvalidArgument("added_hashes", "holds a hash that hashes does not hold")
         return len(added)
 
+    def _is_current(self, opened: _Opened) -> bool:
+        """Whether ``opened`` has the values and the key of the tokens issued now."""
+        return opened.version == _VERSION and opened.key_id == self._current
+
+    def _current_values(self, packed: bytes, fingerprints: bytes | None) -> Values:
+        """The values of ``packed`` for a token issued now (``fingerprints``: theirs, if known)."""
+        if fingerprints is None:
+            fingerprints = self._signers[self._current].blocks(_VERSION, packed)
+        return _as_values(fingerprints)
+
     def _renewed(
         self,
         account: str,
-        key_id: bytes,
         hashes: bytes,
-        values: Values,
+        fingerprints: bytes | None,
         rows: npt.NDArray[np.intp] | None,
     ) -> bytes:
-        """The token covering the ``rows`` of ``hashes`` (all rows if None) under the current key.
-
-        ``values`` are those of ``hashes`` under ``key_id``, reused when it is the current key.
-        """
-        if key_id != self._current:
-            values = self._sets[self._current].values(hashes)
+        """The token issued now covering the ``rows`` of ``hashes`` (all rows if None)."""
+        values = self._current_values(hashes, fingerprints)
         return self._issue_digest(account, _digest(values if rows is None else values[rows]))
 
-    def _opened(self, token: bytes) -> tuple[bytes, bytes, bytes]:
-        """The key id, header and MAC of a well-formed, current ``token``."""
-        if len(token) != TOKEN_SIZE or token[0] != _VERSION:
+    def _opened(self, token: bytes) -> _Opened:
+        """A well-formed token under a key of the keyring that has not expired, taken apart."""
+        if len(token) != TOKEN_SIZE or token[0] not in _DOMAINS:
             raise InvalidArgument("token", "token is malformed")
         header, mac = token[:_HEADER_SIZE], token[_HEADER_SIZE:]
         key_id = header[1 : 1 + KEY_ID_SIZE]
-        if key_id not in self._keys:
+        if key_id not in self._signers:
             raise InvalidArgument("token", "token was issued under a retired key; sync without it")
         if self._clock() >= int.from_bytes(header[1 + KEY_ID_SIZE :], "big"):
             raise InvalidArgument("token", "token expired; sync without it")
-        return key_id, header, mac
+        return _Opened(token[0], key_id, header, mac)
 
-    def _covers(self, key: bytes, header: bytes, account: str, lanes: Lanes, mac: bytes) -> bool:
-        """Whether ``mac`` is the MAC of a token of ``account`` over the set of ``lanes``."""
-        expected = self._mac(key, header, account, _lanes_digest(lanes))
-        return hmac.compare_digest(mac, expected)
+    def _covers(self, opened: _Opened, account: str, lanes: Lanes) -> bool:
+        """Whether ``opened`` is a token of ``account`` over the set of ``lanes``."""
+        signer = self._signers[opened.key_id]
+        message = _message(opened.header, account, _lanes_digest(lanes))
+        expected = signer.mac(opened.version, message)
+        return hmac.compare_digest(opened.mac, expected)
 
     def _verified_values(
         self, token: bytes, account: str, previous_hashes: bytes
-    ) -> tuple[Values, bytes]:
-        """The values of ``previous_hashes`` under the token's key, and the key id."""
-        key_id, header, mac = self._opened(token)
+    ) -> tuple[Values, _Opened]:
+        """The values of ``previous_hashes`` for the token's key and version, and the token."""
+        opened = self._opened(token)
         _check_packed("previous_hashes", previous_hashes)
-        values = self._sets[key_id].values(previous_hashes)
-        if not self._covers(self._keys[key_id], header, account, _lanes(values), mac):
+        values = self._signers[opened.key_id].values(opened.version, previous_hashes)
+        if not self._covers(opened, account, _lanes(values)):
             raise InvalidArgument("token", "token does not cover previous_hashes for this account")
-        return values, key_id
+        return values, opened
 
     def _issue_digest(self, account: str, digest: bytes) -> bytes:
         header = bytes([_VERSION]) + self._current + self._expiry_bytes()
-        return header + self._mac(self._keys[self._current], header, account, digest)
+        signer = self._signers[self._current]
+        return header + signer.mac(_VERSION, _message(header, account, digest))
 
     def _expiry_bytes(self) -> bytes:
         """When a token issued now expires, as 8 big-endian bytes."""
         return (int(self._clock()) + self._ttl).to_bytes(8, "big")
 
-    @staticmethod
-    def _mac(key: bytes, header: bytes, account: str, digest: bytes) -> bytes:
-        """The MAC of a token that starts with ``header`` and covers the set of ``digest``."""
-        name = account.encode("ascii")
-        if len(name) > _MAX_ACCOUNT_LENGTH:
-            raise ValueError(f"account id longer than {_MAX_ACCOUNT_LENGTH} characters")
-        # The version byte is implied by the domain string; the rest of the header is bound.
-        message = _DOMAIN + header[1:] + bytes([len(name)]) + name + digest
-        return hmac.digest(key, message, "sha256")
+
+def _message(header: bytes, account: str, digest: bytes) -> bytes:
+    """What the MAC of a token that starts with ``header`` and covers ``digest`` is over."""
+    name = account.encode("ascii")
+    if len(name) > _MAX_ACCOUNT_LENGTH:
+        raise ValueError(f"account id longer than {_MAX_ACCOUNT_LENGTH} characters")
+    # The version byte is implied by the domain string; the rest of the header is bound.
+    return _DOMAINS[header[0]] + header[1:] + bytes([len(name)]) + name + digest
 
 
-def derive_resync_key(pepper: bytes) -> tuple[bytes, bytes]:
-    """The (4-byte key id, 32-byte MAC key) of re-sync tokens, derived from the pepper.
+def derive_resync_key(pepper: bytes) -> tuple[bytes, ResyncKey]:
+    """The 4-byte key id and the key of re-sync tokens under ``pepper``.
 
     HKDF-SHA256 keeps the MAC key independent of the fingerprint key. The id is a hash of
     the derived key, not of the pepper, so a token reveals nothing about the pepper.
     """
     key = HKDF(algorithm=SHA256(), length=KEY_SIZE, salt=None, info=_HKDF_INFO).derive(pepper)
-    return hashlib.sha256(key).digest()[:KEY_ID_SIZE], key
+    return hashlib.sha256(key).digest()[:KEY_ID_SIZE], ResyncKey(key, Fingerprinter(pepper))

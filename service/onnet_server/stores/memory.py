@@ -35,6 +35,9 @@ class MemoryRegistry(IndexReads):
         """Bytes held by the index's numpy arrays."""
         return self.index.nbytes
 
+    async def refresh(self) -> None:
+        """Nothing to catch up: no other process writes this registry."""
+
     async def register(
         self, user_id: str, fingerprint: bytes, discoverable: bool, private_entry: bytes = b""
     ) -> Registration:

@@ -524,6 +524,13 @@ class RedisRegistry(IndexReads):
             if not applied:
                 await asyncio.sleep(self._poll_interval)
 
+    async def refresh(self) -> None:
+        """Apply what the streams hold now (see RegistryStore.refresh)."""
+        try:
+            await self.catch_up()
+        except STORE_DOWN as error:
+            raise StoreUnavailable("", "the registry store is unavailable") from error
+
     async def catch_up(self) -> int:
         """Apply every change that has arrived; reload instead when a stream has a gap.
 
