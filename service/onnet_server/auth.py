@@ -118,7 +118,8 @@ class Authenticator:
         if credential.kind != kind:
             raise PermissionDenied(
                 METADATA_KEY,
-                f"a {credential.kind} credential may not call this service (needs {kind})",
+                f"{_with_article(credential.kind)} credential may not call this service "
+                f"(it needs {_with_article(kind)} credential)",
             )
         return Caller(credential.kind, credential.subject)
 
@@ -151,3 +152,8 @@ def _bearer_token(metadata: Iterable[Any]) -> str | None:
         if not _TOKEN.fullmatch(token):
             raise Unauthenticated(METADATA_KEY, _MALFORMED)
     return token
+
+
+def _with_article(word: str) -> str:
+    """``word`` after "a" or "an", as it is read: "an account", "a service"."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"

@@ -44,8 +44,16 @@ def test_refusals(auth: Authenticator) -> None:
     assert missing.value.field == "authorization"
     with pytest.raises(Unauthenticated, match="Bearer"):
         auth.check([("authorization", "Basic abc")], KIND_ACCOUNT)
-    with pytest.raises(PermissionDenied, match="account credential may not"):
+    with pytest.raises(PermissionDenied) as wrong_kind:
         auth.check(bearer(onnet.issue_token(KEY, "alice", "account", 60)), KIND_SERVICE)
+    assert wrong_kind.value.reason == (
+        "an account credential may not call this service (it needs a service credential)"
+    )
+    with pytest.raises(PermissionDenied) as other_kind:
+        auth.check(bearer(onnet.issue_token(KEY, "router", "service", 60)), KIND_ACCOUNT)
+    assert other_kind.value.reason == (
+        "a service credential may not call this service (it needs an account credential)"
+    )
     other = Ed25519PrivateKey.generate()
     with pytest.raises(Unauthenticated, match="credential refused"):
         auth.check(bearer(onnet.issue_token(other, "alice", "account", 60)), KIND_ACCOUNT)
