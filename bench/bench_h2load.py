@@ -360,6 +360,16 @@ def print_round(number: int, name: str, done: Measured) -> None:
     )
 
 
+def compared(runs: list[Measured], against: list[Measured]) -> tuple[list[float], list[float]]:
+    """Round by round: requests/s of ``runs`` as a share of ``against``'s, and the server
+    CPU seconds per request above ``against``'s."""
+    pairs = list(zip(runs, against, strict=True))
+    return (
+        [a.h2load.requests_per_second / b.h2load.requests_per_second for a, b in pairs],
+        [a.cpu_per_request - b.cpu_per_request for a, b in pairs],
+    )
+
+
 def print_summary(results: dict[str, list[Measured]]) -> None:
     def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> str:
         low, mid, high = min(values), statistics.median(values), max(values)
@@ -378,11 +388,7 @@ def print_summary(results: dict[str, list[Measured]]) -> None:
             f"p50 {spread(p50, 1000, 2)} ms, p99 {spread(p99, 1000, 2)} ms"
         )
     onnet, noop = results["onnet"], results["no-op"]
-    ratios = [
-        a.h2load.requests_per_second / b.h2load.requests_per_second
-        for a, b in zip(onnet, noop, strict=True)
-    ]
-    extra = [a.cpu_per_request - b.cpu_per_request for a, b in zip(onnet, noop, strict=True)]
+    ratios, extra = compared(onnet, noop)
     print(
         f"  onnet/no-op requests/s: {spread(ratios, 1, 2)} (target: at least 0.85)"
         f"\n  onnet's server CPU per request above the no-op's: {spread(extra, 1000, 3)} ms "
@@ -390,22 +396,14 @@ def print_summary(results: dict[str, list[Measured]]) -> None:
     )
     ceiling = results.get("onnet Bench/Ceiling")
     if ceiling:
-        framework = [
-            a.h2load.requests_per_second / b.h2load.requests_per_second
-            for a, b in zip(ceiling, noop, strict=True)
-        ]
-        above = [a.cpu_per_request - b.cpu_per_request for a, b in zip(ceiling, noop, strict=True)]
+        framework, above = compared(ceiling, noop)
         print(
             f"  onnet's Bench/Ceiling (no work, onnet's interceptors and parsing) over the no-op: "
             f"{spread(framework, 1, 2)} of its requests/s, {spread(above, 1000, 3)} ms more "
             "server CPU per request"
         )
         # Issue 12's own target: Discover against onnet's Ceiling, round by round.
-        of_ceiling = [
-            a.h2load.requests_per_second / b.h2load.requests_per_second
-            for a, b in zip(onnet, ceiling, strict=True)
-        ]
-        over = [a.cpu_per_request - b.cpu_per_request for a, b in zip(onnet, ceiling, strict=True)]
+        of_ceiling, over = compared(onnet, ceiling)
         print(
             f"  Discover/Ceiling requests/s: {spread(of_ceiling, 1, 2)} (target: at least 0.85);"
             f" Discover's server CPU per request above the Ceiling's: {spread(over, 1000, 3)} ms"

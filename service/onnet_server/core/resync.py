@@ -185,7 +185,7 @@ class _Signer:
         return self._cipher.encrypt(_native.xor_bytes(first, self._cipher.encrypt(second)))
 
     def values(self, version: int, packed: bytes) -> Values:
-        """The set values of ``blocks`` as rows of two lanes."""
+        """``blocks``' values as rows of two lanes."""
         return _as_values(self.blocks(version, packed))
 
     def mac(self, version: int, message: bytes) -> bytes:
@@ -252,7 +252,7 @@ def _check_packed(field: str, packed: bytes) -> None:
 
 @dataclass(frozen=True)
 class _Opened:
-    """A well-formed, current token taken apart."""
+    """A well-formed token, under a key of the keyring and not expired, taken apart."""
 
     version: int
     key_id: bytes

@@ -12,50 +12,18 @@ from hypothesis import strategies as st
 
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.fingerprint import Fingerprinter
-from onnet_server.core.resync import (
-    TOKEN_SIZE,
-    ResyncKey,
-    ResyncTokens,
-    derive_resync_key,
+from onnet_server.core.resync import TOKEN_SIZE, ResyncKey, ResyncTokens, derive_resync_key
+from tests.unit.resync.support import (
+    ACCOUNT,
+    NEW_PEPPER,
+    NOW,
+    TTL,
+    Clock,
+    packed,
+    split,
 )
 
-NOW = 1_700_000_000
-TTL = 86_400
-OLD_PEPPER = b"old pepper, 32 bytes long, test!"
-NEW_PEPPER = b"new pepper, 32 bytes long, test!"
-ACCOUNT = "alice-7f3a"
 NOT_COVERED = "token does not cover previous_hashes for this account"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = float(NOW)
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def packed(n: int) -> bytes:
-    return os.urandom(32 * n)
-
-
-def split(data: bytes) -> list[bytes]:
-    return [data[i : i + 32] for i in range(0, len(data), 32)]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def keyring() -> dict[bytes, ResyncKey]:
-    return dict([derive_resync_key(OLD_PEPPER), derive_resync_key(NEW_PEPPER)])
-
-
-@pytest.fixture
-def tokens(keyring: dict[bytes, ResyncKey], clock: Clock) -> ResyncTokens:
-    return ResyncTokens(keyring, list(keyring)[1], TTL, clock=clock)
 
 
 def refused(tokens: ResyncTokens, token: bytes, account: str, hashes: bytes, reason: str) -> None:
