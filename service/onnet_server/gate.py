@@ -231,9 +231,21 @@ class CallGate(aio.ServerInterceptor):
         return gated
 
     async def _identified(self, rule: MethodRule, metadata: Iterable[Any]) -> Caller:
-        """``_identify``, looking an unknown account up again once the registry caught up."""
+        """The caller, checked from the headers alone (or to be known by its certificate).
+
+        An account is counted against its call rate first, then must be registered: one
+        the index does not know is looked up again once the registry caught up.
+        """
+        if rule.credential == PUBLIC:
+            return _PUBLIC_CALLER
+        if self._auth.defers_to_peer(metadata, rule.credential):
+            return _BY_CERTIFICATE
+        caller = self._auth.check(metadata, rule.credential)
+        if not rule.for_accounts:
+            return caller
+        self._slots.rates.admit(caller.subject)
         try:
-            return self._identify(rule, metadata)
+            self._require_account(caller.subject)
         except UnknownAccount as unknown:
             if self._refresh_accounts is None:
                 raise
@@ -242,18 +254,7 @@ class CallGate(aio.ServerInterceptor):
                 await self._refresh_accounts()
             except StoreUnavailable:
                 raise unknown from None  # what the index says: fail closed
-            return self._identify(rule, metadata)
-
-    def _identify(self, rule: MethodRule, metadata: Iterable[Any]) -> Caller:
-        """The caller, checked from the headers alone (or to be known by its certificate)."""
-        if rule.credential == PUBLIC:
-            return _PUBLIC_CALLER
-        if self._auth.defers_to_peer(metadata, rule.credential):
-            return _BY_CERTIFICATE
-        caller = self._auth.check(metadata, rule.credential)
-        if rule.for_accounts:
             self._require_account(caller.subject)
-            self._slots.rates.admit(caller.subject)
         return caller
 
 

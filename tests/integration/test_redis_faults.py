@@ -211,3 +211,21 @@ def test_an_account_registered_through_another_process_is_served_at_once(
     finally:
         other.stop()
         server.stop()
+
+
+def test_an_unknown_account_is_held_to_its_call_rate(durable_redis: RedisProcess) -> None:
+    """Each call of an account the index does not know may start a catch-up with Redis:
+    such calls count against the account's call rate like any other, before that."""
+    server = ThreadedServer(
+        fresh_config(redis_url=durable_redis.url, account_calls=3, account_calls_period=60.0)
+    ).start()
+    try:
+        with discovery_client(server.target, account="never-registered") as stranger:
+            for _ in range(3):
+                with pytest.raises(onnet.PermissionDeniedError):
+                    stranger.discover([BOOK[0]])
+            with pytest.raises(onnet.QuotaExceededError) as limited:
+                stranger.discover([BOOK[0]])
+            assert "too many calls" in str(limited.value)
+    finally:
+        server.stop()

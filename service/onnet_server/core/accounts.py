@@ -8,12 +8,23 @@ every block: it is refused. Development mode serves any account, blocking none.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from contextvars import ContextVar
 
-from onnet_server.core.errors import UnknownAccount
+from onnet_server.core.errors import StoreUnavailable, UnknownAccount
 from onnet_server.core.ports import RegistryStore
 
 __all__ = ["Accounts"]
+
+_log = logging.getLogger(__name__)
+
+_REFRESH_GAP = 0.01
+"""Seconds between the starts of two catch-ups at the least: calls of unknown accounts, one
+after another, cannot make the store work more often than this."""
+
+_REFRESH_WAIT = 0.25
+"""Seconds a call waits for a catch-up at the most; then its account is refused as unknown."""
 
 # What the gate learnt of the caller when it admitted the call: every call runs in a context
 # of its own, so this is the call's caller, read once per call.
@@ -28,21 +39,37 @@ class Accounts:
         self._store = store
         self._open = open_accounts
         self._refreshing: asyncio.Future[None] | None = None
+        self._refresh_started = -_REFRESH_GAP
 
     async def refreshed(self) -> None:
         """Bring the store up to the changes other processes made, before a refusal.
 
         An account registered through another process a moment ago may not have reached
         this one's index yet (the feed follows a few milliseconds behind): it is looked up
-        again after this, not refused. Calls waiting at once share one catch-up, so
-        unknown accounts cannot make the store work harder than one catch-up at a time.
-        Raises StoreUnavailable.
+        again after this, not refused. This returns once a catch-up that started after the
+        call came has ended. Calls share catch-ups, which start at most every _REFRESH_GAP
+        seconds, so unknown accounts cannot make the store work harder than that. Raises
+        StoreUnavailable when the catch-up fails or does not end within _REFRESH_WAIT.
         """
-        if self._refreshing is None:
-            refreshing = asyncio.ensure_future(self._store.refresh())
-            self._refreshing = refreshing
-            refreshing.add_done_callback(self._refreshed)
-        await asyncio.shield(self._refreshing)
+        arrived = time.monotonic()
+        try:
+            async with asyncio.timeout(_REFRESH_WAIT):
+                while True:
+                    if self._refreshing is None:
+                        await asyncio.sleep(self._refresh_started + _REFRESH_GAP - time.monotonic())
+                    if self._refreshing is None:
+                        self._refresh_started = time.monotonic()
+                        self._refreshing = asyncio.ensure_future(self._store.refresh())
+                        self._refreshing.add_done_callback(self._refreshed)
+                    started = self._refresh_started
+                    await asyncio.shield(self._refreshing)
+                    if started >= arrived:
+                        return
+        except StoreUnavailable:
+            raise
+        except Exception as error:  # a slow or failed catch-up: the index's answer stands
+            _log.warning("account catch-up failed: %s", type(error).__name__)
+            raise StoreUnavailable("", "the registry store is unavailable") from None
 
     def _refreshed(self, done: asyncio.Future[None]) -> None:
         self._refreshing = None
