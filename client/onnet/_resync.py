@@ -139,8 +139,9 @@ class SyncState:
 
         Raises ``bits`` when a part would hold more than half of ``max_batch`` on average or
         more than ``max_batch`` at all, and forgets the parts the book no longer touches. A
-        part whose request would carry more than ``max_hashes`` hashes in all is sent
-        without its token (it pays again for its hashes). An empty book changes nothing.
+        part whose request would carry more than ``max_hashes`` hashes in all, or more than
+        ``max_hashes - max_batch`` removed ones, is sent without its token (it pays again
+        for its hashes). An empty book changes nothing.
         Send each request, then ``settle`` it with its answer's token.
         """
         if max_batch < 1:
@@ -162,7 +163,7 @@ class SyncState:
         }
         self._bits = bits
         return [
-            self._sync_of(number, tuple(at), [hashes[i] for i in at], max_hashes)
+            self._sync_of(number, tuple(at), [hashes[i] for i in at], max_batch, max_hashes)
             for number, at in sorted(positions.items())
         ]
 
@@ -236,7 +237,12 @@ class SyncState:
         return bits
 
     def _sync_of(
-        self, number: int, positions: tuple[int, ...], hashes: list[bytes], max_hashes: int
+        self,
+        number: int,
+        positions: tuple[int, ...],
+        hashes: list[bytes],
+        max_batch: int,
+        max_hashes: int,
     ) -> PartSync:
         sync = PartSync(number, positions, b"".join(hashes), b"", b"", b"")
         part = self._parts.get(number)
@@ -244,7 +250,10 @@ class SyncState:
             return sync
         added = [h for h in hashes if h not in part.covered]
         removed = part.covered.difference(hashes)
-        if len(hashes) + len(added) + len(removed) > max_hashes:
+        # The server takes at most max_hashes in all, of which at most max_hashes - max_batch
+        # removed (it must leave room for a whole batch).
+        too_many_removed = len(removed) > max_hashes - max_batch
+        if too_many_removed or len(hashes) + len(added) + len(removed) > max_hashes:
             return sync  # the proof does not fit: pay for the part again
         return replace(
             sync,

@@ -43,6 +43,7 @@ def sync(
     charged = 0
     requests = state.syncs(b"".join(book), max_batch, max_hashes)
     for request in requests:
+        assert len(request.removed_hashes) // 32 <= max_hashes - max_batch  # the server's limit
         if request.token:
             cost, token = tokens.renew_difference(
                 ACCOUNT, request.token, request.hashes, request.added_hashes, request.removed_hashes
@@ -177,12 +178,28 @@ def test_a_crowded_part_splits_further(tokens: ResyncTokens) -> None:
 
 
 def test_a_proof_too_large_for_a_message_is_left_out(tokens: ResyncTokens) -> None:
-    state, book = onnet.SyncState(), book_of(100)
-    sync(state, tokens, book, max_batch=1_000)
-    replaced = book_of(100, seed=5)  # 100 hashes + 100 added + 100 removed: 300
-    charged, [request] = sync(state, tokens, replaced, max_batch=1_000, max_hashes=299)
-    assert (request.token, charged) == (b"", 100)
+    """A crowded part (60 of a 100-hash batch) whose hashes all changed: 60 hashes, 60 added
+    and 60 removed do not fit 170 in all, though 60 removals fit the server's 70."""
+    low = [bytes([0x00]) + os.urandom(31) for _ in range(60)]
+    high = [bytes([0xFF]) + os.urandom(31) for _ in range(40)]
+    state = onnet.SyncState()
+    sync(state, tokens, low + high, max_batch=100, max_hashes=170)
+    replaced = [bytes([0x00]) + os.urandom(31) for _ in range(60)]
+    charged, requests = sync(state, tokens, replaced + high, max_batch=100, max_hashes=170)
+    assert [(len(r.hashes) // 32, bool(r.token)) for r in requests] == [(60, False), (40, True)]
+    assert charged == 60
     assert state.covers(replaced[0])
+
+
+def test_removals_beyond_the_servers_limit_are_left_out(tokens: ResyncTokens) -> None:
+    """A state of an old, large token: 10 of its 400 hashes synced would remove 390, more
+    than the server takes (max_hashes - max_batch = 350): the part pays for its 10 again
+    rather than being refused for good."""
+    covered = book_of(400)
+    state = onnet.SyncState(tokens.issue(ACCOUNT, b"".join(covered)), b"".join(covered))
+    charged, [request] = sync(state, tokens, covered[:10], max_batch=100, max_hashes=450)
+    assert (request.token, charged) == (b"", 10)
+    assert state.covers(covered[0])
 
 
 def test_a_refused_token_is_forgotten(tokens: ResyncTokens) -> None:

@@ -128,9 +128,6 @@ class DiscoveryService:
             cost, next_token = self._tokens.renew_difference(
                 account, token, hashes, added_hashes, removed_hashes, fingerprints=fingerprints
             )
-        elif added_hashes or removed_hashes:
-            field = "added_hashes" if added_hashes else "removed_hashes"
-            raise InvalidArgument(field, "belongs to the difference form: no previous_hashes")
         else:
             cost, next_token = self._tokens.renew(
                 account, token, previous_hashes, hashes, fingerprints=fingerprints
@@ -160,6 +157,9 @@ class DiscoveryService:
             check_packed_hashes(field, packed, max_count=most, allow_empty=True)
             if packed and not token:
                 raise InvalidArgument(field, f"needs the token that {token_that}")
+        if previous_hashes and (added_hashes or removed_hashes):
+            field = "added_hashes" if added_hashes else "removed_hashes"
+            raise InvalidArgument(field, "belongs to the difference form: no previous_hashes")
 
 
 def _spread(found: Matches, of_position: npt.NDArray[np.intp]) -> Matches:

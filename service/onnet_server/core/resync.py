@@ -7,9 +7,10 @@ token is a MAC over the account and the set.
 
 Token (45 bytes): version (1) || key id (4) || expires_at (8, big-endian unix seconds) ||
 MAC (32), the MAC over domain || key id || expires_at || len(account) (1 byte) || account ||
-set digest, under the token key. Version 2: keyed BLAKE2b with a 32-byte digest (RFC 7693)
-and the domain ``b"onnet/resync/v2"``; version 1: HMAC-SHA256 and ``b"onnet/resync/v1"``.
-Clients treat it as opaque.
+set digest. Version 2: BLAKE2b with a 32-byte digest (RFC 7693), keyed with
+HMAC-SHA256(token key, ``b"onnet/resync-mac/v2"``), and the domain ``b"onnet/resync/v2"``;
+version 1: HMAC-SHA256 under the token key and ``b"onnet/resync/v1"``. Clients treat it as
+opaque.
 
 The set digest is a keyed additive set hash: each distinct hash h maps to a 128-bit value
 v(h), and the digest D(S) is the sum of the values over S, lane by lane (two 64-bit lanes,
@@ -133,6 +134,7 @@ _VERSION_1 = 1
 _HEADER_SIZE = 1 + KEY_ID_SIZE + 8
 _DOMAINS = {_VERSION: b"onnet/resync/v2", _VERSION_1: b"onnet/resync/v1"}
 _SET_KEY_LABEL = b"onnet/resync-set/v1"
+_MAC_KEY_LABEL = b"onnet/resync-mac/v2"
 _HKDF_INFO = b"onnet/resync-token/v1"
 _MAX_ACCOUNT_LENGTH = 255
 
@@ -170,7 +172,8 @@ class _Signer:
 
     def __init__(self, key: ResyncKey) -> None:
         self.fingerprinter = key.fingerprinter
-        self._key = key.mac_key
+        # Version 2's BLAKE2b key: its own, not the HMAC key of version 1.
+        self._key = hmac.digest(key.mac_key, _MAC_KEY_LABEL, "sha256")
         # Version 1's CBC-MAC values, under a key derived from the token key.
         self._cipher = BlockCipher(hmac.digest(key.mac_key, _SET_KEY_LABEL, "sha256"))
         self._hmac = hmac.new(key.mac_key, digestmod="sha256")  # version 1's, keyed once
@@ -350,9 +353,10 @@ class ResyncTokens:
             previous, opened = self._verified_values(token, account, previous_hashes)
             if not self._is_current(opened):
                 previous = self._current_values(previous_hashes, None)
+        elif previous_hashes:
+            raise InvalidArgument("previous_hashes", "needs the token that covers them")
         else:
-            _check_packed("previous_hashes", previous_hashes)
-            previous = self._current_values(previous_hashes, None)
+            previous = self._current_values(b"", None)
         values = self._current_values(hashes, fingerprints)
         digest = _digest(previous)
         if token and len(values) == len(previous) and _digest(values) == digest:
@@ -401,33 +405,29 @@ class ResyncTokens:
             values = _as_values(blocks)
             added = _each_once("added_hashes", signer.values(opened.version, added_hashes))
             removed = _each_once("removed_hashes", signer.values(opened.version, removed_hashes))
-            charge = self._check_added(values, added)
+            # The rows that hold an added hash: each of a few added hashes compared with
+            # every row, no sort of the rows.
+            holding = np.isin(values[:, 0], added[:, 0])
+            if len(_first_rows(values[holding])) < len(added):
+                raise InvalidArgument("added_hashes", "holds a hash that hashes does not hold")
+            charge = len(added)
             change = _minus(_lanes(removed), _lanes(added))
             # If an added hash is in several rows, duplicates must collapse before the sum.
-            added_once = charge == int(np.isin(values[:, 0], added[:, 0]).sum())
+            added_once = int(holding.sum()) == charge
         else:
             change = (0, 0)
-        if added_once and self._covers(opened, account, _plus(lanes, change)):
-            # No sort: the sum over the rows as they came verified, so no hash came twice
-            # (see the module docstring), and that sum is the next token's too.
-            if current:
-                return charge, self._issue_digest(account, _lanes_digest(lanes))
-            return charge, self._renewed(account, hashes, fingerprints, None)
-        values = _as_values(blocks)
-        rows = _first_rows(values)  # duplicates collapse: the token covers a set
-        if not self._covers(opened, account, _plus(_lanes(values[rows]), change)):
-            raise InvalidArgument("token", _NOT_COVERED_DIFFERENCE)
+        rows = None
+        if not (added_once and self._covers(opened, account, _plus(lanes, change))):
+            # The sum over the rows as they came did not verify (with no hash twice it would
+            # have: see the module docstring): collapse duplicates, the token covers a set.
+            values = _as_values(blocks)
+            rows = _first_rows(values)
+            lanes = _lanes(values[rows])
+            if not self._covers(opened, account, _plus(lanes, change)):
+                raise InvalidArgument("token", _NOT_COVERED_DIFFERENCE)
         if current:
-            return charge, self._issue_digest(account, _digest(values[rows]))
+            return charge, self._issue_digest(account, _lanes_digest(lanes))
         return charge, self._renewed(account, hashes, fingerprints, rows)
-
-    @staticmethod
-    def _check_added(values: Values, added: Values) -> int:
-        """How many hashes ``added`` holds; InvalidArgument if one is not among ``values``."""
-        # Each of a few added hashes compared with every row: no sort.
-        if not np.isin(added[:, 0], values[:, 0]).all():
-            raise InvalidArgument("added_hashes", "holds a hash that hashes does not hold")
-        return len(added)
 
     def _is_current(self, opened: _Opened) -> bool:
         """Whether ``opened`` has the values and the key of the tokens issued now."""

@@ -80,7 +80,8 @@ def test_round_trip_and_layout(tokens: ResyncTokens, keyring: dict[bytes, Resync
     assert int.from_bytes(token[5:13], "big") == NOW + TTL
     digest = reference_digest(NEW_PEPPER, set(split(covered)))
     message = b"onnet/resync/v2" + token[1:13] + bytes([len(ACCOUNT)]) + ACCOUNT.encode() + digest
-    assert token[13:] == hashlib.blake2b(message, key=key.mac_key, digest_size=32).digest()
+    mac_key = hmac.digest(key.mac_key, b"onnet/resync-mac/v2", "sha256")
+    assert token[13:] == hashlib.blake2b(message, key=mac_key, digest_size=32).digest()
 
 
 def test_version_1_tokens_still_verify_and_renew_as_version_2(
@@ -336,3 +337,13 @@ def test_an_unchanged_book_in_another_order_renews_for_free(tokens: ResyncTokens
     # As many hashes, one of them a repeat: nothing new, by the full path.
     repeated = [*shuffled[:-1], shuffled[0]]
     assert tokens.renew(ACCOUNT, token, b"".join(book), b"".join(repeated))[0] == 0
+
+
+def test_previous_hashes_without_a_token_are_refused_not_free(tokens: ResyncTokens) -> None:
+    book = packed(5)
+    with pytest.raises(InvalidArgument) as info:
+        tokens.renew(ACCOUNT, b"", book, book)
+    assert (info.value.field, info.value.reason) == (
+        "previous_hashes",
+        "needs the token that covers them",
+    )
