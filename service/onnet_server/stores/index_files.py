@@ -63,7 +63,7 @@ def write_base(
 
     The file is not yet published (``publish_base``).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     arrays = dict(base.arrays)
     arrays.update({f"extra:{name}": array for name, array in (extra or {}).items()})
     header_arrays: list[dict[str, Any]] = []
@@ -90,7 +90,10 @@ def write_base(
     name = f"{int(meta.get('built_at', 0)):012d}-{secrets.token_hex(4)}{_SUFFIX}"
     final = directory / name
     temporary = directory / f".{name}.tmp"
-    with open(temporary, "wb") as file:
+    # It holds fingerprints and sealed entries, the registry's data: private from its first
+    # byte (a mode set after the writing would leave it readable meanwhile).
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
         file.write(_MAGIC + len(header).to_bytes(8, "little") + header)
         file.write(bytes(start - file.tell()))
         for at, array in zip(offsets, arrays.values(), strict=True):
@@ -99,7 +102,6 @@ def write_base(
         file.truncate(start + offset)
         file.flush()
         os.fsync(file.fileno())
-    os.chmod(temporary, 0o600)  # it holds fingerprints and sealed entries: the registry's data
     os.replace(temporary, final)
     return final
 
@@ -132,6 +134,14 @@ def read_base(path: Path) -> BaseFile:
     return BaseFile(path, base, header["meta"], extra)
 
 
+def private_directory(directory: Path) -> None:
+    """Make ``directory`` (and its parents) if missing, readable by this user only.
+
+    A directory that exists keeps its mode: whoever made it chose who may read it.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def publish_base(directory: Path, path: Path) -> None:
     """Make ``path`` the directory's current base; remove the bases it replaces."""
     pointer = directory / f".{_CURRENT}.{secrets.token_hex(4)}.tmp"
@@ -162,7 +172,7 @@ class BuilderLock:
 
     def __init__(self, directory: Path) -> None:
         """A lock on ``directory``'s lock file (not taken yet)."""
-        directory.mkdir(parents=True, exist_ok=True)
+        private_directory(directory)
         self._path = directory / "builder.lock"
         self._descriptor: int | None = None
 
