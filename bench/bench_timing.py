@@ -12,6 +12,10 @@ Two views, in the same run:
 - in process: DiscoveryService.discover on the same store (re-sync token, dedupe,
   fingerprints, lookup, masks), without gRPC.
 
+A third asks the index alone for DISTINCT numbers of each kind (an account that pays for
+10,000 numbers of one kind), where duplicates cannot collapse: every probe must take the
+same steps and reach as far into memory whether its number is hidden, blocked or unknown.
+
 Smoke size (the test suite): 1,000 registered users, 5 rounds. Full (`make bench`):
 ONNET_BENCH_USERS users (1,000,000), 200 rounds.
 """
@@ -32,6 +36,7 @@ from onnet.v1 import discovery_pb2
 from onnet_server.core.accounts import Accounts
 from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
 from onnet_server.core.fingerprint import Fingerprinter
+from onnet_server.core.index import RegistryIndex
 from onnet_server.core.quota import QuotaPolicy
 from onnet_server.core.resync import ResyncTokens
 from onnet_server.stores.memory import MemoryRegistry
@@ -49,6 +54,7 @@ USERS = int(os.environ.get("ONNET_BENCH_USERS", "0")) or 1_000
 ROUNDS = 200 if FULL else 5
 WARMUP = 20 if FULL else 2
 COPIES = 10_000
+DISTINCT = 10_000 if FULL else 100
 NUMBERS = {"blocker": "+14155550111", "hidden": "+14155550122", "unknown": "+14155550133"}
 RESULTS: dict[str, dict[str, float]] = {}
 
@@ -144,11 +150,46 @@ def test_three_kinds_of_non_match() -> None:
         loop.close()
 
 
+def test_distinct_numbers_of_each_kind() -> None:
+    rng = np.random.default_rng(12)
+    users = max(USERS, 3 * DISTINCT)
+    fingerprints = rng.bytes(16 * users)
+    index = RegistryIndex()
+    for row in range(users):  # every third user hidden
+        index.put(f"user{row}", fingerprints[16 * row : 16 * row + 16], row + 1, row % 3 != 0)
+    index.rebase(index.snapshot().build(5), [])
+
+    def of_rows(rows: range) -> bytes:
+        return b"".join(fingerprints[16 * row : 16 * row + 16] for row in rows)
+
+    hidden = of_rows(range(0, 3 * DISTINCT, 3))
+    blocked = of_rows(range(1, 3 * DISTINCT, 3))
+    blockers = frozenset(f"user{row}" for row in range(1, 3 * DISTINCT, 3))
+    unknown = rng.bytes(16 * DISTINCT)
+    for asked in (hidden, blocked, unknown):
+        assert not index.match(asked, blockers).user_ids
+    RESULTS[f"index probe, {DISTINCT:,} distinct numbers, nobody blocked"] = interleaved(
+        {
+            "hidden": lambda: index.match(hidden),
+            "unknown": lambda: index.match(unknown),
+        }
+    )
+    with_blockers = f"index probe, {DISTINCT:,} distinct numbers, {len(blockers):,} blockers"
+    RESULTS[with_blockers] = interleaved(
+        {
+            "blocker": lambda: index.match(blocked, blockers),
+            "hidden": lambda: index.match(hidden, blockers),
+            "unknown": lambda: index.match(unknown, blockers),
+        }
+    )
+
+
 def test_report() -> None:
     """Print the figures of this run."""
     if not FULL:
         pytest.skip("benchmarks run small: `make bench` for figures")
-    print(f"\nDiscover of one hash x {COPIES:,}, free re-sync, {USERS:,} users, {ROUNDS} rounds:")
+    print(f"\nDiscover of one hash x {COPIES:,}, free re-sync, {USERS:,} users, {ROUNDS} rounds")
+    print("(the index probe: distinct numbers, the blockers of the blocked ones excluded):")
     for view, medians in RESULTS.items():
         spread = max(medians.values()) / min(medians.values()) - 1
         shown = ", ".join(f"{kind} {seconds * 1e3:.3f} ms" for kind, seconds in medians.items())

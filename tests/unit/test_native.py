@@ -107,8 +107,8 @@ class World:
             self.table.remove_slot(slot)
             self.live.discard(row)
         # Excluded users (a caller's blockers): some of each side's rows.
-        self.excluded_mine = rng.sample(range(len(overlay)), len(overlay) // 6)
-        self.excluded_base = rng.sample(range(len(numbers)), len(numbers) // 6)
+        self.excluded_mine = sorted(rng.sample(range(len(overlay)), len(overlay) // 6))
+        self.excluded_base = sorted(rng.sample(range(len(numbers)), len(numbers) // 6))
 
     def match(
         self, queries: list[tuple[int, int]], discoverable_only: bool
@@ -359,3 +359,12 @@ def test_a_base_keeps_every_prefix_bit_a_bucket_can_ask(bits: int) -> None:
     keep = min(32, bits + 16)
     mask = np.uint64(((1 << keep) - 1) << (32 - keep))
     assert (kind.prefixes(np.arange(1000)).astype(np.uint64) == (prefixes & mask)).all()
+
+
+def test_excluded_rows_must_be_ascending() -> None:
+    """The probe searches the excluded rows by halves: out of order, they are refused, not
+    silently missed."""
+    world = World(random.Random(3), 50, 50)
+    world.excluded_base = [5, 2]
+    with pytest.raises(ValueError, match="excluded_base must be in ascending order"):
+        world.match([(1, 2)], discoverable_only=True)

@@ -221,6 +221,30 @@ cdef class BaseView:
                 slot = 0
 
 
+cdef inline bint _holds(const int64_t* rows, Py_ssize_t count, int64_t row) noexcept nogil:
+    """Whether ascending ``rows`` hold ``row``: a binary search, log2(count) steps for any row."""
+    cdef Py_ssize_t low = 0, high = count, middle
+    while low < high:
+        middle = (low + high) >> 1
+        if rows[middle] < row:
+            low = middle + 1
+        else:
+            high = middle
+    return low < count and rows[low] == row
+
+
+cdef int64_t* _ascending(cnp.ndarray rows, str name, Py_ssize_t* count) except NULL:
+    """The data of ``rows`` (int64, ascending; a stand-in when empty), and their count."""
+    count[0] = rows.shape[0]
+    cdef const int64_t* data = <const int64_t*>_data(
+        rows if rows.shape[0] else _ONE_ROW, cnp.NPY_INT64, name)
+    cdef Py_ssize_t i
+    for i in range(1, count[0]):
+        if data[i - 1] > data[i]:
+            raise ValueError(f"{name} must be in ascending order")
+    return <int64_t*>data
+
+
 def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
           cnp.ndarray slots, uint64_t mask, uint64_t home_mask,
           cnp.ndarray overlay_hi, cnp.ndarray overlay_lo, cnp.ndarray overlay_discoverable,
@@ -235,9 +259,10 @@ def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
     (``overridden``, one byte a base row). Its table is tagged open addressing
     (core/index/row_slots.py): a slot holds the row and the top 31 bits of the
     fingerprint's first half; a probe chain ends at an empty slot. Then the base
-    (``BaseView.row_of``), unless its row is overridden. A holder who is hidden or excluded
-    costs the reads one who is not costs; only those kept have their ids read.
-    ``excluded_*`` are rows (few: a caller's blockers), in any order.
+    (``BaseView.row_of``), unless its row is overridden. Every number takes the same steps
+    whatever it finds (P7): both probes, the marks of the row found or of a stand-in row,
+    and both exclusion searches; only the holders kept have their ids read.
+    ``excluded_*`` are rows (a caller's blockers), ascending: each is searched in log time.
     """
     cdef const uint8_t* packed = <const uint8_t*>PyBytes_AS_STRING(fingerprints)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(fingerprints)
@@ -252,19 +277,17 @@ def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
     cdef const uint64_t* mine_hi = <const uint64_t*>_data(overlay_hi, cnp.NPY_UINT64, "overlay_hi")
     cdef const uint64_t* mine_lo = <const uint64_t*>_data(overlay_lo, cnp.NPY_UINT64, "overlay_lo")
     cdef const uint8_t* shown = <const uint8_t*>_data(
-        overlay_discoverable, cnp.NPY_UINT8, "overlay_discoverable")
+        overlay_discoverable if overlay_discoverable.shape[0] else _ONE_BYTE,
+        cnp.NPY_UINT8, "overlay_discoverable")
+    cdef uint64_t no_claim = 0
+    cdef const uint64_t* claim = base.claim if base.rows else &no_claim
     cdef Py_ssize_t arena_size
     cdef const uint8_t* names = _bytes_data(arena, &arena_size)
     cdef const uint32_t* name_at = <const uint32_t*>_data(offsets, cnp.NPY_UINT32, "offsets")
     cdef const uint8_t* name_length = <const uint8_t*>_data(lengths, cnp.NPY_UINT8, "lengths")
-    cdef const int64_t* not_mine = <const int64_t*>_data(
-        excluded_overlay if excluded_overlay.shape[0] else _ONE_ROW,
-        cnp.NPY_INT64, "excluded_overlay")
-    cdef const int64_t* not_theirs = <const int64_t*>_data(
-        excluded_base if excluded_base.shape[0] else _ONE_ROW,
-        cnp.NPY_INT64, "excluded_base")
-    cdef Py_ssize_t excluded_mine = excluded_overlay.shape[0]
-    cdef Py_ssize_t excluded_theirs = excluded_base.shape[0]
+    cdef Py_ssize_t excluded_mine, excluded_theirs
+    cdef const int64_t* not_mine = _ascending(excluded_overlay, "excluded_overlay", &excluded_mine)
+    cdef const int64_t* not_theirs = _ascending(excluded_base, "excluded_base", &excluded_theirs)
     if slots.shape[0] != <Py_ssize_t>(mask + 1) or home_mask & ~mask:
         raise ValueError("slots, mask and home_mask disagree")
     positions_out = np.empty(count, dtype=np.uint32)
@@ -272,10 +295,10 @@ def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
     cdef int64_t* rows = <int64_t*>malloc((count + 1) * sizeof(int64_t))
     if rows == NULL:
         raise MemoryError()
-    cdef Py_ssize_t i, j, group, last, found = 0
-    cdef uint64_t hi, lo, slot, tag
-    cdef int64_t value, row
-    cdef bint kept
+    cdef Py_ssize_t i, group, last, found = 0
+    cdef uint64_t hi, lo, slot, tag, claimed, touched = 0
+    cdef int64_t value, row, mine, at, mine_at
+    cdef bint kept, skipped, out_mine, out_theirs, mine_shown
     try:
         for group in range(0, count, _GROUP):
             # A group's reads are started before any is used: the directory words, then the
@@ -292,7 +315,7 @@ def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
             for i in range(group, last):
                 hi = _le64(packed + 16 * i)
                 lo = _le64(packed + 16 * i + 8)
-                row = -1
+                mine = -1
                 tag = hi >> 33
                 slot = hi & home_mask
                 while True:
@@ -301,30 +324,32 @@ def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
                         break
                     if value >= 0 and <uint64_t>(value >> 32) == tag:
                         if mine_hi[value & _ROW_BITS] == hi and mine_lo[value & _ROW_BITS] == lo:
-                            row = value & _ROW_BITS
+                            mine = value & _ROW_BITS
                             break
                     slot = (slot + 1) & mask
-                if row >= 0:
-                    kept = shown[row] or not discoverable_only
-                    for j in range(excluded_mine):
-                        if not_mine[j] == row:
-                            kept = False
-                    if kept:
-                        positions[found] = <uint32_t>i
-                        rows[found] = -2 - row  # an overlay row, told apart by its sign
-                        found += 1
-                    continue
-                row = base.row_of(hi, lo)
-                if row < 0 or skip[row]:
-                    continue
-                kept = not discoverable_only or (base.claim[row] >> 63) != 0
-                for j in range(excluded_theirs):
-                    if not_theirs[j] == row:
-                        kept = False
+                # The same reads for every number, found or not, here or in the base: a number
+                # not found reads the marks of a row its fingerprint picks (keyed, so
+                # scattered as found rows are: as costly to reach), then is left out.
+                row = base.row_of(hi, lo) if base.rows else -1
+                at = row if row >= 0 else (<int64_t>(lo % <uint64_t>base.rows) if base.rows else 0)
+                skipped = skip[at] != 0
+                claimed = claim[at] >> 63
+                touched ^= base.lo[at] if base.rows else 0  # as a found row's lo was read
+                out_theirs = _holds(not_theirs, excluded_theirs, at)
+                mine_at = mine if mine >= 0 else 0
+                mine_shown = shown[mine_at] != 0
+                out_mine = _holds(not_mine, excluded_mine, mine_at)
+                if mine >= 0:
+                    kept = (mine_shown or not discoverable_only) and not out_mine
+                    row = -2 - mine  # an overlay row, told apart by its sign
+                else:
+                    kept = (row >= 0 and not skipped and not out_theirs
+                            and (claimed != 0 or not discoverable_only))
                 if kept:
                     positions[found] = <uint32_t>i
                     rows[found] = row
                     found += 1
+        rows[count] = <int64_t>touched  # kept, so that the reads are not optimized away
         user_ids = [None] * found
         for i in range(found):
             row = rows[i]

@@ -153,8 +153,8 @@ class RegistryIndex:
         self, fingerprints: bytes, excluded: frozenset[str], *, discoverable_only: bool
     ) -> Matches:
         if excluded:
-            excluded_mine = self._overlay.rows_of(excluded).astype(np.int64)
-            excluded_theirs = self._base_rows_of(excluded)
+            excluded_mine = np.sort(self._overlay.rows_of(excluded).astype(np.int64))
+            excluded_theirs = np.sort(self._base_rows_of(excluded))
         else:
             excluded_mine = excluded_theirs = _NO_ROWS
         indexes, users = _native.match(

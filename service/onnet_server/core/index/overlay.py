@@ -373,7 +373,7 @@ class Overlay:
         hidden or excluded holder costs what a number nobody holds costs: every looked-up
         row goes through the same masks, and only the rows that pass have their ids read.
         """
-        excluded_rows = self._rows_of(excluded).astype(np.int64) if excluded else _NO_ROWS
+        excluded_rows = np.sort(self._rows_of(excluded).astype(np.int64)) if excluded else _NO_ROWS
         indexes, users = _native.match(
             fingerprints,
             _NO_BASE,
