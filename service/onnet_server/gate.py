@@ -158,10 +158,6 @@ class CallSlots:
 
         return release
 
-    def taken(self) -> int:
-        """Slots taken now, over both classes."""
-        return sum(self._taken.values())
-
 
 def _nothing() -> None:
     """The release of a call that holds no counted slot."""

@@ -10,7 +10,6 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
 from grpc_status import rpc_status
@@ -29,7 +28,6 @@ from onnet_server.core.errors import (
 
 __all__ = [
     "STATUS_OF",
-    "MalformedRequestInterceptor",
     "abort_for",
     "status_of",
     "translate_errors",
@@ -119,37 +117,3 @@ async def abort_for(
         _log.error("%s failed: internal error of type %s", method, type(error).__name__)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
     raise AssertionError("unreachable: abort raises")
-
-
-class MalformedRequestInterceptor(aio.ServerInterceptor):
-    """Bytes that do not parse as the request message get INVALID_ARGUMENT, not UNKNOWN.
-
-    gRPC parses requests before any handler runs and reports a parse failure as UNKNOWN
-    with the parser's internals in the message. This interceptor has unary handlers receive
-    raw bytes and parses them itself.
-    """
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        """Wrap unary-unary handlers; pass every other kind through."""
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
-            return handler
-        parse = handler.request_deserializer
-        behaviour = handler.unary_unary
-
-        async def parsed(request: bytes, context: aio.ServicerContext[Any, Any]) -> Any:  # noqa: ANN401
-            try:
-                message = parse(request)
-            except DecodeError:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request message")
-            return await behaviour(message, context)  # type: ignore[arg-type]
-
-        return grpc.unary_unary_rpc_method_handler(
-            parsed, request_deserializer=None, response_serializer=handler.response_serializer
-        )

@@ -45,12 +45,6 @@ def match(
     excluded_base: npt.NDArray[np.int64],
     discoverable_only: bool,
 ) -> tuple[npt.NDArray[np.uint32], list[str]]: ...
-def arena_ids(
-    arena: bytearray | bytes,
-    offsets: npt.NDArray[np.uint32],
-    lengths: npt.NDArray[np.uint8],
-    rows: npt.NDArray[np.int64],
-) -> list[str]: ...
 def arena_user_row(
     slots: npt.NDArray[np.int32],
     mask: int,

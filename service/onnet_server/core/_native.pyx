@@ -222,15 +222,9 @@ cdef class BaseView:
 
 
 cdef inline bint _holds(const int64_t* rows, Py_ssize_t count, int64_t row) noexcept nogil:
-    """Whether ascending ``rows`` hold ``row``: a binary search, log2(count) steps for any row."""
-    cdef Py_ssize_t low = 0, high = count, middle
-    while low < high:
-        middle = (low + high) >> 1
-        if rows[middle] < row:
-            low = middle + 1
-        else:
-            high = middle
-    return low < count and rows[low] == row
+    """Whether ascending ``rows`` hold ``row`` (>= 0): log2(count) steps for any row."""
+    cdef Py_ssize_t at = _lower_bound(rows, 0, count, <uint64_t>row)
+    return at < count and rows[at] == row
 
 
 cdef int64_t* _ascending(cnp.ndarray rows, str name, Py_ssize_t* count) except NULL:
@@ -362,23 +356,6 @@ def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
         return positions_out[:found], user_ids
     finally:
         free(rows)
-
-
-def arena_ids(object arena, cnp.ndarray offsets, cnp.ndarray lengths, cnp.ndarray rows):
-    """The user ids of an overlay's ``rows`` (each at its offset in the arena)."""
-    cdef Py_ssize_t arena_size
-    cdef const uint8_t* names = _bytes_data(arena, &arena_size)
-    cdef const uint32_t* name_at = <const uint32_t*>_data(offsets, cnp.NPY_UINT32, "offsets")
-    cdef const uint8_t* name_length = <const uint8_t*>_data(lengths, cnp.NPY_UINT8, "lengths")
-    cdef const int64_t* wanted = <const int64_t*>_data(rows, cnp.NPY_INT64, "rows")
-    cdef Py_ssize_t i, count = rows.shape[0]
-    cdef int64_t row
-    result = [None] * count
-    for i in range(count):
-        row = wanted[i]
-        result[i] = PyUnicode_DecodeASCII(
-            <const char*>(names + name_at[row]), name_length[row], NULL)
-    return result
 
 
 def arena_user_row(cnp.ndarray slots, uint64_t mask, uint64_t home_mask, object arena,
@@ -601,6 +578,7 @@ cdef inline uint8_t* _put_varint(uint8_t* out, uint64_t value) noexcept nogil:
 ctypedef fused _Key:
     uint16_t
     uint32_t
+    int64_t  # rows, never negative
 
 
 cdef inline Py_ssize_t _lower_bound(const _Key* values, Py_ssize_t low, Py_ssize_t high,

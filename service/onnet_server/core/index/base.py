@@ -422,22 +422,6 @@ class BaseIndex:
 
     # -- by fingerprint --------------------------------------------------------------------
 
-    def rows_of(
-        self, hi: npt.NDArray[np.uint64], lo: npt.NDArray[np.uint64]
-    ) -> npt.NDArray[np.int64]:
-        """The row of each fingerprint, -1 where the base has none (vectorized)."""
-        count = len(self._hi)
-        if not count:
-            return np.full(len(hi), -1, dtype=np.int64)
-        at = np.searchsorted(self._hi, hi)
-        probe = np.minimum(at, count - 1)
-        found = (self._hi[probe] == hi) & (self._lo[probe] == lo)
-        result = np.where(found, probe, -1)
-        # Two numbers whose first halves agree (one pair in 2^64): look past the first.
-        for query in np.flatnonzero(~found & (self._hi[probe] == hi)).tolist():
-            result[query] = self.row_of(int(hi[query]), int(lo[query]))
-        return result
-
     def row_of(self, hi: int, lo: int) -> int:
         """The row of one fingerprint, or -1."""
         slot = hi >> (64 - self._dir_bits) if self._dir_bits else 0
@@ -455,10 +439,6 @@ class BaseIndex:
     def user_id(self, row: int) -> str:
         """The user id of ``row``."""
         return self._id_bytes(row).decode("ascii")
-
-    def user_ids(self, rows: npt.NDArray[np.int64]) -> list[str]:
-        """The user ids of ``rows``."""
-        return self.view.user_ids(rows)
 
     def _id_starts(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         block = rows >> _ID_BLOCK_BITS

@@ -459,10 +459,6 @@ class Overlay:
         """Whether ``user_id`` has a record here."""
         return self._find_user(user_id)[1] >= 0
 
-    def user_ids(self, rows: npt.NDArray[np.integer[Any]]) -> list[str]:
-        """The user ids of ``rows``."""
-        return self._user_ids(rows)
-
     def rows_of(self, users: frozenset[str]) -> npt.NDArray[np.int32]:
         """The rows of those of ``users`` that have a record here."""
         return self._rows_of(users)
@@ -535,11 +531,6 @@ class Overlay:
             if int(self._hi[row]) == hi and int(self._lo[row]) == lo:
                 return row
         return EMPTY
-
-    def _user_ids(self, rows: npt.NDArray[np.integer[Any]]) -> list[str]:
-        return _native.arena_ids(
-            self._arena, self._uid_offset, self._uid_length, rows.astype(np.int64, copy=False)
-        )
 
     def _rows_of(self, users: frozenset[str]) -> npt.NDArray[np.int32]:
         """The rows of those of ``users`` that have a record."""

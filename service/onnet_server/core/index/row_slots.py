@@ -5,8 +5,8 @@ the full key of a row is read from the caller's per-row arrays only when the tag
 a lookup that misses usually touches one slot and nothing else. Untagged slots take 4 bytes,
 tagged ones 8. With linear probing at a load of at most 0.6, most lookups end in the first or
 second slot. Probing starts at the beginning of an aligned window of ``WINDOW`` slots (one
-64-byte cache line of tagged slots), so a batch lookup can read each query's whole window in
-one numpy gather and almost every query ends in that first window. Removal leaves a tombstone,
+64-byte cache line of tagged slots), so almost every lookup ends in the one cache line it
+reads first (the compiled probe, core/_native.pyx). Removal leaves a tombstone,
 so that rows further along a probe chain stay reachable; tombstones go at the next rebuild.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DELETED", "EMPTY", "ROW_BITS", "WINDOW", "RowSlots", "tag_of"]
+__all__ = ["DELETED", "EMPTY", "WINDOW", "RowSlots", "tag_of"]
 
 EMPTY = -1
 DELETED = -2
@@ -27,9 +27,7 @@ _MAX_LOAD = 0.6  # grow past this share of slots in use (tombstones included)
 
 
 WINDOW = 8
-"""Slots read at once by a batch lookup; probe chains start at a multiple of it."""
-ROW_BITS = np.uint64(0xFFFFFFFF)
-"""The low 32 bits of a tagged slot: the row."""
+"""Probe chains start at a multiple of it: an aligned window of slots, one cache line."""
 _TAG_SHIFT = 33  # the tag is the hash's top 31 bits, so a tagged slot stays non-negative
 
 
