@@ -17,7 +17,9 @@ h2c with prior knowledge, on 4 connections with 16 streams in flight on each, to
 
 The request: a book of BATCH contact hashes, 5% of them registered users', sent as a free
 re-sync, exactly as the SDK sends it: ``onnet.Client.discover`` runs twice on the book and
-the request of its second call (the re-sync) is recorded and replayed.
+the request of its second call (the re-sync) is recorded and replayed. With
+ONNET_H2LOAD_FORM=first, the request of its first call is replayed instead: a first sync,
+with no token, whose every hash is charged (the server's quota never runs out).
 
 Success is checked, not assumed: h2load counts HTTP 2xx, but a failed gRPC call is an HTTP
 200 with a grpc-status trailer. So before the timed rounds one real gRPC call sends the very
@@ -78,6 +80,9 @@ BATCH = 1_000 if FULL else 100
 MATCH_SHARE = 0.05
 ROUNDS = int(os.environ.get("ONNET_H2LOAD_ROUNDS", "3")) if FULL else 1
 ROUND_SECONDS = float(os.environ.get("ONNET_H2LOAD_SECONDS", "10"))
+FORM = os.environ.get("ONNET_H2LOAD_FORM", "resync")
+if FORM not in ("resync", "first"):
+    raise ValueError(f"ONNET_H2LOAD_FORM must be resync or first, not {FORM!r}")
 SMOKE_REQUESTS = 200
 WARMUP_SECONDS = 2.0
 CLIENTS = 4
@@ -132,7 +137,7 @@ def test_discover_under_h2load(tmp_path: Path) -> None:
     with server_process(ONNET_ENV, *args, secure=False) as onnet_server:
         registered = register_population(onnet_server.target, USERS)
         assert registered.imported == USERS, registered
-        form, request, expected = sdk_resync_request(onnet_server.target)
+        (form, request), expected = sdk_request(onnet_server.target)
         body = tmp_path / "request.bin"
         body.write_bytes(frame(request))
         answer = checked_call(onnet_server.port, DISCOVER, body, expected)
@@ -166,10 +171,10 @@ def test_discover_under_h2load(tmp_path: Path) -> None:
     print_summary(results)
 
 
-def sdk_resync_request(address: str) -> tuple[str, bytes, int]:
-    """The re-sync request the SDK sends for an unchanged book, serialized.
+def sdk_request(address: str) -> tuple[tuple[str, bytes], int]:
+    """The request the SDK sends for the book in FORM: its re-sync, or its first sync.
 
-    Returns a description of its form (the fields it sets), the message, and how many of
+    Returns a description of its form (the fields it sets) and the message, and how many of
     the book's numbers are registered (the matches every answer must hold).
     """
     rng = random.Random("onnet-bench-h2load")
@@ -191,6 +196,10 @@ def sdk_resync_request(address: str) -> tuple[str, bytes, int]:
         first = client.discover(numbers)
         assert len(first.matches) == registered, "the first (paying) sync"
         token = client.sync_state.token
+        if FORM == "first":
+            assert len(sent) == 1, "the SDK's first sync is one call"
+            assert not sent[0].token, "a first sync has no token"
+            return _described("the SDK's first sync (charged)", sent[0]), registered
         sent.clear()
         again = client.discover(numbers)
         assert len(again.matches) == registered, "the re-sync"
@@ -206,12 +215,17 @@ def sdk_resync_request(address: str) -> tuple[str, bytes, int]:
             f"hashes + token + previous_hashes, built here (the SDK's re-sync made {len(sent)} "
             "Discover calls, or one without a token)"
         )
+    return _described(form, request), registered
+
+
+def _described(form: str, request: discovery_pb2.DiscoverRequest) -> tuple[str, bytes]:
+    """``form`` followed by the fields ``request`` sets, and the serialized request."""
     fields = ", ".join(
         f"{field.name} {len(value) if isinstance(value, bytes | str) else value!r}"
         f"{' B' if isinstance(value, bytes | str) else ''}"
         for field, value in request.ListFields()
     )
-    return f"{form}: {fields}", request.SerializeToString(), registered
+    return f"{form}: {fields}", request.SerializeToString()
 
 
 def checked_call(port: int, path: str, body: Path, matches: int | None) -> bytes:

@@ -18,12 +18,12 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     ProcessCollector,
     start_http_server,
 )
 
 from onnet_server.core.ports import RegistryStore
+from onnet_server.histogram import LabelledHistogram, Series
 
 __all__ = ["Metrics", "MetricsInterceptor", "serve_metrics"]
 
@@ -47,15 +47,16 @@ class Metrics:
             "onnet_calls", "RPCs answered, by method and status code.",
             ["method", "code"], registry=self.registry,
         )  # fmt: skip
-        self.latency = Histogram(
+        # Observed on every call: histograms without locks (see histogram.py).
+        self.latency = LabelledHistogram(
             "onnet_call_seconds", "Time from a call's arrival to its answer, by method.",
-            ["method"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "method", _LATENCY_BUCKETS, self.registry,
         )  # fmt: skip
-        self.batch_size = Histogram(
+        self.batch_size = LabelledHistogram(
             "onnet_batch_size",
             "Items per call: hashes (Discover, Lookup), elements (BlindEvaluate), buckets "
             "(FetchBuckets), rows (ImportUsers batches).",
-            ["method"], buckets=_SIZE_BUCKETS, registry=self.registry,
+            "method", _SIZE_BUCKETS, self.registry,
         )  # fmt: skip
         self.quota_refusals = Counter(
             "onnet_quota_refusals", "Calls refused because the account's quota was spent.",
@@ -79,8 +80,8 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         ProcessCollector(registry=self.registry)
-        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._batch_children: dict[str, Any] = {}
+        self._children: dict[tuple[str, str], tuple[Any, Series]] = {}
+        self._batch_children: dict[str, Series] = {}
 
     def refresh(self, store: RegistryStore) -> None:
         """Read the store's sizes and feed state into the gauges.

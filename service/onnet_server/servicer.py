@@ -31,9 +31,10 @@ __all__ = ["BenchServicer", "DiscoveryServicer", "HealthServicer", "RegistryServ
 # Counts and outcomes only: never a number, a hash, a token or a user id.
 _log = logging.getLogger(__name__)
 
-DiscoverContext = aio.ServicerContext[discovery_pb2.DiscoverRequest, discovery_pb2.DiscoverResponse]
+# Discover and FetchBuckets answer their responses in wire form (see wire.py).
+DiscoverContext = aio.ServicerContext[discovery_pb2.DiscoverRequest, Encoded]
+CeilingContext = aio.ServicerContext[discovery_pb2.DiscoverRequest, discovery_pb2.DiscoverResponse]
 ConfigContext = aio.ServicerContext[discovery_pb2.GetConfigRequest, discovery_pb2.DiscoveryConfig]
-# FetchBuckets answers a FetchBucketsResponse in its wire form (see wire.py).
 FetchContext = aio.ServicerContext[discovery_pb2.FetchBucketsRequest, Encoded]
 EvaluateContext = aio.ServicerContext[
     discovery_pb2.BlindEvaluateRequest, discovery_pb2.BlindEvaluateResponse
@@ -60,10 +61,10 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         self._metrics = metrics
 
     @translate_errors
-    async def Discover(
+    async def Discover(  # type: ignore[override]  # wire form: see wire.py
         self, request: discovery_pb2.DiscoverRequest, context: DiscoverContext
-    ) -> discovery_pb2.DiscoverResponse:
-        """Match a batch of contact hashes."""
+    ) -> Encoded:
+        """Match a batch of contact hashes; the answer is written by the index (no object each)."""
         account = current_caller().subject
         # Each read of a bytes field copies it out of the message: read each once.
         hashes = request.hashes
@@ -76,11 +77,8 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
             added_hashes=request.added_hashes,
             removed_hashes=request.removed_hashes,
         )
-        matches = answer.matches
-        _log.debug("Discover: %d hashes, %d matches", len(hashes) // 32, len(matches.user_ids))
-        return discovery_pb2.DiscoverResponse(
-            matched_indexes=matches.indexes.tolist(), user_ids=matches.user_ids, token=answer.token
-        )
+        _log.debug("Discover: %d hashes, %d matches", len(hashes) // 32, answer.match_count)
+        return Encoded(answer.encoded)
 
     @translate_errors
     async def GetConfig(
@@ -280,7 +278,7 @@ class BenchServicer(bench_pb2_grpc.BenchServicer):
         self._answer = discovery_pb2.DiscoverResponse(token=bytes(45))
 
     async def Ceiling(
-        self, request: discovery_pb2.DiscoverRequest, context: DiscoverContext
+        self, request: discovery_pb2.DiscoverRequest, context: CeilingContext
     ) -> discovery_pb2.DiscoverResponse:
         """The fixed answer."""
         return self._answer

@@ -134,6 +134,15 @@ class World:
             fingerprints,
             self.base.view,
             self.overridden,
+            self.overlay_view(slots),
+            np.array(self.excluded_mine if excluded else [], dtype=np.int64),
+            np.array(self.excluded_base if excluded else [], dtype=np.int64),
+            discoverable_only,
+        )
+
+    def overlay_view(self, slots: Any) -> _native.OverlayView:
+        """The overlay's arrays as a lookup reads them, with the given slots."""
+        return _native.OverlayView(
             slots,
             self.table.mask,
             self.table.home_mask,
@@ -143,9 +152,6 @@ class World:
             self.arena,
             self.offsets,
             self.lengths,
-            np.array(self.excluded_mine if excluded else [], dtype=np.int64),
-            np.array(self.excluded_base if excluded else [], dtype=np.int64),
-            discoverable_only,
         )
 
     def expected(
@@ -250,30 +256,61 @@ def test_lane_sums_add_each_column_modulo_2_64(rows: list[tuple[int, int]]) -> N
 
 
 @given(st.lists(st.integers(0, 6), max_size=60), st.binary(min_size=16 * 7, max_size=16 * 7))
-def test_distinct_blocks_number_blocks_in_order_of_first_sight(
+def test_first_rows_are_where_each_distinct_row_is_first_seen(
     picks: list[int], pool: bytes
 ) -> None:
     blocks = [pool[16 * pick : 16 * pick + 16] for pick in picks]
-    data = b"".join(blocks)
-    distinct, of_position = _native.distinct_blocks(data)
     seen = list(dict.fromkeys(blocks))
-    if len(seen) == len(blocks):
-        assert distinct is data
-        assert of_position is None
-    else:
-        assert distinct == b"".join(seen)
-        assert of_position is not None
-        assert of_position.tolist() == [seen.index(block) for block in blocks]
-        values = np.frombuffer(data, dtype=np.uint64).reshape(-1, 2)
-        assert _native.first_rows(values).tolist() == [blocks.index(b) for b in seen]
+    values = np.frombuffer(b"".join(blocks), dtype=np.uint64).reshape(-1, 2)
+    assert _native.first_rows(values).tolist() == [blocks.index(b) for b in seen]
 
 
-def test_distinct_blocks_stay_fast_when_every_block_is_the_same() -> None:
-    # 10,000 copies of one block: each one ends at the first slot it reads.
-    distinct, of_position = _native.distinct_blocks(bytes(range(16)) * 10_000)
-    assert distinct == bytes(range(16))
-    assert of_position is not None
-    assert not of_position.any()
+# -- Discover's answer in wire form -----------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 200), st.integers(0, 200), st.binary(max_size=60))
+def test_discover_answer_is_the_protobuf_serialization_of_the_match(
+    seed: int, base_size: int, overlay_size: int, token: bytes
+) -> None:
+    rng = random.Random(seed)
+    world = World(rng, base_size, overlay_size)
+    known = world.base_order + world.overlay
+    # Repeats included: each position of a kept number is answered.
+    queries = [rng.choice(known) for _ in range(len(known))] if known else []
+    queries += [(rng.getrandbits(64), rng.getrandbits(64)) for _ in range(10)]
+    rng.shuffle(queries)
+    packed = b"".join(struct.pack("<QQ", *query) for query in queries)
+    excluded_mine = np.array(world.excluded_mine, dtype=np.int64)
+    excluded_base = np.array(world.excluded_base, dtype=np.int64)
+    view = world.overlay_view(world.table.slots.view(np.int64))
+    answer, found = _native.discover_answer(
+        packed, world.base.view, world.overridden, view, excluded_mine, excluded_base, token
+    )
+    positions, users = world.expected(queries, True)
+    expected = discovery_pb2.DiscoverResponse(
+        matched_indexes=positions, user_ids=users, token=token
+    )
+    assert answer == expected.SerializeToString()
+    assert found == len(positions)
+
+
+def test_a_number_asked_many_times_is_answered_at_every_position() -> None:
+    world = World(random.Random(3), 50, 50)
+    number = next(n for n in world.base_order if world.expected([n], True)[0])
+    copies = 10_000
+    answer, _ = _native.discover_answer(
+        struct.pack("<QQ", *number) * copies,
+        world.base.view,
+        world.overridden,
+        world.overlay_view(world.table.slots.view(np.int64)),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        b"",
+    )
+    message = discovery_pb2.DiscoverResponse.FromString(answer)
+    assert list(message.matched_indexes) == list(range(copies))
+    assert set(message.user_ids) == {world.expected([number], True)[1][0]}
 
 
 # -- FetchBuckets' answer in wire form --------------------------------------------------

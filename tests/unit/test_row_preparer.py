@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -67,3 +70,44 @@ def test_a_small_batch_is_prepared_in_this_process(processes: int) -> None:
         preparer.close()
     assert len(prepared) + len(rejected) == 10
     assert preparer._pool is None  # no pool for so little
+
+
+_KILLED_SERVER = """
+import asyncio, os, signal, sys
+from pathlib import Path
+sys.path[:0] = {paths!r}
+from tests.unit.test_row_preparer import rows
+from onnet_server.core.row_preparer import RowPreparer
+preparer = RowPreparer(os.urandom(32), processes=2)
+asyncio.run(preparer.prepare(rows(600), 0))
+Path(sys.argv[1]).write_text(" ".join(map(str, preparer._pool._processes)))  # worker pids
+os.kill(os.getpid(), signal.SIGKILL)  # no close(), no exit handlers: as a killed server
+"""
+
+
+def test_the_workers_end_when_the_server_process_is_killed(tmp_path: Path) -> None:
+    pids, errors = tmp_path / "workers", tmp_path / "stderr"
+    with errors.open("w") as stderr:  # a file, not a pipe: a leftover worker would hold it
+        ended = subprocess.run(
+            [sys.executable, "-c", _KILLED_SERVER.format(paths=sys.path), str(pids)],
+            stdout=subprocess.DEVNULL, stderr=stderr, timeout=60, check=False,
+        )  # fmt: skip
+    assert ended.returncode == -signal.SIGKILL, errors.read_text()
+    workers = [int(pid) for pid in pids.read_text().split()]
+    assert len(workers) == 2
+    deadline = time.monotonic() + 10
+    while alive := [pid for pid in workers if running(pid)]:
+        if time.monotonic() > deadline:
+            for pid in alive:  # leave nothing behind, then fail
+                os.kill(pid, signal.SIGKILL)
+            pytest.fail("a worker process outlived the server process that started it")
+        time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not ended (a zombie waits to be reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return status.rpartition(")")[2].split()[0] != "Z"

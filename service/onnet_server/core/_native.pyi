@@ -28,23 +28,38 @@ class BaseView:
     def user_ids(self, rows: npt.NDArray[np.int64]) -> list[str]: ...
     def user_row(self, user: bytes) -> int: ...
 
+class OverlayView:
+    def __init__(
+        self,
+        slots: npt.NDArray[np.int64],
+        mask: int,
+        home_mask: int,
+        hi: npt.NDArray[np.uint64],
+        lo: npt.NDArray[np.uint64],
+        discoverable: npt.NDArray[np.uint8],
+        arena: bytearray | bytes,
+        offsets: npt.NDArray[np.uint32],
+        lengths: npt.NDArray[np.uint8],
+    ) -> None: ...
+
 def match(
     fingerprints: bytes,
     base: BaseView,
     overridden: npt.NDArray[np.uint8],
-    slots: npt.NDArray[np.int64],
-    mask: int,
-    home_mask: int,
-    overlay_hi: npt.NDArray[np.uint64],
-    overlay_lo: npt.NDArray[np.uint64],
-    overlay_discoverable: npt.NDArray[np.uint8],
-    arena: bytearray | bytes,
-    offsets: npt.NDArray[np.uint32],
-    lengths: npt.NDArray[np.uint8],
+    overlay: OverlayView,
     excluded_overlay: npt.NDArray[np.int64],
     excluded_base: npt.NDArray[np.int64],
     discoverable_only: bool,
 ) -> tuple[npt.NDArray[np.uint32], list[str]]: ...
+def discover_answer(
+    fingerprints: bytes,
+    base: BaseView,
+    overridden: npt.NDArray[np.uint8],
+    overlay: OverlayView,
+    excluded_overlay: npt.NDArray[np.int64],
+    excluded_base: npt.NDArray[np.int64],
+    token: bytes,
+) -> tuple[bytes, int]: ...
 def arena_user_row(
     slots: npt.NDArray[np.int32],
     mask: int,
@@ -59,7 +74,6 @@ def split_halves(packed: bytes) -> tuple[bytes, bytes]: ...
 def xor_bytes(left: bytes, right: bytes) -> bytes: ...
 def lane_sums(values: npt.NDArray[np.uint64]) -> tuple[int, int]: ...
 def block_sums(blocks: bytes) -> tuple[int, int]: ...
-def distinct_blocks(blocks: bytes) -> tuple[bytes, npt.NDArray[np.intp] | None]: ...
 def first_rows(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.intp]: ...
 
 class _Entries: ...

@@ -239,24 +239,96 @@ cdef int64_t* _ascending(cnp.ndarray rows, str name, Py_ssize_t* count) except N
     return <int64_t*>data
 
 
-def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
-          cnp.ndarray slots, uint64_t mask, uint64_t home_mask,
-          cnp.ndarray overlay_hi, cnp.ndarray overlay_lo, cnp.ndarray overlay_discoverable,
-          object arena, cnp.ndarray offsets, cnp.ndarray lengths,
-          cnp.ndarray excluded_overlay, cnp.ndarray excluded_base, bint discoverable_only):
-    """The holders of packed 16-byte ``fingerprints``: (positions, user ids).
+cdef class OverlayView:
+    """An overlay's arrays (core/index/overlay.py) as one lookup reads them.
 
-    ``positions`` (uint32, ascending) are the fingerprints that found a holder (a
-    discoverable one if ``discoverable_only``) who is not excluded; ``user ids`` theirs.
+    Made afresh for each lookup (the overlay replaces its arrays as it grows, and its id
+    arena is a bytearray that may move): it holds the arrays while their data is read.
+    """
 
-    The overlay is asked first: a number with a claim there has its base row overridden
-    (``overridden``, one byte a base row). Its table is tagged open addressing
-    (core/index/row_slots.py): a slot holds the row and the top 31 bits of the
-    fingerprint's first half; a probe chain ends at an empty slot. Then the base
-    (``BaseView.row_of``), unless its row is overridden. Every number takes the same steps
-    whatever it finds (P7): both probes, the marks of the row found or of a stand-in row,
-    and both exclusion searches; only the holders kept have their ids read.
-    ``excluded_*`` are rows (a caller's blockers), ascending: each is searched in log time.
+    cdef object arrays
+    cdef const int64_t* table
+    cdef uint64_t mask
+    cdef uint64_t home_mask
+    cdef const uint64_t* hi
+    cdef const uint64_t* lo
+    cdef const uint8_t* shown
+    cdef const uint8_t* names
+    cdef const uint32_t* name_at
+    cdef const uint8_t* name_length
+
+    def __init__(self, cnp.ndarray slots, uint64_t mask, uint64_t home_mask,
+                 cnp.ndarray hi, cnp.ndarray lo, cnp.ndarray discoverable,
+                 object arena, cnp.ndarray offsets, cnp.ndarray lengths):
+        """The holders table (tagged RowSlots), the rows' halves, flags and ids."""
+        cdef Py_ssize_t arena_size
+        if slots.shape[0] != <Py_ssize_t>(mask + 1) or home_mask & ~mask:
+            raise ValueError("slots, mask and home_mask disagree")
+        self.arrays = (slots, hi, lo, discoverable, arena, offsets, lengths)
+        self.table = <const int64_t*>_data(slots, cnp.NPY_INT64, "slots")
+        self.mask = mask
+        self.home_mask = home_mask
+        self.hi = <const uint64_t*>_data(hi, cnp.NPY_UINT64, "overlay_hi")
+        self.lo = <const uint64_t*>_data(lo, cnp.NPY_UINT64, "overlay_lo")
+        self.shown = <const uint8_t*>_data(
+            discoverable if discoverable.shape[0] else _ONE_BYTE, cnp.NPY_UINT8,
+            "overlay_discoverable")
+        self.names = _bytes_data(arena, &arena_size)
+        self.name_at = <const uint32_t*>_data(offsets, cnp.NPY_UINT32, "offsets")
+        self.name_length = <const uint8_t*>_data(lengths, cnp.NPY_UINT8, "lengths")
+
+    cdef inline int64_t row_of(self, uint64_t hi, uint64_t lo) noexcept nogil:
+        """The row holding a fingerprint, or -1: its probe chain, to the first empty slot.
+
+        A slot holds the row and the top 31 bits of the fingerprint's first half
+        (core/index/row_slots.py); a tombstone is negative but not empty.
+        """
+        cdef uint64_t tag = hi >> 33
+        cdef uint64_t slot = hi & self.home_mask
+        cdef int64_t value
+        while True:
+            value = self.table[slot]
+            if value == _EMPTY:
+                return -1
+            if value >= 0 and <uint64_t>(value >> 32) == tag:
+                if self.hi[value & _ROW_BITS] == hi and self.lo[value & _ROW_BITS] == lo:
+                    return value & _ROW_BITS
+            slot = (slot + 1) & self.mask
+
+
+cdef uint64_t _sink = 0
+"""Where a probe's stand-in reads go, so that the compiler keeps them (see ``_holders``)."""
+
+cdef enum:
+    _LEFT_OUT = -1  # a number whose holder is not kept (or who has none)
+
+
+cdef inline const uint8_t* _id_of(BaseView base, OverlayView overlay, int64_t row,
+                                  Py_ssize_t* length) noexcept nogil:
+    """The id bytes of a kept row: a base row (>= 0), or overlay row r as -2 - r."""
+    cdef uint64_t start, end
+    if row >= 0:
+        base.id_span(row, &start, &end)
+        length[0] = <Py_ssize_t>(end - start)
+        return base.ids + start
+    row = -2 - row
+    length[0] = overlay.name_length[row]
+    return overlay.names + overlay.name_at[row]
+
+
+cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridden,
+                         OverlayView overlay, cnp.ndarray excluded_overlay,
+                         cnp.ndarray excluded_base, bint discoverable_only,
+                         uint32_t* positions, int64_t* rows) except -1:
+    """Fill ``positions`` and ``rows`` (room for one per fingerprint) with the holders kept.
+
+    Duplicates collapse first (a number asked 10,000 times is looked up once, and costs
+    what any other number costs), on the fingerprints' keyed first halves, which no client
+    can steer into one slot of the table that groups them. Each distinct number is then
+    looked up with the same steps whatever it finds (P7): both probes, the marks of the
+    row found or of a stand-in row its fingerprint picks (keyed, so as scattered as found
+    rows are), and a binary search of each exclusion list. Every position of a kept number
+    is reported, ascending; a base row as itself, overlay row r as -2 - r.
     """
     cdef const uint8_t* packed = <const uint8_t*>PyBytes_AS_STRING(fingerprints)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(fingerprints)
@@ -265,97 +337,161 @@ def match(bytes fingerprints, BaseView base, cnp.ndarray overridden,
     if overridden.shape[0] != base.rows:
         raise ValueError("overridden has one byte per base row")
     cdef Py_ssize_t count = size // 16
+    if count == 0:
+        return 0
     cdef const uint8_t* skip = <const uint8_t*>_data(
         overridden if base.rows else _ONE_BYTE, cnp.NPY_UINT8, "overridden")
-    cdef const int64_t* table = <const int64_t*>_data(slots, cnp.NPY_INT64, "slots")
-    cdef const uint64_t* mine_hi = <const uint64_t*>_data(overlay_hi, cnp.NPY_UINT64, "overlay_hi")
-    cdef const uint64_t* mine_lo = <const uint64_t*>_data(overlay_lo, cnp.NPY_UINT64, "overlay_lo")
-    cdef const uint8_t* shown = <const uint8_t*>_data(
-        overlay_discoverable if overlay_discoverable.shape[0] else _ONE_BYTE,
-        cnp.NPY_UINT8, "overlay_discoverable")
     cdef uint64_t no_claim = 0
     cdef const uint64_t* claim = base.claim if base.rows else &no_claim
-    cdef Py_ssize_t arena_size
-    cdef const uint8_t* names = _bytes_data(arena, &arena_size)
-    cdef const uint32_t* name_at = <const uint32_t*>_data(offsets, cnp.NPY_UINT32, "offsets")
-    cdef const uint8_t* name_length = <const uint8_t*>_data(lengths, cnp.NPY_UINT8, "lengths")
     cdef Py_ssize_t excluded_mine, excluded_theirs
     cdef const int64_t* not_mine = _ascending(excluded_overlay, "excluded_overlay", &excluded_mine)
     cdef const int64_t* not_theirs = _ascending(excluded_base, "excluded_base", &excluded_theirs)
-    if slots.shape[0] != <Py_ssize_t>(mask + 1) or home_mask & ~mask:
-        raise ValueError("slots, mask and home_mask disagree")
+    cdef Py_ssize_t table_size = _table_size(count)
+    # One allocation: the grouping table, each position's number, each number's first
+    # position, and each number's kept row.
+    cdef char* scratch = <char*>malloc(
+        table_size * sizeof(int32_t) + count * (sizeof(Py_ssize_t) + sizeof(int32_t)
+                                                + sizeof(int64_t)))
+    if scratch == NULL:
+        raise MemoryError()
+    cdef int64_t* kept_row = <int64_t*>scratch
+    cdef Py_ssize_t* of_position = <Py_ssize_t*>(kept_row + count)
+    cdef int32_t* first_of = <int32_t*>(of_position + count)
+    cdef int32_t* table = first_of + count
+    cdef Py_ssize_t i, d, group, last, found = 0
+    cdef Py_ssize_t distinct = _group(packed, count, table, table_size, of_position, first_of)
+    cdef const uint8_t* block
+    cdef uint64_t hi, lo, claimed, touched = 0
+    cdef int64_t row, mine, at, mine_at
+    cdef bint kept, skipped, out_mine, out_theirs, mine_shown
+    for group in range(0, distinct, _GROUP):
+        # A group's reads are started before any is used: the directory words, then the
+        # first rows they name, so that a group's cache misses overlap instead of
+        # following one another (the base's arrays are tens of megabytes).
+        last = min(group + _GROUP, distinct)
+        for d in range(group, last):
+            hi = _le64(packed + 16 * first_of[d])
+            __builtin_prefetch(&overlay.table[hi & overlay.home_mask])
+            __builtin_prefetch(&base.directory[base.top(hi)])
+        for d in range(group, last):
+            hi = _le64(packed + 16 * first_of[d])
+            __builtin_prefetch(&base.hi[base.directory[base.top(hi)]])
+        for d in range(group, last):
+            block = packed + 16 * first_of[d]
+            hi = _le64(block)
+            lo = _le64(block + 8)
+            mine = overlay.row_of(hi, lo)
+            # The same reads for every number, found or not, here or in the base: a number
+            # not found reads the marks of a row its fingerprint picks, then is left out.
+            row = base.row_of(hi, lo) if base.rows else -1
+            at = row if row >= 0 else (<int64_t>(lo % <uint64_t>base.rows) if base.rows else 0)
+            skipped = skip[at] != 0
+            claimed = claim[at] >> 63
+            touched ^= base.lo[at] if base.rows else 0  # as a found row's lo was read
+            out_theirs = _holds(not_theirs, excluded_theirs, at)
+            mine_at = mine if mine >= 0 else 0
+            mine_shown = overlay.shown[mine_at] != 0
+            out_mine = _holds(not_mine, excluded_mine, mine_at)
+            if mine >= 0:
+                kept = (mine_shown or not discoverable_only) and not out_mine
+                row = -2 - mine  # an overlay row, told apart by its sign
+            else:
+                kept = (row >= 0 and not skipped and not out_theirs
+                        and (claimed != 0 or not discoverable_only))
+            kept_row[d] = row if kept else _LEFT_OUT
+    global _sink
+    _sink ^= touched
+    for i in range(count):
+        row = kept_row[of_position[i]]
+        if row != _LEFT_OUT:
+            positions[found] = <uint32_t>i
+            rows[found] = row
+            found += 1
+    free(scratch)
+    return found
+
+
+def match(bytes fingerprints, BaseView base, cnp.ndarray overridden, OverlayView overlay,
+          cnp.ndarray excluded_overlay, cnp.ndarray excluded_base, bint discoverable_only):
+    """The holders of packed 16-byte ``fingerprints``: (positions, user ids).
+
+    ``positions`` (uint32, ascending) are the fingerprints that found a holder (a
+    discoverable one if ``discoverable_only``) who is not excluded; ``user ids`` theirs.
+    The overlay is asked first: a number with a claim there has its base row overridden
+    (``overridden``, one byte a base row). ``excluded_*`` are rows (a caller's blockers),
+    ascending. See ``_holders`` for the steps, the same for every number.
+    """
+    cdef Py_ssize_t count = PyBytes_GET_SIZE(fingerprints) // 16
     positions_out = np.empty(count, dtype=np.uint32)
-    cdef uint32_t* positions = <uint32_t*>cnp.PyArray_DATA(positions_out)
     cdef int64_t* rows = <int64_t*>malloc((count + 1) * sizeof(int64_t))
     if rows == NULL:
         raise MemoryError()
-    cdef Py_ssize_t i, group, last, found = 0
-    cdef uint64_t hi, lo, slot, tag, claimed, touched = 0
-    cdef int64_t value, row, mine, at, mine_at
-    cdef bint kept, skipped, out_mine, out_theirs, mine_shown
+    cdef Py_ssize_t i, found, length
+    cdef const uint8_t* name
     try:
-        for group in range(0, count, _GROUP):
-            # A group's reads are started before any is used: the directory words, then the
-            # first rows they name, so that a group's cache misses overlap instead of
-            # following one another (the base's arrays are tens of megabytes).
-            last = min(group + _GROUP, count)
-            for i in range(group, last):
-                hi = _le64(packed + 16 * i)
-                __builtin_prefetch(&table[hi & home_mask])
-                __builtin_prefetch(&base.directory[base.top(hi)])
-            for i in range(group, last):
-                hi = _le64(packed + 16 * i)
-                __builtin_prefetch(&base.hi[base.directory[base.top(hi)]])
-            for i in range(group, last):
-                hi = _le64(packed + 16 * i)
-                lo = _le64(packed + 16 * i + 8)
-                mine = -1
-                tag = hi >> 33
-                slot = hi & home_mask
-                while True:
-                    value = table[slot]
-                    if value == _EMPTY:
-                        break
-                    if value >= 0 and <uint64_t>(value >> 32) == tag:
-                        if mine_hi[value & _ROW_BITS] == hi and mine_lo[value & _ROW_BITS] == lo:
-                            mine = value & _ROW_BITS
-                            break
-                    slot = (slot + 1) & mask
-                # The same reads for every number, found or not, here or in the base: a number
-                # not found reads the marks of a row its fingerprint picks (keyed, so
-                # scattered as found rows are: as costly to reach), then is left out.
-                row = base.row_of(hi, lo) if base.rows else -1
-                at = row if row >= 0 else (<int64_t>(lo % <uint64_t>base.rows) if base.rows else 0)
-                skipped = skip[at] != 0
-                claimed = claim[at] >> 63
-                touched ^= base.lo[at] if base.rows else 0  # as a found row's lo was read
-                out_theirs = _holds(not_theirs, excluded_theirs, at)
-                mine_at = mine if mine >= 0 else 0
-                mine_shown = shown[mine_at] != 0
-                out_mine = _holds(not_mine, excluded_mine, mine_at)
-                if mine >= 0:
-                    kept = (mine_shown or not discoverable_only) and not out_mine
-                    row = -2 - mine  # an overlay row, told apart by its sign
-                else:
-                    kept = (row >= 0 and not skipped and not out_theirs
-                            and (claimed != 0 or not discoverable_only))
-                if kept:
-                    positions[found] = <uint32_t>i
-                    rows[found] = row
-                    found += 1
-        rows[count] = <int64_t>touched  # kept, so that the reads are not optimized away
+        found = _holders(fingerprints, base, overridden, overlay, excluded_overlay,
+                         excluded_base, discoverable_only,
+                         <uint32_t*>cnp.PyArray_DATA(positions_out), rows)
         user_ids = [None] * found
         for i in range(found):
-            row = rows[i]
-            if row >= 0:
-                user_ids[i] = base.user_id(row)
-            else:
-                row = -2 - row
-                user_ids[i] = PyUnicode_DecodeASCII(
-                    <const char*>(names + name_at[row]), name_length[row], NULL)
+            name = _id_of(base, overlay, rows[i], &length)
+            user_ids[i] = PyUnicode_DecodeASCII(<const char*>name, length, NULL)
         return positions_out[:found], user_ids
     finally:
         free(rows)
+
+
+def discover_answer(bytes fingerprints, BaseView base, cnp.ndarray overridden,
+                    OverlayView overlay, cnp.ndarray excluded_overlay,
+                    cnp.ndarray excluded_base, bytes token):
+    """``match``'s discoverable holders as a serialized DiscoverResponse carrying ``token``.
+
+    Returns the answer's bytes and how many matches they hold. Fields (discovery.proto): 1 ``matched_indexes``, packed varints; 2 ``user_ids``, one
+    length-delimited string each; 3 ``token``. Written straight from the index's rows, with
+    no Python object per match.
+    """
+    cdef Py_ssize_t count = PyBytes_GET_SIZE(fingerprints) // 16
+    cdef char* scratch = <char*>malloc(
+        count * sizeof(uint32_t) + (count + 1) * sizeof(int64_t))
+    if scratch == NULL:
+        raise MemoryError()
+    cdef int64_t* rows = <int64_t*>scratch
+    cdef uint32_t* positions = <uint32_t*>(rows + count + 1)
+    cdef Py_ssize_t i, found, length, packed_size = 0, total
+    cdef Py_ssize_t token_size = PyBytes_GET_SIZE(token)
+    cdef const uint8_t* name
+    cdef uint8_t* out
+    try:
+        found = _holders(fingerprints, base, overridden, overlay, excluded_overlay,
+                         excluded_base, True, positions, rows)
+        for i in range(found):
+            packed_size += _varint_size(positions[i])
+        total = (1 + _varint_size(packed_size) + packed_size) if found else 0
+        for i in range(found):
+            _id_of(base, overlay, rows[i], &length)
+            total += 1 + _varint_size(length) + length
+        if token_size:
+            total += 1 + _varint_size(token_size) + token_size
+        answer = PyBytes_FromStringAndSize(NULL, total)
+        out = <uint8_t*>PyBytes_AS_STRING(answer)
+        if found:
+            out[0] = 0x0A  # field 1, length-delimited (packed)
+            out = _put_varint(out + 1, packed_size)
+            for i in range(found):
+                out = _put_varint(out, positions[i])
+        for i in range(found):
+            name = _id_of(base, overlay, rows[i], &length)
+            out[0] = 0x12  # field 2, length-delimited
+            out = _put_varint(out + 1, length)
+            memcpy(out, name, length)
+            out += length
+        if token_size:
+            out[0] = 0x1A  # field 3, length-delimited
+            out = _put_varint(out + 1, token_size)
+            memcpy(out, PyBytes_AS_STRING(token), token_size)
+        return answer, found
+    finally:
+        free(scratch)
 
 
 def arena_user_row(cnp.ndarray slots, uint64_t mask, uint64_t home_mask, object arena,
@@ -490,43 +626,6 @@ cdef Py_ssize_t _table_size(Py_ssize_t count) noexcept nogil:
     while size < 2 * count:
         size <<= 1
     return size
-
-
-def distinct_blocks(bytes data):
-    """The distinct 16-byte blocks of ``data`` (first seen first), and where each went.
-
-    Returns ``(data, None)`` when all are distinct, else the distinct blocks packed and,
-    for each input block, the index of its block among them (an intp array). The blocks'
-    first 8 bytes key a hash table: they must be keyed values (see ``_group``).
-    """
-    cdef const uint8_t* blocks = <const uint8_t*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t count = PyBytes_GET_SIZE(data) // 16
-    if PyBytes_GET_SIZE(data) % 16:
-        raise ValueError("blocks are 16 bytes each")
-    if count < 2:
-        return data, None
-    cdef Py_ssize_t size = _table_size(count), distinct, j
-    cdef int32_t* table = <int32_t*>malloc(size * sizeof(int32_t))
-    cdef int32_t* first_of = <int32_t*>malloc(count * sizeof(int32_t))
-    cdef char* out
-    of_position = np.empty(count, dtype=np.intp)
-    if table == NULL or first_of == NULL:
-        free(table)
-        free(first_of)
-        raise MemoryError()
-    try:
-        distinct = _group(blocks, count, table, size,
-                          <Py_ssize_t*>cnp.PyArray_DATA(of_position), first_of)
-        if distinct == count:
-            return data, None
-        packed = PyBytes_FromStringAndSize(NULL, distinct * 16)
-        out = PyBytes_AS_STRING(packed)
-        for j in range(distinct):
-            memcpy(out + 16 * j, blocks + 16 * first_of[j], 16)
-        return packed, of_position
-    finally:
-        free(table)
-        free(first_of)
 
 
 def first_rows(cnp.ndarray values):

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
 from onnet import CONTACT_HASH_VERSION
-from onnet_server.core import _native
 from onnet_server.core.accounts import Accounts
+from onnet_server.core.discover_wire import decode_matches
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.ports import Matches, RegistryStore
 from onnet_server.core.quota import QuotaStore, refuse_over_quota
@@ -56,10 +53,19 @@ class DiscoveryParameters:
 
 @dataclass(frozen=True)
 class DiscoveryAnswer:
-    """The matches of one Discover call and the re-sync token that covers its hashes."""
+    """One Discover call's answer: its serialized DiscoverResponse, and the token in it."""
 
-    matches: Matches
+    encoded: bytes
+    """The DiscoverResponse (matches and token) as the index wrote it, ready to send."""
     token: bytes
+    """The re-sync token that covers the call's hashes."""
+    match_count: int
+    """How many positions matched."""
+
+    @property
+    def matches(self) -> Matches:
+        """The matches, read back from ``encoded`` (for tools and tests)."""
+        return decode_matches(self.encoded)
 
 
 class DiscoveryService:
@@ -134,15 +140,11 @@ class DiscoveryService:
             )
         if cost:
             refuse_over_quota(await self._quota.charge(account, cost), "hashes", cost)
-        # Duplicates collapse before the lookup (so a number asked 10,000 times is looked up
-        # once, and costs what any other number costs): on fingerprints, which are equal
-        # exactly when the hashes' first 16 bytes are (AES is a permutation), and which no
-        # client can steer into one slot of the table that finds them.
-        distinct, of_position = _native.distinct_blocks(fingerprints)
-        matches = self._store.match(distinct, blockers)
-        if of_position is not None:
-            matches = _spread(matches, of_position)
-        return DiscoveryAnswer(matches, next_token)
+        # Duplicates collapse inside the lookup (a number asked 10,000 times is looked up
+        # once): on fingerprints, which are equal exactly when the hashes' first 16 bytes
+        # are (AES is a permutation), and which no client can steer into one slot.
+        encoded, match_count = self._store.discover_answer(fingerprints, blockers, next_token)
+        return DiscoveryAnswer(encoded, next_token, match_count)
 
     def _check_token_fields(
         self, token: bytes, previous_hashes: bytes, added_hashes: bytes, removed_hashes: bytes
@@ -160,14 +162,3 @@ class DiscoveryService:
         if previous_hashes and (added_hashes or removed_hashes):
             field = "added_hashes" if added_hashes else "removed_hashes"
             raise InvalidArgument(field, "belongs to the difference form: no previous_hashes")
-
-
-def _spread(found: Matches, of_position: npt.NDArray[np.intp]) -> Matches:
-    """Matches among distinct hashes, repeated at every position each one was asked at."""
-    distinct = int(of_position.max()) + 1
-    match_of = np.full(distinct, -1, dtype=np.intp)
-    match_of[found.indexes] = np.arange(len(found.indexes))
-    at = match_of[of_position]
-    indexes = np.flatnonzero(at >= 0)
-    users = np.array(found.user_ids, dtype=object)
-    return Matches(indexes.astype(np.uint32), users[at[indexes]].tolist())

@@ -109,6 +109,12 @@ class RegistryStore(Protocol):
         """
         ...
 
+    def discover_answer(
+        self, fingerprints: bytes, excluded: frozenset[str], token: bytes
+    ) -> tuple[bytes, int]:
+        """``match``, answered as a serialized DiscoverResponse that carries ``token``."""
+        ...
+
     def bucket_answer(
         self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
     ) -> bytes:

@@ -9,7 +9,9 @@ back in row order, exactly as ``prepare_rows`` in this process would give them.
 
 The pool starts at the first large batch (most servers never import) through the
 ``forkserver`` method: a process forked from a clean interpreter, never from the server,
-whose gRPC and event loop must not be forked.
+whose gRPC and event loop must not be forked. Each worker ends itself when the server's
+process ends, however it ends: a server killed before it could close its pool would
+otherwise leave its workers (and the fork server, which they keep alive) waiting forever.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import asyncio
 import concurrent.futures
 import multiprocessing
 import os
+import select
+import threading
+import time
 from dataclasses import dataclass
 
 from onnet import contact_hash
@@ -86,9 +91,35 @@ def prepare_rows(
 _WORKER: tuple[Fingerprinter, OprfKey] | None = None
 
 
-def _start_worker(pepper: bytes) -> None:
+def _start_worker(pepper: bytes, server_pid: int) -> None:
     global _WORKER  # noqa: PLW0603 - one per process, set before any task
     _WORKER = (Fingerprinter(pepper), OprfKey.from_pepper(pepper))
+    threading.Thread(
+        target=_exit_with, args=(server_pid,), name="onnet-exit-with-server", daemon=True
+    ).start()
+
+
+def _exit_with(server_pid: int) -> None:
+    """End this worker as soon as the process ``server_pid`` has ended."""
+    try:
+        # Linux: a pid file descriptor becomes readable when its process ends.
+        watched = os.pidfd_open(server_pid)
+    except (AttributeError, OSError):
+        while _alive(server_pid):  # elsewhere: look once a second
+            time.sleep(1.0)
+    else:
+        select.select([watched], [], [])
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prepare_in_worker(
@@ -142,7 +173,7 @@ class RowPreparer:
                 self.processes,
                 mp_context=multiprocessing.get_context("forkserver"),
                 initializer=_start_worker,
-                initargs=(self._pepper,),
+                initargs=(self._pepper, os.getpid()),
             )
         return self._pool
 

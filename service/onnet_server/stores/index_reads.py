@@ -27,6 +27,12 @@ class IndexReads:
         """Positions (ascending) and users of the discoverable holders, less ``excluded``."""
         return self.index.match(fingerprints, excluded)
 
+    def discover_answer(
+        self, fingerprints: bytes, excluded: frozenset[str], token: bytes
+    ) -> tuple[bytes, int]:
+        """``match`` as a serialized DiscoverResponse carrying ``token``."""
+        return self.index.discover_answer(fingerprints, excluded, token)
+
     def holders(self, fingerprints: bytes) -> Matches:
         """Every registered holder among ``fingerprints``, hidden ones too."""
         return self.index.holders(fingerprints)

@@ -39,6 +39,15 @@ __all__ = ["Change", "RegistryIndex", "Snapshot"]
 
 _NO_ROWS = np.zeros(0, dtype=np.int64)
 
+LookupTables = tuple[
+    _native.BaseView,
+    npt.NDArray[np.uint8],
+    _native.OverlayView,
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]
+"""``_native.match``'s and ``_native.discover_answer``'s arguments after the fingerprints."""
+
 Position = tuple[int, int] | None
 """Where a change came from in the feed: (group, sequence number); None for a local write."""
 
@@ -149,24 +158,40 @@ class RegistryIndex:
         """Positions (ascending) and users of every holder among ``fingerprints``."""
         return self._lookup(fingerprints, frozenset(), discoverable_only=False)
 
+    def discover_answer(
+        self, fingerprints: bytes, excluded: frozenset[str], token: bytes
+    ) -> tuple[bytes, int]:
+        """``match`` as a serialized DiscoverResponse that carries ``token``; its match count.
+
+        The answer's bytes are written from the index's rows (no Python object per match);
+        ``match`` is the same lookup read back into Python objects.
+        """
+        return _native.discover_answer(fingerprints, *self._tables(excluded), token)
+
     def _lookup(
         self, fingerprints: bytes, excluded: frozenset[str], *, discoverable_only: bool
     ) -> Matches:
+        indexes, users = _native.match(fingerprints, *self._tables(excluded), discoverable_only)
+        return Matches(indexes, users)
+
+    def _tables(self, excluded: frozenset[str]) -> LookupTables:
+        """What a lookup reads, the rows of the ``excluded`` users included.
+
+        The base, its overridden rows, the overlay, then the excluded users' rows in the
+        overlay and in the base (each ascending).
+        """
         if excluded:
             excluded_mine = np.sort(self._overlay.rows_of(excluded).astype(np.int64))
             excluded_theirs = np.sort(self._base_rows_of(excluded))
         else:
             excluded_mine = excluded_theirs = _NO_ROWS
-        indexes, users = _native.match(
-            fingerprints,
+        return (
             self._base.view,
             self._overridden.view(np.uint8),
-            *self._overlay.match_arrays(),
+            self._overlay.view(),
             excluded_mine,
             excluded_theirs,
-            discoverable_only,
         )
-        return Matches(indexes, users)
 
     def _base_rows_of(self, users: frozenset[str]) -> npt.NDArray[np.int64]:
         rows = (self._base.user_row(user) for user in users)

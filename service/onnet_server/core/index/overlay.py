@@ -44,18 +44,6 @@ __all__ = ["Overlay", "Record", "split_fingerprints"]
 
 _HALVES = np.dtype("<u8")
 _FINGERPRINT = struct.Struct("<QQ")  # a fingerprint's two halves, as _HALVES reads them
-MatchArrays = tuple[
-    npt.NDArray[np.int64],
-    int,
-    int,
-    npt.NDArray[np.uint64],
-    npt.NDArray[np.uint64],
-    npt.NDArray[np.uint8],
-    bytearray,
-    npt.NDArray[np.uint32],
-    npt.NDArray[np.uint8],
-]
-"""An overlay's part of ``_native.match``'s arguments (see ``Overlay.match_arrays``)."""
 
 _NO_BASE = BaseIndex.empty().view
 _NO_OVERRIDES = np.zeros(0, dtype=np.uint8)
@@ -378,7 +366,7 @@ class Overlay:
             fingerprints,
             _NO_BASE,
             _NO_OVERRIDES,
-            *self.match_arrays(),
+            self.view(),
             excluded_rows,
             _NO_ROWS,
             True,
@@ -394,20 +382,20 @@ class Overlay:
             fingerprints,
             _NO_BASE,
             _NO_OVERRIDES,
-            *self.match_arrays(),
+            self.view(),
             _NO_ROWS,
             _NO_ROWS,
             False,
         )
         return Matches(indexes, users)
 
-    def match_arrays(self) -> MatchArrays:
-        """The holders table, row arrays and id arena, as ``_native.match`` takes them.
+    def view(self) -> _native.OverlayView:
+        """The holders table, row arrays and id arena, as a lookup reads them.
 
-        Taken afresh for every lookup: the arrays are replaced when the overlay grows.
+        Made afresh for every lookup: the arrays are replaced when the overlay grows.
         """
         table = self._holders
-        return (
+        return _native.OverlayView(
             table.slots.view(np.int64),
             table.mask,
             table.home_mask,
