@@ -38,7 +38,7 @@ from onnet._importing import (
     WindowedBatches,
 )
 from onnet._plan import DiscoveryPlan, DiscoveryResult
-from onnet._private import OutputCache, PrivatePlan
+from onnet._private import PrivatePlan
 from onnet._resync import PartSync, SyncState
 from onnet.v1 import discovery_pb2, registry_pb2
 
@@ -167,6 +167,11 @@ def _with_token(metadata: Metadata, token: str | None) -> Metadata:
     return (*metadata, *bearer(token)) if token else tuple(metadata)
 
 
+def _charge_of(sent: PartSync) -> int:
+    """The quota a sent part cost: its added hashes, or all of them without a token."""
+    return len(sent.added_hashes if sent.token else sent.hashes) // CONTACT_HASH_SIZE
+
+
 def _max_hashes(config: ServerConfig) -> int:
     """How many hashes fit in one request, over all its fields."""
     return (config.max_message_bytes - 1024) // CONTACT_HASH_SIZE
@@ -270,11 +275,10 @@ class Client(_BlockingChannel):
             self._channel, timeout=timeout, metadata=_with_token(metadata, token), retry=retry
         )
         """The typed call layer underneath, one method per RPC."""
-        self.sync_state = sync_state or SyncState()
+        self.sync_state = sync_state if sync_state is not None else SyncState()
         """What this account already paid for: re-syncs of those contacts cost no quota."""
         self._config: ServerConfig | None = None
         self._sync_lock = threading.Lock()
-        self._outputs: OutputCache = {}
 
     def get_config(self) -> ServerConfig:
         """Ask the server for its parameters (cached after the first call)."""
@@ -302,16 +306,24 @@ class Client(_BlockingChannel):
         """
         plan = DiscoveryPlan(numbers, default_region)
         if private:
-            return plan.result(self._discover_private(plan))
+            return self._discover_private(plan)
         config = self.get_config()
         matched: dict[int, str] = {}
+        charged = 0
         # One sync at a time: two interleaved would each carry a token the other outdated.
         with self._sync_lock:
             for sync in self.sync_state.syncs(plan.hashes, config.max_batch, _max_hashes(config)):
-                _collect(sync.positions, self._discover_part(sync), matched)
-        return plan.result(matched)
+                sent, response = self._discover_part(sync)
+                _collect(sync.positions, response, matched)
+                charged += _charge_of(sent)
+        return plan.result(matched, charged)
 
-    def _discover_part(self, sync: PartSync) -> discovery_pb2.DiscoverResponse:
+    def quota_remaining(self) -> int | None:
+        """New numbers this account may still test now (asked afresh; None if unlimited)."""
+        message = self.calls.get_config(discovery_pb2.GetConfigRequest())
+        return ServerConfig.from_proto(message).quota_remaining
+
+    def _discover_part(self, sync: PartSync) -> tuple[PartSync, discovery_pb2.DiscoverResponse]:
         try:
             response = self.calls.discover(_discover_request(sync))
         except InvalidArgumentError as error:
@@ -320,13 +332,14 @@ class Client(_BlockingChannel):
             sync = self.sync_state.forget(sync)
             response = self.calls.discover(_discover_request(sync))
         self.sync_state.settle(sync, response.token)
-        return response
+        return sync, response
 
-    def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
+    def _discover_private(self, plan: DiscoveryPlan) -> DiscoveryResult:
         # Fresh parameters: the bucket size follows the registry's.
         config = ServerConfig.from_proto(self.calls.get_config(discovery_pb2.GetConfigRequest()))
         _check_private(config)
-        private = PrivatePlan(plan.unique_numbers, self._outputs, config.oprf_key_id)
+        outputs = self.sync_state.private_outputs(config.oprf_key_id)
+        private = PrivatePlan(plan.unique_numbers, plan.hashes, outputs)
         for indexes, blinded in private.blinded_batches(config.max_batch):
             evaluate = discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
             response = self.calls.blind_evaluate(evaluate)
@@ -338,7 +351,8 @@ class Client(_BlockingChannel):
             fetch = discovery_pb2.FetchBucketsRequest(prefix_bits=bits, buckets=wanted)
             for bucket in self.calls.fetch_buckets(fetch).buckets:
                 entries[bucket.bucket] = list(bucket.entries)
-        return private.matches(bits, entries)
+        self.sync_state.keep_outputs(plan.hashes)
+        return plan.result(private.matches(bits, entries), private.evaluated)
 
 
 class AsyncClient(_AsyncChannel):
@@ -361,11 +375,10 @@ class AsyncClient(_AsyncChannel):
             self._channel, timeout=timeout, metadata=_with_token(metadata, token), retry=retry
         )
         """The typed call layer underneath, one method per RPC."""
-        self.sync_state = sync_state or SyncState()
+        self.sync_state = sync_state if sync_state is not None else SyncState()
         """What this account already paid for: re-syncs of those contacts cost no quota."""
         self._config: ServerConfig | None = None
         self._sync_lock = asyncio.Lock()
-        self._outputs: OutputCache = {}
 
     async def get_config(self) -> ServerConfig:
         """Ask the server for its parameters (cached after the first call)."""
@@ -382,16 +395,26 @@ class AsyncClient(_AsyncChannel):
         """Find which entries of an address book are on the network (see Client.discover)."""
         plan = DiscoveryPlan(numbers, default_region)
         if private:
-            return plan.result(await self._discover_private(plan))
+            return await self._discover_private(plan)
         config = await self.get_config()
         matched: dict[int, str] = {}
+        charged = 0
         # One sync at a time: two interleaved would each carry a token the other outdated.
         async with self._sync_lock:
             for sync in self.sync_state.syncs(plan.hashes, config.max_batch, _max_hashes(config)):
-                _collect(sync.positions, await self._discover_part(sync), matched)
-        return plan.result(matched)
+                sent, response = await self._discover_part(sync)
+                _collect(sync.positions, response, matched)
+                charged += _charge_of(sent)
+        return plan.result(matched, charged)
 
-    async def _discover_part(self, sync: PartSync) -> discovery_pb2.DiscoverResponse:
+    async def quota_remaining(self) -> int | None:
+        """New numbers this account may still test now (see Client.quota_remaining)."""
+        message = await self.calls.get_config(discovery_pb2.GetConfigRequest())
+        return ServerConfig.from_proto(message).quota_remaining
+
+    async def _discover_part(
+        self, sync: PartSync
+    ) -> tuple[PartSync, discovery_pb2.DiscoverResponse]:
         try:
             response = await self.calls.discover(_discover_request(sync))
         except InvalidArgumentError as error:
@@ -400,13 +423,14 @@ class AsyncClient(_AsyncChannel):
             sync = self.sync_state.forget(sync)
             response = await self.calls.discover(_discover_request(sync))
         self.sync_state.settle(sync, response.token)
-        return response
+        return sync, response
 
-    async def _discover_private(self, plan: DiscoveryPlan) -> dict[int, str]:
+    async def _discover_private(self, plan: DiscoveryPlan) -> DiscoveryResult:
         message = await self.calls.get_config(discovery_pb2.GetConfigRequest())
         config = ServerConfig.from_proto(message)
         _check_private(config)
-        private = PrivatePlan(plan.unique_numbers, self._outputs, config.oprf_key_id)
+        outputs = self.sync_state.private_outputs(config.oprf_key_id)
+        private = PrivatePlan(plan.unique_numbers, plan.hashes, outputs)
         for indexes, blinded in private.blinded_batches(config.max_batch):
             request = discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
             response = await self.calls.blind_evaluate(request)
@@ -418,7 +442,8 @@ class AsyncClient(_AsyncChannel):
             request_buckets = discovery_pb2.FetchBucketsRequest(prefix_bits=bits, buckets=wanted)
             for bucket in (await self.calls.fetch_buckets(request_buckets)).buckets:
                 entries[bucket.bucket] = list(bucket.entries)
-        return private.matches(bits, entries)
+        self.sync_state.keep_outputs(plan.hashes)
+        return plan.result(private.matches(bits, entries), private.evaluated)
 
 
 class RegistryClient(_BlockingChannel):

@@ -46,7 +46,9 @@ class DiscoveryResult:
     rejected: tuple[Rejected, ...]
     """Every entry that could not be normalized, in address-book order."""
     uploaded: int
-    """How many distinct contact hashes were sent."""
+    """How many distinct numbers were checked (sent as contact hashes or OPRF elements)."""
+    charged: int = 0
+    """How many of them cost quota: those the sync state had not paid for before."""
 
 
 class DiscoveryPlan:
@@ -78,12 +80,15 @@ class DiscoveryPlan:
         for start in range(0, len(self.hashes), step):
             yield start // CONTACT_HASH_SIZE, self.hashes[start : start + step]
 
-    def result(self, user_by_index: Mapping[int, str]) -> DiscoveryResult:
-        """Map matched indexes into ``unique_numbers`` back onto every raw entry."""
+    def result(self, user_by_index: Mapping[int, str], charged: int) -> DiscoveryResult:
+        """Map matched indexes into ``unique_numbers`` back onto every raw entry.
+
+        ``charged`` is how many numbers cost quota.
+        """
         user_by_number = {self.unique_numbers[i]: user for i, user in user_by_index.items()}
         matches = tuple(
             Match(raw, e164, user_by_number[e164])
             for raw, e164 in self._entries
             if e164 in user_by_number
         )
-        return DiscoveryResult(matches, tuple(self._rejected), len(self.unique_numbers))
+        return DiscoveryResult(matches, tuple(self._rejected), len(self.unique_numbers), charged)

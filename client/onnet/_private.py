@@ -1,7 +1,8 @@
 """Private discovery's client steps, without I/O: blind, finalize, pick buckets, open entries.
 
-Both Client and AsyncClient drive this. Finalized OPRF outputs are cached per server key,
-so a re-sync blinds and evaluates only numbers it has not seen before.
+Both Client and AsyncClient drive this. Finalized OPRF outputs are kept by contact hash
+(in the sync state, under the server key that made them), so a re-sync blinds and evaluates
+only numbers it has not seen before: only those cost quota.
 """
 
 from __future__ import annotations
@@ -13,24 +14,30 @@ from onnet import _oprf as oprf
 
 __all__ = ["OutputCache", "PrivatePlan"]
 
-OutputCache = MutableMapping[tuple[str, str], bytes]
-"""(OPRF key id, E.164) -> finalized OPRF output."""
+OutputCache = MutableMapping[bytes, bytes]
+"""Contact hash -> finalized OPRF output, all under one server key."""
 
 
 class PrivatePlan:
     """The private-mode steps for the distinct numbers of an address book."""
 
-    def __init__(self, numbers: tuple[str, ...], cache: OutputCache, key_id: str) -> None:
-        """Plan for ``numbers`` (E.164), reusing outputs cached under ``key_id``."""
+    def __init__(self, numbers: tuple[str, ...], hashes: bytes, cache: OutputCache) -> None:
+        """Plan for ``numbers`` (E.164), reusing the outputs ``cache`` holds.
+
+        ``hashes`` are the numbers' packed contact hashes, which key ``cache`` (the outputs
+        of the server's current key).
+        """
         self._numbers = numbers
+        self._hashes = [hashes[32 * i : 32 * i + 32] for i in range(len(numbers))]
         self._cache = cache
-        self._key_id = key_id
         self.outputs: dict[int, bytes] = {
-            i: cache[(key_id, number)]
-            for i, number in enumerate(numbers)
-            if (key_id, number) in cache
+            i: cache[contact_hash]
+            for i, contact_hash in enumerate(self._hashes)
+            if contact_hash in cache
         }
         """Finalized output of each number (by index), once known."""
+        self.evaluated = 0
+        """How many numbers were sent for evaluation: each costs one unit of quota."""
         self._blinds: dict[int, bytes] = {}
 
     def blinded_batches(self, max_batch: int) -> Iterator[tuple[list[int], bytes]]:
@@ -42,6 +49,7 @@ class PrivatePlan:
             for i in indexes:
                 self._blinds[i], element = oprf.blind(self._numbers[i].encode("ascii"))
                 blinded.append(element)
+            self.evaluated += len(indexes)
             yield indexes, b"".join(blinded)
 
     def take_evaluated(self, indexes: list[int], evaluated: bytes) -> None:
@@ -54,7 +62,7 @@ class PrivatePlan:
             element = evaluated[position * size : (position + 1) * size]
             output = oprf.finalize(number, self._blinds.pop(i), element)
             self.outputs[i] = output
-            self._cache[(self._key_id, self._numbers[i])] = output
+            self._cache[self._hashes[i]] = output
 
     def bucket_requests(self, bits: int, max_batch: int) -> list[list[int]]:
         """The distinct buckets to fetch, in requests of at most ``max_batch``."""

@@ -9,6 +9,11 @@ hashes, the token, the hashes the token does not cover (``added_hashes``, charge
 hashes it covers that the book no longer holds (``removed_hashes``). The answer's token
 covers exactly the hashes sent.
 
+Private mode needs no token: a re-sync is free when its numbers' OPRF outputs are known,
+since only new numbers are evaluated (and charged). The state keeps those outputs too, by
+contact hash and under the server key that made them, pruned to the book of the last
+private sync.
+
 A token covers one request, and a request holds at most ``max_batch`` hashes, so a book is
 cut into parts by the leading bits of each hash: with ``bits`` bits there are 2^bits parts,
 part p holding the hashes whose first ``bits`` bits (most significant bit of byte 0 first)
@@ -31,7 +36,8 @@ from onnet._contact_hash import CONTACT_HASH_SIZE
 __all__ = ["PartSync", "SyncState", "part_of"]
 
 _MAGIC_V1 = b"onnet-sync-v1\n"
-_MAGIC = b"onnet-sync-v2\n"
+_MAGIC_V2 = b"onnet-sync-v2\n"
+_MAGIC = b"onnet-sync-v3\n"
 _PREFIX_BITS = 64  # parts are named from the first 8 bytes of a hash: plenty to split on
 
 
@@ -70,7 +76,8 @@ class SyncState:
     """The re-sync tokens of an account and the distinct contact hashes each covers.
 
     Keep one per account (and server); ``to_bytes``/``from_bytes`` store it across runs. It
-    holds hashes of the address book, so store it as privately as the address book itself.
+    holds hashes of the address book and, after a private sync, their OPRF outputs, so
+    store it as privately as the address book itself.
     A client's ``discover`` takes the whole address book: parts of a state that a sync
     does not send again are forgotten, and pay again if they come back.
     """
@@ -83,6 +90,8 @@ class SyncState:
             raise ValueError("covered hashes need the token that covers them")
         self._bits = 0
         self._parts: dict[int, _Part] = {}
+        self._output_key = ""
+        self._outputs: dict[bytes, bytes] = {}
         if token:
             self._parts[0] = _Part(token, frozenset(_split(covered)))
 
@@ -186,8 +195,27 @@ class SyncState:
         """Forget every token and its hashes (``bits`` stays)."""
         self._parts.clear()
 
+    def private_outputs(self, key_id: str) -> dict[bytes, bytes]:
+        """Private mode's finalized OPRF outputs under server key ``key_id``, by contact hash.
+
+        The mapping itself: a private sync reads and adds to it. Outputs of another key
+        are forgotten (they open nothing under this one).
+        """
+        if key_id != self._output_key:
+            self._output_key, self._outputs = key_id, {}
+        return self._outputs
+
+    def keep_outputs(self, book: bytes) -> None:
+        """Forget the outputs of every hash that ``book`` (packed hashes) does not hold."""
+        kept = frozenset(_split(book))
+        self._outputs = {h: out for h, out in self._outputs.items() if h in kept}
+
     def to_bytes(self) -> bytes:
-        """A serialization for ``from_bytes`` (format 2: one token and its hashes a part)."""
+        """A serialization for ``from_bytes``.
+
+        Format 3: format 2's parts (one token and its hashes each), then the private
+        outputs' key id and each output with its contact hash.
+        """
         out = [_MAGIC, bytes([self._bits]), len(self._parts).to_bytes(4, "big")]
         for number, part in sorted(self._parts.items()):
             out += [
@@ -197,18 +225,22 @@ class SyncState:
                 len(part.covered).to_bytes(4, "big"),
                 *sorted(part.covered),
             ]
+        key_id = self._output_key.encode()
+        out += [len(key_id).to_bytes(2, "big"), key_id, len(self._outputs).to_bytes(4, "big")]
+        for contact_hash, output in sorted(self._outputs.items()):
+            out += [contact_hash, len(output).to_bytes(1, "big"), output]
         return b"".join(out)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SyncState:
-        """Read what ``to_bytes`` wrote (format 2, or format 1 of one token); else ValueError."""
+        """Read what ``to_bytes`` wrote (formats 1 to 3); else ValueError."""
         if data.startswith(_MAGIC_V1) and len(data) >= len(_MAGIC_V1) + 2:
             start = len(_MAGIC_V1) + 2
             length = int.from_bytes(data[len(_MAGIC_V1) : start], "big")
             return cls(data[start : start + length], data[start + length :])
-        if not data.startswith(_MAGIC):
+        if not data.startswith((_MAGIC, _MAGIC_V2)):
             raise ValueError("not an onnet sync state")
-        reader = _Reader(data, len(_MAGIC))
+        reader = _Reader(data, len(_MAGIC))  # both magics are as long
         state = cls()
         state._bits = reader.number(1)
         if state._bits > _PREFIX_BITS:
@@ -220,6 +252,14 @@ class SyncState:
             if not token or number >> state._bits or number in state._parts:
                 raise ValueError("not an onnet sync state: a malformed part")
             state._parts[number] = _Part(token, frozenset(_split(covered)))
+        if data.startswith(_MAGIC):
+            try:
+                state._output_key = reader.take(reader.number(2)).decode()
+            except UnicodeDecodeError:
+                raise ValueError("not an onnet sync state: a malformed key id") from None
+            for _ in range(reader.number(4)):
+                contact_hash = reader.take(CONTACT_HASH_SIZE)
+                state._outputs[contact_hash] = reader.take(reader.number(1))
         reader.end()
         return state
 

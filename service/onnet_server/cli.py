@@ -389,11 +389,21 @@ def _discover(args: argparse.Namespace) -> int:
         finally:
             if args.state is not None:
                 _save_state(args.state, client.sync_state)
+        left = client.quota_remaining()
     if args.json:
-        print(json.dumps(_as_json(result), indent=2, ensure_ascii=False))
+        print(json.dumps(_as_json(result, left), indent=2, ensure_ascii=False))
     else:
         _print_table(result, sys.stdout)
+        print(_quota_line(result.charged, left))
     return EXIT_OK
+
+
+def _quota_line(charged: int, left: int | None) -> str:
+    """What the sync cost the account, and what it may still spend."""
+    spent = f"quota: {_count(charged, 'new number')} charged"
+    if charged == 0:
+        spent += " (every number was paid for before)"
+    return spent if left is None else f"{spent}, {left:,} left"
 
 
 def _lookup(args: argparse.Namespace) -> int:
@@ -432,11 +442,13 @@ def _save_state(path: Path, state: onnet.SyncState) -> None:
     partial.replace(path)
 
 
-def _as_json(result: onnet.DiscoveryResult) -> dict[str, object]:
+def _as_json(result: onnet.DiscoveryResult, quota_remaining: int | None) -> dict[str, object]:
     return {
         "matches": [{"raw": m.raw, "e164": m.e164, "user_id": m.user_id} for m in result.matches],
         "rejected": [{"raw": r.raw, "reason": r.reason} for r in result.rejected],
         "uploaded": result.uploaded,
+        "charged": result.charged,
+        "quota_remaining": quota_remaining,
     }
 
 

@@ -56,6 +56,7 @@ def test_the_readme_walkthrough() -> None:
         assert any("+442079460958" in line and "charles" in line for line in lines)
         assert "emmy" not in table.stdout
         assert "Ada" not in table.stdout  # names never leave the reader
+        assert lines[-1] == "quota: 5 new numbers charged, 19,995 left"  # as the README shows
         as_json = json.loads(
             onnet_cli("discover", str(SAMPLE), "--json", "--region", "US", *target).stdout
         )
@@ -67,7 +68,11 @@ def test_the_readme_walkthrough() -> None:
         private = onnet_cli(
             "discover", str(SAMPLE), "--json", "--private", "--region", "US", *target
         )
-        assert json.loads(private.stdout) == as_json
+        in_private = json.loads(private.stdout)
+        # The same answer; its 5 evaluations were charged as the hashed run's 5 hashes were.
+        assert in_private["quota_remaining"] == as_json["quota_remaining"] - 5
+        in_private["quota_remaining"] = as_json["quota_remaining"]
+        assert in_private == as_json
         gone = onnet_cli("unregister", "alice", *target)
         assert (gone.returncode, gone.stdout.strip()) == (0, "unregistered alice")
         again = onnet_cli("unregister", "alice", *target)
@@ -251,4 +256,35 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
         assert plaintext.returncode == 3
         for result in (over, wrong_kind, not_a_service, anonymous, plaintext):
             assert "Traceback" not in result.stderr
+        assert server.terminate() == 0
+
+
+@pytest.mark.parametrize("mode", [(), ("--private",)], ids=["hashed", "private"])
+def test_a_kept_state_makes_the_next_sync_free(tmp_path: Path, mode: tuple[str, ...]) -> None:
+    """`--state` keeps what was paid for (private mode: the OPRF outputs), and the CLI says
+    what each sync cost and what is left."""
+    state = tmp_path / "me.sync"
+    with server_process(None, "--dev", secure=False) as server:
+        target = ("--target", server.target)
+        assert onnet_cli("register", "alice", "+14155550100", *target).returncode == 0
+
+        def sync(*extra: str) -> subprocess.CompletedProcess[str]:
+            done = onnet_cli("discover", str(SAMPLE), "--region", "US", "--state", str(state),
+                             *mode, *target, *extra)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            return done
+
+        first = json.loads(sync("--json").stdout)
+        assert state.stat().st_mode & 0o777 == 0o600
+        assert first["charged"] == first["uploaded"] == 5
+        again = json.loads(sync("--json").stdout)
+        assert again["charged"] == 0
+        assert again["quota_remaining"] == first["quota_remaining"]
+        assert again["matches"] == first["matches"]
+        table = sync().stdout.splitlines()
+        left = f"{first['quota_remaining']:,}"
+        assert (
+            table[-1]
+            == f"quota: 0 new numbers charged (every number was paid for before), {left} left"
+        )
         assert server.terminate() == 0

@@ -46,7 +46,11 @@ def test_private_equals_hashed(private_server: ThreadedServer) -> None:
         hashed = client.discover(BOOK, "US")
         private = client.discover(BOOK, "US", private=True)
         again = client.discover(BOOK, "US", private=True)  # from cached outputs
-    assert private == hashed == again
+    assert private.matches == hashed.matches == again.matches
+    assert private.rejected == hashed.rejected == again.rejected
+    # Both first syncs paid for each number; the private re-sync, from kept outputs, not.
+    assert private.charged == hashed.charged == private.uploaded
+    assert again.charged == 0
     assert {m.user_id for m in private.matches} == {"alice", "bob", "dave"}
 
 
@@ -96,11 +100,16 @@ def test_stale_outputs_are_not_trusted_across_a_key_change(
     with registry_client(first.target) as registry:
         registry.register("alice", "+14155550100")
     with discovery_client(first.target) as client:
-        assert [m.user_id for m in client.discover(BOOK, "US", private=True).matches] == ["alice"]
-        cached = dict(client._outputs)
+        found = client.discover(BOOK, "US", private=True)
+        assert [m.user_id for m in found.matches] == ["alice"]
+        assert found.charged == found.uploaded  # every number evaluated once
+        again = client.discover(BOOK, "US", private=True)
+        assert (again.matches, again.charged) == (found.matches, 0)  # outputs kept
+        state = client.sync_state
     second = make_server()  # another pepper, so another OPRF key and key id
     with registry_client(second.target) as registry:
         registry.register("alice", "+14155550100")
-    with discovery_client(second.target) as client:
-        client._outputs.update(cached)
-        assert [m.user_id for m in client.discover(BOOK, "US", private=True).matches] == ["alice"]
+    with discovery_client(second.target, sync_state=state) as client:
+        moved = client.discover(BOOK, "US", private=True)
+        assert [m.user_id for m in moved.matches] == ["alice"]
+        assert moved.charged == moved.uploaded  # the old key's outputs were not used

@@ -236,7 +236,7 @@ def test_a_format_1_state_file_still_works(
     with pytest.raises(SystemExit) as exited:
         main(args)
     assert exited.value.code == 0
-    assert state.read_bytes().startswith(b"onnet-sync-v2\n")
+    assert state.read_bytes().startswith(b"onnet-sync-v3\n")
     with discovery_client(roomy.target) as client:
         assert quota_left(client) == paid - 1  # only the contact the old state did not cover
     with pytest.raises(SystemExit) as exited:

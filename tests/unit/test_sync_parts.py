@@ -220,7 +220,7 @@ def test_a_state_in_parts_survives_a_round_trip(tokens: ResyncTokens) -> None:
     assert (again.bits, again.tokens(), len(again)) == (state.bits, state.tokens(), 3_000)
     assert all(again.covers(h) for h in book)
     assert again.to_bytes() == state.to_bytes()
-    assert again.to_bytes().startswith(b"onnet-sync-v2\n")
+    assert again.to_bytes().startswith(b"onnet-sync-v3\n")
     with pytest.raises(ValueError, match="a token a part"):
         _ = again.token
     assert sync(again, tokens, book, max_batch=1_000)[0] == 0
