@@ -43,10 +43,12 @@ def read_address_book(path: str | Path) -> list[str]:
     except UnicodeDecodeError:
         raise AddressBookError(f"{file} is not UTF-8 text") from None
     suffix = file.suffix.lower()
-    if suffix in {".vcf", ".vcard"}:
-        return read_vcard(text)
-    if suffix == ".csv":
-        return read_csv(text)
+    readers = {".vcf": read_vcard, ".vcard": read_vcard, ".csv": read_csv}
+    if suffix in readers:
+        try:
+            return readers[suffix](text)
+        except AddressBookError as exc:
+            raise AddressBookError(f"{file}: {exc}") from None
     raise AddressBookError(f"{file}: unknown address book type {suffix!r}; use .csv or .vcf")
 
 
@@ -56,7 +58,15 @@ def read_csv(text: str) -> list[str]:
     Columns whose header names a phone ("Phone 1 - Value", "Mobile Phone", "tel", ...) are
     read; a file with a single column and no such header is read as one number per row.
     """
-    rows = list(csv.reader(io.StringIO(text)))
+    # Strict: an unclosed quote would otherwise swallow the rest of the file into one cell,
+    # and the file would read as holding no numbers at all.
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise AddressBookError(
+            f"malformed CSV at line {reader.line_num}: {exc} (a quote opened and never closed?)"
+        ) from None
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         return []

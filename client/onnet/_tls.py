@@ -13,8 +13,15 @@ import grpc
 __all__ = ["channel_credentials", "read_pem"]
 
 
-def read_pem(path: str | Path, what: str) -> bytes:
-    """The PEM bytes of ``path``; ValueError naming the file and ``what`` it should be."""
+_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+_PRIVATE_KEY = b"PRIVATE KEY-----"
+
+
+def read_pem(path: str | Path, what: str, marker: bytes = b"-----BEGIN ") -> bytes:
+    """The PEM bytes of ``path``; ValueError naming the file and ``what`` it should be.
+
+    ``marker`` is what the file must hold (a certificate's or a key's PEM header).
+    """
     # gRPC would read nothing until the first handshake and then fail it without naming the
     # file, so files are read and checked up front.
     try:
@@ -23,6 +30,10 @@ def read_pem(path: str | Path, what: str) -> bytes:
         raise ValueError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
     if b"-----BEGIN " not in data:
         raise ValueError(f"the {what} {path} holds no PEM data")
+    if marker not in data:
+        holds = "a private key" if _PRIVATE_KEY in data else "other PEM data"
+        wanted = "a certificate" if marker == _CERTIFICATE else "a private key"
+        raise ValueError(f"the {what} {path} holds {holds}, not {wanted}")
     return data
 
 
@@ -44,7 +55,9 @@ def channel_credentials(
             "a client certificate is useless without its private key"
         )
     return grpc.ssl_channel_credentials(
-        root_certificates=None if ca_file is None else read_pem(ca_file, "CA file"),
-        private_key=None if key_file is None else read_pem(key_file, "key file"),
-        certificate_chain=None if cert_file is None else read_pem(cert_file, "certificate file"),
+        root_certificates=None if ca_file is None else read_pem(ca_file, "CA file", _CERTIFICATE),
+        private_key=None if key_file is None else read_pem(key_file, "key file", _PRIVATE_KEY),
+        certificate_chain=(
+            None if cert_file is None else read_pem(cert_file, "certificate file", _CERTIFICATE)
+        ),
     )

@@ -28,11 +28,13 @@ from onnet_server.cli_common import (
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    INTERACTIVE_RETRY,
     add_connection_arguments,
     channel_credentials_of,
     fail,
     secret,
     show_progress,
+    unreachable,
 )
 from onnet_server.cli_loadtest import add_loadtest_command
 from onnet_server.cli_secrets import add_secret_commands
@@ -54,12 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (onnet.AddressBookError, onnet.InvalidNumberError) as exc:
         fail(str(exc))
         code = EXIT_USAGE
-    except onnet.QuotaExceededError as exc:
-        wait = f"; try again in {exc.retry_after:.0f} s" if exc.retry_after is not None else ""
-        fail(f"the service refused the request: {exc.reason}{wait}")
+    except onnet.QuotaExceededError as exc:  # its reason says when to retry
+        fail(f"the service refused the request: {exc.reason}")
         code = EXIT_REFUSED
     except (onnet.UnavailableError, onnet.DeadlineExceededError) as exc:
-        fail(f"cannot reach the onnet service at {args.target}: {exc.reason}")
+        tls = bool(getattr(args, "ca", None) or os.environ.get("ONNET_TLS_CA"))
+        fail(unreachable(args.target, exc.reason, tls))
         code = EXIT_UNREACHABLE
     except onnet.ServiceError as exc:
         fail(f"the service refused the request: {exc.reason}")
@@ -294,6 +296,7 @@ def _registry(args: argparse.Namespace, timeout: float | None) -> onnet.Registry
         timeout=timeout if timeout is not None else 10.0,
         token=secret(args.token_file, "ONNET_TOKEN", "token"),
         credentials=channel_credentials_of(args),
+        retry=INTERACTIVE_RETRY if timeout is not None else None,  # an import retries
     )
 
 
@@ -383,6 +386,7 @@ def _discover(args: argparse.Namespace) -> int:
         token=secret(args.token_file, "ONNET_TOKEN", "token"),
         credentials=channel_credentials_of(args),
         sync_state=state,
+        retry=INTERACTIVE_RETRY,
     ) as client:
         try:
             result = client.discover(numbers, default_region=args.region, private=args.private)

@@ -22,11 +22,14 @@ __all__ = [
     "EXIT_REFUSED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "INTERACTIVE_RETRY",
     "add_connection_arguments",
     "channel_credentials_of",
     "fail",
     "secret",
     "show_progress",
+    "target",
+    "unreachable",
 ]
 
 EXIT_OK = 0
@@ -37,6 +40,10 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 """The service could not be reached."""
 DEFAULT_TARGET = "127.0.0.1:50051"
+INTERACTIVE_RETRY = onnet.RetryPolicy(attempts=1)
+"""Retries of a command someone waits for at a terminal: none. A retry waits for the
+connection until the deadline, so a server that is not there would cost the whole timeout
+before the message that says so; a person re-runs a command that failed."""
 
 
 def fail(message: str) -> None:
@@ -51,7 +58,11 @@ def add_connection_arguments(
 ) -> None:
     """--target, --timeout, --token-file and the TLS files of a command that calls a server."""
     parser.add_argument(
-        "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="the onnet service"
+        "--target",
+        type=target,
+        default=DEFAULT_TARGET,
+        metavar="HOST:PORT",
+        help=f"the onnet service (default {DEFAULT_TARGET})",
     )
     parser.add_argument(
         "--timeout", type=float, default=10.0, metavar="S", help="seconds per call (default 10)"
@@ -68,6 +79,48 @@ def add_connection_arguments(
     parser.add_argument(
         "--key", type=Path, metavar="FILE", help="its private key ($ONNET_TLS_CLIENT_KEY)"
     )
+
+
+def target(text: str) -> str:
+    """``--target``: HOST:PORT (an IPv6 host in brackets), or a ``unix:`` socket path."""
+    if text.startswith("unix:"):
+        return text
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or host.endswith(":"):
+        # Without a port gRPC would silently try 443, the HTTPS port.
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no port: write HOST:PORT, for example {DEFAULT_TARGET}"
+        )
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: the port must be a number from 1 to 65535")
+    return text
+
+
+def unreachable(target: str, reason: str, tls: bool) -> str:
+    """What to tell someone whose command could not reach ``target``, and what to try."""
+    # gRPC's text: "failed to connect to all addresses; last error: UNKNOWN: ipv4:...: why"
+    why = reason.rpartition(f"{target}: ")[2] if f"{target}: " in reason else reason
+    why = why.removesuffix(": OK")
+    if "Connection refused" in why:
+        hint = (
+            "nothing is listening there; start the service (`onnet serve --dev` in another "
+            "terminal) or give --target HOST:PORT"
+        )
+    elif "CERTIFICATE_VERIFY_FAILED" in why:
+        hint = (
+            "the server's certificate is not signed by the CA you gave (--ca or ONNET_TLS_CA);"
+            " give the CA that signed it"
+        )
+    elif "Tls handshake" in why or "handshake" in why.lower() or "TSI_" in why:
+        hint = "the TLS handshake failed; check --ca, --cert and --key (or ONNET_TLS_*)"
+    elif "Socket closed" in why and not tls:
+        hint = "the server may use TLS: give the CA that signed its certificate with --ca FILE"
+        hint += " (or ONNET_TLS_CA)"
+    elif "Socket closed" in why:
+        hint = "the server closed the connection: is it onnet, and does it use TLS?"
+    else:
+        hint = "is the service running there?"
+    return f"cannot reach the onnet service at {target}: {why}\n  hint: {hint}"
 
 
 def secret(path: Path | None, variable: str, what: str) -> str | None:

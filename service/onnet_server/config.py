@@ -221,13 +221,19 @@ class ServerConfig:
         """Credentials, TLS and development mode must make a coherent whole."""
         if self.dev_mode:
             if self.redis_url or self.redis_cluster:
-                raise ConfigError("development mode (--dev) runs only on the embedded store")
+                raise ConfigError(
+                    "development mode (--dev) runs only on the embedded store; to serve from "
+                    "Redis, drop --dev and give a pepper (ONNET_PEPPER_FILE) and the account "
+                    "service's public keys (ONNET_AUTH_PUBLIC_KEYS): see the README's "
+                    '"Running it for real"'
+                )
             if not _is_loopback(self.listen):
                 raise ConfigError("development mode (--dev) listens only on a loopback address")
         elif self.auth_public_keys is None:
             raise ConfigError(
-                "set ONNET_AUTH_PUBLIC_KEYS (the account service's public keys), "
-                "or pass --dev for a local try-out"
+                "set ONNET_AUTH_PUBLIC_KEYS (the account service's public keys: make a pair "
+                "with `onnet signing-key FILE`), or pass --dev for a local try-out on the "
+                "embedded store"
             )
         elif self.pepper_file is None and self.pepper_hex is None:
             # An ephemeral pepper would key a registry that nobody can find after a restart,
@@ -237,11 +243,15 @@ class ServerConfig:
                 "the registry is keyed by its pepper; or pass --dev for a local try-out"
             )
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConfigError("set ONNET_TLS_CERT and ONNET_TLS_KEY together")
+            raise ConfigError(
+                "give the certificate and its key together: --tls-cert and --tls-key "
+                "(ONNET_TLS_CERT and ONNET_TLS_KEY)"
+            )
         if self.tls_cert is None and not self.allow_plaintext and not _is_loopback(self.listen):
             raise ConfigError(
-                "plaintext beyond loopback: set ONNET_TLS_CERT and ONNET_TLS_KEY, or, behind a "
-                "mesh or proxy that terminates TLS, ONNET_ALLOW_PLAINTEXT=1 (--allow-plaintext)"
+                "plaintext beyond loopback: give --tls-cert and --tls-key (ONNET_TLS_CERT, "
+                "ONNET_TLS_KEY), or, behind a mesh or proxy that terminates TLS, "
+                "--allow-plaintext (ONNET_ALLOW_PLAINTEXT=1)"
             )
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("ONNET_TLS_CLIENT_CA needs ONNET_TLS_CERT and ONNET_TLS_KEY")

@@ -407,10 +407,11 @@ async def start_server(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
     _log.info(
-        "onnet serving on %s:%d (%s; store: %s, pepper id %s, max batch %d, quota %d new "
-        "numbers per %.0f s)",
+        "onnet serving on %s:%d (pid %d; %s; store: %s, pepper id %s, max batch %d, quota %d "
+        "new numbers per %.0f s)",
         host,
         port,
+        os.getpid(),
         _transport(config),
         type(store).__name__,
         pepper.key_id,

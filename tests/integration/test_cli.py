@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -43,6 +44,7 @@ def onnet_cli(
 def test_the_readme_walkthrough() -> None:
     with server_process(None, "--dev", secure=False) as server:
         assert "DEVELOPMENT MODE" in server.log()
+        assert f"(pid {server.process.pid};" in server.log()  # for loadtest --server-pid
         target = ("--target", server.target)
         assert onnet_cli("register", "alice", "+14155550100", *target).returncode == 0
         assert onnet_cli("register", "charles", "020 7946 0958", "--region", "GB", *target).stdout
@@ -102,16 +104,64 @@ def test_normalize_writes_one_line_per_input_line() -> None:
     [
         (("normalize", "--region", "XX"), 2, "unknown region code"),
         (("discover", "no-such-file.vcf"), 2, "cannot read"),
-        (("discover", str(SAMPLE), "--target", "127.0.0.1:1", "--timeout", "1"), 3, "cannot reach"),
+        (("discover", str(SAMPLE), "--target", "127.0.0.1:1"), 3, "start the service (`onnet"),
+        (("discover", str(SAMPLE), "--target", "127.0.0.1"), 2, "has no port: write HOST:PORT"),
+        (("lookup", "+14155550100", "--target", "host:http"), 2, "port must be a number"),
+        (("discover", str(REPO / "README.md")), 2, "unknown address book type"),
+        (("discover", str(SAMPLE), "--ca", str(REPO / "README.md")), 2, "holds no PEM data"),
         (("register", "alice", "555-0100", "--region", "US"), 2, "area code"),
         (("bogus",), 2, "invalid choice"),
+        (("serve", "--dev", "--redis", "redis://127.0.0.1:1/0"), 2, "drop --dev and give a pepper"),
+        (("serve", "--redis", "redis://127.0.0.1:1/0"), 2, "make a pair with `onnet signing-key"),
+        (("serve", "--tls-cert", "x.pem", "--dev"), 2, "--tls-cert and --tls-key (ONNET_TLS_CERT"),
     ],
 )
 def test_errors_a_person_understands(args: tuple[str, ...], code: int, message: str) -> None:
+    started = time.monotonic()
     result = onnet_cli(*args)
     assert result.returncode == code
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    # Said at once: no retry waits out the 10 s deadline for a server that is not there.
+    assert time.monotonic() - started < 8
+
+
+def test_a_malformed_csv_is_refused_not_read_as_empty(tmp_path: Path) -> None:
+    book = tmp_path / "book.csv"
+    book.write_text('Phone\n"+14155550100\n+14155550101\n')  # a quote never closed
+    result = onnet_cli("discover", str(book), "--target", "127.0.0.1:1")
+    assert result.returncode == 2
+    assert f"{book}: malformed CSV at line 3" in result.stderr
+    assert "quote opened and never closed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tls_mistakes_get_a_hint(tmp_path: Path) -> None:
+    """Plaintext against TLS, a CA that did not sign the server's certificate, and a key
+    given as the CA: each says what to do, without gRPC's own log lines."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    assert onnet_cli("dev-certs", str(ours)).returncode == 0
+    assert onnet_cli("dev-certs", str(theirs)).returncode == 0
+    tls = ("--tls-cert", str(ours / "server.pem"), "--tls-key", str(ours / "server.key"))
+    with server_process(None, "--dev", *tls, secure=False) as server:
+        target = ("--target", server.target)
+        plaintext = onnet_cli("discover", str(SAMPLE), *target)
+        wrong_ca = onnet_cli("discover", str(SAMPLE), *target, "--ca", str(theirs / "ca.pem"))
+        key_as_ca = onnet_cli("discover", str(SAMPLE), *target, "--ca", str(ours / "ca.key"))
+        right = onnet_cli("discover", str(SAMPLE), "--region", "US", *target,
+                          "--ca", str(ours / "ca.pem"))  # fmt: skip
+        assert server.terminate() == 0
+    assert plaintext.returncode == 3
+    assert "the server may use TLS: give the CA that signed its certificate with --ca FILE" in (
+        plaintext.stderr
+    )
+    assert wrong_ca.returncode == 3
+    assert "not signed by the CA you gave" in wrong_ca.stderr
+    assert not wrong_ca.stderr.rstrip().endswith(": OK")
+    assert "ssl_transport_security" not in wrong_ca.stderr  # gRPC's C core kept quiet
+    assert key_as_ca.returncode == 2
+    assert "holds a private key, not a certificate" in key_as_ca.stderr
+    assert right.returncode == 0, right.stderr
 
 
 @pytest.mark.parametrize(
@@ -220,7 +270,7 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
     as_service = {**tls, "ONNET_TOKEN": token("account-service", "--kind", "service")}
     as_alice = {**tls, "ONNET_TOKEN": token("alice")}
     with server_process(env, secure=False) as server:
-        assert "(TLS;" in server.log()
+        assert "; TLS;" in server.log()
         target = ("--target", server.target)
 
         def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -235,7 +285,8 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
         over = run("discover", str(SAMPLE), "--region", "US", env=as_alice)  # no state: pays
         assert over.returncode == 1
         assert "quota of new numbers exhausted" in over.stderr
-        assert "try again in" in over.stderr
+        assert over.stderr.count("retry in") == 1  # said once, in days and hours
+        assert re.search(r"retry in \d+ days( \d+ h)?$", over.stderr.strip())
 
         blocked = run("block", "bob", "+14155550100", env=as_service)  # bob blocks alice
         assert (blocked.returncode, blocked.stdout.strip()) == (0, "blocked for bob")

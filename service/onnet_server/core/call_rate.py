@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from onnet_server.core.durations import for_people
 from onnet_server.core.errors import QuotaExceeded
 
 __all__ = ["CallRatePolicy", "CallRates", "RateLimited"]
@@ -96,7 +97,7 @@ class CallRates:
             raise RateLimited(
                 "",
                 f"too many calls from this account ({policy.burst} per {policy.period:g} s); "
-                f"retry in {math.ceil(wait)} s",
+                f"retry in {for_people(wait)}",
                 wait,
             )
         if account not in self._buckets and len(self._buckets) >= self._max_tracked:

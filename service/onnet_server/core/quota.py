@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from onnet_server.core.durations import for_people
 from onnet_server.core.errors import QuotaExceeded
 
 __all__ = [
@@ -157,7 +158,7 @@ def refuse_over_quota(decision: QuotaDecision, field: str, count: int) -> None:
     raise QuotaExceeded(
         field,
         f"quota of new numbers exhausted ({decision.remaining} left, {count} asked); "
-        f"retry in {decision.retry_after or 0:.0f} s",
+        f"retry in {for_people(decision.retry_after or 0)}",
         decision.retry_after,
     )
 
