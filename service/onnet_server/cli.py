@@ -71,8 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.exit(code)
 
 
+# Codes people type that are not the ISO 3166 ones phonenumbers knows.
+_REGION_MIX_UPS = {"UK": "GB", "EL": "GR", "EN": "GB"}
+
+
 def _region(text: str) -> str:
     if not onnet.is_supported_region(text):
+        meant = _REGION_MIX_UPS.get(text.upper())
+        if meant is not None:
+            raise argparse.ArgumentTypeError(f"unknown region code {text!r}: did you mean {meant}?")
         raise argparse.ArgumentTypeError(f"unknown region code {text!r} (try US, GB, DE, ...)")
     return text.upper()
 
@@ -332,6 +339,12 @@ def _import(args: argparse.Namespace) -> int:
     from onnet_server.import_csv import BadLine, count_lines, read_import_file  # noqa: PLC0415
     from onnet_server.progress import ProgressBar  # noqa: PLC0415
 
+    if args.file.suffix.lower() in {".vcf", ".vcard"}:
+        fail(
+            f"{args.file} is an address book (vCard); import takes CSV rows "
+            "user_id,e164[,discoverable]. To check contacts: onnet discover FILE"
+        )
+        return EXIT_USAGE
     try:
         total = count_lines(args.file)
     except OSError as exc:
@@ -414,9 +427,12 @@ def _lookup(args: argparse.Namespace) -> int:
     numbers = [onnet.normalize(number, args.region) for number in args.numbers]
     with _registry(args, args.timeout) as client:
         holders = client.lookup(numbers)
-    width = max(len(number) for number in args.numbers)
-    for raw, e164, holder in zip(args.numbers, numbers, holders, strict=True):
-        print(f"{raw.ljust(width)}  {e164}  {holder or '-'}")
+    rows = [("NUMBER", "E.164", "USER ID")]
+    rows += [
+        (raw, e164, holder or "-")
+        for raw, e164, holder in zip(args.numbers, numbers, holders, strict=True)
+    ]
+    _print_rows(rows, sys.stdout)
     return EXIT_OK
 
 
@@ -459,12 +475,7 @@ def _as_json(result: onnet.DiscoveryResult, quota_remaining: int | None) -> dict
 def _print_table(result: onnet.DiscoveryResult, out: TextIO) -> None:
     rows = [("CONTACT", "E.164", "USER ID")]
     rows += [(m.raw, m.e164, m.user_id) for m in result.matches]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
-            file=out,
-        )
+    _print_rows(rows, out)
     users = _count(len({m.user_id for m in result.matches}), "user")
     entries = _count(len(result.matches), "entry", "entries")
     print(
@@ -475,6 +486,16 @@ def _print_table(result: onnet.DiscoveryResult, out: TextIO) -> None:
     )
     for rejected in result.rejected:
         print(f"  skipped {rejected.raw!r}: {rejected.reason}", file=out)
+
+
+def _print_rows(rows: list[tuple[str, str, str]], out: TextIO) -> None:
+    """A header row and its rows, in columns as wide as their widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=out,
+        )
 
 
 def _count(n: int, singular: str, plural: str | None = None) -> str:

@@ -325,6 +325,8 @@ def _publish(
         except OSError as exc:
             fail(f"cannot write {args.plot}: {exc.strerror}")
             return EXIT_USAGE
+        # On standard error: standard output may be the --json report.
+        print(f"wrote the latency plot to {args.plot}", file=sys.stderr)
     if result.discover.stats.calls and not result.discover.stats.ok:
         fail("no Discover call succeeded: see the errors by status code")
         return EXIT_REFUSED

@@ -49,7 +49,9 @@ def add_secret_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's sub
     token.add_argument("subject", metavar="SUBJECT")
     token.add_argument("--signing-key", type=Path, required=True, metavar="FILE")
     token.add_argument("--kind", choices=["account", "service"], default="account")
-    token.add_argument("--ttl", type=int, default=3600, metavar="SECONDS", help="default 3600")
+    token.add_argument(
+        "--ttl", type=_positive_seconds, default=3600, metavar="SECONDS", help="default 3600"
+    )
     token.set_defaults(run=_token, target=None)
 
 
@@ -97,6 +99,16 @@ def _signing_key(args: argparse.Namespace) -> int:
     print(f"wrote the signing key {args.file} (keep it with the account service)")
     print(f"and its public key {public_path}: set ONNET_AUTH_PUBLIC_KEYS={public_path}")
     return EXIT_OK
+
+
+def _positive_seconds(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("a token must live at least one second")
+    return seconds
 
 
 def _token(args: argparse.Namespace) -> int:

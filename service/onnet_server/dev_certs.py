@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import ipaddress
 import os
 from collections.abc import Sequence
@@ -209,7 +210,9 @@ def make_dev_certs(
         # Checked up front so that a refusal leaves no half-written set behind.
         for path in dataclasses.astuple(paths):
             if path.exists():
-                raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+                raise FileExistsError(
+                    errno.EEXIST, "already exists (overwrite=True replaces it)", str(path)
+                )
     now = datetime.datetime.now(datetime.UTC)
     ca = _make_ca(now, days)
     server = _issue(

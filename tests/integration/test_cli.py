@@ -111,6 +111,9 @@ def test_normalize_writes_one_line_per_input_line() -> None:
         (("discover", str(SAMPLE), "--ca", str(REPO / "README.md")), 2, "holds no PEM data"),
         (("register", "alice", "555-0100", "--region", "US"), 2, "area code"),
         (("bogus",), 2, "invalid choice"),
+        (("normalize", "--region", "UK"), 2, "unknown region code 'UK': did you mean GB?"),
+        (("token", "alice", "--ttl", "0", "--signing-key", "k"), 2, "live at least one second"),
+        (("import", str(SAMPLE)), 2, "is an address book (vCard); import takes CSV rows"),
         (("serve", "--dev", "--redis", "redis://127.0.0.1:1/0"), 2, "drop --dev and give a pepper"),
         (("serve", "--redis", "redis://127.0.0.1:1/0"), 2, "make a pair with `onnet signing-key"),
         (("serve", "--tls-cert", "x.pem", "--dev"), 2, "--tls-cert and --tls-key (ONNET_TLS_CERT"),
@@ -249,7 +252,9 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
     """The production path: certificates, a signing key, tokens, TLS, blocks, refusals."""
     certs, key = tmp_path / "certs", tmp_path / "signing.key"
     assert onnet_cli("dev-certs", str(certs)).returncode == 0
-    assert onnet_cli("dev-certs", str(certs)).returncode == 2  # never overwrites unasked
+    again = onnet_cli("dev-certs", str(certs))  # never overwrites unasked
+    assert again.returncode == 2
+    assert again.stderr.strip() == f"onnet: {certs / 'ca.pem'} exists; pass --force to overwrite"
     made = onnet_cli("signing-key", str(key))
     assert made.returncode == 0, made.stderr
     assert key.stat().st_mode & 0o777 == 0o600

@@ -148,9 +148,10 @@ def test_json_and_png_outputs(
         "--concurrency", "3", "--populate", "300", "--match-share", "0.2", "--ceiling",
         "--json", "--plot", str(plot), "--progress", "never",
     )  # fmt: skip
-    out = capsys.readouterr().out
+    printed = capsys.readouterr()
     assert code == 0
-    document = json.loads(out)
+    assert f"wrote the latency plot to {plot}" in printed.err  # not in the JSON
+    document = json.loads(printed.out)
     assert document["population"]["imported"] == 300
     assert document["discover"]["calls"] == 60
     assert document["discover"]["matches_per_hash"] == pytest.approx(0.2)

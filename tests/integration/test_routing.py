@@ -148,7 +148,8 @@ def test_the_command_line(server: ThreadedServer) -> None:
     looked = run("lookup", "(415) 555-0100", "+442079460958", "--region", "US")
     assert looked.returncode == 0, looked.stderr
     assert looked.stdout.splitlines() == [
-        "(415) 555-0100  +14155550100  alice",
+        "NUMBER          E.164          USER ID",
+        "(415) 555-0100  +14155550100   alice",
         "+442079460958   +442079460958  -",
     ]
     assert run("screen", CALLER, "alice").stdout.strip() == "blocked"
