@@ -1,9 +1,8 @@
 'use strict';
 // A second onnet client, in Node.js, written from docs/protocol.md and tests/vectors alone:
-// hashed discovery with free re-syncs (the difference form), for an address book that fits
-// one request (docs/protocol.md, "Books larger than one request", for more), and private
-// mode with its outputs kept. Numbers come in E.164; a real app normalizes its address book
-// with libphonenumber first.
+// hashed discovery with free re-syncs (the difference form, a token a part of the book, as
+// "Books larger than one request" says), and private mode with its outputs kept. Numbers
+// come in E.164; a real app normalizes its address book with libphonenumber first.
 
 const crypto = require('node:crypto');
 const path = require('node:path');
@@ -26,6 +25,47 @@ const { Discovery } = grpc.loadPackageDefinition(definition).onnet.v1;
 /** SHA-256("onnet/contact/v1:" || E.164): the only thing hashed mode uploads. */
 function contactHash(e164) {
   return crypto.createHash('sha256').update(`onnet/contact/v1:${e164}`, 'ascii').digest();
+}
+
+/** A hash's part among 2^bits: its first `bits` bits, most significant first (a string). */
+function partOf(hash, bits) {
+  return (BigInt(`0x${hash.slice(0, 16)}`) >> BigInt(64 - bits)).toString();
+}
+
+/**
+ * The requests of a sync (docs/protocol.md, "Books larger than one request", steps 1 to 4):
+ * `state` {bits, parts: {part: {token, covered}}}, `book` distinct hashes (hex).
+ */
+function plan(state, book, maxBatch, maxHashes) {
+  let bits = state.bits;
+  const largest = (b) => Math.max(...Object.values(count(book.map((h) => partOf(h, b)))));
+  while (bits < 64 && 2 * book.length > maxBatch * 2 ** bits) bits += 1;
+  while (bits < 64 && book.length && largest(bits) > maxBatch) bits += 1;
+  const grown = BigInt(bits - state.bits);
+  const requests = [];
+  const numbers = [...new Set(book.map((h) => partOf(h, bits)))].sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+  for (const part of numbers) {
+    const hashes = book.filter((h) => partOf(h, bits) === part);
+    const parent = state.parts[(BigInt(part) >> grown).toString()];
+    const request = { part, hashes, token: '', added: [], removed: [] };
+    if (parent) {
+      const covered = new Set(parent.covered);
+      const added = hashes.filter((h) => !covered.has(h));
+      const removed = [...covered].filter((h) => !hashes.includes(h)).sort();
+      const fits = hashes.length + added.length + removed.length <= maxHashes;
+      if (fits && removed.length <= maxHashes - maxBatch) {
+        Object.assign(request, { token: parent.token, added, removed });
+      }
+    }
+    requests.push(request);
+  }
+  return { bits, requests };
+}
+
+function count(values) {
+  const counts = {};
+  values.forEach((v) => { counts[v] = (counts[v] || 0) + 1; });
+  return counts;
 }
 
 /** The field a refusal names: its message reads "field: reason" (docs/protocol.md, Errors). */
@@ -66,49 +106,52 @@ class Client {
 
   /**
    * Which of `numbers` (E.164) are on the network. `state` is what the last sync returned
-   * ({token, covered}: base64 and hex, to keep as privately as the book); the answer
-   * carries the next one, and how many numbers cost quota.
+   * ({bits, parts}: each part's token, base64, and covered hashes, hex; keep it as privately
+   * as the book); the answer carries the next one, and how many numbers cost quota.
    */
-  async discover(numbers, state = { token: '', covered: [] }) {
+  async discover(numbers, state = { bits: 0, parts: {} }) {
     const config = await this.getConfig();
     const book = [...new Set(numbers)];
-    if (book.length > config.max_batch) {
-      throw new Error(`this example syncs at most ${config.max_batch} numbers (one request)`);
+    const hashes = book.map((number) => contactHash(number).toString('hex'));
+    const maxHashes = Math.floor((config.max_message_bytes - 1024) / 32);
+    const position = new Map(hashes.map((hash, i) => [hash, i]));
+    const { bits, requests } = plan(state, hashes, config.max_batch, maxHashes);
+    const next = { bits, parts: {} };
+    const matches = [];
+    let charged = 0;
+    for (const request of requests) {
+      const sent = { hashes: Buffer.concat(request.hashes.map((h) => Buffer.from(h, 'hex'))) };
+      let cost = request.hashes.length;
+      if (request.token) {
+        Object.assign(sent, {
+          token: Buffer.from(request.token, 'base64'),
+          added_hashes: Buffer.concat(request.added.map((h) => Buffer.from(h, 'hex'))),
+          removed_hashes: Buffer.concat(request.removed.map((h) => Buffer.from(h, 'hex'))),
+        });
+        cost = request.added.length;
+      }
+      let response;
+      try {
+        response = await this.call('Discover', sent);
+      } catch (error) {
+        if (!(error.code === grpc.status.INVALID_ARGUMENT && fieldOf(error) === 'token')) throw error;
+        // An expired or retired token: forget it and pay for the part again.
+        response = await this.call('Discover', { hashes: sent.hashes });
+        cost = request.hashes.length;
+      }
+      const { matched_indexes: indexes, user_ids: users } = response;
+      if (indexes.length !== users.length || indexes.some((i) => i >= request.hashes.length)) {
+        throw new Error('malformed DiscoverResponse');
+      }
+      indexes.forEach((i, k) => matches.push({ at: position.get(request.hashes[i]), user_id: users[k] }));
+      next.parts[request.part] = { token: response.token.toString('base64'), covered: request.hashes };
+      charged += cost;
     }
-    const hashes = book.map(contactHash);
-    const current = new Set(hashes.map((h) => h.toString('hex')));
-    const covered = new Set(state.token ? state.covered : []);
-    const request = { hashes: Buffer.concat(hashes) };
-    let charged = hashes.length;
-    if (state.token) {
-      // The difference form: the book once, what the token does not cover, what it covers
-      // that the book lost; only the added hashes cost quota.
-      const added = hashes.filter((h) => !covered.has(h.toString('hex')));
-      const removed = [...covered].filter((h) => !current.has(h)).map((h) => Buffer.from(h, 'hex'));
-      Object.assign(request, {
-        token: Buffer.from(state.token, 'base64'),
-        added_hashes: Buffer.concat(added),
-        removed_hashes: Buffer.concat(removed),
-      });
-      charged = added.length;
-    }
-    let response;
-    try {
-      response = await this.call('Discover', request);
-    } catch (error) {
-      if (!(error.code === grpc.status.INVALID_ARGUMENT && fieldOf(error) === 'token')) throw error;
-      // An expired or retired token: forget it and pay for the book again.
-      response = await this.call('Discover', { hashes: request.hashes });
-      charged = hashes.length;
-    }
-    const { matched_indexes: indexes, user_ids: users } = response;
-    if (indexes.length !== users.length || indexes.some((i) => i >= book.length)) {
-      throw new Error('malformed DiscoverResponse');
-    }
+    matches.sort((a, b) => a.at - b.at);
     return {
-      matches: indexes.map((index, k) => ({ e164: book[index], user_id: users[k] })),
+      matches: matches.map(({ at, user_id }) => ({ e164: book[at], user_id })),
       charged,
-      state: { token: response.token.toString('base64'), covered: [...current] },
+      state: next,
     };
   }
 
@@ -184,4 +227,4 @@ class Client {
   }
 }
 
-module.exports = { Client, contactHash, fieldOf };
+module.exports = { Client, contactHash, fieldOf, plan };

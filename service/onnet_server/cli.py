@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except ConfigError as exc:
-        fail(f"configuration error: {exc}")
+        fail(f"configuration error: {_with_flags(str(exc))}")
         code = EXIT_USAGE
     except (onnet.AddressBookError, onnet.InvalidNumberError) as exc:
         fail(str(exc))
@@ -69,6 +70,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)
+
+
+# The variables that `onnet serve` also takes as flags: a configuration error names both,
+# since whoever used the flag never saw the variable.
+_FLAG_OF = {
+    "ONNET_LISTEN": "--listen",
+    "ONNET_MAX_BATCH": "--max-batch",
+    "ONNET_LOG_LEVEL": "--log-level",
+    "ONNET_REDIS_URL": "--redis",
+    "ONNET_REDIS_CLUSTER": "--redis-cluster",
+    "ONNET_METRICS_LISTEN": "--metrics-listen",
+    "ONNET_WORKERS": "--workers",
+}
+
+
+def _with_flags(message: str) -> str:
+    """``message`` with each variable that has a flag written as "--flag (VARIABLE)"."""
+    return re.sub(
+        r"\bONNET_[A-Z_]+\b",
+        lambda found: (
+            f"{_FLAG_OF[found[0]]} ({found[0]})"
+            if found[0] in _FLAG_OF and _FLAG_OF[found[0]] not in message
+            else found[0]
+        ),
+        message,
+    )
 
 
 # Codes people type that are not the ISO 3166 ones phonenumbers knows.

@@ -112,6 +112,7 @@ def test_normalize_writes_one_line_per_input_line() -> None:
         (("register", "alice", "555-0100", "--region", "US"), 2, "area code"),
         (("bogus",), 2, "invalid choice"),
         (("normalize", "--region", "UK"), 2, "unknown region code 'UK': did you mean GB?"),
+        (("serve", "--dev", "--max-batch", "0"), 2, "--max-batch (ONNET_MAX_BATCH) must be"),
         (("token", "alice", "--ttl", "0", "--signing-key", "k"), 2, "live at least one second"),
         (("import", str(SAMPLE)), 2, "is an address book (vCard); import takes CSV rows"),
         (("serve", "--dev", "--redis", "redis://127.0.0.1:1/0"), 2, "drop --dev and give a pepper"),

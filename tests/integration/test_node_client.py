@@ -50,6 +50,7 @@ def test_the_node_client_agrees_with_the_vectors(node: str) -> None:
     assert checked.stdout.splitlines() == [
         "9 of 9 contact hash vectors agree",
         "3 of 3 private mode vectors agree",
+        "4 of 4 sync part vectors agree",
     ]
 
 
@@ -86,3 +87,26 @@ def test_the_node_client_discovers_and_resyncs_for_free(node: str, tmp_path: Pat
             found = python.discover(BOOK)
         assert [{"e164": m.e164, "user_id": m.user_id} for m in found.matches] == expected
         assert server.terminate() == 0
+
+
+def test_the_node_client_syncs_a_book_in_parts(node: str, tmp_path: Path) -> None:
+    """A book larger than one request: a token a part, and the re-sync still free."""
+    state = tmp_path / "node.sync"
+    book = [*BOOK, "+33612345678", "+16502530000"]
+    with server_process(None, "--dev", "--max-batch", "2", secure=False) as server:
+        with onnet.RegistryClient(server.target) as registry:
+            registry.register("alice", BOOK[0])
+
+        def sync() -> dict[str, object]:
+            target = ("--target", server.target, "--state", str(state))
+            done = run_node(node, "discover.js", *target, *book)
+            assert done.returncode == 0, done.stderr
+            answer: dict[str, object] = json.loads(done.stdout)
+            return answer
+
+        first, again = sync(), sync()
+        assert server.terminate() == 0
+    assert first["matches"] == again["matches"] == [{"e164": BOOK[0], "user_id": "alice"}]
+    assert (first["charged"], again["charged"]) == (5, 0)
+    parts = json.loads(state.read_text())["hashed"]["parts"]
+    assert len(parts) > 1  # at most 2 hashes a request: several parts, each with its token

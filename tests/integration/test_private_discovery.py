@@ -76,7 +76,7 @@ def test_a_recycled_number_opens_only_for_its_new_holder(server: ThreadedServer)
     [
         (0, [], "buckets", "at least one bucket"),
         (0, [1], "buckets", "not below 2^0"),
-        (4, [1], "prefix_bits", "must be 0 (as GetConfig says)"),
+        (4, [1], "prefix_bits", "must be 0, as GetConfig says now; ask it again"),
         (0, [0] * 1_000, "buckets", "exceed the limit of"),
         (0, [0] * 10_000, "request", "exceed this method's limit of"),
     ],
