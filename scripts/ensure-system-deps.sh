@@ -1,7 +1,8 @@
 #!/usr/bin/env sh
 # What onnet needs from the system beyond Python, installed with apt when missing and allowed:
 # - libsodium (>= 1.0.18) for private mode's ristretto255 group, loaded by pysodium;
-# - a C compiler and Python's headers, to compile the index's hot loops (Cython) at install.
+# - a C compiler and Python's headers, to compile the index's hot loops (Cython) at install;
+# - Node.js and npm, for the second client (examples/node) that the test suite runs.
 set -eu
 PYTHON="${PYTHON:-python3}"
 missing=""
@@ -10,6 +11,12 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libsodium\.so'; then
 fi
 if ! command -v cc >/dev/null 2>&1; then
     missing="$missing gcc libc6-dev"
+fi
+if ! command -v node >/dev/null 2>&1; then
+    missing="$missing nodejs"
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    missing="$missing npm"
 fi
 include_dir=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 if [ ! -f "$include_dir/Python.h" ]; then
@@ -25,5 +32,5 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     exit 0
 fi
 echo "onnet needs:$missing (Debian/Ubuntu package names). Install them" \
-     "(macOS: brew install libsodium; xcode-select --install), then run make again" >&2
+     "(macOS: brew install libsodium node; xcode-select --install), then run make again" >&2
 exit 1
