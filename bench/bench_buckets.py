@@ -30,8 +30,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from onnet_server.core.bucket_wire import decode_buckets
 from onnet_server.core.private import BucketServer
+from onnet_server.core.wire_answers import decode_buckets
 from onnet_server.stores.memory import MemoryRegistry
 
 FULL = bool(os.environ.get("ONNET_BENCH_USERS"))

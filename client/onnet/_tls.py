@@ -10,17 +10,22 @@ from pathlib import Path
 
 import grpc
 
-__all__ = ["channel_credentials", "read_pem"]
+__all__ = ["CERTIFICATE", "PRIVATE_KEY", "channel_credentials", "read_pem"]
 
 
-_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
-_PRIVATE_KEY = b"PRIVATE KEY-----"
+CERTIFICATE = "a certificate"
+"""What a CA or certificate file holds (``read_pem``'s ``holds``)."""
+PRIVATE_KEY = "a private key"
+"""What a key file holds (``read_pem``'s ``holds``)."""
+
+_MARKERS = {CERTIFICATE: b"-----BEGIN CERTIFICATE-----", PRIVATE_KEY: b"PRIVATE KEY-----"}
 
 
-def read_pem(path: str | Path, what: str, marker: bytes = b"-----BEGIN ") -> bytes:
-    """The PEM bytes of ``path``; ValueError naming the file and ``what`` it should be.
+def read_pem(path: str | Path, what: str, holds: str) -> bytes:
+    """The PEM bytes of ``path``, which must hold ``holds`` (CERTIFICATE or PRIVATE_KEY).
 
-    ``marker`` is what the file must hold (a certificate's or a key's PEM header).
+    ValueError names the file, ``what`` it should be, and what it holds instead (a key
+    given where a certificate belongs is the commonest mix-up).
     """
     # gRPC would read nothing until the first handshake and then fail it without naming the
     # file, so files are read and checked up front.
@@ -30,10 +35,10 @@ def read_pem(path: str | Path, what: str, marker: bytes = b"-----BEGIN ") -> byt
         raise ValueError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
     if b"-----BEGIN " not in data:
         raise ValueError(f"the {what} {path} holds no PEM data")
-    if marker not in data:
-        holds = "a private key" if _PRIVATE_KEY in data else "other PEM data"
-        wanted = "a certificate" if marker == _CERTIFICATE else "a private key"
-        raise ValueError(f"the {what} {path} holds {holds}, not {wanted}")
+    if _MARKERS[holds] not in data:
+        other = PRIVATE_KEY if holds == CERTIFICATE else CERTIFICATE
+        found = other if _MARKERS[other] in data else "other PEM data"
+        raise ValueError(f"the {what} {path} holds {found}, not {holds}")
     return data
 
 
@@ -55,9 +60,9 @@ def channel_credentials(
             "a client certificate is useless without its private key"
         )
     return grpc.ssl_channel_credentials(
-        root_certificates=None if ca_file is None else read_pem(ca_file, "CA file", _CERTIFICATE),
-        private_key=None if key_file is None else read_pem(key_file, "key file", _PRIVATE_KEY),
+        root_certificates=None if ca_file is None else read_pem(ca_file, "CA file", CERTIFICATE),
+        private_key=None if key_file is None else read_pem(key_file, "key file", PRIVATE_KEY),
         certificate_chain=(
-            None if cert_file is None else read_pem(cert_file, "certificate file", _CERTIFICATE)
+            None if cert_file is None else read_pem(cert_file, "certificate file", CERTIFICATE)
         ),
     )

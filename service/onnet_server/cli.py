@@ -35,6 +35,7 @@ from onnet_server.cli_common import (
     fail,
     secret,
     show_progress,
+    tls_files_of,
     unreachable,
 )
 from onnet_server.cli_loadtest import add_loadtest_command
@@ -61,8 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"the service refused the request: {exc.reason}")
         code = EXIT_REFUSED
     except (onnet.UnavailableError, onnet.DeadlineExceededError) as exc:
-        tls = bool(getattr(args, "ca", None) or os.environ.get("ONNET_TLS_CA"))
-        fail(unreachable(args.target, exc.reason, tls))
+        fail(unreachable(args.target, exc.reason, any(tls_files_of(args))))
         code = EXIT_UNREACHABLE
     except onnet.ServiceError as exc:
         fail(f"the service refused the request: {exc.reason}")
@@ -72,10 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.exit(code)
 
 
-# The variables that `onnet serve` also takes as flags: a configuration error names both,
-# since whoever used the flag never saw the variable.
+# The variables that `onnet serve` also takes as flags: a configuration error (which names
+# variables: the configuration is read from both) names both, since whoever used the flag
+# never saw the variable.
 _FLAG_OF = {
     "ONNET_LISTEN": "--listen",
+    "ONNET_TLS_CERT": "--tls-cert",
+    "ONNET_TLS_KEY": "--tls-key",
+    "ONNET_TLS_CLIENT_CA": "--tls-client-ca",
+    "ONNET_ALLOW_PLAINTEXT": "--allow-plaintext",
     "ONNET_MAX_BATCH": "--max-batch",
     "ONNET_LOG_LEVEL": "--log-level",
     "ONNET_REDIS_URL": "--redis",
@@ -86,12 +91,12 @@ _FLAG_OF = {
 
 
 def _with_flags(message: str) -> str:
-    """``message`` with each variable that has a flag written as "--flag (VARIABLE)"."""
+    """``message`` with each variable that has a flag written as "--flag (VARIABLE[=value])"."""
     return re.sub(
-        r"\bONNET_[A-Z_]+\b",
+        r"\b(ONNET_[A-Z_]+)\b(=\w+)?",
         lambda found: (
-            f"{_FLAG_OF[found[0]]} ({found[0]})"
-            if found[0] in _FLAG_OF and _FLAG_OF[found[0]] not in message
+            f"{_FLAG_OF[found[1]]} ({found[0]})"
+            if found[1] in _FLAG_OF and _FLAG_OF[found[1]] not in message
             else found[0]
         ),
         message,

@@ -29,6 +29,7 @@ __all__ = [
     "secret",
     "show_progress",
     "target",
+    "tls_files_of",
     "unreachable",
 ]
 
@@ -111,7 +112,7 @@ def unreachable(target: str, reason: str, tls: bool) -> str:
             "the server's certificate is not signed by the CA you gave (--ca or ONNET_TLS_CA);"
             " give the CA that signed it"
         )
-    elif "Tls handshake" in why or "handshake" in why.lower() or "TSI_" in why:
+    elif "handshake" in why.lower() or "TSI_" in why:
         hint = "the TLS handshake failed; check --ca, --cert and --key (or ONNET_TLS_*)"
     elif "Socket closed" in why and not tls:
         hint = "the server may use TLS: give the CA that signed its certificate with --ca FILE"
@@ -133,11 +134,18 @@ def secret(path: Path | None, variable: str, what: str) -> str | None:
     return os.environ.get(variable) or None
 
 
+def tls_files_of(args: argparse.Namespace) -> tuple[Path | str | None, ...]:
+    """The CA, certificate and key files from --ca/--cert/--key or ONNET_TLS_*."""
+    return (
+        getattr(args, "ca", None) or os.environ.get("ONNET_TLS_CA"),
+        getattr(args, "cert", None) or os.environ.get("ONNET_TLS_CLIENT_CERT"),
+        getattr(args, "key", None) or os.environ.get("ONNET_TLS_CLIENT_KEY"),
+    )
+
+
 def channel_credentials_of(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     """TLS from --ca/--cert/--key or ONNET_TLS_*; None (plaintext) when none is given."""
-    ca = args.ca or os.environ.get("ONNET_TLS_CA")
-    cert = args.cert or os.environ.get("ONNET_TLS_CLIENT_CERT")
-    key = args.key or os.environ.get("ONNET_TLS_CLIENT_KEY")
+    ca, cert, key = tls_files_of(args)
     if not (ca or cert or key):
         return None
     try:

@@ -244,14 +244,12 @@ class ServerConfig:
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError(
-                "give the certificate and its key together: --tls-cert and --tls-key "
-                "(ONNET_TLS_CERT and ONNET_TLS_KEY)"
+                "give the certificate and its key together: ONNET_TLS_CERT and ONNET_TLS_KEY"
             )
         if self.tls_cert is None and not self.allow_plaintext and not _is_loopback(self.listen):
             raise ConfigError(
-                "plaintext beyond loopback: give --tls-cert and --tls-key (ONNET_TLS_CERT, "
-                "ONNET_TLS_KEY), or, behind a mesh or proxy that terminates TLS, "
-                "--allow-plaintext (ONNET_ALLOW_PLAINTEXT=1)"
+                "plaintext beyond loopback: give ONNET_TLS_CERT and ONNET_TLS_KEY, or, behind "
+                "a mesh or proxy that terminates TLS, ONNET_ALLOW_PLAINTEXT=1"
             )
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("ONNET_TLS_CLIENT_CA needs ONNET_TLS_CERT and ONNET_TLS_KEY")

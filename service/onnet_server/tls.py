@@ -12,19 +12,19 @@ from pathlib import Path
 
 import grpc
 
-from onnet._tls import read_pem
+from onnet._tls import CERTIFICATE, PRIVATE_KEY, read_pem
 from onnet_server.config import ConfigError
 
 __all__ = ["TlsConfigError", "peer_common_name", "server_credentials"]
 
 
 class TlsConfigError(ConfigError):
-    """A TLS file cannot be read or holds no PEM; the message names the file."""
+    """A TLS file cannot be read or does not hold what it should; the message names it."""
 
 
-def _read_pem(path: Path, what: str) -> bytes:
+def _read_pem(path: Path, what: str, holds: str) -> bytes:
     try:
-        return read_pem(path, what)
+        return read_pem(path, what, holds)
     except ValueError as error:
         raise TlsConfigError(str(error)) from None
 
@@ -37,11 +37,13 @@ def server_credentials(
     ``cert_file`` is the server's certificate chain and ``key_file`` its unencrypted private
     key. With ``client_ca_file``, clients must present a certificate signed by one of the CAs
     it holds (mutual TLS); without it, clients are not asked for one. Raises TlsConfigError,
-    naming the file, when a file cannot be read or holds no PEM.
+    naming the file, when a file cannot be read or does not hold what it should.
     """
-    chain = _read_pem(cert_file, "certificate file")
-    key = _read_pem(key_file, "key file")
-    client_ca = None if client_ca_file is None else _read_pem(client_ca_file, "client CA file")
+    chain = _read_pem(cert_file, "certificate file", CERTIFICATE)
+    key = _read_pem(key_file, "key file", PRIVATE_KEY)
+    client_ca = (
+        None if client_ca_file is None else _read_pem(client_ca_file, "client CA file", CERTIFICATE)
+    )
     return grpc.ssl_server_credentials(
         [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )

@@ -117,7 +117,7 @@ def test_normalize_writes_one_line_per_input_line() -> None:
         (("import", str(SAMPLE)), 2, "is an address book (vCard); import takes CSV rows"),
         (("serve", "--dev", "--redis", "redis://127.0.0.1:1/0"), 2, "drop --dev and give a pepper"),
         (("serve", "--redis", "redis://127.0.0.1:1/0"), 2, "make a pair with `onnet signing-key"),
-        (("serve", "--tls-cert", "x.pem", "--dev"), 2, "--tls-cert and --tls-key (ONNET_TLS_CERT"),
+        (("serve", "--tls-cert", "x.pem", "--dev"), 2, "--tls-cert (ONNET_TLS_CERT) and --tls-key"),
     ],
 )
 def test_errors_a_person_understands(args: tuple[str, ...], code: int, message: str) -> None:

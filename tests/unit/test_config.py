@@ -54,7 +54,7 @@ def test_flags_override_the_environment() -> None:
     [
         ({"ONNET_DEV": "1", "ONNET_LISTEN": "0.0.0.0:1"}, "only on a loopback address"),
         ({"ONNET_DEV": "1", "ONNET_REDIS_URL": "redis://x"}, "only on the embedded store"),
-        ({"ONNET_DEV": "1", "ONNET_TLS_CERT": "c"}, "(ONNET_TLS_CERT and ONNET_TLS_KEY)"),
+        ({"ONNET_DEV": "1", "ONNET_TLS_CERT": "c"}, "together: ONNET_TLS_CERT and ONNET_TLS_KEY"),
         ({"ONNET_DEV": "1", "ONNET_TLS_CLIENT_CA": "ca"}, "needs ONNET_TLS_CERT"),
         ({"ONNET_DEV": "1", "ONNET_SERVICE_CERT_NAMES": "a"}, "needs ONNET_TLS_CLIENT_CA"),
         ({"ONNET_DEV": "1", "ONNET_QUOTA_NEW_NUMBERS": "0"}, "at least 1"),

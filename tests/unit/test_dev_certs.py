@@ -197,6 +197,23 @@ def test_server_credentials_name_an_unreadable_file(certs: DevCerts, tmp_path: P
     assert issubclass(TlsConfigError, ValueError)
 
 
+def test_a_key_and_a_certificate_swapped_are_named(certs: DevCerts) -> None:
+    """The same check on both sides: a server's files and a client's."""
+    with pytest.raises(
+        TlsConfigError,
+        match=r"certificate file .*server\.key holds a private key, not a certificate",
+    ):
+        server_credentials(certs.server_key, certs.server_cert)
+    with pytest.raises(
+        TlsConfigError, match=r"key file .*server\.pem holds a certificate, not a private key"
+    ):
+        server_credentials(certs.server_cert, certs.server_cert)
+    with pytest.raises(
+        ValueError, match=r"CA file .*ca\.key holds a private key, not a certificate"
+    ):
+        channel_credentials(certs.ca_cert.parent / "ca.key")
+
+
 @pytest.mark.parametrize(
     ("auth_context", "expected"),
     [

@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 
 from onnet.v1 import discovery_pb2
 from onnet_server.core import _native
-from onnet_server.core.bucket_wire import decode_buckets
 from onnet_server.core.index.base import BaseIndex, Columns, _EntryClass, _low_bits, build_base
+from onnet_server.core.index.combined import LookupTables
 from onnet_server.core.index.hashing import user_hash, user_hashes
 from onnet_server.core.index.row_slots import RowSlots
+from onnet_server.core.wire_answers import decode_buckets
 
 MASK64 = (1 << 64) - 1
 
@@ -130,14 +131,16 @@ class World:
         discoverable_only: bool = True,
     ) -> tuple[Any, list[str]]:
         """``_native.match`` over this world, with the given fingerprints and slots."""
-        return _native.match(
-            fingerprints,
+        return _native.match(fingerprints, *self.tables(slots, excluded), discoverable_only)
+
+    def tables(self, slots: Any, excluded: bool) -> LookupTables:
+        """What a lookup reads (the excluded rows only if ``excluded``), with ``slots``."""
+        return (
             self.base.view,
             self.overridden,
             self.overlay_view(slots),
             np.array(self.excluded_mine if excluded else [], dtype=np.int64),
             np.array(self.excluded_base if excluded else [], dtype=np.int64),
-            discoverable_only,
         )
 
     def overlay_view(self, slots: Any) -> _native.OverlayView:
@@ -281,12 +284,8 @@ def test_discover_answer_is_the_protobuf_serialization_of_the_match(
     queries += [(rng.getrandbits(64), rng.getrandbits(64)) for _ in range(10)]
     rng.shuffle(queries)
     packed = b"".join(struct.pack("<QQ", *query) for query in queries)
-    excluded_mine = np.array(world.excluded_mine, dtype=np.int64)
-    excluded_base = np.array(world.excluded_base, dtype=np.int64)
-    view = world.overlay_view(world.table.slots.view(np.int64))
-    answer, found = _native.discover_answer(
-        packed, world.base.view, world.overridden, view, excluded_mine, excluded_base, token
-    )
+    tables = world.tables(world.table.slots.view(np.int64), excluded=True)
+    answer, found = _native.discover_answer(packed, *tables, token)
     positions, users = world.expected(queries, True)
     expected = discovery_pb2.DiscoverResponse(
         matched_indexes=positions, user_ids=users, token=token
@@ -299,15 +298,8 @@ def test_a_number_asked_many_times_is_answered_at_every_position() -> None:
     world = World(random.Random(3), 50, 50)
     number = next(n for n in world.base_order if world.expected([n], True)[0])
     copies = 10_000
-    answer, _ = _native.discover_answer(
-        struct.pack("<QQ", *number) * copies,
-        world.base.view,
-        world.overridden,
-        world.overlay_view(world.table.slots.view(np.int64)),
-        np.zeros(0, dtype=np.int64),
-        np.zeros(0, dtype=np.int64),
-        b"",
-    )
+    tables = world.tables(world.table.slots.view(np.int64), excluded=False)
+    answer, _ = _native.discover_answer(struct.pack("<QQ", *number) * copies, *tables, b"")
     message = discovery_pb2.DiscoverResponse.FromString(answer)
     assert list(message.matched_indexes) == list(range(copies))
     assert set(message.user_ids) == {world.expected([number], True)[1][0]}

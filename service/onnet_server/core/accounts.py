@@ -67,14 +67,16 @@ class Accounts:
                         return
         except StoreUnavailable:
             raise
-        except Exception as error:  # a slow or failed catch-up: the index's answer stands
-            _log.warning("account catch-up failed: %s", type(error).__name__)
+        except Exception:  # a slow or failed catch-up (logged once, by _refreshed)
             raise StoreUnavailable("", "the registry store is unavailable") from None
 
     def _refreshed(self, done: asyncio.Future[None]) -> None:
         self._refreshing = None
-        if not done.cancelled():
-            done.exception()  # retrieved: each waiter sees it raised
+        # Said once per catch-up, not once per waiting call: a store that is down must not
+        # turn every call of an unknown account into a log line.
+        error = None if done.cancelled() else done.exception()
+        if error is not None:
+            _log.warning("account catch-up failed: %s", type(error).__name__)
 
     def admit(self, account: str) -> frozenset[str]:
         """``blockers``, remembered for the rest of the call (the gate admits with this)."""

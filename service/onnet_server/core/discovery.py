@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 from onnet import CONTACT_HASH_VERSION
 from onnet_server.core.accounts import Accounts
-from onnet_server.core.discover_wire import decode_matches
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.ports import Matches, RegistryStore
 from onnet_server.core.quota import QuotaStore, refuse_over_quota
 from onnet_server.core.resync import ResyncTokens
 from onnet_server.core.validation import check_packed_hashes
+from onnet_server.core.wire_answers import decode_matches
 
 __all__ = [
     "DiscoveryAnswer",

@@ -420,8 +420,7 @@ class ResyncTokens:
         else:
             change = (0, 0)
         rows = None
-        asked = _plus(lanes, change) if charge or removed_hashes else lanes
-        if not (added_once and self._covers(opened, account, asked)):
+        if not (added_once and self._covers(opened, account, _plus(lanes, change))):
             # The sum over the rows as they came did not verify (with no hash twice it would
             # have: see the module docstring): collapse duplicates, the token covers a set.
             values = _as_values(blocks)

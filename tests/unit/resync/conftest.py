@@ -24,3 +24,9 @@ def keyring() -> dict[bytes, ResyncKey]:
 def tokens(keyring: dict[bytes, ResyncKey], clock: Clock) -> ResyncTokens:
     """Tokens issued under the new pepper's key, on ``clock``."""
     return ResyncTokens(keyring, list(keyring)[-1], TTL, clock=clock)
+
+
+@pytest.fixture
+def old_tokens(keyring: dict[bytes, ResyncKey], clock: Clock) -> ResyncTokens:
+    """Tokens issued under the old pepper's key (before the rotation), on ``clock``."""
+    return ResyncTokens(keyring, next(iter(keyring)), TTL, clock=clock)

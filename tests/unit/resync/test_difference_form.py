@@ -186,11 +186,9 @@ def test_misaligned_fields_are_named(tokens: ResyncTokens) -> None:
 
 
 def test_a_token_of_the_previous_key_renews_under_the_current_one(
-    keyring: dict[bytes, ResyncKey], clock: Clock
+    keyring: dict[bytes, ResyncKey], old_tokens: ResyncTokens, tokens: ResyncTokens
 ) -> None:
-    old_id, new_id = list(keyring)
-    old = ResyncTokens(keyring, old_id, TTL, clock=clock)
-    new = ResyncTokens(keyring, new_id, TTL, clock=clock)
+    old, new, new_id = old_tokens, tokens, list(keyring)[-1]
     kept, gone, added = packed(8), packed(2), packed(3)
     for book, plus in ((kept, b""), (kept + added, added), (kept + kept[:32], b"")):
         cost, token = new.renew_difference(

@@ -286,11 +286,9 @@ def test_renew_checks_the_token_first(tokens: ResyncTokens) -> None:
 
 
 def test_a_token_of_the_previous_key_renews_under_the_current_one(
-    keyring: dict[bytes, ResyncKey], clock: Clock
+    keyring: dict[bytes, ResyncKey], old_tokens: ResyncTokens, tokens: ResyncTokens
 ) -> None:
-    old_id, new_id = list(keyring)
-    old = ResyncTokens(keyring, old_id, TTL, clock=clock)
-    new = ResyncTokens(keyring, new_id, TTL, clock=clock)
+    old, new, new_id = old_tokens, tokens, list(keyring)[-1]
     covered, more = packed(5), packed(2)
     cost, token = new.renew(ACCOUNT, old.issue(ACCOUNT, covered), covered, covered + more)
     assert cost == 2

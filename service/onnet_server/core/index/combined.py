@@ -30,10 +30,10 @@ import numpy as np
 import numpy.typing as npt
 
 from onnet_server.core import _native
-from onnet_server.core.bucket_wire import decode_buckets
 from onnet_server.core.index.base import NO_ENTRY, BaseIndex, Columns, build_base
 from onnet_server.core.index.overlay import Overlay, Record, split_fingerprints
 from onnet_server.core.ports import Matches
+from onnet_server.core.wire_answers import decode_buckets
 
 __all__ = ["Change", "RegistryIndex", "Snapshot"]
 
