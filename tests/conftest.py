@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,9 @@ from tests.redis_servers import (
     redis_server,
 )
 from tests.servers import ThreadedServer, fresh_config
+
+if TYPE_CHECKING:
+    from tests.tracing import SpanRecorder
 
 
 @pytest.fixture
@@ -65,3 +69,18 @@ def cluster_seeds(redis_cluster_nodes: RedisClusterProcesses) -> str:
     for node in redis_cluster_nodes.nodes:
         node.client().flushall()
     return redis_cluster_nodes.seeds
+
+
+@pytest.fixture(scope="session")
+def span_recorder() -> SpanRecorder:
+    """OpenTelemetry's global tracer provider, set once for the session (tests/tracing.py)."""
+    from tests.tracing import SpanRecorder  # only the tests of traces need OpenTelemetry
+
+    return SpanRecorder.install()
+
+
+@pytest.fixture
+def recorded_spans(span_recorder: SpanRecorder) -> Iterator[SpanRecorder]:
+    """The session's provider, recording every span the test makes (forgotten after)."""
+    with span_recorder.recording():
+        yield span_recorder

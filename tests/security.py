@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 import onnet
-from onnet._credentials import KIND_ACCOUNT, KIND_SERVICE, public_key_pem
+from onnet._credentials import KIND_ACCOUNT, KIND_SERVICE, public_jwks
+from onnet_server.credentials import CredentialPolicy, CredentialVerifier
 from onnet_server.dev_certs import DevCerts, make_dev_certs
+from onnet_server.jwks import KeySet
 
 DEFAULT_ACCOUNT = "tester"
 """The account a test client discovers as, unless it asks for another."""
@@ -53,7 +56,7 @@ class Security:
         return {
             "tls_cert": self.certs.server_cert,
             "tls_key": self.certs.server_key,
-            "auth_public_keys": self.public_keys,
+            "auth_jwks": self.public_keys,
         }
 
     def server_env(self) -> dict[str, str]:
@@ -61,7 +64,7 @@ class Security:
         return {
             "ONNET_TLS_CERT": str(self.certs.server_cert),
             "ONNET_TLS_KEY": str(self.certs.server_key),
-            "ONNET_AUTH_PUBLIC_KEYS": str(self.public_keys),
+            "ONNET_AUTH_JWKS": str(self.public_keys),
         }
 
     def client_env(
@@ -71,6 +74,13 @@ class Security:
         return {"ONNET_TLS_CA": str(self.certs.ca_cert), "ONNET_TOKEN": self.token(subject, kind)}
 
 
+def verifier_trusting(folder: Path, *keys: Ed25519PublicKey, **policy: Any) -> CredentialVerifier:
+    """A verifier of EdDSA credentials signed by ``keys`` (their JWKS written to ``folder``)."""
+    jwks = folder / "trusted.jwks"
+    jwks.write_text(json.dumps(public_jwks(*keys)))
+    return CredentialVerifier(KeySet(("EdDSA",), file=jwks), CredentialPolicy(**policy))
+
+
 @functools.cache
 def security() -> Security:
     """This run's material, made on first use and removed when the run ends."""
@@ -78,8 +88,8 @@ def security() -> Security:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     certs = make_dev_certs(folder / "certs")
     signing_key = Ed25519PrivateKey.generate()
-    public_keys = folder / "signing.pub"
-    public_keys.write_bytes(public_key_pem(signing_key))
+    public_keys = folder / "signing.jwks"
+    public_keys.write_text(json.dumps(public_jwks(signing_key.public_key())))
     return Security(folder, certs, signing_key, public_keys)
 
 

@@ -16,11 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from onnet_server.config import ServerConfig
 from onnet_server.core.ports import RegistryStore
 from onnet_server.server import start_server
 from tests.security import security
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,6 +63,8 @@ class ThreadedServer:
     config: ServerConfig
     store: RegistryStore | None = None
     """The store to serve; None opens the one the config names (memory by default)."""
+    tracer_provider: TracerProvider | None = None
+    """Traces every call with this provider; None makes no span."""
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
     _stop_requested: asyncio.Event | None = None
@@ -74,7 +80,9 @@ class ThreadedServer:
 
         async def run() -> None:
             try:
-                running = await start_server(self.config, store=self.store)
+                running = await start_server(
+                    self.config, store=self.store, tracer_provider=self.tracer_provider
+                )
             except BaseException as exc:
                 failure.append(exc)
                 ready.set()

@@ -2,9 +2,9 @@
 
 Discovering clients present an account credential; the Registry takes only a service
 credential (or, when the server requires client certificates, a certificate whose common
-name is on the configured list of trusted services). The credentials are Ed25519-signed
-tokens issued by the account service (``onnet._credentials``): verifying one needs only its
-public keys, no network call. Nothing of a token is ever logged.
+name is on the configured list of trusted services). The credentials are JSON Web Tokens
+signed by the company's issuer (``onnet_server.credentials``): verifying one needs only its
+public keys (a JWKS), no network call. Nothing of a token is ever logged.
 
 The header is parsed strictly: exactly one ``authorization`` value, exactly ``Bearer`` and one
 space, then an ASCII token (base64url and dots). Anything else is refused rather than
@@ -24,16 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from onnet._credentials import (
-    KIND_ACCOUNT,
-    KIND_SERVICE,
-    MAX_TOKEN_LENGTH,
-    METADATA_KEY,
-    Credential,
-    CredentialError,
-    CredentialVerifier,
-)
+from onnet._credentials import KIND_ACCOUNT, KIND_SERVICE, MAX_TOKEN_LENGTH, METADATA_KEY
 from onnet_server.core.errors import PermissionDenied, Unauthenticated
+from onnet_server.credentials import Credential, CredentialError, CredentialVerifier
 
 __all__ = ["DEV_SUBJECT", "KIND_ACCOUNT", "KIND_SERVICE", "Authenticator", "Caller"]
 
@@ -43,8 +36,9 @@ _BEARER = "Bearer "
 _TOKEN = re.compile(rf"[A-Za-z0-9._~+/=-]{{1,{MAX_TOKEN_LENGTH}}}")
 _MALFORMED = "must be exactly 'Bearer ' and an ASCII token, once"
 # Verified credentials, by a digest of the token: a client sends the same token on every
-# call, and an Ed25519 verification costs more than a whole Lookup. Bounded; cleared whole
-# when full (a flood of distinct tokens only costs verifications, never memory).
+# call, and a signature verification costs more than a whole Lookup. Bounded; cleared whole
+# when full (a flood of distinct tokens only costs verifications, never memory), and when
+# the keys change (a key the issuer withdrew stops verifying at once).
 _CACHE_SIZE = 65_536
 
 
@@ -77,8 +71,14 @@ class Authenticator:
             raise ValueError("without keys to verify credentials, only development mode runs")
         self._verifier = verifier
         self._verified: dict[bytes, Credential] = {}
+        self._generation = verifier.keys.generation if verifier is not None else 0
         self.dev_mode = dev_mode
         self._service_names = frozenset(service_names)
+
+    async def keep_keys_current(self) -> None:
+        """Keep the verifier's keys current (a JWKS URL's), until cancelled."""
+        if self._verifier is not None:
+            await self._verifier.keys.keep_current()
 
     def defers_to_peer(self, metadata: Iterable[Any], kind: str) -> bool:
         """Whether a call without a token may still be a service, by its client certificate.
@@ -125,6 +125,9 @@ class Authenticator:
 
     def _verify(self, token: str) -> Credential:
         assert self._verifier is not None
+        if self._verifier.keys.generation != self._generation:
+            self._verified.clear()
+            self._generation = self._verifier.keys.generation
         digest = hashlib.sha256(token.encode("ascii")).digest()
         known = self._verified.get(digest)
         if known is not None and time.time() < known.expires_at:

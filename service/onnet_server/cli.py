@@ -83,6 +83,7 @@ _FLAG_OF = {
     "ONNET_ALLOW_PLAINTEXT": "--allow-plaintext",
     "ONNET_MAX_BATCH": "--max-batch",
     "ONNET_LOG_LEVEL": "--log-level",
+    "ONNET_LOG_FORMAT": "--log-format",
     "ONNET_REDIS_URL": "--redis",
     "ONNET_REDIS_CLUSTER": "--redis-cluster",
     "ONNET_METRICS_LISTEN": "--metrics-listen",
@@ -242,6 +243,11 @@ def _add_serve(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers a
     )
     serve.add_argument("--listen", metavar="HOST:PORT", help="default 127.0.0.1:50051")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text (default) or json: one JSON object per line, for log pipelines",
+    )
     serve.add_argument("--max-batch", type=int, metavar="N", help="most hashes per Discover")
     serve.add_argument("--redis", metavar="URL", help="keep the registry in Redis (redis://...)")
     serve.add_argument(
@@ -297,6 +303,7 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {
         "listen": args.listen,
         "log_level": args.log_level,
+        "log_format": args.log_format,
         "max_batch": args.max_batch,
         "redis_url": args.redis,
         "redis_cluster": args.redis_cluster,
@@ -311,7 +318,7 @@ def _serve(args: argparse.Namespace) -> int:
     }
     values = {key: value for key, value in overrides.items() if value is not None}
     config = ServerConfig.from_env(**values)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     if silenced:
         logging.getLogger("onnet_server").warning(
             "ignored %s: gRPC's tracing would log request headers and credentials",

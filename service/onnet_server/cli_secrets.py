@@ -6,10 +6,12 @@ Each writes private keys with mode 0600 and never overwrites one unless told to.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+from onnet._credentials import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 from onnet_server.cli_common import EXIT_OK, EXIT_USAGE, fail
 
 __all__ = ["add_secret_commands"]
@@ -33,17 +35,18 @@ def add_secret_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's sub
 
     keys = commands.add_parser(
         "signing-key",
-        help="make the Ed25519 key pair that signs credentials",
-        description="Write FILE (the private signing key, mode 0600, for the account "
-        "service) and FILE.pub (its public key, for ONNET_AUTH_PUBLIC_KEYS).",
+        help="make an Ed25519 key pair that signs credentials (development)",
+        description="Write FILE (the private signing key, PEM, mode 0600, for whoever issues "
+        "credentials) and FILE.jwks (its public key as a JWKS, for ONNET_AUTH_JWKS). "
+        "Production credentials usually come from your identity provider instead.",
     )
     keys.add_argument("file", type=Path, metavar="FILE")
     keys.set_defaults(run=_signing_key, target=None)
 
     token = commands.add_parser(
         "token",
-        help="issue a credential (what the account service does)",
-        description="Print a signed credential for SUBJECT: an account's user id, or a "
+        help="issue a credential, a JWT (what the identity provider does)",
+        description="Print a JWT (EdDSA) for SUBJECT: an account's user id, or a "
         "service's name with --kind service.",
     )
     token.add_argument("subject", metavar="SUBJECT")
@@ -51,6 +54,16 @@ def add_secret_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's sub
     token.add_argument("--kind", choices=["account", "service"], default="account")
     token.add_argument(
         "--ttl", type=_positive_seconds, default=3600, metavar="SECONDS", help="default 3600"
+    )
+    token.add_argument(
+        "--issuer",
+        default=DEFAULT_ISSUER,
+        help=f"iss (default {DEFAULT_ISSUER}; ONNET_AUTH_ISSUER)",
+    )
+    token.add_argument(
+        "--audience",
+        default=DEFAULT_AUDIENCE,
+        help=f"aud (default {DEFAULT_AUDIENCE}; ONNET_AUTH_AUDIENCE)",
     )
     token.set_defaults(run=_token, target=None)
 
@@ -79,25 +92,26 @@ def _signing_key(args: argparse.Namespace) -> int:
     from onnet._credentials import (  # noqa: PLC0415
         load_signing_key,
         new_signing_key_pem,
-        public_key_pem,
+        public_jwks,
     )
 
-    public_path = args.file.with_name(args.file.name + ".pub")
+    public_path = args.file.with_name(args.file.name + ".jwks")
     try:
         if public_path.exists():
             raise FileExistsError(public_path)
         descriptor = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as file:
             file.write(new_signing_key_pem())
-        public_path.write_bytes(public_key_pem(load_signing_key(args.file)))
+        public_key = load_signing_key(args.file).public_key()
+        public_path.write_text(json.dumps(public_jwks(public_key), indent=2) + "\n")
     except FileExistsError as exc:
         fail(f"{exc.filename or exc} exists; refusing to overwrite a key")
         return EXIT_USAGE
     except OSError as exc:
         fail(f"cannot write {args.file}: {exc.strerror}")
         return EXIT_USAGE
-    print(f"wrote the signing key {args.file} (keep it with the account service)")
-    print(f"and its public key {public_path}: set ONNET_AUTH_PUBLIC_KEYS={public_path}")
+    print(f"wrote the signing key {args.file} (keep it with whoever issues credentials)")
+    print(f"and its public JWKS {public_path}: set ONNET_AUTH_JWKS={public_path}")
     return EXIT_OK
 
 
@@ -116,7 +130,11 @@ def _token(args: argparse.Namespace) -> int:
 
     try:
         key = load_signing_key(args.signing_key)
-        print(issue_token(key, args.subject, args.kind, args.ttl))
+        print(
+            issue_token(
+                key, args.subject, args.kind, args.ttl, issuer=args.issuer, audience=args.audience
+            )
+        )
     except (KeyFileError, ValueError) as exc:
         fail(str(exc))
         return EXIT_USAGE

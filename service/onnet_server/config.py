@@ -8,17 +8,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from onnet._credentials import DEFAULT_MAX_LIFETIME
+from onnet._credentials import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_MAX_LIFETIME, KIND_CLAIM
 from onnet_server.core.quota import QuotaPolicy
+from onnet_server.jwks import SUPPORTED_ALGORITHMS
 
 __all__ = ["ConfigError", "ServerConfig"]
 
 _ENV_PREFIX = "ONNET_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")  # onnet_server.logs.LOG_FORMATS: config imports no logging set-up
 _MAX_MESSAGE_LIMIT = 2**31 - 1  # gRPC's limit options are signed 32-bit integers
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _PREFIX_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 _TRUE = frozenset({"1", "true", "yes", "on"})
+# Variables that no longer do anything, and what replaced them: refused, not ignored.
+_RETIRED = {
+    "AUTH_PUBLIC_KEYS": "credentials are JSON Web Tokens now: give ONNET_AUTH_JWKS, a JWKS "
+    "file (`onnet signing-key FILE` writes FILE.jwks)",
+}
 # Fields whose variable is not simply the field's name in capitals.
 _ENV_NAMES = {"pepper_hex": "PEPPER", "dev_mode": "DEV"}
 
@@ -51,14 +58,31 @@ class ServerConfig:
     """Redis Cluster seed nodes, HOST:PORT[,HOST:PORT...] (ONNET_REDIS_CLUSTER)."""
     log_level: str = "INFO"
     """Python logging level name (ONNET_LOG_LEVEL)."""
+    log_format: str = "text"
+    """``text`` (a line of prose a record) or ``json`` (one JSON object a line: time, level,
+    logger, message and the event's fields) (ONNET_LOG_FORMAT)."""
     shutdown_grace: float = 10.0
     """Seconds that in-flight calls get to finish on SIGTERM or SIGINT (ONNET_SHUTDOWN_GRACE)."""
     dev_mode: bool = False
     """Development mode (ONNET_DEV=1, ``--dev``): calls without a credential are let through
     as the caller "dev". Only on the embedded store and a loopback address."""
-    auth_public_keys: Path | None = None
-    """PEM file of the account service's Ed25519 public keys that sign credentials
-    (ONNET_AUTH_PUBLIC_KEYS). Required unless in development mode."""
+    auth_jwks: Path | None = None
+    """JWKS file (RFC 7517) of the public keys that sign credentials (ONNET_AUTH_JWKS). This
+    or ``auth_jwks_url`` is required unless in development mode."""
+    auth_jwks_url: str | None = None
+    """URL of the issuer's JWKS (ONNET_AUTH_JWKS_URL), fetched at start and every
+    ``auth_jwks_refresh`` seconds; a failed fetch keeps the last good keys."""
+    auth_jwks_refresh: float = 300.0
+    """Seconds between fetches of ONNET_AUTH_JWKS_URL (ONNET_AUTH_JWKS_REFRESH)."""
+    auth_issuer: str = DEFAULT_ISSUER
+    """The ``iss`` every credential must carry (ONNET_AUTH_ISSUER)."""
+    auth_audience: str = DEFAULT_AUDIENCE
+    """The ``aud`` every credential must carry (ONNET_AUTH_AUDIENCE)."""
+    auth_algorithms: tuple[str, ...] = ("EdDSA",)
+    """The JWS algorithms credentials may use (ONNET_AUTH_ALGORITHMS, comma-separated: some
+    of EdDSA, ES256, RS256); any other, and ``none``, is refused."""
+    auth_kind_claim: str = KIND_CLAIM
+    """The claim that says ``account`` or ``service`` (ONNET_AUTH_KIND_CLAIM)."""
     service_cert_names: tuple[str, ...] = ()
     """Client-certificate common names trusted as services on the Registry without a token
     (ONNET_SERVICE_CERT_NAMES, comma-separated; needs ONNET_TLS_CLIENT_CA)."""
@@ -153,13 +177,13 @@ class ServerConfig:
             raise ConfigError(f"ONNET_MAX_MESSAGE_BYTES must be at most {_MAX_MESSAGE_LIMIT}")
         if not math.isfinite(self.shutdown_grace) or self.shutdown_grace < 0:
             raise ConfigError("ONNET_SHUTDOWN_GRACE must be a finite, non-negative number")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"ONNET_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        self._check_logging()
         if self.redis_url and self.redis_cluster:
             raise ConfigError("set ONNET_REDIS_URL or ONNET_REDIS_CLUSTER, not both")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("ONNET_REDIS_URL must start with redis://, rediss:// or unix://")
         self._check_limits()
+        self._check_credentials()
         self._check_security()
         self._check_processes()
         if self.quota_new_numbers < 1:
@@ -198,6 +222,28 @@ class ServerConfig:
         if not 1 <= self.max_concurrent_calls <= 100_000:
             raise ConfigError("ONNET_MAX_CONCURRENT_CALLS must be between 1 and 100000")
 
+    def _check_logging(self) -> None:
+        """The log level and format must be ones the logging set-up knows."""
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"ONNET_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"ONNET_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+
+    def _check_credentials(self) -> None:
+        """What a credential must say, and where its keys come from, must be usable."""
+        if not math.isfinite(self.auth_jwks_refresh) or self.auth_jwks_refresh < 1:
+            raise ConfigError("ONNET_AUTH_JWKS_REFRESH must be at least 1 second")
+        unknown = set(self.auth_algorithms) - set(SUPPORTED_ALGORITHMS)
+        if not self.auth_algorithms or unknown:
+            raise ConfigError(
+                "ONNET_AUTH_ALGORITHMS must be some of "
+                f"{', '.join(SUPPORTED_ALGORITHMS)}, comma-separated"
+            )
+        if not self.auth_issuer or not self.auth_audience or not self.auth_kind_claim:
+            raise ConfigError(
+                "ONNET_AUTH_ISSUER, ONNET_AUTH_AUDIENCE and ONNET_AUTH_KIND_CLAIM must not be empty"
+            )
+
     def _check_processes(self) -> None:
         """Several workers need a shared store and a port they can all bind."""
         if not 0 <= self.import_processes <= 256:
@@ -223,17 +269,18 @@ class ServerConfig:
             if self.redis_url or self.redis_cluster:
                 raise ConfigError(
                     "development mode (--dev) runs only on the embedded store; to serve from "
-                    "Redis, drop --dev and give a pepper (ONNET_PEPPER_FILE) and the account "
-                    "service's public keys (ONNET_AUTH_PUBLIC_KEYS): see the README's "
+                    "Redis, drop --dev and give a pepper (ONNET_PEPPER_FILE) and the credential "
+                    "issuer's public keys (ONNET_AUTH_JWKS or ONNET_AUTH_JWKS_URL): see the "
+                    "README's "
                     '"Running it for real"'
                 )
             if not _is_loopback(self.listen):
                 raise ConfigError("development mode (--dev) listens only on a loopback address")
-        elif self.auth_public_keys is None:
+        elif self.auth_jwks is None and self.auth_jwks_url is None:
             raise ConfigError(
-                "set ONNET_AUTH_PUBLIC_KEYS (the account service's public keys: make a pair "
-                "with `onnet signing-key FILE`), or pass --dev for a local try-out on the "
-                "embedded store"
+                "set ONNET_AUTH_JWKS (a JWKS file of the public keys that sign credentials: "
+                "make one with `onnet signing-key FILE`) or ONNET_AUTH_JWKS_URL (your identity "
+                "provider's), or pass --dev for a local try-out on the embedded store"
             )
         elif self.pepper_file is None and self.pepper_hex is None:
             # An ephemeral pepper would key a registry that nobody can find after a restart,
@@ -304,7 +351,11 @@ class ServerConfig:
             text = get(name)
             return Path(text) if text else None
 
+        for retired, instead in _RETIRED.items():
+            if get(retired) is not None:
+                raise ConfigError(f"{_ENV_PREFIX}{retired} is retired: {instead}")
         names = get("SERVICE_CERT_NAMES")
+        algorithms = get("AUTH_ALGORITHMS")
         values: dict[str, object] = dict(
             listen=get("LISTEN") or cls.listen,
             max_batch=number("MAX_BATCH", cls.max_batch),
@@ -315,9 +366,20 @@ class ServerConfig:
             redis_url=get("REDIS_URL"),
             redis_cluster=get("REDIS_CLUSTER"),
             log_level=(get("LOG_LEVEL") or cls.log_level).upper(),
+            log_format=(get("LOG_FORMAT") or cls.log_format).lower(),
             shutdown_grace=seconds("SHUTDOWN_GRACE", cls.shutdown_grace),
             dev_mode=(get("DEV") or "").lower() in _TRUE,
-            auth_public_keys=path("AUTH_PUBLIC_KEYS"),
+            auth_jwks=path("AUTH_JWKS"),
+            auth_jwks_url=get("AUTH_JWKS_URL"),
+            auth_jwks_refresh=seconds("AUTH_JWKS_REFRESH", cls.auth_jwks_refresh),
+            auth_issuer=get("AUTH_ISSUER") or cls.auth_issuer,
+            auth_audience=get("AUTH_AUDIENCE") or cls.auth_audience,
+            auth_algorithms=(
+                tuple(a.strip() for a in algorithms.split(",") if a.strip())
+                if algorithms
+                else cls.auth_algorithms
+            ),
+            auth_kind_claim=get("AUTH_KIND_CLAIM") or cls.auth_kind_claim,
             service_cert_names=tuple(n.strip() for n in (names or "").split(",") if n.strip()),
             tls_cert=path("TLS_CERT"),
             tls_key=path("TLS_KEY"),

@@ -11,11 +11,23 @@ keeping only their fixed text, and switches the C core's tracing off before it s
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import time
 
-__all__ = ["SILENCED", "WithholdLibraryDetails", "configure_logging", "silence_grpc_core"]
+__all__ = [
+    "LOG_FORMATS",
+    "SILENCED",
+    "JsonLines",
+    "WithholdLibraryDetails",
+    "configure_logging",
+    "silence_grpc_core",
+]
+
+LOG_FORMATS = ("text", "json")
+"""What ``--log-format`` (ONNET_LOG_FORMAT) accepts; text is the default."""
 
 SILENCED = "ONNET_SILENCED_GRPC_SETTINGS"
 """Names the gRPC settings a server switched off before it started again (for its log)."""
@@ -66,8 +78,50 @@ def silence_grpc_core() -> list[str]:
     return dropped
 
 
-def configure_logging(level: str) -> None:
-    """Log to standard error at ``level`` (a logging level name such as "INFO")."""
+# What every LogRecord has; anything else on a record came from a call's ``extra=``: the
+# event's own fields.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per record and line: time, level, logger, message, the event's fields.
+
+    ``time`` is RFC 3339 in UTC with milliseconds. The event's fields are those a log call
+    passes as ``extra`` (``_log.info("...", extra={"port": 50051})``), each a key of its own
+    (a field named like one of the four is prefixed ``field_``), so that a log pipeline reads
+    them without patterns. A traceback, when the record has one, is ``exception``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        seconds = time.gmtime(record.created)
+        line: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", seconds) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in vars(record).items():
+            if name not in _RECORD_ATTRIBUTES and not name.startswith("_"):
+                line[f"field_{name}" if name in line else name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to standard error at ``level`` (a logging level name such as "INFO").
+
+    ``log_format`` is "text" (a line of prose a record) or "json" (``JsonLines``).
+    """
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"the log format must be one of {', '.join(LOG_FORMATS)}")
     logging.basicConfig(
         level=level,
         stream=sys.stderr,
@@ -76,6 +130,8 @@ def configure_logging(level: str) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(WithholdLibraryDetails())
+        if log_format == "json":
+            handler.setFormatter(JsonLines())
     # gRPC's own debug chatter (event-loop bookkeeping) would drown onnet's lines.
     logging.getLogger("grpc").setLevel(max(logging.getLevelName(level), logging.INFO))
     logging.getLogger("asyncio").setLevel(max(logging.getLevelName(level), logging.INFO))

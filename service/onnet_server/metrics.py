@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -24,6 +24,8 @@ from prometheus_client import (
 
 from onnet_server.core.ports import RegistryStore
 from onnet_server.histogram import LabelledHistogram, Series
+from onnet_server.status import ended_with
+from onnet_server.watched import StableWrappers, watched
 
 __all__ = ["Metrics", "MetricsInterceptor", "serve_metrics"]
 
@@ -132,17 +134,6 @@ def method_label(full_method: str) -> str:
     return "other"
 
 
-def _code_of(context: aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
-    """The status a call ended with: the one set on its context, else what ended it."""
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    if isinstance(error, asyncio.CancelledError):
-        # The client went away or its deadline passed: gRPC cancelled the handler.
-        return "CANCELLED"
-    return "UNKNOWN" if error is not None else "OK"
-
-
 class MetricsInterceptor(aio.ServerInterceptor):
     """Times every call of onnet's services and counts it by method and status code.
 
@@ -153,12 +144,7 @@ class MetricsInterceptor(aio.ServerInterceptor):
         """Record into ``metrics``."""
         self._metrics = metrics
         self._labels: dict[str, str] = {}
-        # A method's handler seen twice is the stable one (the gate builds each method's
-        # once; its refusals are new every time): its timed wrapper is then built once.
-        self._seen: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-        self._timed: dict[
-            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
-        ] = {}
+        self._timed = StableWrappers(self._wrap)
 
     async def intercept_service(
         self,
@@ -177,62 +163,19 @@ class MetricsInterceptor(aio.ServerInterceptor):
             method = self._labels[path] = method_label(path) if len(self._labels) < 256 else "other"
         if method == "other":  # health checks, reflection: not onnet's calls
             return handler
-        timed = self._timed.get(path)
-        if timed is not None and timed[0] is handler:
-            return timed[1]
-        wrapped = self._wrap(handler, method)
-        if self._seen.get(path) is handler:
-            self._timed[path] = (handler, wrapped)
-        self._seen[path] = handler
-        return wrapped
+        return self._timed.of(path, handler)
 
     def _wrap(
-        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+        self, path: str, handler: grpc.RpcMethodHandler[Any, Any]
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        metrics = self._metrics
+        metrics, method = self._metrics, self._labels[path]
 
         def done(
             context: aio.ServicerContext[Any, Any], started: float, error: BaseException | None
         ) -> None:
-            metrics.observe(method, _code_of(context, error), time.perf_counter() - started)
+            metrics.observe(method, ended_with(context, error).name, time.perf_counter() - started)
 
-        # grpc.aio runs coroutine handlers; the grpc stubs type them as synchronous.
-        inner: Any
-        parse, serialize = handler.request_deserializer, handler.response_serializer
-        if handler.unary_unary is not None or handler.stream_unary is not None:
-            inner = handler.unary_unary or handler.stream_unary
-
-            async def timed(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:  # noqa: ANN401
-                started = time.perf_counter()
-                try:
-                    answer = await inner(request, context)
-                except BaseException as error:
-                    done(context, started, error)
-                    raise
-                done(context, started, None)
-                return answer
-
-            if handler.unary_unary is not None:
-                return grpc.unary_unary_rpc_method_handler(timed, parse, serialize)
-            return grpc.stream_unary_rpc_method_handler(timed, parse, serialize)
-        inner = handler.unary_stream or handler.stream_stream
-
-        async def timed_stream(
-            request: Any,  # noqa: ANN401 - a message, or an iterator of messages
-            context: aio.ServicerContext[Any, Any],
-        ) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            try:
-                async for answer in inner(request, context):
-                    yield answer
-            except BaseException as error:
-                done(context, started, error)
-                raise
-            done(context, started, None)
-
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(timed_stream, parse, serialize)
-        return grpc.stream_stream_rpc_method_handler(timed_stream, parse, serialize)
+        return watched(handler, done)
 
 
 def serve_metrics(metrics: Metrics, listen: str) -> Callable[[], None]:

@@ -8,14 +8,13 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from onnet import CONTACT_HASH_SIZE
-from onnet._credentials import CredentialVerifier, load_public_keys
 from onnet.v1 import (
     bench_pb2,
     bench_pb2_grpc,
@@ -38,8 +37,10 @@ from onnet_server.core.registry import RegistryService
 from onnet_server.core.resync import ResyncTokens
 from onnet_server.core.routing import RoutingService
 from onnet_server.core.row_preparer import RowPreparer
+from onnet_server.credentials import CredentialPolicy, CredentialVerifier
 from onnet_server.gate import PUBLIC, CallGate, CallSlots, method_rules
 from onnet_server.heap import keep_out_of_collections
+from onnet_server.jwks import JwksError, KeySet
 from onnet_server.metrics import Metrics, MetricsInterceptor, serve_metrics
 from onnet_server.pepper import Pepper, load_pepper, load_previous_pepper
 from onnet_server.servicer import (
@@ -58,7 +59,11 @@ from onnet_server.stores.redis_pepper import PepperMismatch, record_pepper
 from onnet_server.stores.redis_quota import RedisQuota
 from onnet_server.stores.redis_store import RedisRegistry
 from onnet_server.tls import server_credentials
+from onnet_server.tracing import tracing_from_env
 from onnet_server.work_pool import WorkPool
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["RunningServer", "serve", "start_server"]
 
@@ -172,6 +177,8 @@ class RunningServer:
     """Builds a replacement server, should gRPC's accept loop die."""
     preparer: RowPreparer | None = None
     """The processes that prepare import rows (started by the first large import)."""
+    refreshing_keys: asyncio.Future[None] | None = None
+    """Fetches the issuer's JWKS again now and then (ONNET_AUTH_JWKS_URL)."""
 
     async def replace_transport(self, attempts: int = 100) -> None:
         """Serve the same port from a new gRPC server; end the old one's calls.
@@ -206,6 +213,8 @@ class RunningServer:
             await asyncio.to_thread(self.preparer.close)
         if self.following is not None:
             self.following.cancel()
+        if self.refreshing_keys is not None:
+            self.refreshing_keys.cancel()
         if self.stop_metrics is not None:
             self.stop_metrics()
         if isinstance(self.store, RedisRegistry):
@@ -323,31 +332,50 @@ def call_gate(
 
 
 def authenticator(config: ServerConfig) -> Authenticator:
-    """The credential check that ``config`` asks for."""
+    """The credential check that ``config`` asks for (the JWKS URL fetched once, here)."""
     verifier = None
-    if config.auth_public_keys is not None:
+    if config.auth_jwks is not None or config.auth_jwks_url is not None:
         try:
-            verifier = CredentialVerifier(
-                load_public_keys(config.auth_public_keys),
-                max_lifetime_seconds=config.max_credential_lifetime,
+            keys = KeySet(
+                config.auth_algorithms,
+                file=config.auth_jwks,
+                url=config.auth_jwks_url,
+                refresh_seconds=config.auth_jwks_refresh,
             )
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"ONNET_AUTH_PUBLIC_KEYS: {error}") from None
+            keys.fetch_now()
+        except JwksError as error:
+            variable = "ONNET_AUTH_JWKS" if config.auth_jwks_url is None else "ONNET_AUTH_JWKS_URL"
+            raise ConfigError(f"{variable}: {error}") from None
+        policy = CredentialPolicy(
+            issuer=config.auth_issuer,
+            audience=config.auth_audience,
+            kind_claim=config.auth_kind_claim,
+            max_lifetime=config.max_credential_lifetime,
+        )
+        verifier = CredentialVerifier(keys, policy)
     return Authenticator(
         verifier, dev_mode=config.dev_mode, service_names=config.service_cert_names
     )
 
 
 async def start_server(
-    config: ServerConfig, *, store: RegistryStore | None = None, pepper: Pepper | None = None
+    config: ServerConfig,
+    *,
+    store: RegistryStore | None = None,
+    pepper: Pepper | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> RunningServer:
-    """Wire the services for ``config`` and start serving on ``config.listen``."""
+    """Wire the services for ``config`` and start serving on ``config.listen``.
+
+    With ``tracer_provider``, every call of onnet's services is traced (server_spans.py).
+    """
     pepper = pepper or load_pepper(config)
     _warn_about_settings(config, pepper)
     auth = authenticator(config)
     store = store if store is not None else await open_store(config, pepper)
     metrics = Metrics()
     following = asyncio.ensure_future(metrics.follow(store))
+    refreshing_keys = asyncio.ensure_future(auth.keep_keys_current())
     quota = quota_store(config, store)
     fingerprinter = Fingerprinter(pepper.key)
     limits = DiscoveryLimits(
@@ -398,9 +426,12 @@ async def start_server(
         names.append(BENCH.full_name)
         _log.warning("benchmark ceiling onnet.v1.Bench/Ceiling is served (--bench-ceiling)")
     health_servicer = HealthServicer()
-    transport = Transport(
-        config, [MetricsInterceptor(metrics), gate], servicers, health_servicer, names
-    )
+    interceptors: list[aio.ServerInterceptor] = [MetricsInterceptor(metrics)]
+    if tracer_provider is not None:
+        from onnet_server.server_spans import ServerSpans  # noqa: PLC0415 - needs onnet[otel]
+
+        interceptors.append(ServerSpans(tracer_provider, (DISCOVERY, REGISTRY, BENCH)))
+    transport = Transport(config, [*interceptors, gate], servicers, health_servicer, names)
     server, port = transport.bind(config.listen)
     await server.start()
     for name in ("", *names):
@@ -418,6 +449,15 @@ async def start_server(
         config.max_batch,
         config.quota_new_numbers,
         config.quota_period,
+        extra={
+            "event": "serving",
+            "host": host,
+            "port": port,
+            "pid": os.getpid(),
+            "transport": _transport(config),
+            "store": type(store).__name__,
+            "pepper_id": pepper.key_id,
+        },
     )
     stop_metrics = None
     if config.metrics_listen is not None:
@@ -425,6 +465,7 @@ async def start_server(
             stop_metrics = serve_metrics(metrics, config.metrics_listen)
         except OSError:
             following.cancel()
+            refreshing_keys.cancel()
             await server.stop(None)
             raise
         _log.info("metrics served at http://%s/metrics", config.metrics_listen)
@@ -439,6 +480,7 @@ async def start_server(
         pool,
         transport,
         preparer,
+        refreshing_keys=refreshing_keys,
     )
 
 
@@ -456,10 +498,15 @@ def _warn_about_settings(config: ServerConfig, pepper: Pepper) -> None:
             "cross the network unencrypted unless a mesh or proxy in front terminates TLS",
             config.listen,
         )
+    if config.auth_jwks_url is not None and config.auth_jwks_url.startswith("http://"):
+        _log.warning(
+            "the JWKS URL is plain http: whoever sits between this server and the issuer can "
+            "swap the keys that credentials are checked with; use https outside a trusted network"
+        )
     if config.dev_mode:
         _log.warning(
             "DEVELOPMENT MODE: calls without a credential are accepted (as the caller 'dev')%s. "
-            "Not for production: set ONNET_AUTH_PUBLIC_KEYS and drop --dev.",
+            "Not for production: set ONNET_AUTH_JWKS (or ONNET_AUTH_JWKS_URL) and drop --dev.",
             "" if config.tls_cert else ", over plaintext",
         )
 
@@ -472,21 +519,25 @@ def _transport(config: ServerConfig) -> str:
 
 async def serve(config: ServerConfig) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    tracing = tracing_from_env(os.environ)  # first: a server that cannot trace does not start
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Handlers first: a signal that arrives while the store loads or the port opens must
     # still shut down cleanly rather than kill the process mid-start.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    starting = asyncio.ensure_future(start_server(config))
+    starting = asyncio.ensure_future(start_server(config, tracer_provider=tracing.provider))
     await asyncio.wait(
         [starting, asyncio.ensure_future(stopping.wait())], return_when=asyncio.FIRST_COMPLETED
     )
     if not starting.done():
         starting.cancel()
+        await asyncio.to_thread(tracing.shutdown)
         _log.info("stopped before serving")
         return
     running = starting.result()
+    if tracing.provider is not None:
+        _log.info("tracing calls: spans exported to %s", " and ".join(tracing.exporters))
     keep_out_of_collections()
     memory: asyncio.Future[str] = (
         asyncio.ensure_future(_until_over(config.memory_limit << 20))
@@ -514,6 +565,7 @@ async def serve(config: ServerConfig) -> None:
     memory.cancel()
     _log.info("shutting down: finishing in-flight calls (up to %.1f s)", config.shutdown_grace)
     await running.stop()
+    await asyncio.to_thread(tracing.shutdown)  # the spans of the last calls, exported
     _log.info("stopped")
 
 

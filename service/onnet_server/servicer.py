@@ -23,6 +23,7 @@ from onnet_server.core.registry import ImportRow, RegistryService
 from onnet_server.core.routing import RoutingService
 from onnet_server.gate import current_caller
 from onnet_server.metrics import Metrics
+from onnet_server.spans import annotate
 from onnet_server.status import abort_for, translate_errors
 from onnet_server.wire import Encoded
 
@@ -49,6 +50,12 @@ LookupContext = aio.ServicerContext[registry_pb2.LookupRequest, registry_pb2.Loo
 ScreenContext = aio.ServicerContext[registry_pb2.ScreenRequest, registry_pb2.ScreenResponse]
 
 
+def _items(metrics: Metrics, method: str, count: int) -> None:
+    """Record how many items a call carries: in the metrics, and on its span if traced."""
+    metrics.items(method, count)
+    annotate("onnet.batch_size", count)
+
+
 class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
     """onnet.v1.Discovery over DiscoveryService; the gate admits accounts only."""
 
@@ -68,7 +75,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         account = current_caller().subject
         # Each read of a bytes field copies it out of the message: read each once.
         hashes = request.hashes
-        self._metrics.items("Discovery/Discover", len(hashes) // 32)
+        _items(self._metrics, "Discovery/Discover", len(hashes) // 32)
         answer = await self._discovery.discover(
             account,
             hashes,
@@ -106,7 +113,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         """Every entry of the asked buckets, as the index serialized them (no object each)."""
         account = current_caller().subject
         buckets = list(request.buckets)
-        self._metrics.items("Discovery/FetchBuckets", len(buckets))
+        _items(self._metrics, "Discovery/FetchBuckets", len(buckets))
         answer = self._private.fetch(account, request.prefix_bits, buckets)
         _log.debug("FetchBuckets: %d buckets, %d bytes", len(set(buckets)), len(answer))
         return Encoded(answer)
@@ -118,7 +125,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         """Apply the OPRF key to blinded elements."""
         account = current_caller().subject
         blinded = request.blinded_elements  # a bytes field is copied at each read
-        self._metrics.items("Discovery/BlindEvaluate", len(blinded) // 32)
+        _items(self._metrics, "Discovery/BlindEvaluate", len(blinded) // 32)
         evaluated = await self._private.blind_evaluate(account, blinded)
         _log.debug("BlindEvaluate: %d elements", len(evaluated) // oprf.ELEMENT_SIZE)
         return discovery_pb2.BlindEvaluateResponse(
@@ -170,7 +177,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
                 # rows costs its parse, not a million objects.
                 self._registry.check_batch_size(len(batch.rows))
                 rows = [ImportRow(r.user_id, r.e164, r.discoverable) for r in batch.rows]
-                self._metrics.items("Registry/ImportUsers", len(rows))
+                _items(self._metrics, "Registry/ImportUsers", len(rows))
                 outcome = await self._registry.import_batch(rows, first_row)
                 first_row += len(rows)
                 _log.debug("ImportUsers: batch of %d, %d skipped", len(rows), len(outcome.rejected))
@@ -204,7 +211,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     ) -> registry_pb2.LookupResponse:
         """Who holds each number (call routing)."""
         numbers, hashes = list(request.e164), request.hashes  # each field read once
-        self._metrics.items("Registry/Lookup", len(numbers) or len(hashes) // 32)
+        _items(self._metrics, "Registry/Lookup", len(numbers) or len(hashes) // 32)
         holders = self._routing.lookup(numbers, hashes)
         _log.debug("Lookup: %d numbers, %d held", len(holders), sum(map(bool, holders)))
         return registry_pb2.LookupResponse(user_ids=holders)

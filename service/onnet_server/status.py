@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -29,6 +30,7 @@ from onnet_server.core.errors import (
 __all__ = [
     "STATUS_OF",
     "abort_for",
+    "ended_with",
     "status_of",
     "translate_errors",
 ]
@@ -114,6 +116,28 @@ async def abort_for(
     if isinstance(error, DomainError):
         await context.abort_with_status(rpc_status.to_status(status_of(error)))
     else:
-        _log.error("%s failed: internal error of type %s", method, type(error).__name__)
+        _log.error(
+            "%s failed: internal error of type %s",
+            method,
+            type(error).__name__,
+            extra={"event": "internal_error", "method": method, "error": type(error).__name__},
+        )
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
     raise AssertionError("unreachable: abort raises")
+
+
+def ended_with(
+    context: aio.ServicerContext[Any, Any], error: BaseException | None
+) -> grpc.StatusCode:
+    """The status a handler's call ended with: the one set on its context, else what ended it.
+
+    ``error`` is what the handler raised, if anything (an abort raises too, having set the
+    code on the context).
+    """
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(error, asyncio.CancelledError):
+        # The client went away or its deadline passed: gRPC cancelled the handler.
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN if error is not None else grpc.StatusCode.OK

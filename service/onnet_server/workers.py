@@ -114,7 +114,8 @@ def main() -> int:
     """The supervisor: run the plan in ONNET_SUPERVISOR_PLAN until a signal (0) or an error."""
     raw = json.loads(os.environ.pop(_PLAN))
     plan = _Plan(raw["workers"], float(raw["grace"]), raw["private_index_dir"])
-    configure_logging(plan.workers[0].get("ONNET_LOG_LEVEL", "INFO") if plan.workers else "INFO")
+    first = plan.workers[0] if plan.workers else {}
+    configure_logging(first.get("ONNET_LOG_LEVEL", "INFO"), first.get("ONNET_LOG_FORMAT", "text"))
     try:
         return _supervise(plan)
     finally:

@@ -22,7 +22,7 @@ from tests.servers import ServerProcess, server_process
 def production_env(**extra: str) -> dict[str, str]:
     """Settings of a production-style server: this run's keys, a fresh pepper, no TLS."""
     return {
-        "ONNET_AUTH_PUBLIC_KEYS": str(security().public_keys),
+        "ONNET_AUTH_JWKS": str(security().public_keys),
         "ONNET_PEPPER": secrets.token_hex(32),
         **extra,
     }

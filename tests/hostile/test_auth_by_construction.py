@@ -135,10 +135,11 @@ async def test_a_method_without_a_rule_is_closed() -> None:
     """A service added to the server without a line in CREDENTIALS answers nobody."""
     from grpc import aio
 
-    from onnet._credentials import CredentialVerifier, load_public_keys
     from onnet_server.auth import Authenticator
     from onnet_server.core.call_rate import CallRatePolicy, CallRates
+    from onnet_server.credentials import CredentialVerifier
     from onnet_server.gate import CallGate, CallSlots, method_rules
+    from onnet_server.jwks import KeySet
     from onnet_server.server import CREDENTIALS
 
     async def answer(request: bytes, context: object) -> bytes:
@@ -152,7 +153,7 @@ async def test_a_method_without_a_rule_is_closed() -> None:
                 return grpc.unary_unary_rpc_method_handler(answer)
             return None
 
-    auth = Authenticator(CredentialVerifier(load_public_keys(security().public_keys)))
+    auth = Authenticator(CredentialVerifier(KeySet(("EdDSA",), file=security().public_keys)))
     slots = CallSlots.shares_of(100, CallRates(CallRatePolicy()))
     rules = method_rules(CREDENTIALS, {}, 4096)
     gate = CallGate(rules, auth, slots, require_account=lambda account: None)

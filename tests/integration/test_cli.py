@@ -116,7 +116,11 @@ def test_normalize_writes_one_line_per_input_line() -> None:
         (("token", "alice", "--ttl", "0", "--signing-key", "k"), 2, "live at least one second"),
         (("import", str(SAMPLE)), 2, "is an address book (vCard); import takes CSV rows"),
         (("serve", "--dev", "--redis", "redis://127.0.0.1:1/0"), 2, "drop --dev and give a pepper"),
-        (("serve", "--redis", "redis://127.0.0.1:1/0"), 2, "make a pair with `onnet signing-key"),
+        (
+            ("serve", "--redis", "redis://127.0.0.1:1/0"),
+            2,
+            "make one with `onnet signing-key FILE`",
+        ),
         (("serve", "--tls-cert", "x.pem", "--dev"), 2, "--tls-cert (ONNET_TLS_CERT) and --tls-key"),
     ],
 )
@@ -268,7 +272,7 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
     env = {
         "ONNET_TLS_CERT": str(certs / "server.pem"),
         "ONNET_TLS_KEY": str(certs / "server.key"),
-        "ONNET_AUTH_PUBLIC_KEYS": f"{key}.pub",
+        "ONNET_AUTH_JWKS": f"{key}.jwks",
         "ONNET_QUOTA_NEW_NUMBERS": "8",  # the sample book has 5 distinct numbers
         "ONNET_PEPPER": secrets.token_hex(32),
     }

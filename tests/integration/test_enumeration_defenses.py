@@ -317,7 +317,7 @@ def test_mutual_tls_and_trusted_service_certificates(
 def test_development_mode_lets_calls_without_credentials_through(
     make_server: Callable[..., ThreadedServer],
 ) -> None:
-    server = make_server(dev_mode=True, tls_cert=None, tls_key=None, auth_public_keys=None)
+    server = make_server(dev_mode=True, tls_cert=None, tls_key=None, auth_jwks=None)
     with onnet.RegistryClient(server.target) as registry:
         registry.register("alice", BOOK[0])
     with onnet.Client(server.target) as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 
 import pytest
@@ -64,15 +65,20 @@ def redis_contents(client: redis.Redis) -> bytes:
     return bytes(blob)
 
 
-@pytest.mark.parametrize("store", ["memory", "redis"])
+@pytest.mark.parametrize(("store", "log_format"), [("memory", "text"), ("redis", "json")])
 def test_a_full_session_keeps_and_logs_no_personal_data(
-    store: str, request: pytest.FixtureRequest
+    store: str, log_format: str, request: pytest.FixtureRequest
 ) -> None:
     """Register, move, erase, block, discover, re-sync, private mode, hit the quota: then
     read every log line and every key and value in Redis. Nothing the client uploaded (P2)
     and no personal data is there."""
     pepper = secrets.token_bytes(32)
-    env = {"ONNET_PEPPER": pepper.hex(), "ONNET_LOG_LEVEL": "DEBUG", "ONNET_QUOTA_NEW_NUMBERS": "8"}
+    env = {
+        "ONNET_PEPPER": pepper.hex(),
+        "ONNET_LOG_LEVEL": "DEBUG",
+        "ONNET_LOG_FORMAT": log_format,
+        "ONNET_QUOTA_NEW_NUMBERS": "8",
+    }
     if store == "redis":
         env["ONNET_REDIS_URL"] = request.getfixturevalue("redis_url")
     users = list(USERS)
@@ -120,9 +126,16 @@ def test_a_full_session_keeps_and_logs_no_personal_data(
     elements += [evaluated[i : i + 32] for i in range(0, 64, 32)]
     uploads = {value.hex()[:16] for value in [*elements, *tokens]}
     uploads |= {base64.b64encode(token).decode()[:20] for token in tokens}
-    uploads |= {credential, credential.split(".")[2][:20], credential.split(".")[3][:20]}
+    _header, payload, signature = credential.split(".")
+    uploads |= {credential, payload[:20], signature[:20]}
     leaked = sorted(s for s in forbidden_strings(pepper) | uploads if s in log)
     assert leaked == []
+    if log_format == "json":
+        records = [json.loads(line) for line in log.splitlines()]
+        assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+        (serving,) = [r for r in records if r.get("event") == "serving"]
+        assert serving["port"] == server.port
+        assert serving["store"] == "RedisRegistry"
     if store == "redis":
         contents = redis_contents(redis.Redis.from_url(env["ONNET_REDIS_URL"]))
         fingerprinter = Fingerprinter(pepper)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import onnet
-from onnet._credentials import CredentialVerifier
 from onnet_server.auth import DEV_SUBJECT, KIND_ACCOUNT, KIND_SERVICE, Authenticator, Caller
 from onnet_server.core.errors import PermissionDenied, Unauthenticated
+from tests.security import verifier_trusting
 
 KEY = Ed25519PrivateKey.generate()
 
@@ -18,8 +20,9 @@ def bearer(token: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def auth() -> Authenticator:
-    return Authenticator(CredentialVerifier([KEY.public_key()]), service_names=["router"])
+def auth(tmp_path: Path) -> Authenticator:
+    verifier = verifier_trusting(tmp_path, KEY.public_key())
+    return Authenticator(verifier, service_names=["router"])
 
 
 def test_a_valid_credential_names_its_caller(auth: Authenticator) -> None:

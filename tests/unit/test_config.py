@@ -17,12 +17,12 @@ def test_defaults() -> None:
 
 
 def test_production_needs_credential_keys() -> None:
-    with pytest.raises(ConfigError, match=r"set ONNET_AUTH_PUBLIC_KEYS .* or pass --dev"):
+    with pytest.raises(ConfigError, match=r"set ONNET_AUTH_JWKS .* or pass --dev"):
         ServerConfig.from_env({})
     keys = ServerConfig.from_env(
-        {"ONNET_AUTH_PUBLIC_KEYS": "/etc/onnet/account.pub", "ONNET_PEPPER_FILE": "/etc/p"}
+        {"ONNET_AUTH_JWKS": "/etc/onnet/issuer.jwks", "ONNET_PEPPER_FILE": "/etc/p"}
     )
-    assert keys.auth_public_keys == Path("/etc/onnet/account.pub")
+    assert keys.auth_jwks == Path("/etc/onnet/issuer.jwks")
     assert not keys.dev_mode
 
 
@@ -31,7 +31,7 @@ def test_production_needs_a_pepper(overrides: dict[str, object]) -> None:
     """Outside development mode an ephemeral pepper would key a registry that nobody finds
     after a restart: the configuration is refused, naming both settings and the command
     that makes a pepper."""
-    env = {"ONNET_AUTH_PUBLIC_KEYS": "/etc/onnet/account.pub", "ONNET_LISTEN": "127.0.0.1:7"}
+    env = {"ONNET_AUTH_JWKS": "/etc/onnet/issuer.jwks", "ONNET_LISTEN": "127.0.0.1:7"}
     with pytest.raises(ConfigError) as refused:
         ServerConfig.from_env(env, **overrides)
     message = str(refused.value)
@@ -77,7 +77,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
             "ONNET_LOG_LEVEL": "debug",
             "ONNET_PEPPER_FILE": str(tmp_path / "p"),
             "ONNET_SHUTDOWN_GRACE": "2.5",
-            "ONNET_AUTH_PUBLIC_KEYS": str(tmp_path / "keys.pub"),
+            "ONNET_AUTH_JWKS": str(tmp_path / "keys.jwks"),
             "ONNET_ALLOW_PLAINTEXT": "1",
             "ONNET_MAX_CREDENTIAL_LIFETIME": "600",
             "ONNET_ACCOUNT_CALLS": "0",
@@ -97,7 +97,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
 def test_plaintext_beyond_loopback_needs_the_explicit_flag(tmp_path: Path) -> None:
     settings = {
         "ONNET_PEPPER_FILE": str(tmp_path / "p"),
-        "ONNET_AUTH_PUBLIC_KEYS": str(tmp_path / "keys.pub"),
+        "ONNET_AUTH_JWKS": str(tmp_path / "keys.jwks"),
     }
     for address in ("127.0.0.1:6000", "[::1]:6000", "localhost:6000"):
         assert not ServerConfig.from_env({**settings, "ONNET_LISTEN": address}).allow_plaintext
@@ -183,7 +183,12 @@ def test_a_configuration_survives_the_environment(tmp_path: Path) -> None:
         listen="127.0.0.1:7000",
         pepper_hex="ab" * 32,
         redis_url="redis://127.0.0.1:6379/0",
-        auth_public_keys=tmp_path / "keys.pub",
+        auth_jwks=tmp_path / "keys.jwks",
+        auth_jwks_url="https://issuer.example/.well-known/jwks.json",
+        auth_issuer="https://issuer.example/",
+        auth_audience="contacts",
+        auth_algorithms=("RS256", "ES256"),
+        auth_kind_claim="https://onnet/kind",
         tls_cert=tmp_path / "c.pem",
         tls_key=tmp_path / "c.key",
         tls_client_ca=tmp_path / "ca.pem",
@@ -214,7 +219,7 @@ def test_process_settings_must_agree(env: dict[str, str], message: str) -> None:
 
 def test_workers_need_a_fixed_port_and_a_shared_pepper(tmp_path: Path) -> None:
     base = {
-        "ONNET_AUTH_PUBLIC_KEYS": str(tmp_path / "k"),
+        "ONNET_AUTH_JWKS": str(tmp_path / "k"),
         "ONNET_REDIS_URL": "redis://127.0.0.1:1/0",
         "ONNET_WORKERS": "2",
     }
@@ -222,3 +227,23 @@ def test_workers_need_a_fixed_port_and_a_shared_pepper(tmp_path: Path) -> None:
         ServerConfig.from_env({**base, "ONNET_PEPPER": "ab" * 32, "ONNET_LISTEN": "127.0.0.1:0"})
     with pytest.raises(ConfigError, match="set ONNET_PEPPER_FILE"):
         ServerConfig.from_env(base)
+
+
+def test_the_retired_public_key_file_is_refused_with_what_replaced_it() -> None:
+    with pytest.raises(ConfigError, match=r"ONNET_AUTH_PUBLIC_KEYS is retired: .*ONNET_AUTH_JWKS"):
+        ServerConfig.from_env({"ONNET_AUTH_PUBLIC_KEYS": "/etc/onnet/account.pub"})
+
+
+@pytest.mark.parametrize(
+    ("algorithms", "accepted"),
+    [("EdDSA", True), ("RS256, ES256", True), ("HS256", False), ("none", False), (",", False)],
+)
+def test_only_asymmetric_algorithms_can_be_configured(algorithms: str, accepted: bool) -> None:
+    env = {"ONNET_DEV": "1", "ONNET_AUTH_ALGORITHMS": algorithms}
+    if accepted:
+        assert ServerConfig.from_env(env).auth_algorithms == tuple(
+            a.strip() for a in algorithms.split(",")
+        )
+    else:
+        with pytest.raises(ConfigError, match="ONNET_AUTH_ALGORITHMS must be some of EdDSA"):
+            ServerConfig.from_env(env)

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 WRITTEN_BY_THE_README = [
     "pepper",
     "signing.key",
-    "signing.key.pub",
+    "signing.key.jwks",
     "certs/ca.key",
     "certs/server.key",
     "certs/service.key",

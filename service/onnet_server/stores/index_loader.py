@@ -80,7 +80,9 @@ def main() -> int:
     """The child's entry point: load, publish, exit (0 once the base file is published)."""
     from onnet_server.logs import configure_logging  # noqa: PLC0415
 
-    configure_logging(os.environ.get("ONNET_LOG_LEVEL", "INFO"))
+    configure_logging(
+        os.environ.get("ONNET_LOG_LEVEL", "INFO"), os.environ.get("ONNET_LOG_FORMAT", "text")
+    )
     directory = os.environ.get("ONNET_INDEX_DIR")
     prefix = os.environ.get("ONNET_REDIS_PREFIX", "")
     if not directory or not prefix:

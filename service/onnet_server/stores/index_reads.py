@@ -2,13 +2,16 @@
 
 Lookups never leave the process (they keep working while Redis is away), so every store
 answers them alike; a store keeps ``index`` and ``blocklists`` current and inherits these.
+Inside a traced call, each batch lookup is a span that counts what was asked and found.
 """
 
 from __future__ import annotations
 
 from onnet_server.core.blocklists import Blocklists
+from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Matches
+from onnet_server.spans import lookup_span
 
 __all__ = ["IndexReads"]
 
@@ -31,11 +34,19 @@ class IndexReads:
         self, fingerprints: bytes, excluded: frozenset[str], token: bytes
     ) -> tuple[bytes, int]:
         """``match`` as a serialized DiscoverResponse carrying ``token``."""
-        return self.index.discover_answer(fingerprints, excluded, token)
+        with lookup_span("lookup") as span:
+            span.set_attribute("onnet.hashes", len(fingerprints) // FINGERPRINT_SIZE)
+            encoded, match_count = self.index.discover_answer(fingerprints, excluded, token)
+            span.set_attribute("onnet.matches", match_count)
+        return encoded, match_count
 
     def holders(self, fingerprints: bytes) -> Matches:
         """Every registered holder among ``fingerprints``, hidden ones too."""
-        return self.index.holders(fingerprints)
+        with lookup_span("lookup holders") as span:
+            span.set_attribute("onnet.hashes", len(fingerprints) // FINGERPRINT_SIZE)
+            found = self.index.holders(fingerprints)
+            span.set_attribute("onnet.matches", len(found.user_ids))
+        return found
 
     def blocks(self, user_id: str, fingerprint: bytes) -> bool | None:
         """Whether ``user_id`` blocked ``fingerprint``'s number; None when no such user."""
@@ -56,7 +67,11 @@ class IndexReads:
         self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()
     ) -> bytes:
         """Private mode: the asked buckets' entries, as a serialized FetchBucketsResponse."""
-        return self.index.bucket_answer(buckets, bits, hidden)
+        with lookup_span("lookup buckets") as span:
+            span.set_attribute("onnet.buckets", len(buckets))
+            answer = self.index.bucket_answer(buckets, bits, hidden)
+            span.set_attribute("onnet.response_bytes", len(answer))
+        return answer
 
     def bucket_entries(
         self, buckets: list[int], bits: int, hidden: frozenset[str] = frozenset()

@@ -37,7 +37,7 @@ end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'check', ARGV[2])
 return {ARGV[1], ARGV[2], 1}
 """
-_RECORD = Script(_RECORD_LUA)
+_RECORD = Script(_RECORD_LUA, "record_pepper")
 
 
 def pepper_check_value(key: bytes) -> str:

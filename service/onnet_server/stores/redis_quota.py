@@ -49,7 +49,8 @@ redis.call('HSET', KEYS[1], 'level', string.format('%.17g', level),
 -- idle accounts cost nothing.
 redis.call('PEXPIRE', KEYS[1], string.format('%.0f', math.ceil(level / rate * 1000) + 1000))
 return {1, remaining(level), '', 0}
-"""
+""",
+    "quota_charge",
 )
 
 

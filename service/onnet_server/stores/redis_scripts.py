@@ -18,6 +18,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from onnet_server.spans import redis_span
+
 __all__ = ["BLOCK", "DROP_IF_STALE", "IMPORT", "POSITION", "REGISTER", "UNREGISTER", "Script"]
 
 # Shared prologue: the next version of the group: at least Redis's clock in microseconds,
@@ -144,30 +146,35 @@ return {id, tonumber(redis.call('GET', KEYS[2]) or '0')}
 class Script:
     """A Lua script sent by SHA, and re-sent whole on NOSCRIPT."""
 
-    def __init__(self, source: str) -> None:
-        """Wrap ``source``; nothing is sent until the first call."""
+    def __init__(self, source: str, name: str) -> None:
+        """Wrap ``source``; nothing is sent until the first call.
+
+        ``name`` says what the script does, in the span of each call (never its keys).
+        """
         self.source = source
+        self.name = name
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     async def __call__(
         self, client: Redis | RedisCluster, keys: list[str], args: list[bytes | str | int]
     ) -> Any:  # noqa: ANN401 - Lua replies are untyped
         """Run the script on ``keys`` with ``args``."""
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
+        with redis_span(self.name):
+            try:
+                return await client.evalsha(self.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await client.eval(self.source, len(keys), *keys, *args)
 
 
-REGISTER = Script(_REGISTER_LUA)
+REGISTER = Script(_REGISTER_LUA, "register")
 """Add or move a user. Returns [previous record or "", new version]."""
-UNREGISTER = Script(_UNREGISTER_LUA)
+UNREGISTER = Script(_UNREGISTER_LUA, "unregister")
 """Erase a user. Returns the version of the erasure, or 0 when there was no such user."""
-DROP_IF_STALE = Script(_DROP_IF_STALE_LUA)
+DROP_IF_STALE = Script(_DROP_IF_STALE_LUA, "drop_if_stale")
 """Remove a user who lost their number to a newer claim. Returns the version, or 0."""
-POSITION = Script(_POSITION_LUA)
+POSITION = Script(_POSITION_LUA, "position")
 """The group's last stream id and sequence number."""
-IMPORT = Script(_IMPORT_LUA)
+IMPORT = Script(_IMPORT_LUA, "import")
 """Register a batch of one group's users. Returns [versions, updated flags]."""
-BLOCK = Script(_BLOCK_LUA)
+BLOCK = Script(_BLOCK_LUA, "block")
 """Block or unblock a number for a user. Returns 1, 0, -1 (no such user) or -2 (full)."""

@@ -42,6 +42,7 @@ from onnet_server.core.index import RegistryIndex
 from onnet_server.core.index.base import Columns
 from onnet_server.core.ports import Registration, UserRow
 from onnet_server.heap import return_freed_memory
+from onnet_server.spans import redis_span
 from onnet_server.stores.index_files import BaseFile
 from onnet_server.stores.index_reads import IndexReads
 from onnet_server.stores.index_rebuild import BasePolicy, Rebuilder
@@ -338,7 +339,9 @@ class RedisRegistry(IndexReads):
             keys = self._layout.group_keys(group) + [bucket for _, bucket in members]
             pipe.eval(IMPORT.source, len(keys), *keys, *args)
         try:
-            replies = await pipe.execute()
+            with redis_span("import", commands=len(by_group)) as span:
+                span.set_attribute("onnet.rows", len(positions))
+                replies = await pipe.execute()
         except STORE_DOWN as error:
             raise StoreUnavailable("", "the registry store is unavailable") from error
         written: dict[int, bool] = {}
@@ -572,12 +575,15 @@ class RedisRegistry(IndexReads):
         pipe = self._client.pipeline(transaction=False)
         for group, cursor in enumerate(self._cursors):
             pipe.xread({self._layout.stream_key(group): cursor.last_id}, count=_FEED_BATCH)
-        changes = [
-            (group, entry_id, entry)
-            for group, reply in enumerate(await pipe.execute())
-            for _stream, entries in _entries_of(reply)
-            for entry_id, entry in entries
-        ]
+        with redis_span("read_changes", commands=GROUPS) as span:
+            replies = await pipe.execute()
+            changes = [
+                (group, entry_id, entry)
+                for group, reply in enumerate(replies)
+                for _stream, entries in _entries_of(reply)
+                for entry_id, entry in entries
+            ]
+            span.set_attribute("onnet.changes", len(changes))
         current = await self._read_current(changes)
         newest_ms = 0
         claimed: set[bytes] = set()
@@ -618,7 +624,8 @@ class RedisRegistry(IndexReads):
             pipe.hget(self._layout.bucket_key(group, bucket), user_id)
         for user_id in blocking:
             pipe.smembers(self._layout.blocks_key(user_id))
-        replies = await pipe.execute()
+        with redis_span("read_current", commands=len(putting) + len(blocking)):
+            replies = await pipe.execute()
         current.records.update(zip(putting, replies[: len(putting)], strict=True))
         current.blocklists.update(zip(blocking, replies[len(putting) :], strict=True))
         return current

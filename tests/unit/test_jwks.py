@@ -1,0 +1,124 @@
+"""JWKS documents: which keys are used, each pinned to the one algorithm its type verifies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jwcrypto import jwk
+
+from onnet._credentials import (
+    issue_token,
+    key_id,
+    load_signing_key,
+    new_signing_key_pem,
+    public_jwks,
+)
+from onnet_server.credentials import CredentialVerifier
+from onnet_server.jwks import JwksError, KeySet, keys_of_jwks
+
+ALL = ("EdDSA", "ES256", "RS256")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jwcrypto's own
+
+
+def document(*keys: dict[str, Any]) -> bytes:
+    return json.dumps({"keys": list(keys)}).encode()
+
+
+def public(kty: str, kid: str, **extra: Any) -> dict[str, Any]:
+    made = {
+        "OKP": lambda: jwk.JWK.generate(kty="OKP", crv="Ed25519"),
+        "EC": lambda: jwk.JWK.generate(kty="EC", crv="P-256"),
+        "EC384": lambda: jwk.JWK.generate(kty="EC", crv="P-384"),
+        "RSA": lambda: jwk.JWK.generate(kty="RSA", size=2048),
+        "oct": lambda: jwk.JWK.generate(kty="oct", size=256),
+    }[kty]()
+    exported: dict[str, Any] = (
+        made.export(as_dict=True) if kty == "oct" else made.export_public(as_dict=True)
+    )
+    return {**exported, "kid": kid, **extra}
+
+
+def test_each_key_type_gets_its_one_algorithm() -> None:
+    keys = keys_of_jwks(
+        document(public("OKP", "a"), public("EC", "b"), public("RSA", "c")), ALL, "test"
+    )
+    assert {kid: key.algorithm for kid, key in keys.items()} == {
+        "a": "EdDSA",
+        "b": "ES256",
+        "c": "RS256",
+    }
+
+
+def test_keys_onnet_cannot_or_may_not_use_are_skipped() -> None:
+    keys = keys_of_jwks(
+        document(
+            public("OKP", "kept"),
+            public("RSA", "for-encryption", use="enc"),
+            public("EC384", "other-curve"),
+            public("oct", "a-shared-secret"),
+            {k: v for k, v in public("OKP", "x").items() if k != "kid"},
+            public("RSA", "not-configured"),
+        ),
+        ("EdDSA",),
+        "test",
+    )
+    assert set(keys) == {"kept"}
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"{", "not JSON"),
+        (b"[]", "not a JWKS"),
+        (b'{"keys": {}}', "not a JWKS"),
+        (b'{"keys": [1]}', "key 1 is not a JSON object"),
+        (
+            document(public("RSA", "r", alg="HS256")),
+            "says alg 'HS256', but its type verifies RS256",
+        ),
+        (document({"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "k"}), "not a valid EdDSA"),
+        (document(public("oct", "only-secret")), "no key usable"),
+        (document(), "no key usable"),
+    ],
+)
+def test_unusable_documents_are_refused_naming_the_source(content: bytes, reason: str) -> None:
+    with pytest.raises(JwksError, match=reason) as refused:
+        keys_of_jwks(content, ALL, "issuer.jwks")
+    assert str(refused.value).startswith("issuer.jwks")
+
+
+def test_a_private_key_in_a_verifiers_jwks_is_refused() -> None:
+    private = jwk.JWK.generate(kty="OKP", crv="Ed25519").export(as_dict=True)
+    with pytest.raises(JwksError, match="holds a private key"):
+        keys_of_jwks(document({**private, "kid": "oops"}), ALL, "issuer.jwks")
+
+
+def test_a_key_set_needs_a_source_and_known_algorithms(tmp_path: Path) -> None:
+    with pytest.raises(JwksError, match="give a JWKS file or a JWKS URL"):
+        KeySet(ALL)
+    with pytest.raises(JwksError, match="not HS256"):
+        KeySet(("HS256",), file=tmp_path / "x")
+    with pytest.raises(JwksError, match="https://"):
+        KeySet(ALL, url="file:///etc/passwd")
+    with pytest.raises(JwksError, match=r"missing\.jwks"):
+        KeySet(ALL, file=tmp_path / "missing.jwks")
+
+
+def test_the_development_issuer_writes_standard_jwks_and_jwts(tmp_path: Path) -> None:
+    """What `onnet signing-key` and `onnet token` make reads as standard JOSE elsewhere."""
+    key_file = tmp_path / "signing.key"
+    key_file.write_bytes(new_signing_key_pem())
+    signing_key = load_signing_key(key_file)
+    published = public_jwks(signing_key.public_key())
+    # jwcrypto reads the JWKS and agrees on the RFC 7638 thumbprint that is its kid.
+    foreign = jwk.JWKSet.from_json(json.dumps(published))
+    (only,) = foreign["keys"]
+    assert only.thumbprint() == only.key_id == key_id(signing_key.public_key())
+    jwks = tmp_path / "signing.key.jwks"
+    jwks.write_text(json.dumps(published))
+    token = issue_token(signing_key, "alice", "account", 60)
+    credential = CredentialVerifier(KeySet(("EdDSA",), file=jwks)).verify(token)
+    assert (credential.subject, credential.kind) == ("alice", "account")
