@@ -22,7 +22,7 @@ from onnet._client import (
     Verdict,
 )
 from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION, contact_hash
-from onnet._credentials import issue_token, load_signing_key
+from onnet._credentials import KeyFileError, issue_token, load_signing_key
 from onnet._errors import (
     AuthenticationError,
     DeadlineExceededError,
@@ -31,11 +31,13 @@ from onnet._errors import (
     NotFoundError,
     OnnetError,
     PermissionDeniedError,
+    ProtocolError,
     QuotaExceededError,
     ServiceError,
     UnavailableError,
 )
 from onnet._importing import ImportRejection, ImportResult, ImportRow
+from onnet._oprf import OprfError
 from onnet._phone import InvalidNumberError, is_supported_region, normalize
 from onnet._plan import DiscoveryResult, Match, Rejected
 from onnet._resync import SyncState
@@ -60,10 +62,13 @@ __all__ = [
     "InternalServiceError",
     "InvalidArgumentError",
     "InvalidNumberError",
+    "KeyFileError",
     "Match",
     "NotFoundError",
     "OnnetError",
+    "OprfError",
     "PermissionDeniedError",
+    "ProtocolError",
     "QuotaExceededError",
     "RegisterResult",
     "RegistryCalls",

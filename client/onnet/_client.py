@@ -25,10 +25,8 @@ from onnet._calls import (
 from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION
 from onnet._credentials import bearer
 from onnet._errors import (
-    InternalServiceError,
     InvalidArgumentError,
-    OnnetError,
-    UnavailableError,
+    ProtocolError,
 )
 from onnet._importing import (
     AsyncWindowedBatches,
@@ -101,7 +99,7 @@ class Verdict(enum.Enum):
 
 def _holders(response: registry_pb2.LookupResponse, asked: int) -> list[str | None]:
     if len(response.user_ids) != asked:
-        raise InternalServiceError(grpc.StatusCode.INTERNAL, "malformed LookupResponse")
+        raise ProtocolError("malformed LookupResponse: not one user id per number asked")
     return [user_id or None for user_id in response.user_ids]
 
 
@@ -110,7 +108,7 @@ def _verdict(response: registry_pb2.ScreenResponse) -> Verdict:
         return Verdict.BLOCKED
     if response.verdict == registry_pb2.VERDICT_ALLOWED:
         return Verdict.ALLOWED
-    raise InternalServiceError(grpc.StatusCode.INTERNAL, "malformed ScreenResponse")
+    raise ProtocolError("malformed ScreenResponse: a verdict this SDK does not know")
 
 
 @dataclass(frozen=True)
@@ -127,28 +125,26 @@ def _check_private(config: ServerConfig) -> None:
     """Refuse to run private mode against parameters this SDK cannot use."""
     _check_server(config)
     if config.oprf_suite != oprf.SUITE or not config.oprf_key_id:
-        raise OnnetError(f"the server offers no {oprf.SUITE} private mode")
+        raise ProtocolError(f"the server offers no {oprf.SUITE} private mode")
     if not 0 <= config.bucket_prefix_bits <= 32 or config.max_buckets < 1:
-        raise OnnetError("the server announced unusable bucket parameters")
+        raise ProtocolError("the server announced unusable bucket parameters")
 
 
 def _check_key(config: ServerConfig, key_id: str) -> None:
     # A key that changed between GetConfig and BlindEvaluate (a rotation, or servers that
     # disagree) would put wrong outputs in the cache: stop, so the next call starts afresh.
     if key_id != config.oprf_key_id:
-        raise UnavailableError(
-            grpc.StatusCode.UNAVAILABLE, "the server's OPRF key changed during discovery; retry"
-        )
+        raise ProtocolError("the server's OPRF key changed during discovery; retry")
 
 
 def _check_server(config: ServerConfig) -> None:
     if config.contact_hash_version != CONTACT_HASH_VERSION:
-        raise OnnetError(
+        raise ProtocolError(
             f"the server expects contact-hash version {config.contact_hash_version}; "
             f"this SDK speaks version {CONTACT_HASH_VERSION}"
         )
     if config.max_batch < 1:
-        raise InternalServiceError(grpc.StatusCode.INTERNAL, "server announced max_batch 0")
+        raise ProtocolError("the server announced max_batch 0")
 
 
 def _collect(
@@ -157,7 +153,7 @@ def _collect(
     """Place the matches of a request whose hashes sit at ``positions`` of the book."""
     indexes, users = response.matched_indexes, response.user_ids
     if len(indexes) != len(users) or any(i >= len(positions) for i in indexes):
-        raise InternalServiceError(grpc.StatusCode.INTERNAL, "malformed DiscoverResponse")
+        raise ProtocolError("malformed DiscoverResponse: matches that name no hash sent")
     for index, user_id in zip(indexes, users, strict=True):
         into[positions[index]] = user_id
 

@@ -24,6 +24,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from onnet._errors import OnnetError
+
 __all__ = [
     "DEFAULT_AUDIENCE",
     "DEFAULT_ISSUER",
@@ -78,7 +80,7 @@ _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----"
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
-class KeyFileError(ValueError):
+class KeyFileError(OnnetError, ValueError):
     """A key file does not hold what it should; the message names the file and the problem."""
 
 

@@ -3,6 +3,9 @@
 OnnetError
 ├── InvalidNumberError        a raw entry has no certain E.164 form (raised by normalize)
 ├── AddressBookError          a file is not a readable address book
+├── KeyFileError              a key file does not hold what it should
+├── ProtocolError             the SDK found the server's answer or parameters unusable
+│   └── OprfError             an OPRF element or proof that does not verify
 └── ServiceError              the service answered with an error (.code, .field, .reason)
     ├── InvalidArgumentError  a request field was wrong (INVALID_ARGUMENT)
     ├── NotFoundError         no such user (NOT_FOUND)
@@ -11,7 +14,10 @@ OnnetError
     ├── PermissionDeniedError the credential may not call this (PERMISSION_DENIED)
     ├── UnavailableError      the service or its store is down, after retries (UNAVAILABLE)
     ├── DeadlineExceededError no answer within the deadline (DEADLINE_EXCEEDED)
-    └── InternalServiceError  anything else
+    └── InternalServiceError  any other status the service answered with
+
+A ServiceError carries a status the service sent; a ProtocolError is what the SDK itself
+detected (a malformed answer, parameters it cannot use), never a made-up status.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ __all__ = [
     "NotFoundError",
     "OnnetError",
     "PermissionDeniedError",
+    "ProtocolError",
     "QuotaExceededError",
     "ServiceError",
     "UnavailableError",
@@ -39,6 +46,15 @@ __all__ = [
 
 class OnnetError(Exception):
     """Base of every exception the SDK raises on purpose."""
+
+
+class ProtocolError(OnnetError):
+    """The server's answer, or the parameters it announced, are unusable.
+
+    A malformed response, an unknown contact-hash version, no private mode: detected by the
+    SDK itself, so no status was received. Upgrading the SDK, or asking the operator, is the
+    remedy; retrying rarely is (the message says when it is).
+    """
 
 
 class ServiceError(OnnetError):
@@ -95,7 +111,7 @@ class DeadlineExceededError(ServiceError):
 
 
 class InternalServiceError(ServiceError):
-    """Any other error status."""
+    """Any other error status the service answered with (INTERNAL, UNKNOWN, ...)."""
 
 
 _BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {

@@ -16,7 +16,7 @@ from enum import IntEnum
 
 import pysodium
 
-from onnet._errors import OnnetError
+from onnet._errors import ProtocolError
 
 __all__ = [
     "ELEMENT_SIZE",
@@ -55,7 +55,7 @@ class Mode(IntEnum):
     VOPRF = 0x01
 
 
-class OprfError(OnnetError):
+class OprfError(ProtocolError):
     """An OPRF step failed: a bad element, a proof that does not verify, or a bad input.
 
     Deliberately one error with one message, so that a failure tells a prober nothing more.

@@ -136,6 +136,8 @@ class Authenticator:
             credential = self._verifier.verify(token)
         except CredentialError as error:
             raise Unauthenticated(METADATA_KEY, f"credential refused: {error}") from None
+        except Exception:  # a token no check foresaw is refused, never an internal error
+            raise Unauthenticated(METADATA_KEY, "credential refused: token is malformed") from None
         if len(self._verified) >= _CACHE_SIZE:
             self._verified.clear()
         self._verified[digest] = credential

@@ -67,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except onnet.ServiceError as exc:
         fail(f"the service refused the request: {exc.reason}")
         code = EXIT_REFUSED
+    except onnet.ProtocolError as exc:  # the SDK's own finding: nothing was refused
+        fail(f"cannot use the server's answer: {exc}")
+        code = EXIT_REFUSED
+    except onnet.OnnetError as exc:  # a key file, say: the message names it and why
+        fail(str(exc))
+        code = EXIT_USAGE
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

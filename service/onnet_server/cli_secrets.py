@@ -103,7 +103,11 @@ def _signing_key(args: argparse.Namespace) -> int:
         with os.fdopen(descriptor, "wb") as file:
             file.write(new_signing_key_pem())
         public_key = load_signing_key(args.file).public_key()
-        public_path.write_text(json.dumps(public_jwks(public_key), indent=2) + "\n")
+        # Public, but whoever can write it can mint credentials: owner-writable, created
+        # here, never through a link planted in its place.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(public_path, flags, 0o644), "w") as jwks:
+            jwks.write(json.dumps(public_jwks(public_key), indent=2) + "\n")
     except FileExistsError as exc:
         fail(f"{exc.filename or exc} exists; refusing to overwrite a key")
         return EXIT_USAGE

@@ -101,8 +101,8 @@ class CredentialVerifier:
             raise CredentialError(f"token is longer than {MAX_TOKEN_LENGTH} characters")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
-            raise CredentialError("token is not a JWT (header.payload.signature)") from None
+        except jwt.InvalidTokenError:  # not a JWT, a crit header, a kid that is no string
+            raise CredentialError("token is not a JWT onnet accepts (its header)") from None
         algorithm, kid = header.get("alg"), header.get("kid")
         if algorithm not in self.keys.algorithms:
             raise CredentialError(
@@ -110,12 +110,15 @@ class CredentialVerifier:
             )
         if not isinstance(kid, str):
             raise CredentialError("token header names no key (kid)")
-        key = self.keys.get(kid)
+        key = self.keys.get(kid, algorithm)
         if key is None:
-            raise CredentialError("token is signed by an unknown key")
-        if key.algorithm != algorithm:
             # The key decides its algorithm, never the token (RFC 8725 section 3.1).
-            raise CredentialError("token algorithm does not match its key")
+            known = self.keys.knows(kid)
+            raise CredentialError(
+                "token algorithm does not match its key"
+                if known
+                else "token is signed by an unknown key"
+            )
         policy = self._policy
         try:
             claims = jwt.decode(
@@ -128,6 +131,7 @@ class CredentialVerifier:
                 # The times are checked below against this verifier's clock.
                 options={
                     "require": _REQUIRED,
+                    "enforce_minimum_key_length": True,
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
@@ -168,7 +172,7 @@ class CredentialVerifier:
         if not_before > now + policy.leeway:
             raise CredentialError("token is not valid yet (nbf)")
         kind = claims.get(policy.kind_claim)
-        if kind not in _KINDS:
+        if not isinstance(kind, str) or kind not in _KINDS:
             raise CredentialError(
                 f"token claim {policy.kind_claim} must be {KIND_ACCOUNT!r} or {KIND_SERVICE!r}"
             )

@@ -6,8 +6,10 @@ import asyncio
 import logging
 import os
 import signal
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grpc import aio
@@ -331,8 +333,11 @@ def call_gate(
     )
 
 
-def authenticator(config: ServerConfig) -> Authenticator:
-    """The credential check that ``config`` asks for (the JWKS URL fetched once, here)."""
+async def authenticator(config: ServerConfig) -> Authenticator:
+    """The credential check that ``config`` asks for, its JWKS URL fetched once.
+
+    The fetch runs off the event loop: it may take its whole deadline.
+    """
     verifier = None
     if config.auth_jwks is not None or config.auth_jwks_url is not None:
         try:
@@ -342,7 +347,7 @@ def authenticator(config: ServerConfig) -> Authenticator:
                 url=config.auth_jwks_url,
                 refresh_seconds=config.auth_jwks_refresh,
             )
-            keys.fetch_now()
+            await asyncio.to_thread(keys.fetch_now)
         except JwksError as error:
             variable = "ONNET_AUTH_JWKS" if config.auth_jwks_url is None else "ONNET_AUTH_JWKS_URL"
             raise ConfigError(f"{variable}: {error}") from None
@@ -371,7 +376,7 @@ async def start_server(
     """
     pepper = pepper or load_pepper(config)
     _warn_about_settings(config, pepper)
-    auth = authenticator(config)
+    auth = await authenticator(config)
     store = store if store is not None else await open_store(config, pepper)
     metrics = Metrics()
     following = asyncio.ensure_future(metrics.follow(store))
@@ -498,6 +503,12 @@ def _warn_about_settings(config: ServerConfig, pepper: Pepper) -> None:
             "cross the network unencrypted unless a mesh or proxy in front terminates TLS",
             config.listen,
         )
+    if config.auth_jwks is not None and _writable_by_others(config.auth_jwks):
+        _log.warning(
+            "%s (ONNET_AUTH_JWKS) is writable by other users: whoever can write it can mint "
+            "credentials; make it writable by its owner only",
+            config.auth_jwks,
+        )
     if config.auth_jwks_url is not None and config.auth_jwks_url.startswith("http://"):
         _log.warning(
             "the JWKS URL is plain http: whoever sits between this server and the issuer can "
@@ -509,6 +520,13 @@ def _warn_about_settings(config: ServerConfig, pepper: Pepper) -> None:
             "Not for production: set ONNET_AUTH_JWKS (or ONNET_AUTH_JWKS_URL) and drop --dev.",
             "" if config.tls_cert else ", over plaintext",
         )
+
+
+def _writable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+    except OSError:  # a missing file is reported when it is read
+        return False
 
 
 def _transport(config: ServerConfig) -> str:

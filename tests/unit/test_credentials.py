@@ -24,6 +24,8 @@ from jwcrypto import jwk
 from jwcrypto import jwt as jose
 
 from onnet._credentials import KIND_ACCOUNT, KIND_SERVICE
+from onnet_server.auth import Authenticator
+from onnet_server.core.errors import Unauthenticated
 from onnet_server.credentials import (
     Credential,
     CredentialError,
@@ -272,3 +274,33 @@ def some_verifier() -> CredentialVerifier:
 def test_any_text_is_refused_with_a_credential_error(text: str) -> None:
     with pytest.raises(CredentialError):
         some_verifier().verify(text)
+
+
+def test_headers_no_check_foresaw_are_refused_as_credentials(
+    keys: dict[str, jwk.JWK], verifier: CredentialVerifier
+) -> None:
+    """A crit extension, a kid that is no string: refused, not an internal error."""
+    critical = hand_made({"alg": "EdDSA", "kid": "ed", "crit": ["zzz"], "zzz": 1}, claims())
+    refused(verifier, critical, "header")
+    refused(verifier, hand_made({"alg": "EdDSA", "kid": 7}, claims()), "header")
+
+
+def test_a_kind_claim_of_another_type_is_refused(
+    keys: dict[str, jwk.JWK], verifier: CredentialVerifier
+) -> None:
+    for kind in (["account"], {"account": True}, 1):
+        refused(verifier, mint(keys["ed"], claims(onnet_kind=kind)), "onnet_kind must be")
+
+
+def test_whatever_a_verifier_raises_is_unauthenticated(
+    keys: dict[str, jwk.JWK], verifier: CredentialVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last guard: an exception no check foresaw still answers UNAUTHENTICATED."""
+    auth = Authenticator(verifier)
+
+    def broken(token: str) -> Credential:
+        raise TypeError("a check nobody wrote")
+
+    monkeypatch.setattr(verifier, "verify", broken)
+    with pytest.raises(Unauthenticated, match="credential refused: token is malformed"):
+        auth.check([("authorization", "Bearer " + mint(keys["ed"], claims()))], KIND_ACCOUNT)
