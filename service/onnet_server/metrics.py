@@ -93,10 +93,9 @@ class Metrics:
         """
         self.registered_users.set(len(store))
         self.bucket_entries.set(store.bucket_entry_count())
-        stats = getattr(store, "stats", None)
-        if stats is not None:
-            self.feed_lag.set(stats.lag_seconds)
-            self.feed_reloads.set(stats.reloads)
+        feed = store.feed_state()
+        self.feed_lag.set(feed.lag_seconds)
+        self.feed_reloads.set(feed.reloads)
 
     async def follow(self, store: RegistryStore, interval: float = 1.0) -> None:
         """Refresh the gauges from ``store`` every ``interval`` seconds, until cancelled."""

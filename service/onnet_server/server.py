@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import RegistryStore
 from onnet_server.core.private import BlindEvaluator, BucketServer, OprfKey
 from onnet_server.core.private_discovery import PrivateDiscovery
-from onnet_server.core.quota import QuotaPolicy, QuotaStore
+from onnet_server.core.quota import QuotaPolicy
 from onnet_server.core.registry import RegistryService
 from onnet_server.core.resync import ResyncTokens
 from onnet_server.core.routing import RoutingService
@@ -54,11 +55,9 @@ from onnet_server.servicer import (
 from onnet_server.stores.index_loader import ChildLoader
 from onnet_server.stores.index_rebuild import BasePolicy
 from onnet_server.stores.memory import MemoryRegistry
-from onnet_server.stores.memory_quota import MemoryQuota
 from onnet_server.stores.redis_connection import RedisClient, connect_and_run, describe
 from onnet_server.stores.redis_layout import Layout
 from onnet_server.stores.redis_pepper import PepperMismatch, record_pepper
-from onnet_server.stores.redis_quota import RedisQuota
 from onnet_server.stores.redis_store import RedisRegistry
 from onnet_server.tls import server_credentials
 from onnet_server.tracing import tracing_from_env
@@ -219,8 +218,7 @@ class RunningServer:
             self.refreshing_keys.cancel()
         if self.stop_metrics is not None:
             self.stop_metrics()
-        if isinstance(self.store, RedisRegistry):
-            await self.store.close()
+        await self.store.close()
 
 
 async def open_store(config: ServerConfig, pepper: Pepper) -> RegistryStore:
@@ -266,18 +264,6 @@ async def open_store(config: ServerConfig, pepper: Pepper) -> RegistryStore:
 def base_policy(config: ServerConfig) -> BasePolicy:
     """When the index gets a new base."""
     return BasePolicy(min_changes=config.index_rebuild_changes, max_age=config.index_max_age)
-
-
-def quota_store(config: ServerConfig, store: RegistryStore) -> QuotaStore:
-    """The quota store beside ``store``: in the same Redis, or in memory.
-
-    Quota keys do not take the registry's prefix: a pepper rotation imports into a new
-    prefix, and must not hand every account a fresh quota.
-    """
-    policy = QuotaPolicy(config.quota_new_numbers, config.quota_period)
-    if isinstance(store, RedisRegistry):
-        return RedisQuota(store.client, policy)
-    return MemoryQuota(policy)
 
 
 def resync_tokens(config: ServerConfig, pepper: Pepper) -> ResyncTokens:
@@ -373,15 +359,42 @@ async def start_server(
     """Wire the services for ``config`` and start serving on ``config.listen``.
 
     With ``tracer_provider``, every call of onnet's services is traced (server_spans.py).
+    Should a step fail after others have started, what they started is stopped again (the
+    store too, when this function opened it); once serving, the RunningServer owns it all.
     """
     pepper = pepper or load_pepper(config)
     _warn_about_settings(config, pepper)
+    async with contextlib.AsyncExitStack() as started:
+        running = await _start(config, started, store, pepper, tracer_provider)
+        started.pop_all()
+        return running
+
+
+def _in_background(
+    started: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]
+) -> asyncio.Task[None]:
+    """``work`` as a task, cancelled should the start fail."""
+    task = asyncio.ensure_future(work)
+    started.callback(task.cancel)
+    return task
+
+
+async def _start(
+    config: ServerConfig,
+    started: contextlib.AsyncExitStack,
+    store: RegistryStore | None,
+    pepper: Pepper,
+    tracer_provider: TracerProvider | None,
+) -> RunningServer:
+    """``start_server``'s steps; each thing started is entered on ``started``."""
     auth = await authenticator(config)
-    store = store if store is not None else await open_store(config, pepper)
+    if store is None:
+        store = await open_store(config, pepper)
+        started.push_async_callback(store.close)
     metrics = Metrics()
-    following = asyncio.ensure_future(metrics.follow(store))
-    refreshing_keys = asyncio.ensure_future(auth.keep_keys_current())
-    quota = quota_store(config, store)
+    following = _in_background(started, metrics.follow(store))
+    refreshing_keys = _in_background(started, auth.keep_keys_current())
+    quota = store.quota_store(QuotaPolicy(config.quota_new_numbers, config.quota_period))
     fingerprinter = Fingerprinter(pepper.key)
     limits = DiscoveryLimits(
         max_batch=config.max_batch,
@@ -394,7 +407,9 @@ async def start_server(
     accounts = Accounts(store, open_accounts=config.dev_mode)
     gate = call_gate(config, auth, accounts, buckets.max_buckets)
     pool = WorkPool()
+    started.callback(pool.close)
     preparer = RowPreparer(pepper.key, config.import_processes)
+    started.push_async_callback(asyncio.to_thread, preparer.close)
     private = PrivateDiscovery(
         BlindEvaluator(oprf_key, config.max_batch), buckets, quota, accounts, pool
     )
@@ -439,6 +454,7 @@ async def start_server(
     transport = Transport(config, [*interceptors, gate], servicers, health_servicer, names)
     server, port = transport.bind(config.listen)
     await server.start()
+    started.push_async_callback(server.stop, None)
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = config.listen.rsplit(":", 1)[0]
@@ -466,13 +482,7 @@ async def start_server(
     )
     stop_metrics = None
     if config.metrics_listen is not None:
-        try:
-            stop_metrics = serve_metrics(metrics, config.metrics_listen)
-        except OSError:
-            following.cancel()
-            refreshing_keys.cancel()
-            await server.stop(None)
-            raise
+        stop_metrics = serve_metrics(metrics, config.metrics_listen)
         _log.info("metrics served at http://%s/metrics", config.metrics_listen)
     return RunningServer(
         server,

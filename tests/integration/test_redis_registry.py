@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from onnet_server.stores.redis_layout import GROUPS, Layout
 from onnet_server.stores.redis_store import RedisRegistry
@@ -23,6 +28,40 @@ def location(kind: str, request: pytest.FixtureRequest) -> tuple[str | None, str
     if kind == "redis":
         return request.getfixturevalue("redis_url"), None
     return None, request.getfixturevalue("cluster_seeds")
+
+
+def keys_on_every_node(where: tuple[str | None, str | None], match: str) -> list[bytes]:
+    """Every key matching ``match``, on the Redis or on each node of the Redis Cluster."""
+    url, seeds = where
+    if url is not None:
+        nodes = [redis.Redis.from_url(url)]
+    else:
+        assert seeds is not None
+        addresses = [seed.rpartition(":") for seed in seeds.split(",")]
+        nodes = [redis.Redis(host=host, port=int(port)) for host, _, port in addresses]
+    keys: list[bytes] = []
+    for node in nodes:
+        keys += node.scan_iter(match=match)
+        node.close()
+    return keys
+
+
+def stream_entries(where: tuple[str | None, str | None]) -> list[dict[bytes | str, bytes | str]]:
+    """The fields of every change-stream entry, each stream read from the node holding it."""
+    url, seeds = where
+    client: redis.Redis | RedisCluster
+    if url is not None:
+        client = redis.Redis.from_url(url)
+    else:
+        assert seeds is not None
+        client = RedisCluster.from_url(f"redis://{seeds.split(',')[0]}")  # finds the others
+    entries = []
+    for group in range(GROUPS):
+        for _id, fields in client.xrange(Layout().stream_key(group)) or []:
+            assert fields is not None
+            entries.append(fields)
+    client.close()
+    return entries
 
 
 async def eventually(check: object, timeout: float = 5.0) -> float:
@@ -99,17 +138,78 @@ async def test_every_process_agrees_who_holds_a_recycled_number(
         assert not await first.unregister("alice")  # alice is gone from Redis too
 
 
+_C_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("a"): b"\a", ord("b"): b"\b"}
+
+
+def monitored_arguments(line: bytes) -> list[bytes]:
+    """The arguments of a MONITOR line, which Redis writes as quoted C-escaped strings."""
+    arguments = []
+    for quoted in re.findall(rb'"((?:[^"\\]|\\.)*)"', line):
+        value, at = bytearray(), 0
+        while at < len(quoted):
+            if quoted[at] != ord("\\"):
+                value.append(quoted[at])
+                at += 1
+            elif quoted[at + 1] == ord("x"):
+                value.append(int(quoted[at + 2 : at + 4], 16))
+                at += 4
+            else:
+                value += _C_ESCAPES.get(quoted[at + 1], bytes([quoted[at + 1]]))
+                at += 2
+        arguments.append(bytes(value))
+    return arguments
+
+
+@asynccontextmanager
+async def records_written(redis_url: str) -> AsyncIterator[dict[str, bytes]]:
+    """Each user's record as Redis stored it (HSET of a bucket), from MONITOR: it shows the
+    commands scripts run, so a claim that another process removes a moment later is seen."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    written: dict[str, bytes] = {}
+    async with client.monitor() as monitor:
+        assert monitor.connection is not None
+
+        async def read(connection: redis.asyncio.Connection) -> None:
+            while True:
+                arguments = monitored_arguments(await connection.read_response())
+                if arguments[:1] == [b"HSET"] and b":u:" in arguments[1]:
+                    written[arguments[2].decode()] = arguments[3]
+
+        reader = asyncio.create_task(read(monitor.connection))
+        try:
+            yield written
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    await client.aclose()
+
+
+def version_of(record: bytes) -> int:
+    """A record's version: 16-byte fingerprint, flag byte, 7-byte big-endian version."""
+    return int.from_bytes(record[17:24], "big")
+
+
 async def test_concurrent_claims_settle_on_the_newest_everywhere(redis_url: str) -> None:
     (number,) = numbers(1)
-    async with open_redis_store(redis_url) as first, open_redis_store(redis_url) as second:
+    async with (
+        records_written(redis_url) as written,
+        open_redis_store(redis_url) as first,
+        open_redis_store(redis_url) as second,
+    ):
         await asyncio.gather(
             first.register("alice", number, True), second.register("bob", number, True)
         )
+        await eventually(lambda: {"alice", "bob"} <= written.keys())
+        assert written["alice"][:16] == written["bob"][:16] == number  # read back whole
+        # overlay.py: the claim with the greatest (version, user id) holds the number.
+        claims = {user: (version_of(written[user]), user) for user in ("alice", "bob")}
+        winner = max(claims, key=claims.__getitem__)
+        loser = min(claims, key=claims.__getitem__)
         await first.catch_up()
         await second.catch_up()
-        assert first.match(number).user_ids == second.match(number).user_ids
-        winner = first.match(number).user_ids[0]
-        loser = "bob" if winner == "alice" else "alice"
+        assert first.match(number).user_ids == [winner]
+        assert second.match(number).user_ids == [winner]
         await eventually(lambda: len(first) == 1 and len(second) == 1)
         async with open_redis_store(redis_url) as third:
             assert third.match(number).user_ids == [winner]
@@ -205,10 +305,7 @@ async def test_blocks_reach_other_processes_and_snapshots(
         await writer.set_blocked("alice", bob, True)
         await writer.unregister("alice")
         await eventually(lambda: reader.blocked_by("bob") == frozenset() and len(reader) == 1)
-    client = redis.Redis.from_url(where[0]) if where[0] else None
-    if client is not None:  # erasure left no blocklist key and no stream entry naming alice
-        assert not list(client.scan_iter(match="onnet:*:b:*"))
-        for group in range(GROUPS):
-            for _id, fields in client.xrange(Layout().stream_key(group)) or []:
-                assert fields is not None
-                assert fields[b"user"] != b"alice" or fields[b"op"] == b"del"
+    # Erasure left no blocklist key, and no stream entry naming alice but the erasure's own.
+    assert keys_on_every_node(where, "onnet:*:u:*")  # bob's record: the scan finds keys
+    assert keys_on_every_node(where, "onnet:*:b:*") == []
+    assert [e[b"op"] for e in stream_entries(where) if e[b"user"] == b"alice"] == [b"del"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import stat
 from collections.abc import AsyncIterator
@@ -92,11 +93,19 @@ def test_serial_numbers_are_random(certs: DevCerts) -> None:
     assert len(serials) == 3
 
 
-def test_validity_starts_in_the_past(certs: DevCerts) -> None:
-    cert = load(certs.server_cert)
-    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    assert lifetime.days == 30
-    assert lifetime.seconds > 0
+def test_validity_starts_in_the_past(tmp_path: Path) -> None:
+    """Valid from a little before now (a peer whose clock runs behind accepts them) for the
+    default 30 days."""
+    minute, hour = datetime.timedelta(minutes=1), datetime.timedelta(hours=1)
+    days = datetime.timedelta(days=30)
+    before = datetime.datetime.now(datetime.UTC)
+    certs = make_dev_certs(tmp_path)
+    after = datetime.datetime.now(datetime.UTC)
+    whole_second = datetime.timedelta(seconds=1)  # certificates hold whole seconds
+    for path in (certs.ca_cert, certs.server_cert, certs.service_cert, certs.client_cert):
+        cert = load(path)
+        assert before - hour <= cert.not_valid_before_utc <= before - minute
+        assert before + days - whole_second <= cert.not_valid_after_utc <= after + days
 
 
 def test_the_server_certificate_names_every_host(tmp_path: Path) -> None:

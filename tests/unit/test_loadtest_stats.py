@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 import onnet
 from onnet.v1 import discovery_pb2
@@ -252,15 +255,33 @@ def test_cpu_time_is_read_from_proc_stat() -> None:
         ProcessCpu(2**22 + 12345).seconds()
 
 
+class FixedCpu(Collector):
+    """A server's ``process_cpu_seconds_total`` that stays at one known value."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def collect(self) -> Iterator[Metric]:
+        # A counter's NAME_created comes first here: a reader that took any line starting
+        # with the name would read a time of day, not CPU time.
+        yield GaugeMetricFamily("process_cpu_seconds_created", "created", value=1.7e9)
+        yield CounterMetricFamily("process_cpu_seconds", "CPU time", value=self.seconds)
+
+
 def test_cpu_time_is_read_from_a_metrics_endpoint() -> None:
     registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
+    registry.register(FixedCpu(1234.56))
     server, thread = start_http_server(0, "127.0.0.1", registry=registry)
     try:
-        url = f"http://127.0.0.1:{server.server_port}/metrics"
-        total = ServerCpu([MetricsCpu(url), ProcessCpu(os.getpid())]).seconds()
+        metrics = MetricsCpu(f"http://127.0.0.1:{server.server_port}/metrics")
+        own = ProcessCpu(os.getpid())
+        assert metrics.seconds() == 1234.56
+        # The sum of both: this process's part grows, so it is bracketed by two readings.
+        own_before = own.seconds()
+        total = ServerCpu([metrics, own]).seconds()
+        own_after = own.seconds()
         assert total is not None
-        assert total > 0
+        assert 1234.56 + own_before <= total <= 1234.56 + own_after
     finally:
         server.shutdown()
         server.server_close()

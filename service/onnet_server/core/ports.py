@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Matches", "Registration", "RegistryStore", "UserRow"]
+from onnet_server.core.quota import QuotaPolicy, QuotaStore
 
-UserRow = tuple[str, bytes, bool, bytes]
-"""(user_id, fingerprint, discoverable, private_entry): one row of a bulk registration."""
+__all__ = [
+    "FeedState",
+    "Matches",
+    "Registration",
+    "RegistryReads",
+    "RegistryStore",
+    "RegistryWrites",
+    "UserRow",
+]
+
+
+class UserRow(NamedTuple):
+    """One row of a bulk registration."""
+
+    user_id: str
+    fingerprint: bytes
+    """16 bytes."""
+    discoverable: bool
+    private_entry: bytes
+    """The private-mode bucket entry; empty for a user who is not discoverable."""
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """How closely this process's index follows a registry other processes also write."""
+
+    lag_seconds: float
+    """How far behind the shared registry the index may be (0 for a store of its own)."""
+    reloads: int
+    """Whole snapshots loaded so far, the first one included (0 for a store of its own)."""
 
 
 @dataclass(frozen=True)
@@ -34,13 +62,11 @@ class Matches:
     """The user at each position, parallel to ``indexes``."""
 
 
-class RegistryStore(Protocol):
-    """The registry: fingerprint -> user, with each user's discoverability.
+class RegistryWrites(Protocol):
+    """The registry's writes.
 
-    Rules every store keeps (the contract tests check them): a user holds one number; a
-    number belongs to one user, the latest to register it (numbers are recycled by
-    carriers, so the newest verified owner wins and the previous holder is dropped);
-    unregistering removes every trace of the user.
+    Async, since they go to the store of record (Redis); each raises StoreUnavailable when
+    it cannot be reached.
     """
 
     async def register(
@@ -84,6 +110,14 @@ class RegistryStore(Protocol):
         a few milliseconds behind; this catches up now. A store of its own does nothing.
         """
         ...
+
+
+class RegistryReads(Protocol):
+    """The registry's reads.
+
+    Sync, from this process's index: they never wait on a store, so lookups keep working
+    while the store is down.
+    """
 
     def blocked_by(self, user_id: str) -> frozenset[str] | None:
         """The users who block the number ``user_id`` holds now (from process memory).
@@ -137,4 +171,33 @@ class RegistryStore(Protocol):
 
     def __len__(self) -> int:
         """Registered users."""
+        ...
+
+
+class RegistryStore(RegistryWrites, RegistryReads, Protocol):
+    """The registry: fingerprint -> user, with each user's discoverability.
+
+    Its writes, its reads, and its lifecycle (the feed it follows, the quota beside it,
+    closing).
+
+    Rules every store keeps (the contract tests check them): a user holds one number; a
+    number belongs to one user, the latest to register it (numbers are recycled by
+    carriers, so the newest verified owner wins and the previous holder is dropped);
+    unregistering removes every trace of the user.
+    """
+
+    def feed_state(self) -> FeedState:
+        """How this process follows the registry's changes (for the metrics)."""
+        ...
+
+    def quota_store(self, policy: QuotaPolicy) -> QuotaStore:
+        """The accounts' quota under ``policy``, kept where this registry is kept.
+
+        Quota keys do not take the registry's prefix: a pepper rotation imports into a new
+        prefix, and must not hand every account a fresh quota.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Stop following changes and let go of connections; the store is not used after."""
         ...

@@ -114,9 +114,11 @@ class BlindEvaluator:
 
 
 _BITS_SLACK = 1  # a client may ask with one bit fewer, if the registry grew meanwhile
-# The largest entry: 8-byte tag, 12-byte nonce, a padded 64-byte id, 16-byte AEAD tag, and
-# protobuf framing; a bucket asked with one bit fewer holds up to twice the usual 31.
-_MAX_ENTRY_BYTES = 8 + 12 + 64 + 16 + 3
+# The largest entry: 8-byte tag, 12-byte nonce, the sealed id (a length byte and up to 64
+# characters, padded to a multiple of 16: 80 bytes), 16-byte AEAD tag, and protobuf
+# framing; a bucket asked with one bit fewer holds up to twice the usual 31.
+_MAX_SEALED_ID = -(-(1 + 64) // 16) * 16
+_MAX_ENTRY_BYTES = 8 + 12 + _MAX_SEALED_ID + 16 + 3
 _MAX_BUCKET_ENTRIES = 2 * (2 * ENTRIES_PER_BUCKET - 1)
 
 

@@ -76,7 +76,7 @@ def prepare_rows(
         return [], rejected
     fingerprints = fingerprinter.fingerprints(b"".join(contact_hash(row.e164) for row in valid))
     prepared = [
-        (
+        UserRow(
             row.user_id,
             fingerprints[16 * i : 16 * i + 16],
             row.discoverable,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists, blocklist_full
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
-from onnet_server.core.ports import Registration, UserRow
+from onnet_server.core.ports import FeedState, Registration, UserRow
+from onnet_server.core.quota import QuotaPolicy, QuotaStore
 from onnet_server.stores.index_reads import IndexReads
 from onnet_server.stores.index_rebuild import BasePolicy, Rebuilder
 
@@ -37,6 +38,20 @@ class MemoryRegistry(IndexReads):
 
     async def refresh(self) -> None:
         """Nothing to catch up: no other process writes this registry."""
+
+    def feed_state(self) -> FeedState:
+        """Never behind: no other process writes this registry."""
+        return FeedState(lag_seconds=0.0, reloads=0)
+
+    def quota_store(self, policy: QuotaPolicy) -> QuotaStore:
+        """The quota in this process's memory, like the registry."""
+        from onnet_server.stores.memory_quota import MemoryQuota  # noqa: PLC0415 - one job each
+
+        return MemoryQuota(policy)
+
+    async def close(self) -> None:
+        """Stop a base build in progress; the registry dies with the process."""
+        await self.rebuilder.close()
 
     async def register(
         self, user_id: str, fingerprint: bytes, discoverable: bool, private_entry: bytes = b""

@@ -40,7 +40,8 @@ from onnet_server.core.errors import StoreUnavailable
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.index.base import Columns
-from onnet_server.core.ports import Registration, UserRow
+from onnet_server.core.ports import FeedState, Registration, UserRow
+from onnet_server.core.quota import QuotaPolicy, QuotaStore
 from onnet_server.heap import return_freed_memory
 from onnet_server.spans import redis_span
 from onnet_server.stores.index_files import BaseFile
@@ -55,6 +56,7 @@ from onnet_server.stores.redis_layout import (
     flags_byte,
     parse_records,
 )
+from onnet_server.stores.redis_quota import RedisQuota
 from onnet_server.stores.redis_scripts import (
     BLOCK,
     DROP_IF_STALE,
@@ -244,6 +246,14 @@ class RedisRegistry(IndexReads):
     def file_extra(self) -> dict[str, Any]:
         """What a base file keeps beside the base: the blocklists as of its snapshot."""
         return self.blocklists.to_arrays()
+
+    def feed_state(self) -> FeedState:
+        """How far behind Redis this process's index may be, and its snapshot loads."""
+        return FeedState(lag_seconds=self.stats.lag_seconds, reloads=self.stats.reloads)
+
+    def quota_store(self, policy: QuotaPolicy) -> QuotaStore:
+        """The quota in the same Redis (its keys outside the registry's prefix)."""
+        return RedisQuota(self._client, policy)
 
     async def close(self) -> None:
         """Stop following and close the connection."""

@@ -868,12 +868,8 @@ class Overlay:
     def _compact_arena(self) -> None:
         """Rewrite the arena without the ids of users who are gone (vectorized)."""
         live = self._live_rows()
-        lengths = self._uid_length[live].astype(np.int64)
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        positions = np.repeat(self._uid_offset[live].astype(np.int64) - starts, lengths)
-        positions += np.arange(int(ends[-1]) if len(ends) else 0)
-        kept = np.frombuffer(self._arena, dtype=np.uint8)[positions].tobytes()
+        lengths = self._uid_length[live]
+        kept, ends = _gather(self._arena, self._uid_offset[live], lengths)
         self._arena = bytearray(kept)
-        self._uid_offset[live] = starts
+        self._uid_offset[live] = np.asarray(ends, dtype=np.int64) - lengths
         self._garbage = 0
