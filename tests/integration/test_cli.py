@@ -104,7 +104,11 @@ def test_normalize_writes_one_line_per_input_line() -> None:
     [
         (("normalize", "--region", "XX"), 2, "unknown region code"),
         (("discover", "no-such-file.vcf"), 2, "cannot read"),
-        (("discover", str(SAMPLE), "--target", "127.0.0.1:1"), 3, "start the service (`onnet"),
+        (
+            ("discover", str(SAMPLE), "--target", "127.0.0.1:1", "--timeout", "30"),
+            3,
+            "start the service (`onnet",
+        ),
         (("discover", str(SAMPLE), "--target", "127.0.0.1"), 2, "has no port: write HOST:PORT"),
         (("lookup", "+14155550100", "--target", "host:http"), 2, "port must be a number"),
         (("discover", str(REPO / "README.md")), 2, "unknown address book type"),
@@ -130,8 +134,9 @@ def test_errors_a_person_understands(args: tuple[str, ...], code: int, message: 
     assert result.returncode == code
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-    # Said at once: no retry waits out the 10 s deadline for a server that is not there.
-    assert time.monotonic() - started < 8
+    # Said at once: no retry waits out the 30 s deadline for a server that is not there.
+    # One attempt fails within a second; the margin is for starting Python on a busy machine.
+    assert time.monotonic() - started < 20
 
 
 def test_a_malformed_csv_is_refused_not_read_as_empty(tmp_path: Path) -> None:
@@ -172,17 +177,49 @@ def test_tls_mistakes_get_a_hint(tmp_path: Path) -> None:
     assert right.returncode == 0, right.stderr
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        "serve", "register", "unregister", "discover", "normalize", "new-pepper", "block",
-        "unblock", "dev-certs", "signing-key", "token",
+# What README.md's command table (and its note on client commands) says each command takes.
+CONNECTION = ["--target", "--timeout", "--token-file", "--ca", "--cert", "--key"]
+DOCUMENTED = {
+    "serve": [
+        "--listen", "--log-level", "--max-batch", "--redis", "--redis-cluster", "--tls-cert",
+        "--tls-key", "--tls-client-ca", "--allow-plaintext", "--dev", "--workers",
+        "--metrics-listen", "--bench-ceiling",
     ],
-)  # fmt: skip
+    "register": ["USER_ID", "NUMBER", "--region", "--not-discoverable", *CONNECTION],
+    "unregister": ["USER_ID", *CONNECTION],
+    "block": ["USER_ID", "NUMBER", "--region", *CONNECTION],
+    "unblock": ["USER_ID", "NUMBER", "--region", *CONNECTION],
+    "lookup": ["NUMBER", "--region", *CONNECTION],
+    "screen": ["CALLER", "CALLEE_USER_ID", "--region", *CONNECTION],
+    "import": ["FILE", "--batch", "--progress", *CONNECTION],
+    "discover": ["FILE", "--region", "--json", "--private", "--state", *CONNECTION],
+    "normalize": ["--region"],
+    "new-pepper": ["FILE"],
+    "dev-certs": ["DIR", "--host", "--days", "--force"],
+    "signing-key": ["FILE"],
+    "token": ["SUBJECT", "--signing-key", "--kind", "--ttl", "--issuer", "--audience"],
+    "move-blocklists": ["--from-prefix", "--to-prefix", "--redis"],
+    "drop-registry": ["--prefix", "--yes", "--redis"],
+    "loadtest": [
+        "--concurrency", "--rate", "--duration", "--requests", "--batch", "--match-share",
+        "--populate", "--ceiling", "--json", "--plot",
+    ],
+}  # fmt: skip
+
+
+def listed_arguments(help_text: str) -> set[str]:
+    """The arguments --help describes, each on a line of its own: options and positionals."""
+    return set(re.findall(r"^  (?:-\w, )?(--[\w-]+|[A-Z_]+)", help_text, re.MULTILINE))
+
+
+@pytest.mark.parametrize("command", sorted(DOCUMENTED))
 def test_every_command_has_help(command: str) -> None:
     result = onnet_cli(command, "--help")
     assert result.returncode == 0
-    assert "usage: onnet " + command in result.stdout
+    assert result.stdout.startswith("usage: onnet " + command + " ")
+    listed = listed_arguments(result.stdout)
+    assert "--help" in listed
+    assert set(DOCUMENTED[command]) <= listed, set(DOCUMENTED[command]) - listed
 
 
 def test_a_taken_port_is_a_clear_error() -> None:
@@ -212,11 +249,15 @@ def test_sigterm_lets_in_flight_calls_finish() -> None:
     batch = b"".join(onnet.contact_hash(f"+1415555{n:04d}") for n in range(10_000))
     outcomes: list[str] = []
     stop = threading.Event()
+    grace = 5
 
     def hammer(target: str) -> None:
         with secure_channel(target) as channel:
-            calls = onnet.DiscoveryCalls(
-                channel, retry=onnet.RetryPolicy(attempts=1), metadata=account_metadata()
+            calls = onnet.DiscoveryCalls(  # a deadline far past the grace, so a hang shows
+                channel,
+                timeout=60,
+                retry=onnet.RetryPolicy(attempts=1),
+                metadata=account_metadata(),
             )
             while not stop.is_set():
                 try:
@@ -230,7 +271,7 @@ def test_sigterm_lets_in_flight_calls_finish() -> None:
                     return
 
     # The same batch again and again, without its re-sync token: a quota large enough.
-    env = {"ONNET_SHUTDOWN_GRACE": "5", "ONNET_QUOTA_NEW_NUMBERS": "100000000"}
+    env = {"ONNET_SHUTDOWN_GRACE": str(grace), "ONNET_QUOTA_NEW_NUMBERS": "100000000"}
     with server_process(env) as server:
         with registry_client(server.target) as registry:
             registry.register("alice", "+14155550100")
@@ -238,15 +279,21 @@ def test_sigterm_lets_in_flight_calls_finish() -> None:
         workers = [threading.Thread(target=hammer, args=(server.target,)) for _ in range(4)]
         for worker in workers:
             worker.start()
-        time.sleep(1.0)
+        # Under load: calls are being answered (a busy machine is slow to get there).
+        deadline = time.monotonic() + 30
+        while outcomes.count("ok") < len(workers):
+            assert time.monotonic() < deadline, outcomes
+            time.sleep(0.05)
         started = time.monotonic()
         code = server.terminate()
         stop.set()
         for worker in workers:
-            worker.join(10)
+            worker.join(60)
     assert code == 0
-    assert time.monotonic() - started < 6
-    assert outcomes.count("ok") > 0
+    assert not any(worker.is_alive() for worker in workers)
+    # Over within the grace, not at the clients' 60 s deadline: the margin is for a busy
+    # machine to finish the last calls and exit.
+    assert time.monotonic() - started < grace + 5
     refusals = {"refused", "CANCELLED"}
     assert set(outcomes) <= {"ok"} | refusals
     assert "shutting down" in server.log()

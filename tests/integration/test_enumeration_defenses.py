@@ -104,7 +104,9 @@ def test_a_refusal_is_never_retried_by_the_sdk(guarded: ThreadedServer) -> None:
         with pytest.raises(onnet.QuotaExceededError):
             calls.discover(discovery_pb2.DiscoverRequest(hashes=random_hashes(1)))
     assert counter.calls == 2  # the refusal was not retried
-    assert time.monotonic() - started < 1
+    # Nor waited on: the refusal names a wait of hours (a unit leaks in 8,640 s), and the
+    # call took well under a second; the bound leaves a busy machine room.
+    assert time.monotonic() - started < 10
 
 
 def test_a_batch_larger_than_the_whole_quota_says_waiting_will_not_help(

@@ -139,6 +139,11 @@ def wait_for_workers(server: ServerProcess) -> list[int]:
     return pids
 
 
+def registered_users(metrics_port: int) -> float:
+    """The users in the index of the worker whose metrics are on ``metrics_port``."""
+    return samples(scrape(f"127.0.0.1:{metrics_port}")).get(("onnet_registered_users", ()), 0)
+
+
 def gone(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status")
     return not status.exists() or "zombie" in status.read_text().lower()
@@ -164,7 +169,12 @@ def test_workers_share_one_port_and_stop_together(redis_url: str, tmp_path: Path
         target = f"127.0.0.1:{port}"
         with registry_client(target) as registry:
             registry.register("alice", ALICE)
-        time.sleep(0.5)  # the other worker learns of alice through Redis's change stream
+        # The other worker learns of alice through Redis's change stream: wait until each
+        # worker's gauge (refreshed once a second) counts her.
+        deadline = time.monotonic() + 20
+        while not all(registered_users(metrics_port + index) == 1 for index in range(2)):
+            assert time.monotonic() < deadline, "a worker never learned of alice"
+            time.sleep(0.1)
         # Each new connection may land on either worker; every worker knows alice.
         for _ in range(24):
             token = security().token("alice")

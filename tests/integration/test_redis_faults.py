@@ -35,7 +35,7 @@ def matches_of(client: onnet.Client) -> dict[str, str]:
     return {m.e164: m.user_id for m in client.discover(BOOK).matches}
 
 
-def wait_for(check: object, timeout: float = 10.0) -> None:
+def wait_for(check: object, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
         if time.monotonic() > deadline:
@@ -77,12 +77,14 @@ def test_redis_gone_while_serving(durable_redis: RedisProcess) -> None:
             with pytest.raises(onnet.UnavailableError) as refused:
                 on_server.discover(["+16502530000"])
             assert "quota store is unavailable" in refused.value.reason
-        # Writes fail fast with UNAVAILABLE, and leave nothing behind.
+        # Writes fail fast with UNAVAILABLE, and leave nothing behind. Fast: within a
+        # second or so (Redis refuses the connection at once), far from the call's 30 s
+        # deadline; the bound leaves a busy machine room.
         started = time.monotonic()
-        with registry_client(server.target, timeout=5) as registry:
+        with registry_client(server.target, timeout=30) as registry:
             with pytest.raises(onnet.UnavailableError) as caught:
                 registry.register("carol", BOOK[2])
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < 10
             assert "store is unavailable" in caught.value.reason
 
         durable_redis.start()  # same port, same folder: the append-only file is replayed
