@@ -80,13 +80,15 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 )
 
 _DROP_IF_STALE_LUA = (
-    """-- ARGV: user_id, fingerprint, winning version, stream maxlen
+    """-- ARGV: user_id, fingerprint, winning version, stream maxlen, lost a tie ('1': the
+-- caller found the user's id below the holder's, for a claim of the winning version)
 -- Removes a user whose number was registered by someone else, unless their record changed
 -- since (another number, or a newer claim on this one), as an erasure would.
 local maxlen, floor = ARGV[4], 0
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old or string.sub(old, 1, 16) ~= ARGV[2] then return 0 end
-if struct.unpack('>I7', old, 18) >= tonumber(ARGV[3]) then return 0 end
+local version, winning = struct.unpack('>I7', old, 18), tonumber(ARGV[3])
+if version > winning or (version == winning and ARGV[5] ~= '1') then return 0 end
 """
     + _NEXT_VERSION
     + _ERASE

@@ -375,9 +375,9 @@ class RedisRegistry(IndexReads):
         still names this number with an older version than the winner's. A failure is left
         for the next change of that number, or the next snapshot load, to finish.
         """
-        for user_id, winning_version in self.index.shadowed_of(fingerprint):
+        for user_id, winning_version, winner in self.index.shadowed_of(fingerprint):
             try:
-                await self._drop_stale(user_id, fingerprint, winning_version)
+                await self._drop_stale(user_id, fingerprint, winning_version, winner)
             except (StoreUnavailable, RedisError) as error:
                 _log.warning("a displaced claim stays until later: %s", type(error).__name__)
                 return
@@ -402,11 +402,19 @@ class RedisRegistry(IndexReads):
         if self.index.record(user_id) is None:
             self.blocklists.drop_user(user_id)
 
-    async def _drop_stale(self, user_id: str, fingerprint: bytes, winning_version: int) -> bool:
-        """Remove a user whose number went to a newer registration; True if removed."""
+    async def _drop_stale(
+        self, user_id: str, fingerprint: bytes, winning_version: int, winner: str
+    ) -> bool:
+        """Remove a user whose number went to a newer claim; True if removed.
+
+        Newer by (version, user id), as the index decides: at equal versions the greater
+        id holds the number. The script compares versions; the ids are compared here, in
+        Python's order (Redis's Lua compares strings by the server's locale).
+        """
         keys = self._layout.user_keys(user_id)
+        lost_a_tie = "1" if user_id < winner else "0"
         args: list[bytes | str | int] = [
-            user_id, fingerprint, winning_version, self._stream_maxlen,
+            user_id, fingerprint, winning_version, self._stream_maxlen, lost_a_tie,
         ]  # fmt: skip
         version = await self._run(DROP_IF_STALE, keys, args)
         if not version:

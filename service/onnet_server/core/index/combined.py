@@ -220,8 +220,8 @@ class RegistryIndex:
         """(user, fingerprint, holder's version) for every claim that lost its number."""
         return self._overlay.shadowed_claims()
 
-    def shadowed_of(self, fingerprint: bytes) -> list[tuple[str, int]]:
-        """(user, holder's version) for each claim on ``fingerprint`` that lost it."""
+    def shadowed_of(self, fingerprint: bytes) -> list[tuple[str, int, str]]:
+        """(user, holder's version, holder) for each claim on ``fingerprint`` that lost it."""
         return self._overlay.shadowed_of(fingerprint)
 
     def _base_row_of_user(self, user_id: str) -> int:

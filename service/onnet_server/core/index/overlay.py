@@ -434,14 +434,15 @@ class Overlay:
                 claims.append((self._user_id(row), fingerprint, int(self._version[holder])))
         return claims
 
-    def shadowed_of(self, fingerprint: bytes) -> list[tuple[str, int]]:
-        """(user, holder's version) for each claim on ``fingerprint`` that lost it."""
+    def shadowed_of(self, fingerprint: bytes) -> list[tuple[str, int, str]]:
+        """(user, holder's version, holder) for each claim on ``fingerprint`` that lost it."""
         rows = self._shadowed.get(fingerprint)
         if not rows:
             return []
         hi, lo = (int(half[0]) for half in split_fingerprints(fingerprint))
         holder = self._holder_row(hi, lo)
-        return [(self._user_id(row), int(self._version[holder])) for row in sorted(rows)]
+        version, holder_id = int(self._version[holder]), self._user_id(holder)
+        return [(self._user_id(row), version, holder_id) for row in sorted(rows)]
 
     def knows(self, user_id: str) -> bool:
         """Whether ``user_id`` has a record here."""
