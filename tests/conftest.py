@@ -1,8 +1,9 @@
-"""Shared fixtures: real servers on ephemeral loopback ports."""
+"""Shared fixtures (real servers on ephemeral loopback ports), and the suite's layers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,6 +18,22 @@ from tests.servers import ThreadedServer, fresh_config
 
 if TYPE_CHECKING:
     from tests.tracing import SpanRecorder
+
+_INTEGRATION_LAYERS = tuple(
+    Path(__file__).parent / layer for layer in ("integration", "hostile", "contract")
+)
+"""Directories whose every test needs real servers or stores (bench/conftest.py marks bench)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of the integration layers ``integration``.
+
+    ``-m "not integration"`` then runs the fast unit layer alone; the few unit tests that
+    start a server or run protoc carry the mark themselves.
+    """
+    for item in items:
+        if any(item.path.is_relative_to(layer) for layer in _INTEGRATION_LAYERS):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture

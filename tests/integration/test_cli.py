@@ -41,6 +41,7 @@ def onnet_cli(
     )
 
 
+@pytest.mark.slow
 def test_the_readme_walkthrough() -> None:
     with server_process(None, "--dev", secure=False) as server:
         assert "DEVELOPMENT MODE" in server.log()
@@ -149,6 +150,7 @@ def test_a_malformed_csv_is_refused_not_read_as_empty(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_tls_mistakes_get_a_hint(tmp_path: Path) -> None:
     """Plaintext against TLS, a CA that did not sign the server's certificate, and a key
     given as the CA: each says what to do, without gRPC's own log lines."""
@@ -300,6 +302,7 @@ def test_sigterm_lets_in_flight_calls_finish() -> None:
     assert "stopped" in server.log()
 
 
+@pytest.mark.slow
 def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
     """The production path: certificates, a signing key, tokens, TLS, blocks, refusals."""
     certs, key = tmp_path / "certs", tmp_path / "signing.key"
@@ -367,6 +370,7 @@ def test_a_secure_setup_from_the_command_line(tmp_path: Path) -> None:
         assert server.terminate() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [(), ("--private",)], ids=["hashed", "private"])
 def test_a_kept_state_makes_the_next_sync_free(tmp_path: Path, mode: tuple[str, ...]) -> None:
     """`--state` keeps what was paid for (private mode: the OPRF outputs), and the CLI says

@@ -290,6 +290,7 @@ def serves(target: str) -> bool:
         return registry.lookup([ALICE]) == ["alice"]
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_restarted_and_sigint_stops_every_worker(
     redis_url: str, tmp_path: Path
 ) -> None:

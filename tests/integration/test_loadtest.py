@@ -221,6 +221,7 @@ def onnet_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow
 def test_the_command_against_a_development_server() -> None:
     with server_process(None, "--dev", "--bench-ceiling", secure=False) as server:
         result = onnet_cli(

@@ -161,6 +161,7 @@ def test_workers_die_with_a_parent_that_was_killed(redis_url: str, tmp_path: Pat
             time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_workers_share_one_port_and_stop_together(redis_url: str, tmp_path: Path) -> None:
     port, metrics_port = free_port(), two_free_ports()
     env = workers_env(redis_url, tmp_path, metrics_port)

@@ -160,6 +160,7 @@ def test_sigterm_while_waiting_for_redis_stops_cleanly() -> None:
     assert "Traceback" not in server.log()
 
 
+@pytest.mark.slow
 def test_a_cluster_master_going_away(tmp_path: Path) -> None:
     """Writes whose slot group lives on a dead master fail with UNAVAILABLE; lookups and the
     other masters' writes go on; when the master returns, its writes work again."""

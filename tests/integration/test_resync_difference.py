@@ -86,6 +86,7 @@ def matched(result: onnet.DiscoveryResult) -> list[str]:
     return sorted(m.user_id for m in result.matches)
 
 
+@pytest.mark.slow
 def test_a_book_of_25000_pays_once_then_only_what_changes(roomy: ThreadedServer) -> None:
     users = [f"user-{i}" for i in range(10)]
     with recorded(roomy.target) as (client, recorder):

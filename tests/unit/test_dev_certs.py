@@ -286,6 +286,7 @@ async def seen_common_name(target: str, credentials: grpc.ChannelCredentials) ->
         return (await call(b"", timeout=10)).decode()
 
 
+@pytest.mark.integration
 async def test_tls_without_client_certificates(certs: DevCerts) -> None:
     async with serving(server_credentials(certs.server_cert, certs.server_key)) as target:
         credentials = channel_credentials(certs.ca_cert)
@@ -293,6 +294,7 @@ async def test_tls_without_client_certificates(certs: DevCerts) -> None:
         assert await seen_common_name(target, credentials) == ""
 
 
+@pytest.mark.integration
 async def test_mutual_tls_identifies_the_client(certs: DevCerts) -> None:
     credentials = server_credentials(certs.server_cert, certs.server_key, certs.ca_cert)
     async with serving(credentials) as target:
@@ -310,12 +312,14 @@ async def assert_refused(target: str, credentials: grpc.ChannelCredentials | Non
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+@pytest.mark.integration
 async def test_mutual_tls_refuses_a_client_without_a_certificate(certs: DevCerts) -> None:
     credentials = server_credentials(certs.server_cert, certs.server_key, certs.ca_cert)
     async with serving(credentials) as target:
         await assert_refused(target, channel_credentials(certs.ca_cert))
 
 
+@pytest.mark.integration
 async def test_mutual_tls_refuses_a_certificate_from_another_ca(
     certs: DevCerts, other_certs: DevCerts
 ) -> None:
@@ -327,6 +331,7 @@ async def test_mutual_tls_refuses_a_certificate_from_another_ca(
         await assert_refused(target, stranger)
 
 
+@pytest.mark.integration
 async def test_a_client_trusting_another_ca_refuses_the_server(
     certs: DevCerts, other_certs: DevCerts
 ) -> None:
@@ -334,6 +339,7 @@ async def test_a_client_trusting_another_ca_refuses_the_server(
         await assert_refused(target, channel_credentials(other_certs.ca_cert))
 
 
+@pytest.mark.integration
 async def test_a_plaintext_client_is_refused(certs: DevCerts) -> None:
     async with serving(server_credentials(certs.server_cert, certs.server_key)) as target:
         await assert_refused(target, None)

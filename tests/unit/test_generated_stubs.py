@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.servers import REPO
+
+pytestmark = pytest.mark.integration  # runs protoc (scripts/gen_protos.py)
 
 GENERATED = REPO / "client" / "onnet" / "v1"
 
