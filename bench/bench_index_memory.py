@@ -148,6 +148,7 @@ def redis_for_bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisP
         yield server
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("count", SIZES)
 def test_memory_per_user_workers_and_cold_start(
     redis_for_bench: RedisProcess, tmp_path: Path, count: int

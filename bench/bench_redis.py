@@ -71,6 +71,7 @@ def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
 
+@pytest.mark.slow
 def test_import_rate(redis_instance: RedisProcess) -> None:
     people = population(USERS)
     unique = dict(zip(people.numbers, people.user_ids, strict=True))

@@ -10,11 +10,14 @@ bench/bench_fairness.py; this test holds a looser bound so a busy machine cannot
 
 from __future__ import annotations
 
+import pytest
+
 from tests.hostile.conftest import production_env
 from tests.hostile.fairness import SETTINGS, measure
 from tests.servers import server_process
 
 
+@pytest.mark.slow
 def test_a_flooding_account_does_not_stall_another() -> None:
     with server_process(production_env(**SETTINGS), secure=False) as server:
         result = measure(server, rounds=25, flood_seconds=6.0)

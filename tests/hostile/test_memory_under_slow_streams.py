@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.hostile.conftest import (
     plaintext_client,
     plaintext_registry,
@@ -25,6 +27,7 @@ MIB = 1024 * 1024
 DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED = 4, 8
 
 
+@pytest.mark.slow
 def test_slow_unauthenticated_streams_hold_no_memory(plaintext_server: ServerProcess) -> None:
     pid = plaintext_server.process.pid
     with plaintext_client(plaintext_server.target) as client:

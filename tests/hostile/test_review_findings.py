@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import h2.settings
+import pytest
 
 from onnet._credentials import KIND_SERVICE
 from tests.hostile.conftest import (
@@ -260,6 +261,7 @@ def _headers_frames(stream: int, block: bytes) -> bytes:
     return frames
 
 
+@pytest.mark.slow
 def test_hpack_references_are_bounded_by_the_memory_limit(redis_url: str, tmp_path: Path) -> None:
     """HIGH. 4.5 MB of header blocks, no credential, grow RSS by hundreds of MiB, and it stays.
 
@@ -385,6 +387,7 @@ def test_an_import_batch_of_empty_rows_is_refused_before_it_is_expanded() -> Non
     assert slowest < 1.0, figures
 
 
+@pytest.mark.slow
 def test_anonymous_calls_hold_no_more_than_the_budget() -> None:
     """LOW. Anonymous callers held 10 x 4 MiB of request bytes, not README's 10 x 4 KiB.
 
@@ -410,6 +413,7 @@ def test_anonymous_calls_hold_no_more_than_the_budget() -> None:
     assert peak - baseline < 48 * MIB, f"RSS grew by {(peak - baseline) / MIB:.0f} MiB"
 
 
+@pytest.mark.slow
 def test_unread_answers_hold_their_slots_only_until_the_connection_ages_out() -> None:
     """Calls whose answers are never read hold the public share only until their connection
     is closed for its age (ONNET_MAX_CONNECTION_AGE, plus ONNET_RECEIVE_TIMEOUT of grace):

@@ -11,6 +11,7 @@ import os
 import random
 from unittest.mock import patch
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,6 +67,7 @@ def reads(index: RegistryIndex | Overlay) -> tuple[object, ...]:
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(scripts())
 def test_rebasing_anywhere_changes_no_answer(script: list[Op]) -> None:
