@@ -37,11 +37,11 @@ from onnet._errors import (
     UnavailableError,
 )
 from onnet._importing import ImportRejection, ImportResult, ImportRow
-from onnet._oprf import OprfError
 from onnet._phone import InvalidNumberError, is_supported_region, normalize
 from onnet._plan import DiscoveryResult, Match, Rejected
 from onnet._resync import SyncState
 from onnet._tls import channel_credentials
+from onnet.protocol.oprf import OprfError
 
 __all__ = [
     "CONTACT_HASH_SIZE",

@@ -13,7 +13,6 @@ from typing import Self
 import grpc
 from grpc import aio
 
-from onnet import _oprf as oprf
 from onnet._calls import (
     AsyncDiscoveryCalls,
     AsyncRegistryCalls,
@@ -38,6 +37,7 @@ from onnet._importing import (
 from onnet._plan import DiscoveryPlan, DiscoveryResult
 from onnet._private import PrivatePlan
 from onnet._resync import PartSync, SyncState
+from onnet.protocol import oprf
 from onnet.v1 import discovery_pb2, registry_pb2
 
 __all__ = [
@@ -71,6 +71,9 @@ class ServerConfig:
     """Bits of an OPRF output that name its bucket in FetchBuckets."""
     max_buckets: int = 0
     """The most buckets one FetchBuckets may ask for (bounds the response's size)."""
+    max_previous: int = 0
+    """The most hashes in a request's ``previous_hashes`` or ``removed_hashes``: what fits
+    beside a full batch (a request carries at most ``max_batch + max_previous`` in all)."""
 
     @classmethod
     def from_proto(cls, message: discovery_pb2.DiscoveryConfig) -> ServerConfig:
@@ -85,6 +88,7 @@ class ServerConfig:
             message.oprf_key_id,
             message.bucket_prefix_bits,
             message.max_buckets,
+            message.max_previous,
         )
 
 
@@ -169,8 +173,8 @@ def _charge_of(sent: PartSync) -> int:
 
 
 def _max_hashes(config: ServerConfig) -> int:
-    """How many hashes fit in one request, over all its fields."""
-    return (config.max_message_bytes - 1024) // CONTACT_HASH_SIZE
+    """How many hashes one request may carry over all its fields, as the server announced."""
+    return config.max_batch + config.max_previous
 
 
 def _discover_request(sync: PartSync) -> discovery_pb2.DiscoverRequest:

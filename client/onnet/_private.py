@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
 
-from onnet import _buckets as buckets
-from onnet import _oprf as oprf
+from onnet.protocol import buckets, oprf
 
 __all__ = ["OutputCache", "PrivatePlan"]
 

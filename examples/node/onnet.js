@@ -113,7 +113,7 @@ class Client {
     const config = await this.getConfig();
     const book = [...new Set(numbers)];
     const hashes = book.map((number) => contactHash(number).toString('hex'));
-    const maxHashes = Math.floor((config.max_message_bytes - 1024) / 32);
+    const maxHashes = config.max_batch + config.max_previous; // as the server announced
     const position = new Map(hashes.map((hash, i) => [hash, i]));
     const { bits, requests } = plan(state, hashes, config.max_batch, maxHashes);
     const next = { bits, parts: {} };

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from onnet._credentials import KIND_ACCOUNT, KIND_SERVICE, MAX_TOKEN_LENGTH, METADATA_KEY
+from onnet.protocol import KIND_ACCOUNT, KIND_SERVICE, MAX_TOKEN_LENGTH, METADATA_KEY
 from onnet_server.core.errors import PermissionDenied, Unauthenticated
 from onnet_server.credentials import Credential, CredentialError, CredentialVerifier
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from onnet._credentials import DEFAULT_AUDIENCE, DEFAULT_ISSUER
+from onnet.protocol import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 from onnet_server.cli_common import EXIT_OK, EXIT_USAGE, fail
 
 __all__ = ["add_secret_commands"]
@@ -89,7 +89,7 @@ def _dev_certs(args: argparse.Namespace) -> int:
 
 
 def _signing_key(args: argparse.Namespace) -> int:
-    from onnet._credentials import (  # noqa: PLC0415
+    from onnet.protocol import (  # noqa: PLC0415
         load_signing_key,
         new_signing_key_pem,
         public_jwks,
@@ -130,7 +130,7 @@ def _positive_seconds(text: str) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from onnet._credentials import KeyFileError, issue_token, load_signing_key  # noqa: PLC0415
+    from onnet.protocol import KeyFileError, issue_token, load_signing_key  # noqa: PLC0415
 
     try:
         key = load_signing_key(args.signing_key)

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from onnet._credentials import DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_MAX_LIFETIME, KIND_CLAIM
+from onnet.protocol import (
+    CONTACT_HASH_SIZE,
+    DEFAULT_AUDIENCE,
+    DEFAULT_ISSUER,
+    DEFAULT_MAX_LIFETIME,
+    KIND_CLAIM,
+    MESSAGE_OVERHEAD_BYTES,
+)
 from onnet_server.core.quota import QuotaPolicy
 from onnet_server.jwks import SUPPORTED_ALGORITHMS
 
@@ -168,7 +175,7 @@ class ServerConfig:
         if not 1 <= self.max_batch <= 1_000_000:
             raise ConfigError("ONNET_MAX_BATCH must be between 1 and 1000000")
         # Room for a full batch in `hashes` and again in `previous_hashes`, plus framing.
-        needed = 2 * self.max_batch * 32 + 1024
+        needed = 2 * self.max_batch * CONTACT_HASH_SIZE + MESSAGE_OVERHEAD_BYTES
         if self.max_message_bytes < needed:
             raise ConfigError(
                 f"ONNET_MAX_MESSAGE_BYTES must be at least {needed} for a batch of {self.max_batch}"

@@ -27,7 +27,7 @@ from typing import Any
 
 import jwt
 
-from onnet._credentials import (
+from onnet.protocol import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     DEFAULT_MAX_LIFETIME,

@@ -44,7 +44,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 from grpc import aio
 
-from onnet._credentials import KIND_ACCOUNT
+from onnet.protocol import KIND_ACCOUNT
 from onnet_server.auth import Authenticator, Caller
 from onnet_server.core.call_rate import CallRates
 from onnet_server.core.errors import (

@@ -396,12 +396,7 @@ async def _start(
     refreshing_keys = _in_background(started, auth.keep_keys_current())
     quota = store.quota_store(QuotaPolicy(config.quota_new_numbers, config.quota_period))
     fingerprinter = Fingerprinter(pepper.key)
-    limits = DiscoveryLimits(
-        max_batch=config.max_batch,
-        # A re-sync token may cover a whole address book, which can span several batches.
-        max_previous=(config.max_message_bytes - 1024) // 32 - config.max_batch,
-        max_message_bytes=config.max_message_bytes,
-    )
+    limits = DiscoveryLimits.for_messages(config.max_batch, config.max_message_bytes)
     oprf_key = OprfKey.from_pepper(pepper.key)
     buckets = BucketServer(store, config.max_message_bytes)
     accounts = Accounts(store, open_accounts=config.dev_mode)

@@ -9,7 +9,7 @@ from typing import TypeAlias
 from grpc import aio
 from grpc_health.v1 import health, health_pb2
 
-from onnet import _oprf as oprf
+from onnet.protocol import CONTACT_HASH_SIZE, ELEMENT_SIZE, oprf
 from onnet.v1 import (
     bench_pb2_grpc,
     discovery_pb2,
@@ -75,7 +75,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         account = current_caller().subject
         # Each read of a bytes field copies it out of the message: read each once.
         hashes = request.hashes
-        _items(self._metrics, "Discovery/Discover", len(hashes) // 32)
+        _items(self._metrics, "Discovery/Discover", len(hashes) // CONTACT_HASH_SIZE)
         answer = await self._discovery.discover(
             account,
             hashes,
@@ -84,7 +84,9 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
             added_hashes=request.added_hashes,
             removed_hashes=request.removed_hashes,
         )
-        _log.debug("Discover: %d hashes, %d matches", len(hashes) // 32, answer.match_count)
+        _log.debug(
+            "Discover: %d hashes, %d matches", len(hashes) // CONTACT_HASH_SIZE, answer.match_count
+        )
         return Encoded(answer.encoded)
 
     @translate_errors
@@ -98,6 +100,7 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         return discovery_pb2.DiscoveryConfig(
             contact_hash_version=parameters.contact_hash_version,
             max_batch=parameters.max_batch,
+            max_previous=parameters.max_previous,
             max_message_bytes=parameters.max_message_bytes,
             quota_remaining=parameters.quota_remaining,
             oprf_suite=oprf.SUITE,
@@ -125,9 +128,9 @@ class DiscoveryServicer(discovery_pb2_grpc.DiscoveryServicer):
         """Apply the OPRF key to blinded elements."""
         account = current_caller().subject
         blinded = request.blinded_elements  # a bytes field is copied at each read
-        _items(self._metrics, "Discovery/BlindEvaluate", len(blinded) // 32)
+        _items(self._metrics, "Discovery/BlindEvaluate", len(blinded) // ELEMENT_SIZE)
         evaluated = await self._private.blind_evaluate(account, blinded)
-        _log.debug("BlindEvaluate: %d elements", len(evaluated) // oprf.ELEMENT_SIZE)
+        _log.debug("BlindEvaluate: %d elements", len(evaluated) // ELEMENT_SIZE)
         return discovery_pb2.BlindEvaluateResponse(
             evaluated_elements=evaluated, key_id=self._private.evaluator.key.key_id
         )
@@ -211,7 +214,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServicer):
     ) -> registry_pb2.LookupResponse:
         """Who holds each number (call routing)."""
         numbers, hashes = list(request.e164), request.hashes  # each field read once
-        _items(self._metrics, "Registry/Lookup", len(numbers) or len(hashes) // 32)
+        _items(self._metrics, "Registry/Lookup", len(numbers) or len(hashes) // CONTACT_HASH_SIZE)
         holders = self._routing.lookup(numbers, hashes)
         _log.debug("Lookup: %d numbers, %d held", len(holders), sum(map(bool, holders)))
         return registry_pb2.LookupResponse(user_ids=holders)

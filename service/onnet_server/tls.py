@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from onnet._tls import CERTIFICATE, PRIVATE_KEY, read_pem
+from onnet.protocol import CERTIFICATE, PRIVATE_KEY, read_pem
 from onnet_server.config import ConfigError
 
 __all__ = ["TlsConfigError", "peer_common_name", "server_credentials"]

@@ -19,7 +19,7 @@ from typing import TypeAlias
 
 import grpc
 
-from onnet import _oprf as oprf
+from onnet.protocol import oprf
 from onnet.v1 import discovery_pb2
 
 ELEMENTS = 10_000

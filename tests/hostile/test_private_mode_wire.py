@@ -35,10 +35,9 @@ import pytest
 from google.protobuf.message import DecodeError
 
 import onnet
-from onnet import _buckets as buckets
-from onnet import _oprf as oprf
 from onnet._credentials import KIND_SERVICE
 from onnet._private import PrivatePlan
+from onnet.protocol import buckets, oprf
 from onnet.v1 import discovery_pb2
 from tests.security import DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_NUMBER, SERVICE_NAME, security
 from tests.servers import ThreadedServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import onnet
-from onnet import _oprf as oprf
+from onnet.protocol import oprf
 from onnet.v1 import discovery_pb2
 from onnet_server.core.private import OprfKey
 from tests.security import async_discovery_client, discovery_client

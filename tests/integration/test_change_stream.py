@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from onnet import _oprf as oprf
 from onnet import contact_hash
+from onnet.protocol import oprf
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.private import OprfKey
 from onnet_server.core.registry import ImportRow, RegistryService

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 import onnet
-from onnet import _oprf as oprf
+from onnet.protocol import oprf
 from onnet.v1 import discovery_pb2
 from tests.security import (
     account_metadata,
@@ -159,8 +159,16 @@ def test_get_config(server: ThreadedServer) -> None:
     key_id = hashlib.sha256(b"onnet/oprf-key-id:" + public).hexdigest()[:16]
     assert evaluated.key_id == key_id
     announced = dataclasses.asdict(config)
-    # max_buckets has a test of its own, below.
+    # max_buckets has a test of its own, below; max_previous is what fits beside a batch.
     assert announced.pop("max_buckets") >= 1
+    max_previous = announced.pop("max_previous")
+    assert max_previous >= config.max_batch  # a token may cover more than one batch
+    fullest = discovery_pb2.DiscoverRequest(
+        hashes=bytes(32 * config.max_batch),
+        previous_hashes=bytes(32 * max_previous),
+        token=bytes(45),
+    )
+    assert fullest.ByteSize() <= config.max_message_bytes
     assert announced == {
         "contact_hash_version": 1,
         "max_batch": 10_000,  # ONNET_MAX_BATCH's default
@@ -340,3 +348,23 @@ def test_registry_writes_are_not_retried_blindly() -> None:
     # One attempt, failed at once. A retry waits for the server to come up, here until the
     # 30 s deadline; the bound leaves a busy machine room.
     assert time.monotonic() - started < 10
+
+
+def test_the_announced_max_previous_is_the_servers_own_limit(server: ThreadedServer) -> None:
+    """Clients compute no limit: the server's refusal starts right above what it announced."""
+    with discovery_client(server.target) as client:
+        config = client.get_config()
+        book = onnet.contact_hash("+14155550100")
+        token = client.calls.discover(discovery_pb2.DiscoverRequest(hashes=book)).token
+        at_limit = discovery_pb2.DiscoverRequest(
+            hashes=book, token=token, removed_hashes=bytes(32 * config.max_previous)
+        )
+        over = discovery_pb2.DiscoverRequest(
+            hashes=book, token=token, removed_hashes=bytes(32 * (config.max_previous + 1))
+        )
+        # At the limit the size passes, and the next check speaks (the zeros repeat).
+        for request, refused_for in ((at_limit, "more than once"), (over, "exceeds the limit")):
+            with pytest.raises(onnet.InvalidArgumentError) as refused:
+                client.calls.discover(request)
+            assert refused.value.field == "removed_hashes"
+            assert refused_for in refused.value.reason

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import onnet
-from onnet import _oprf as oprf
+from onnet.protocol import oprf
 from onnet.v1 import discovery_pb2, registry_pb2
 from tests.security import (
     SERVICE_NAME,

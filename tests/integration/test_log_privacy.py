@@ -11,7 +11,7 @@ import redis
 
 import onnet
 import onnet.v1.discovery_pb2
-from onnet import _oprf as oprf
+from onnet.protocol import oprf
 from onnet_server.core.fingerprint import Fingerprinter
 from tests.security import discovery_client, registry_client, security
 from tests.servers import server_process

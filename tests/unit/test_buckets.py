@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 
-from onnet import _buckets as buckets
+from onnet.protocol import buckets
 
 
 def test_an_entry_opens_only_with_its_output() -> None:

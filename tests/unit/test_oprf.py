@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from onnet import _oprf as oprf
+from onnet.protocol import oprf
 from tests.vectors import load
 
 SUITES: list[dict[str, Any]] = load("rfc9497_ristretto255.json")["suites"]

@@ -16,8 +16,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from onnet import _buckets as buckets
-from onnet import _oprf as oprf
+from onnet.protocol import buckets, oprf
 from tests.vectors import VECTORS, load
 
 _SEED, _INFO = bytes(range(32)), b"onnet conformance vectors"

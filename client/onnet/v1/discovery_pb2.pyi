@@ -252,6 +252,7 @@ class DiscoveryConfig(_message.Message):
     QUOTA_REMAINING_FIELD_NUMBER: _builtins.int
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
     MAX_BUCKETS_FIELD_NUMBER: _builtins.int
+    MAX_PREVIOUS_FIELD_NUMBER: _builtins.int
     contact_hash_version: _builtins.int
     """Version of the contact-hash formula the server expects (1 = SHA-256 of
     "onnet/contact/v1:" followed by the ASCII E.164 string).
@@ -272,6 +273,11 @@ class DiscoveryConfig(_message.Message):
     """The largest request message, in bytes, that the server accepts."""
     max_buckets: _builtins.int
     """The most buckets one FetchBuckets may ask for (keeps its response below the message limit)."""
+    max_previous: _builtins.int
+    """The most hashes in a DiscoverRequest's previous_hashes, and in its removed_hashes: what
+    fits in one message beside a full batch (a re-sync token may cover several batches).
+    A client sends at most max_batch + max_previous hashes in all the fields of one request.
+    """
     def __init__(
         self,
         *,
@@ -283,10 +289,11 @@ class DiscoveryConfig(_message.Message):
         quota_remaining: _builtins.int | None = ...,
         max_message_bytes: _builtins.int = ...,
         max_buckets: _builtins.int = ...,
+        max_previous: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_quota_remaining", b"_quota_remaining", "quota_remaining", b"quota_remaining"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quota_remaining", b"_quota_remaining", "bucket_prefix_bits", b"bucket_prefix_bits", "contact_hash_version", b"contact_hash_version", "max_batch", b"max_batch", "max_buckets", b"max_buckets", "max_message_bytes", b"max_message_bytes", "oprf_key_id", b"oprf_key_id", "oprf_suite", b"oprf_suite", "quota_remaining", b"quota_remaining"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_quota_remaining", b"_quota_remaining", "bucket_prefix_bits", b"bucket_prefix_bits", "contact_hash_version", b"contact_hash_version", "max_batch", b"max_batch", "max_buckets", b"max_buckets", "max_message_bytes", b"max_message_bytes", "max_previous", b"max_previous", "oprf_key_id", b"oprf_key_id", "oprf_suite", b"oprf_suite", "quota_remaining", b"quota_remaining"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__quota_remaining: _TypeAlias = _typing.Literal["quota_remaining"]  # noqa: Y015
     _WhichOneofArgType__quota_remaining: _TypeAlias = _typing.Literal["_quota_remaining", b"_quota_remaining"]  # noqa: Y015

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onnet import CONTACT_HASH_VERSION
+from onnet.protocol import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION, MESSAGE_OVERHEAD_BYTES
 from onnet_server.core.accounts import Accounts
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.ports import Matches, RegistryStore
@@ -40,6 +40,17 @@ class DiscoveryLimits:
     max_message_bytes: int
     """The transport's limit on a request, announced to clients."""
 
+    @classmethod
+    def for_messages(cls, max_batch: int, max_message_bytes: int) -> DiscoveryLimits:
+        """The limits of requests below ``max_message_bytes``: what a full batch leaves.
+
+        A re-sync token may cover a whole address book, which can span several batches, so
+        ``max_previous`` is every hash that fits beside a full batch. GetConfig announces it:
+        computed here once, never again by a client.
+        """
+        fits = (max_message_bytes - MESSAGE_OVERHEAD_BYTES) // CONTACT_HASH_SIZE
+        return cls(max_batch, max(0, fits - max_batch), max_message_bytes)
+
 
 @dataclass(frozen=True)
 class DiscoveryParameters:
@@ -47,6 +58,7 @@ class DiscoveryParameters:
 
     contact_hash_version: int
     max_batch: int
+    max_previous: int
     max_message_bytes: int
     quota_remaining: int
 
@@ -102,6 +114,7 @@ class DiscoveryService:
         return DiscoveryParameters(
             contact_hash_version=CONTACT_HASH_VERSION,
             max_batch=self._limits.max_batch,
+            max_previous=self._limits.max_previous,
             max_message_bytes=self._limits.max_message_bytes,
             quota_remaining=await self._quota.remaining(account),
         )

@@ -10,8 +10,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
-from onnet import _buckets as buckets
-from onnet import _oprf as oprf
+from onnet.protocol import MESSAGE_OVERHEAD_BYTES, buckets, oprf
 from onnet_server.core.bucket_size import ENTRIES_PER_BUCKET, prefix_bits_for
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.ports import RegistryStore
@@ -128,7 +127,7 @@ class BucketServer:
     def __init__(self, store: RegistryStore, max_message_bytes: int) -> None:
         """Serve ``store``'s entries in responses below ``max_message_bytes``."""
         self._store = store
-        self._max_bytes = max_message_bytes - 1024
+        self._max_bytes = max_message_bytes - MESSAGE_OVERHEAD_BYTES
         self.max_buckets = max(1, self._max_bytes // (_MAX_BUCKET_ENTRIES * _MAX_ENTRY_BYTES))
         """The most buckets one call may ask for: full buckets still fit in a response."""
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc import aio
 
-from onnet import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION
+from onnet.protocol import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION, MESSAGE_OVERHEAD_BYTES
 from onnet.v1 import bench_pb2_grpc, discovery_pb2, discovery_pb2_grpc
 from onnet_server.loadtest.live import LiveLine
 from onnet_server.loadtest.loops import closed_loop, open_loop
@@ -48,7 +48,6 @@ CEILING_ORDER = "before Discover, on the same connections, with the same setting
 """When the ceiling is measured, as the report says it."""
 
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-_MESSAGE_OVERHEAD = 1024  # protobuf framing and the token, with room to spare
 _HARNESS_BOUND = 0.9  # cores: above it, the harness may be what limits the rate
 _BEHIND = 0.9  # an open loop that achieved less than this share of its rate fell behind
 
@@ -233,7 +232,7 @@ class _Driver:
                 f"--batch {settings.batch} is above the server's limit of {config.max_batch} "
                 "hashes per Discover (ONNET_MAX_BATCH)"
             )
-        if settings.batch * CONTACT_HASH_SIZE + _MESSAGE_OVERHEAD > config.max_message_bytes:
+        if settings.batch * CONTACT_HASH_SIZE + MESSAGE_OVERHEAD_BYTES > config.max_message_bytes:
             raise TargetUnsuitable(
                 f"a call of {settings.batch} hashes does not fit the server's message limit "
                 f"of {config.max_message_bytes} bytes: lower --batch"

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from onnet import _buckets as buckets
-from onnet import _oprf as oprf
+from onnet.protocol import buckets, oprf
 from onnet_server.core.errors import InvalidArgument, QuotaExceeded, UnknownAccount
 from onnet_server.core.registry import ImportRow
 from onnet_server.core.wire_answers import decode_buckets

@@ -95,11 +95,7 @@ def build_core(
     store = MemoryRegistry()
     quota = MemoryQuota(QuotaPolicy(capacity, REFILL_SECONDS), clock)
     fingerprinter = Fingerprinter(PEPPER)
-    limits = DiscoveryLimits(
-        max_batch=max_batch,
-        max_previous=(MAX_MESSAGE_BYTES - 1024) // 32 - max_batch,
-        max_message_bytes=MAX_MESSAGE_BYTES,
-    )
+    limits = DiscoveryLimits.for_messages(max_batch, MAX_MESSAGE_BYTES)
     oprf_key = OprfKey.from_pepper(PEPPER)
     buckets = BucketServer(store, MAX_MESSAGE_BYTES)
     accounts = Accounts(store, open_accounts=dev_mode)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from onnet._buckets import PREFIX_SIZE
+from onnet.protocol.buckets import PREFIX_SIZE
 from onnet_server.core import _native
 from onnet_server.core.bucket_size import MAX_PREFIX_BITS, prefix_bits_for
 from onnet_server.core.index.hashing import user_hashes
