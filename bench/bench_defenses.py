@@ -24,7 +24,7 @@ import pysodium
 import pytest
 
 import onnet
-from onnet import _oprf as oprf
+from onnet.protocol import oprf
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.private import BlindEvaluator, OprfKey
 from onnet_server.core.quota import QuotaPolicy

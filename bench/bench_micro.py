@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pytest_benchmark.fixture import BenchmarkFixture
 
 import onnet
-from onnet import _oprf as oprf
+from onnet.protocol import oprf
 from onnet.v1 import discovery_pb2
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE, Fingerprinter
 from onnet_server.core.resync import ResyncTokens

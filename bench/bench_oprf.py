@@ -13,7 +13,7 @@ import pysodium
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from onnet import _oprf as oprf
+from onnet.protocol import oprf
 
 ELEMENTS = 1000 if os.environ.get("ONNET_BENCH_USERS") else 20
 SECRET, _ = oprf.derive_key_pair(bytes(32), b"bench", oprf.Mode.OPRF)
