@@ -30,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from onnet_server.core.private import BucketServer
+from onnet_server.core.private.buckets import BucketServer
 from onnet_server.core.wire_answers import decode_buckets
 from onnet_server.stores.memory import MemoryRegistry
 

@@ -26,7 +26,7 @@ import pytest
 import onnet
 from onnet.protocol import oprf
 from onnet_server.core.fingerprint import Fingerprinter
-from onnet_server.core.private import BlindEvaluator, OprfKey
+from onnet_server.core.private.keys import BlindEvaluator, OprfKey
 from onnet_server.core.quota import QuotaPolicy
 from onnet_server.core.resync import ResyncTokens
 from onnet_server.stores.memory import MemoryRegistry

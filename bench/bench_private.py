@@ -25,7 +25,7 @@ import pytest
 import onnet
 from bench.psi_peer import items
 from onnet_server.core.fingerprint import Fingerprinter
-from onnet_server.core.private import OprfKey, private_entry
+from onnet_server.core.private.keys import OprfKey, private_entry
 from onnet_server.stores.memory import MemoryRegistry
 from tests.security import account_metadata, discovery_client
 from tests.servers import REPO, ThreadedServer, fresh_config

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 import onnet
 from onnet._credentials import KIND_ACCOUNT, KIND_SERVICE, public_jwks
-from onnet_server.credentials import CredentialPolicy, CredentialVerifier
-from onnet_server.dev_certs import DevCerts, make_dev_certs
-from onnet_server.jwks import KeySet
+from onnet_server.api.credentials import CredentialPolicy, CredentialVerifier
+from onnet_server.api.jwks import KeySet
+from onnet_server.commands.dev_certs import DevCerts, make_dev_certs
 
 DEFAULT_ACCOUNT = "tester"
 """The account a test client discovers as, unless it asks for another."""
@@ -52,7 +52,7 @@ class Security:
         return onnet.channel_credentials(self.certs.ca_cert)
 
     def server_settings(self) -> dict[str, Any]:
-        """ServerConfig fields: TLS and the credential keys."""
+        """ServeSettings fields: TLS and the credential keys."""
         return {
             "tls_cert": self.certs.server_cert,
             "tls_key": self.certs.server_key,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onnet_server.config import ServerConfig
+from onnet_server.config import ServeSettings
 from onnet_server.core.ports import RegistryStore
 from onnet_server.server import start_server
 from tests.security import security
@@ -43,7 +43,7 @@ one account, and the per-account call rate has tests of its own (tests/hostile).
 SUITE_LIMITS_ENV = {"ONNET_ACCOUNT_CALLS": str(SUITE_ACCOUNT_CALLS)}
 
 
-def fresh_config(**overrides: object) -> ServerConfig:
+def fresh_config(**overrides: object) -> ServeSettings:
     """A config on a free loopback port with a fresh random pepper, TLS and credentials."""
     values: dict[str, object] = {
         "listen": "127.0.0.1:0",
@@ -53,14 +53,14 @@ def fresh_config(**overrides: object) -> ServerConfig:
         **security().server_settings(),
     }
     values.update(overrides)
-    return ServerConfig(**values)  # type: ignore[arg-type]
+    return ServeSettings(**values)  # type: ignore[arg-type]
 
 
 @dataclass
 class ThreadedServer:
     """A grpc.aio server on its own event loop (``asyncio.run``) in a daemon thread."""
 
-    config: ServerConfig
+    config: ServeSettings
     store: RegistryStore | None = None
     """The store to serve; None opens the one the config names (memory by default)."""
     tracer_provider: TracerProvider | None = None

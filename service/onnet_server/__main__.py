@@ -2,7 +2,7 @@
 
 import sys
 
-from onnet_server.cli import main
+from onnet_server.commands.main import main
 
 # Guarded: the import pool's processes (core/row_preparer.py) import the main module too.
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from onnet.protocol import (
     KIND_CLAIM,
     MESSAGE_OVERHEAD_BYTES,
 )
+from onnet_server.api.jwks import SUPPORTED_ALGORITHMS
 from onnet_server.core.quota import QuotaPolicy
-from onnet_server.jwks import SUPPORTED_ALGORITHMS
 
-__all__ = ["ConfigError", "ServerConfig"]
+__all__ = ["ConfigError", "ServeSettings"]
 
 _ENV_PREFIX = "ONNET_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -42,7 +42,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class ServerConfig:
+class ServeSettings:
     """Everything ``onnet serve`` can be told. Each field has an ONNET_* variable."""
 
     listen: str = "127.0.0.1:50051"
@@ -327,7 +327,7 @@ class ServerConfig:
         return env
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerConfig:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServeSettings:
         """Build the configuration from ONNET_* variables (``os.environ`` by default).
 
         ``overrides`` (command-line flags) win over the variables; the whole is checked once.

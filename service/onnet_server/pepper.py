@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onnet_server.config import ConfigError, ServerConfig
+from onnet_server.config import ConfigError, ServeSettings
 
 __all__ = [
     "PEPPER_SIZE",
@@ -66,7 +66,7 @@ def read_pepper_file(path: Path, variable: str) -> bytes:
     return _parse_hex(text, variable)
 
 
-def load_previous_pepper(config: ServerConfig) -> Pepper | None:
+def load_previous_pepper(config: ServeSettings) -> Pepper | None:
     """The pepper before the last rotation (ONNET_PREVIOUS_PEPPER_FILE), if configured."""
     if config.previous_pepper_file is None:
         return None
@@ -75,10 +75,10 @@ def load_previous_pepper(config: ServerConfig) -> Pepper | None:
     )
 
 
-def load_pepper(config: ServerConfig) -> Pepper:
+def load_pepper(config: ServeSettings) -> Pepper:
     """The configured pepper: ONNET_PEPPER_FILE, else ONNET_PEPPER, else an ephemeral one.
 
-    Only development mode gets as far as the ephemeral one: ServerConfig refuses any other
+    Only development mode gets as far as the ephemeral one: ServeSettings refuses any other
     configuration without a pepper.
     """
     if config.pepper_file is not None:

@@ -26,32 +26,34 @@ from onnet.v1 import (
     registry_pb2,
     registry_pb2_grpc,
 )
-from onnet_server.auth import KIND_ACCOUNT, KIND_SERVICE, Authenticator
-from onnet_server.config import ConfigError, ServerConfig
-from onnet_server.core.accounts import Accounts
-from onnet_server.core.call_rate import CallRatePolicy, CallRates
-from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
-from onnet_server.core.fingerprint import Fingerprinter
-from onnet_server.core.ports import RegistryStore
-from onnet_server.core.private import BlindEvaluator, BucketServer, OprfKey
-from onnet_server.core.private_discovery import PrivateDiscovery
-from onnet_server.core.quota import QuotaPolicy
-from onnet_server.core.registry import RegistryService
-from onnet_server.core.resync import ResyncTokens
-from onnet_server.core.routing import RoutingService
-from onnet_server.core.row_preparer import RowPreparer
-from onnet_server.credentials import CredentialPolicy, CredentialVerifier
-from onnet_server.gate import PUBLIC, CallGate, CallSlots, method_rules
-from onnet_server.heap import keep_out_of_collections
-from onnet_server.jwks import JwksError, KeySet
-from onnet_server.metrics import Metrics, MetricsInterceptor, serve_metrics
-from onnet_server.pepper import Pepper, load_pepper, load_previous_pepper
-from onnet_server.servicer import (
+from onnet_server.api.auth import KIND_ACCOUNT, KIND_SERVICE, Authenticator
+from onnet_server.api.credentials import CredentialPolicy, CredentialVerifier
+from onnet_server.api.gate import PUBLIC, CallGate, CallSlots, method_rules
+from onnet_server.api.jwks import JwksError, KeySet
+from onnet_server.api.metrics import Metrics, MetricsInterceptor, serve_metrics
+from onnet_server.api.servicer import (
     BenchServicer,
     DiscoveryServicer,
     HealthServicer,
     RegistryServicer,
 )
+from onnet_server.api.tls import server_credentials
+from onnet_server.config import ConfigError, ServeSettings
+from onnet_server.core.accounts import Accounts
+from onnet_server.core.call_rate import CallRatePolicy, CallRates
+from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
+from onnet_server.core.fingerprint import Fingerprinter
+from onnet_server.core.ports import RegistryStore
+from onnet_server.core.private.buckets import BucketServer
+from onnet_server.core.private.keys import BlindEvaluator, OprfKey
+from onnet_server.core.private.service import PrivateDiscovery
+from onnet_server.core.quota import QuotaPolicy
+from onnet_server.core.registry import RegistryService
+from onnet_server.core.resync import ResyncTokens
+from onnet_server.core.routing import RoutingService
+from onnet_server.core.row_preparer import RowPreparer
+from onnet_server.heap import keep_out_of_collections
+from onnet_server.pepper import Pepper, load_pepper, load_previous_pepper
 from onnet_server.stores.index_loader import ChildLoader
 from onnet_server.stores.index_rebuild import BasePolicy
 from onnet_server.stores.memory import MemoryRegistry
@@ -59,7 +61,6 @@ from onnet_server.stores.redis_connection import RedisClient, connect_and_run, d
 from onnet_server.stores.redis_layout import Layout
 from onnet_server.stores.redis_pepper import PepperMismatch, record_pepper
 from onnet_server.stores.redis_store import RedisRegistry
-from onnet_server.tls import server_credentials
 from onnet_server.tracing import tracing_from_env
 from onnet_server.work_pool import WorkPool
 
@@ -106,7 +107,7 @@ class Transport:
     (``RunningServer.replace_transport``), reusing everything but gRPC's own objects.
     """
 
-    config: ServerConfig
+    config: ServeSettings
     interceptors: list[aio.ServerInterceptor]
     servicers: list[tuple[Adder, Any]]
     health: HealthServicer
@@ -221,7 +222,7 @@ class RunningServer:
         await self.store.close()
 
 
-async def open_store(config: ServerConfig, pepper: Pepper) -> RegistryStore:
+async def open_store(config: ServeSettings, pepper: Pepper) -> RegistryStore:
     """The configured registry store: Redis, Redis Cluster, or the embedded memory store.
 
     A Redis registry must have been built with ``pepper``: the first server on a prefix
@@ -261,12 +262,12 @@ async def open_store(config: ServerConfig, pepper: Pepper) -> RegistryStore:
     return await connect_and_run(config.redis_url, config.redis_cluster, load)
 
 
-def base_policy(config: ServerConfig) -> BasePolicy:
+def base_policy(config: ServeSettings) -> BasePolicy:
     """When the index gets a new base."""
     return BasePolicy(min_changes=config.index_rebuild_changes, max_age=config.index_max_age)
 
 
-def resync_tokens(config: ServerConfig, pepper: Pepper) -> ResyncTokens:
+def resync_tokens(config: ServeSettings, pepper: Pepper) -> ResyncTokens:
     """Re-sync tokens under the pepper, still accepting those of the previous pepper."""
     previous = load_previous_pepper(config)
     return ResyncTokens.from_peppers(
@@ -276,7 +277,7 @@ def resync_tokens(config: ServerConfig, pepper: Pepper) -> ResyncTokens:
     )
 
 
-def request_limits(config: ServerConfig, max_buckets: int) -> dict[str, int]:
+def request_limits(config: ServeSettings, max_buckets: int) -> dict[str, int]:
     """The largest request each method can legitimately need, in bytes.
 
     Methods not named here take small messages (_SMALL_REQUEST). The transport's own limit
@@ -300,7 +301,7 @@ def request_limits(config: ServerConfig, max_buckets: int) -> dict[str, int]:
 
 
 def call_gate(
-    config: ServerConfig, auth: Authenticator, accounts: Accounts, max_buckets: int
+    config: ServeSettings, auth: Authenticator, accounts: Accounts, max_buckets: int
 ) -> CallGate:
     """The gate every call passes, with a rule for each method of each served service."""
     rules = method_rules(CREDENTIALS, request_limits(config, max_buckets), _SMALL_REQUEST)
@@ -319,7 +320,7 @@ def call_gate(
     )
 
 
-async def authenticator(config: ServerConfig) -> Authenticator:
+async def authenticator(config: ServeSettings) -> Authenticator:
     """The credential check that ``config`` asks for, its JWKS URL fetched once.
 
     The fetch runs off the event loop: it may take its whole deadline.
@@ -350,7 +351,7 @@ async def authenticator(config: ServerConfig) -> Authenticator:
 
 
 async def start_server(
-    config: ServerConfig,
+    config: ServeSettings,
     *,
     store: RegistryStore | None = None,
     pepper: Pepper | None = None,
@@ -380,7 +381,7 @@ def _in_background(
 
 
 async def _start(
-    config: ServerConfig,
+    config: ServeSettings,
     started: contextlib.AsyncExitStack,
     store: RegistryStore | None,
     pepper: Pepper,
@@ -443,7 +444,7 @@ async def _start(
     health_servicer = HealthServicer()
     interceptors: list[aio.ServerInterceptor] = [MetricsInterceptor(metrics)]
     if tracer_provider is not None:
-        from onnet_server.server_spans import ServerSpans  # noqa: PLC0415 - needs onnet[otel]
+        from onnet_server.api.server_spans import ServerSpans  # noqa: PLC0415 - needs onnet[otel]
 
         interceptors.append(ServerSpans(tracer_provider, (DISCOVERY, REGISTRY, BENCH)))
     transport = Transport(config, [*interceptors, gate], servicers, health_servicer, names)
@@ -494,7 +495,7 @@ async def _start(
     )
 
 
-def _warn_about_settings(config: ServerConfig, pepper: Pepper) -> None:
+def _warn_about_settings(config: ServeSettings, pepper: Pepper) -> None:
     """Say loudly, once at start, what makes this server unfit for production."""
     if pepper.ephemeral:
         _log.warning(
@@ -534,13 +535,13 @@ def _writable_by_others(path: Path) -> bool:
         return False
 
 
-def _transport(config: ServerConfig) -> str:
+def _transport(config: ServeSettings) -> str:
     if config.tls_client_ca is not None:
         return "mutual TLS"
     return "TLS" if config.tls_cert is not None else "plaintext"
 
 
-async def serve(config: ServerConfig) -> None:
+async def serve(config: ServeSettings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     tracing = tracing_from_env(os.environ)  # first: a server that cannot trace does not start
     stopping = asyncio.Event()

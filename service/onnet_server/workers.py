@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from onnet_server.logs import configure_logging
 
 if TYPE_CHECKING:  # the lean supervisor never imports the server's configuration
-    from onnet_server.config import ServerConfig
+    from onnet_server.config import ServeSettings
 
 __all__ = ["main", "run_workers"]
 
@@ -73,7 +73,7 @@ def _metrics_of(listen: str | None, index: int) -> str | None:
     return f"{host}:{int(port) + index}"
 
 
-def run_workers(config: ServerConfig) -> int:
+def run_workers(config: ServeSettings) -> int:
     """Become the supervisor of ``config.workers`` workers (this call does not return).
 
     Returns 1 only when the process cannot be replaced.

@@ -135,11 +135,11 @@ async def test_a_method_without_a_rule_is_closed() -> None:
     """A service added to the server without a line in CREDENTIALS answers nobody."""
     from grpc import aio
 
-    from onnet_server.auth import Authenticator
+    from onnet_server.api.auth import Authenticator
+    from onnet_server.api.credentials import CredentialVerifier
+    from onnet_server.api.gate import CallGate, CallSlots, method_rules
+    from onnet_server.api.jwks import KeySet
     from onnet_server.core.call_rate import CallRatePolicy, CallRates
-    from onnet_server.credentials import CredentialVerifier
-    from onnet_server.gate import CallGate, CallSlots, method_rules
-    from onnet_server.jwks import KeySet
     from onnet_server.server import CREDENTIALS
 
     async def answer(request: bytes, context: object) -> bytes:

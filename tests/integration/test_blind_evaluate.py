@@ -7,7 +7,7 @@ import pytest
 import onnet
 from onnet.protocol import oprf
 from onnet.v1 import discovery_pb2
-from onnet_server.core.private import OprfKey
+from onnet_server.core.private.keys import OprfKey
 from tests.security import async_discovery_client, discovery_client
 from tests.servers import ThreadedServer
 

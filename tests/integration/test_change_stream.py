@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from onnet import contact_hash
+from onnet import ImportRow, contact_hash
 from onnet.protocol import oprf
 from onnet_server.core.fingerprint import Fingerprinter
-from onnet_server.core.private import OprfKey
-from onnet_server.core.registry import ImportRow, RegistryService
+from onnet_server.core.private.keys import OprfKey
+from onnet_server.core.registry import RegistryService
 from onnet_server.stores.redis_connection import RedisClient, connect, scan_keys
 from onnet_server.stores.redis_layout import Layout
 from onnet_server.stores.redis_store import RedisRegistry, _Change, _Current

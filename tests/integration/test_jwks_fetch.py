@@ -19,8 +19,8 @@ from contextlib import contextmanager
 import pytest
 from jwcrypto import jwk
 
-from onnet_server.jwks import JwksError, KeySet
-from onnet_server.jwks_fetch import FetchError, fetch_document
+from onnet_server.api.jwks import JwksError, KeySet
+from onnet_server.api.jwks_fetch import FetchError, fetch_document
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jwcrypto's own
 
@@ -235,7 +235,7 @@ async def test_the_refresher_survives_an_error_no_check_foresaw(
             failures.append(1)
             raise RuntimeError("a bug in a library")
 
-        monkeypatch.setattr("onnet_server.jwks.fetch_document", unforeseen)
+        monkeypatch.setattr("onnet_server.api.jwks.fetch_document", unforeseen)
         refreshing = asyncio.ensure_future(keys.keep_current())
         try:
             await wait_for(lambda: len(failures) >= 2, "two failed fetches")

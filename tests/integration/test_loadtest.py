@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from onnet._credentials import KIND_SERVICE
-from onnet_server.cli import main
+from onnet_server.commands.main import main
 from onnet_server.loadtest.population import make_books
 from onnet_server.loadtest.registration import register_population
 from onnet_server.loadtest.runner import (

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
+from onnet_server.commands.rotation import drop_registry, move_blocklists
 from onnet_server.config import ConfigError
 from onnet_server.pepper import Pepper, write_pepper_file
-from onnet_server.rotation import drop_registry, move_blocklists
 from onnet_server.stores.redis_connection import connect
 from onnet_server.stores.redis_layout import Layout
 from onnet_server.stores.redis_pepper import PepperMismatch, pepper_check_value
@@ -31,7 +31,7 @@ def new_pepper() -> Pepper:
 
 
 def where(kind: str, request: pytest.FixtureRequest) -> dict[str, object]:
-    """ServerConfig settings for the store of ``kind``."""
+    """The ServeSettings fields for the store of ``kind``."""
     if kind == "redis":
         return {"redis_url": request.getfixturevalue("redis_url")}
     return {"redis_cluster": request.getfixturevalue("cluster_seeds")}

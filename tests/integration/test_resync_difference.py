@@ -18,7 +18,7 @@ from grpc import aio
 
 import onnet
 from onnet.v1 import bench_pb2_grpc, discovery_pb2
-from onnet_server.cli import main
+from onnet_server.commands.main import main
 from onnet_server.loadtest.population import make_books, registered_number
 from onnet_server.loadtest.runner import VirtualClient
 from tests.security import (

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from onnet_server.config import ConfigError, ServerConfig
+from onnet_server.config import ConfigError, ServeSettings
 from onnet_server.pepper import Pepper, load_pepper, write_pepper_file
 
 
 def test_defaults() -> None:
-    config = ServerConfig.from_env({"ONNET_DEV": "1"})
+    config = ServeSettings.from_env({"ONNET_DEV": "1"})
     assert config.listen == "127.0.0.1:50051"
     assert config.max_batch == 10_000
     assert config.pepper_file is None
@@ -18,8 +18,8 @@ def test_defaults() -> None:
 
 def test_production_needs_credential_keys() -> None:
     with pytest.raises(ConfigError, match=r"set ONNET_AUTH_JWKS .* or pass --dev"):
-        ServerConfig.from_env({})
-    keys = ServerConfig.from_env(
+        ServeSettings.from_env({})
+    keys = ServeSettings.from_env(
         {"ONNET_AUTH_JWKS": "/etc/onnet/issuer.jwks", "ONNET_PEPPER_FILE": "/etc/p"}
     )
     assert keys.auth_jwks == Path("/etc/onnet/issuer.jwks")
@@ -33,19 +33,19 @@ def test_production_needs_a_pepper(overrides: dict[str, object]) -> None:
     that makes a pepper."""
     env = {"ONNET_AUTH_JWKS": "/etc/onnet/issuer.jwks", "ONNET_LISTEN": "127.0.0.1:7"}
     with pytest.raises(ConfigError) as refused:
-        ServerConfig.from_env(env, **overrides)
+        ServeSettings.from_env(env, **overrides)
     message = str(refused.value)
     assert "ONNET_PEPPER_FILE" in message
     assert "ONNET_PEPPER:" in message or "ONNET_PEPPER " in message
     assert "onnet new-pepper" in message
-    assert ServerConfig.from_env({**env, "ONNET_PEPPER": "ab" * 32}).pepper_hex == "ab" * 32
-    assert ServerConfig.from_env({**env, "ONNET_PEPPER_FILE": "/p"}).pepper_file == Path("/p")
+    assert ServeSettings.from_env({**env, "ONNET_PEPPER": "ab" * 32}).pepper_hex == "ab" * 32
+    assert ServeSettings.from_env({**env, "ONNET_PEPPER_FILE": "/p"}).pepper_file == Path("/p")
     # Development mode keeps its ephemeral pepper.
-    assert load_pepper(ServerConfig.from_env({"ONNET_DEV": "1"})).ephemeral
+    assert load_pepper(ServeSettings.from_env({"ONNET_DEV": "1"})).ephemeral
 
 
 def test_flags_override_the_environment() -> None:
-    config = ServerConfig.from_env({"ONNET_MAX_BATCH": "5"}, dev_mode=True, max_batch=7)
+    config = ServeSettings.from_env({"ONNET_MAX_BATCH": "5"}, dev_mode=True, max_batch=7)
     assert (config.dev_mode, config.max_batch) == (True, 7)
 
 
@@ -66,11 +66,11 @@ def test_flags_override_the_environment() -> None:
 )
 def test_security_settings_must_agree(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        ServerConfig.from_env(env)
+        ServeSettings.from_env(env)
 
 
 def test_environment_overrides(tmp_path: Path) -> None:
-    config = ServerConfig.from_env(
+    config = ServeSettings.from_env(
         {
             "ONNET_LISTEN": "0.0.0.0:6000",
             "ONNET_MAX_BATCH": "500",
@@ -91,7 +91,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert config.allow_plaintext
     assert (config.max_credential_lifetime, config.account_calls) == (600, 0)
     assert (config.account_calls_period, config.max_concurrent_calls) == (30.0, 7)
-    assert ServerConfig.from_env(config.to_env()) == config
+    assert ServeSettings.from_env(config.to_env()) == config
 
 
 def test_plaintext_beyond_loopback_needs_the_explicit_flag(tmp_path: Path) -> None:
@@ -100,11 +100,11 @@ def test_plaintext_beyond_loopback_needs_the_explicit_flag(tmp_path: Path) -> No
         "ONNET_AUTH_JWKS": str(tmp_path / "keys.jwks"),
     }
     for address in ("127.0.0.1:6000", "[::1]:6000", "localhost:6000"):
-        assert not ServerConfig.from_env({**settings, "ONNET_LISTEN": address}).allow_plaintext
+        assert not ServeSettings.from_env({**settings, "ONNET_LISTEN": address}).allow_plaintext
     with pytest.raises(ConfigError, match="ONNET_ALLOW_PLAINTEXT=1"):
-        ServerConfig.from_env({**settings, "ONNET_LISTEN": "0.0.0.0:6000"})
+        ServeSettings.from_env({**settings, "ONNET_LISTEN": "0.0.0.0:6000"})
     tls = {"ONNET_TLS_CERT": str(tmp_path / "c"), "ONNET_TLS_KEY": str(tmp_path / "k")}
-    assert ServerConfig.from_env({**settings, **tls, "ONNET_LISTEN": "0.0.0.0:6000"}).tls_cert
+    assert ServeSettings.from_env({**settings, **tls, "ONNET_LISTEN": "0.0.0.0:6000"}).tls_cert
 
 
 @pytest.mark.parametrize(
@@ -128,12 +128,12 @@ def test_plaintext_beyond_loopback_needs_the_explicit_flag(tmp_path: Path) -> No
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        ServerConfig.from_env(env)
+        ServeSettings.from_env(env)
 
 
 def test_the_pepper_never_shows_in_repr() -> None:
     secret = "ab" * 32
-    assert secret not in repr(ServerConfig(dev_mode=True, pepper_hex=secret))
+    assert secret not in repr(ServeSettings(dev_mode=True, pepper_hex=secret))
     assert secret not in repr(Pepper.from_key(bytes.fromhex(secret)))
 
 
@@ -141,18 +141,18 @@ def test_pepper_sources(tmp_path: Path) -> None:
     path = tmp_path / "pepper"
     written = write_pepper_file(path)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    from_file = load_pepper(ServerConfig(dev_mode=True, pepper_file=path))
+    from_file = load_pepper(ServeSettings(dev_mode=True, pepper_file=path))
     assert from_file.key == written.key
     assert from_file.key_id == written.key_id
     assert not from_file.ephemeral
     from_env = load_pepper(
-        ServerConfig(dev_mode=True, pepper_hex=written.key.hex(), pepper_id="k7")
+        ServeSettings(dev_mode=True, pepper_hex=written.key.hex(), pepper_id="k7")
     )
     assert (from_env.key, from_env.key_id) == (written.key, "k7")
-    ephemeral = load_pepper(ServerConfig(dev_mode=True))
+    ephemeral = load_pepper(ServeSettings(dev_mode=True))
     assert ephemeral.ephemeral
     assert len(ephemeral.key) == 32
-    assert ephemeral.key != load_pepper(ServerConfig(dev_mode=True)).key
+    assert ephemeral.key != load_pepper(ServeSettings(dev_mode=True)).key
 
 
 def test_pepper_file_is_never_overwritten(tmp_path: Path) -> None:
@@ -167,19 +167,19 @@ def test_malformed_peppers(tmp_path: Path, text: str) -> None:
     path = tmp_path / "pepper"
     path.write_text(text)
     with pytest.raises(ConfigError, match="ONNET_PEPPER_FILE must hold 64 hex digits"):
-        load_pepper(ServerConfig(dev_mode=True, pepper_file=path))
+        load_pepper(ServeSettings(dev_mode=True, pepper_file=path))
     if text:
         with pytest.raises(ConfigError, match="ONNET_PEPPER must hold 64 hex digits"):
-            load_pepper(ServerConfig(dev_mode=True, pepper_hex=text))
+            load_pepper(ServeSettings(dev_mode=True, pepper_hex=text))
 
 
 def test_missing_pepper_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
-        load_pepper(ServerConfig(dev_mode=True, pepper_file=tmp_path / "absent"))
+        load_pepper(ServeSettings(dev_mode=True, pepper_file=tmp_path / "absent"))
 
 
 def test_a_configuration_survives_the_environment(tmp_path: Path) -> None:
-    config = ServerConfig(
+    config = ServeSettings(
         listen="127.0.0.1:7000",
         pepper_hex="ab" * 32,
         redis_url="redis://127.0.0.1:6379/0",
@@ -199,9 +199,9 @@ def test_a_configuration_survives_the_environment(tmp_path: Path) -> None:
         bench_ceiling=True,
         reuse_port=True,
     )
-    assert ServerConfig.from_env(config.to_env()) == config
-    dev = ServerConfig(dev_mode=True)
-    assert ServerConfig.from_env(dev.to_env()) == dev
+    assert ServeSettings.from_env(config.to_env()) == config
+    dev = ServeSettings(dev_mode=True)
+    assert ServeSettings.from_env(dev.to_env()) == dev
 
 
 @pytest.mark.parametrize(
@@ -214,7 +214,7 @@ def test_a_configuration_survives_the_environment(tmp_path: Path) -> None:
 )
 def test_process_settings_must_agree(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        ServerConfig.from_env(env)
+        ServeSettings.from_env(env)
 
 
 def test_workers_need_a_fixed_port_and_a_shared_pepper(tmp_path: Path) -> None:
@@ -224,14 +224,14 @@ def test_workers_need_a_fixed_port_and_a_shared_pepper(tmp_path: Path) -> None:
         "ONNET_WORKERS": "2",
     }
     with pytest.raises(ConfigError, match="fixed port"):
-        ServerConfig.from_env({**base, "ONNET_PEPPER": "ab" * 32, "ONNET_LISTEN": "127.0.0.1:0"})
+        ServeSettings.from_env({**base, "ONNET_PEPPER": "ab" * 32, "ONNET_LISTEN": "127.0.0.1:0"})
     with pytest.raises(ConfigError, match="set ONNET_PEPPER_FILE"):
-        ServerConfig.from_env(base)
+        ServeSettings.from_env(base)
 
 
 def test_the_retired_public_key_file_is_refused_with_what_replaced_it() -> None:
     with pytest.raises(ConfigError, match=r"ONNET_AUTH_PUBLIC_KEYS is retired: .*ONNET_AUTH_JWKS"):
-        ServerConfig.from_env({"ONNET_AUTH_PUBLIC_KEYS": "/etc/onnet/account.pub"})
+        ServeSettings.from_env({"ONNET_AUTH_PUBLIC_KEYS": "/etc/onnet/account.pub"})
 
 
 @pytest.mark.parametrize(
@@ -241,9 +241,9 @@ def test_the_retired_public_key_file_is_refused_with_what_replaced_it() -> None:
 def test_only_asymmetric_algorithms_can_be_configured(algorithms: str, accepted: bool) -> None:
     env = {"ONNET_DEV": "1", "ONNET_AUTH_ALGORITHMS": algorithms}
     if accepted:
-        assert ServerConfig.from_env(env).auth_algorithms == tuple(
+        assert ServeSettings.from_env(env).auth_algorithms == tuple(
             a.strip() for a in algorithms.split(",")
         )
     else:
         with pytest.raises(ConfigError, match="ONNET_AUTH_ALGORITHMS must be some of EdDSA"):
-            ServerConfig.from_env(env)
+            ServeSettings.from_env(env)

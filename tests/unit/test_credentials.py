@@ -24,15 +24,15 @@ from jwcrypto import jwk
 from jwcrypto import jwt as jose
 
 from onnet._credentials import KIND_ACCOUNT, KIND_SERVICE
-from onnet_server.auth import Authenticator
-from onnet_server.core.errors import Unauthenticated
-from onnet_server.credentials import (
+from onnet_server.api.auth import Authenticator
+from onnet_server.api.credentials import (
     Credential,
     CredentialError,
     CredentialPolicy,
     CredentialVerifier,
 )
-from onnet_server.jwks import KeySet
+from onnet_server.api.jwks import KeySet
+from onnet_server.core.errors import Unauthenticated
 
 # jwcrypto 1.5's JWT class touches a class of its own that it marks deprecated, on every
 # token it makes: its warning, not onnet's.

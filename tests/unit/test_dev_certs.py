@@ -19,8 +19,8 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from onnet._tls import channel_credentials
-from onnet_server.dev_certs import DevCerts, make_dev_certs
-from onnet_server.tls import TlsConfigError, peer_common_name, server_credentials
+from onnet_server.api.tls import TlsConfigError, peer_common_name, server_credentials
+from onnet_server.commands.dev_certs import DevCerts, make_dev_certs
 
 FILES = (
     "ca.pem", "ca.key", "server.pem", "server.key",

@@ -12,8 +12,8 @@ import secrets
 import pytest
 from google.rpc import code_pb2, error_details_pb2
 
+from onnet_server.api.status import status_of
 from onnet_server.core.errors import QuotaExceeded
-from onnet_server.status import status_of
 from onnet_server.stores.memory import MemoryRegistry
 
 DOCUMENTED_BLOCKLIST_CAP = 10_000

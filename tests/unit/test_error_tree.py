@@ -12,8 +12,8 @@ import pytest
 import onnet
 from onnet import _client, _errors
 from onnet.v1 import discovery_pb2, registry_pb2
-from onnet_server import cli
-from onnet_server.cli_common import EXIT_REFUSED
+from onnet_server.commands import main as cli
+from onnet_server.commands.common import EXIT_REFUSED
 
 _ENTRY = re.compile(r"^(?P<indent>[│ ]*)(?:[├└]── )?(?P<name>[A-Z]\w+)\b")
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from onnet_server.histogram import LabelledHistogram
+from onnet_server.api.histogram import LabelledHistogram
 
 BUCKETS = (1, 10, 100, 1_000)
 

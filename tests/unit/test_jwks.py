@@ -16,8 +16,8 @@ from onnet._credentials import (
     new_signing_key_pem,
     public_jwks,
 )
-from onnet_server.credentials import CredentialVerifier
-from onnet_server.jwks import JwksError, KeySet, keys_of_jwks
+from onnet_server.api.credentials import CredentialVerifier
+from onnet_server.api.jwks import JwksError, KeySet, keys_of_jwks
 
 ALL = ("EdDSA", "ES256", "RS256")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jwcrypto's own

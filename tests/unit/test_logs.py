@@ -37,8 +37,8 @@ def test_a_grpc_record_keeps_its_template_and_loses_its_values() -> None:
 
 
 def test_records_of_onnet_are_untouched() -> None:
-    text = formatted(record("onnet_server.servicer", "Discover: %d hashes", 5))
-    assert text == "onnet_server.servicer Discover: 5 hashes"
+    text = formatted(record("onnet_server.api.servicer", "Discover: %d hashes", 5))
+    assert text == "onnet_server.api.servicer Discover: 5 hashes"
 
 
 def test_the_c_core_tracing_is_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:

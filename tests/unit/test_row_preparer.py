@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from onnet import ImportRow
 from onnet_server.core.fingerprint import Fingerprinter
-from onnet_server.core.private import OprfKey
-from onnet_server.core.row_preparer import ImportRow, RowPreparer, prepare_rows
+from onnet_server.core.private.keys import OprfKey
+from onnet_server.core.row_preparer import RowPreparer, prepare_rows
 
 
 def rows(count: int) -> list[ImportRow]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from onnet_server import cli
-from onnet_server.config import ServerConfig
+from onnet_server.commands import main as cli
+from onnet_server.config import ServeSettings
 from onnet_server.pepper import Pepper
 from onnet_server.server import _warn_about_settings
 
@@ -56,7 +56,7 @@ def test_a_jwks_others_may_write_is_warned_of(
 ) -> None:
     jwks = tmp_path / "issuer.jwks"
     jwks.write_text("{}")
-    config = ServerConfig(auth_jwks=jwks, pepper_hex=secrets.token_hex(32))
+    config = ServeSettings(auth_jwks=jwks, pepper_hex=secrets.token_hex(32))
     pepper = Pepper.from_key(secrets.token_bytes(32))
     for mode, warned in ((0o644, False), (0o664, True), (0o646, True)):
         jwks.chmod(mode)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from onnet import contact_hash
+from onnet import ImportRejection, ImportRow, contact_hash
 from onnet_server.core.errors import InvalidArgument, NotFound
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import Registration, RegistryStore
-from onnet_server.core.private import OprfKey, private_entry
-from onnet_server.core.row_preparer import ImportRow, Rejection, RowPreparer, prepare_rows
+from onnet_server.core.private.keys import OprfKey, private_entry
+from onnet_server.core.row_preparer import RowPreparer, prepare_rows
 from onnet_server.core.validation import check_e164, check_user_id
 
-__all__ = ["ImportOutcome", "ImportRow", "RegistryService", "Rejection"]
+__all__ = ["ImportOutcome", "RegistryService"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class ImportOutcome:
     """What one batch of an import did."""
 
     imported: int
-    rejected: list[Rejection]
+    rejected: list[ImportRejection]
 
 
 class RegistryService:

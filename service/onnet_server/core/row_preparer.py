@@ -23,53 +23,34 @@ import os
 import select
 import threading
 import time
-from dataclasses import dataclass
 
-from onnet import contact_hash
+from onnet import ImportRejection, ImportRow, contact_hash
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import UserRow
-from onnet_server.core.private import OprfKey, private_entry
+from onnet_server.core.private.keys import OprfKey, private_entry
 from onnet_server.core.validation import check_e164, check_user_id
 
-__all__ = ["ImportRow", "Rejection", "RowPreparer", "prepare_rows"]
+__all__ = ["RowPreparer", "prepare_rows"]
 
 _SMALL_BATCH = 256  # fewer rows than this are prepared here: a round trip costs more
 
 
-@dataclass(frozen=True)
-class ImportRow:
-    """One row of a bulk import."""
-
-    user_id: str
-    e164: str
-    discoverable: bool
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """A row that was skipped: its position in the import, the field, and why."""
-
-    row: int
-    field: str
-    reason: str
-
-
 def prepare_rows(
     fingerprinter: Fingerprinter, oprf_key: OprfKey, rows: list[ImportRow], first_row: int
-) -> tuple[list[UserRow], list[Rejection]]:
+) -> tuple[list[UserRow], list[ImportRejection]]:
     """The valid rows as the store writes them, and the others with why (in row order).
 
     ``first_row`` is the position of ``rows[0]`` in the whole import.
     """
     valid: list[ImportRow] = []
-    rejected: list[Rejection] = []
+    rejected: list[ImportRejection] = []
     for offset, row in enumerate(rows):
         try:
             check_user_id(row.user_id)
             check_e164(row.e164)
         except InvalidArgument as error:
-            rejected.append(Rejection(first_row + offset, error.field, error.reason))
+            rejected.append(ImportRejection(first_row + offset, error.field, error.reason))
             continue
         valid.append(row)
     if not valid:
@@ -124,7 +105,7 @@ def _alive(pid: int) -> bool:
 
 def _prepare_in_worker(
     rows: list[tuple[str, str, bool]], first_row: int
-) -> tuple[list[UserRow], list[Rejection]]:
+) -> tuple[list[UserRow], list[ImportRejection]]:
     assert _WORKER is not None, "the worker was started without its keys"
     return prepare_rows(*_WORKER, [ImportRow(*row) for row in rows], first_row)
 
@@ -142,7 +123,7 @@ class RowPreparer:
 
     async def prepare(
         self, rows: list[ImportRow], first_row: int
-    ) -> tuple[list[UserRow], list[Rejection]]:
+    ) -> tuple[list[UserRow], list[ImportRejection]]:
         """``prepare_rows`` of ``rows``, on every worker at once for a large batch."""
         if len(rows) < _SMALL_BATCH or self.processes < 2:
             return await asyncio.to_thread(
@@ -161,7 +142,7 @@ class RowPreparer:
             for start in range(0, len(rows), size)
         ]
         prepared: list[UserRow] = []
-        rejected: list[Rejection] = []
+        rejected: list[ImportRejection] = []
         for part_prepared, part_rejected in await asyncio.gather(*parts):
             prepared += part_prepared
             rejected += part_rejected

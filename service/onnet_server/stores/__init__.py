@@ -1,4 +1,7 @@
-"""Adapters of the RegistryStore port: the embedded in-memory store (Redis comes later)."""
+"""The outbound adapters: the registry and quota stores (memory, Redis, Redis Cluster).
+
+Each answers lookups from the in-process index (index_reads.py) and keeps it current.
+"""
 
 from onnet_server.stores.memory import MemoryRegistry
 

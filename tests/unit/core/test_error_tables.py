@@ -1,4 +1,4 @@
-"""The two error tables, without a server: domain error -> gRPC status (onnet_server.status)
+"""The two error tables, without a server: domain error -> gRPC status (onnet_server.api.status)
 and gRPC status -> SDK exception (onnet._errors), each alone and end to end.
 
 docs/protocol.md "Errors": each refusal has one code, its field in a google.rpc.BadRequest
@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 import onnet
 import onnet_server
 from onnet import _errors
+from onnet_server.api.status import STATUS_OF, status_of
 from onnet_server.core.call_rate import RateLimited
 from onnet_server.core.errors import (
     DeadlineExceeded,
@@ -34,7 +35,6 @@ from onnet_server.core.errors import (
     Unauthenticated,
     UnknownAccount,
 )
-from onnet_server.status import STATUS_OF, status_of
 
 EXPECTED: dict[type[DomainError], tuple[int, type[onnet.ServiceError]]] = {
     InvalidArgument: (code_pb2.INVALID_ARGUMENT, onnet.InvalidArgumentError),

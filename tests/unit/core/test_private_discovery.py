@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
+from onnet import ImportRow
 from onnet.protocol import buckets, oprf
 from onnet_server.core.errors import InvalidArgument, QuotaExceeded, UnknownAccount
-from onnet_server.core.registry import ImportRow
 from onnet_server.core.wire_answers import decode_buckets
 from tests.unit.core.wiring import (
     ACCOUNT,

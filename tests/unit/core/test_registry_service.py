@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 import onnet
+from onnet import ImportRejection, ImportRow
 from onnet_server.core.blocklists import MAX_BLOCKED
 from onnet_server.core.errors import InvalidArgument, NotFound, QuotaExceeded
 from onnet_server.core.ports import Registration, UserRow
-from onnet_server.core.registry import ImportRow, Rejection
 from tests.unit.core.wiring import MAX_BATCH, Core, numbers
 
 ANN, BOB, CAROL = numbers(3)
@@ -183,8 +183,8 @@ async def test_an_import_registers_the_valid_rows_and_names_the_others(core: Cor
     outcome = await core.registry.import_batch(rows, first_row=100)
     assert outcome.imported == 2
     assert outcome.rejected == [
-        Rejection(101, "user_id", "must not be empty"),
-        Rejection(102, "e164", "not in E.164 form ('+', country code, number, no spaces)"),
+        ImportRejection(101, "user_id", "must not be empty"),
+        ImportRejection(102, "e164", "not in E.164 form ('+', country code, number, no spaces)"),
     ]
     assert holders(core, ANN, BOB, CAROL) == ["ann", "", "carol"]
     assert core.store.bucket_entry_count() == 1  # carol hides: no private-mode entry

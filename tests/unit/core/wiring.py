@@ -16,8 +16,9 @@ import onnet
 from onnet_server.core.accounts import Accounts
 from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
 from onnet_server.core.fingerprint import Fingerprinter
-from onnet_server.core.private import BlindEvaluator, BucketServer, OprfKey
-from onnet_server.core.private_discovery import PrivateDiscovery
+from onnet_server.core.private.buckets import BucketServer
+from onnet_server.core.private.keys import BlindEvaluator, OprfKey
+from onnet_server.core.private.service import PrivateDiscovery
 from onnet_server.core.quota import QuotaPolicy
 from onnet_server.core.registry import RegistryService
 from onnet_server.core.resync import ResyncTokens

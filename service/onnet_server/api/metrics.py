@@ -22,10 +22,10 @@ from prometheus_client import (
     start_http_server,
 )
 
+from onnet_server.api.histogram import LabelledHistogram, Series
+from onnet_server.api.status import ended_with
+from onnet_server.api.watched import StableWrappers, watched
 from onnet_server.core.ports import RegistryStore
-from onnet_server.histogram import LabelledHistogram, Series
-from onnet_server.status import ended_with
-from onnet_server.watched import StableWrappers, watched
 
 __all__ = ["Metrics", "MetricsInterceptor", "serve_metrics"]
 

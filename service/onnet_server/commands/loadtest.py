@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 import onnet
-from onnet_server.cli_common import (
+from onnet_server.commands.common import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
@@ -34,6 +34,7 @@ from onnet_server.cli_common import (
     secret,
     show_progress,
 )
+from onnet_server.commands.progress import ProgressBar
 from onnet_server.loadtest.live import LiveLine
 from onnet_server.loadtest.plot import PlotUnavailableError, check_plotting, write_plot
 from onnet_server.loadtest.population import MAX_USERS, make_books
@@ -54,7 +55,6 @@ from onnet_server.loadtest.server_cpu import (
     ServerCpu,
 )
 from onnet_server.loadtest.settings import Settings, Target
-from onnet_server.progress import ProgressBar
 
 __all__ = ["add_loadtest_command"]
 

@@ -1,7 +1,7 @@
 """Credentials are JSON Web Tokens (RFC 7519), checked as RFC 8725 asks, with PyJWT.
 
 Whoever issues them (the company's identity provider or account service) signs them with a
-key of its JWKS (``onnet_server.jwks``); onnet holds only the public keys, so a leaked
+key of its JWKS (``onnet_server.api.jwks``); onnet holds only the public keys, so a leaked
 server cannot mint credentials, and verifying needs no call to the issuer. What a
 credential must say (docs/protocol.md, "Credentials"):
 
@@ -37,7 +37,7 @@ from onnet.protocol import (
     MAX_SUBJECT_LENGTH,
     MAX_TOKEN_LENGTH,
 )
-from onnet_server.jwks import KeySet
+from onnet_server.api.jwks import KeySet
 
 __all__ = ["Credential", "CredentialError", "CredentialPolicy", "CredentialVerifier"]
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from onnet_server.cli_common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, fail
+from onnet_server.commands.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, fail
 from onnet_server.config import ConfigError
 from onnet_server.pepper import read_pepper_file
 from onnet_server.stores.redis_connection import STORE_DOWN, RedisClient, connect, describe
@@ -94,7 +94,7 @@ def _with_redis(
 
 
 def _move_blocklists(args: argparse.Namespace) -> int:
-    from onnet_server.rotation import move_blocklists  # noqa: PLC0415
+    from onnet_server.commands.rotation import move_blocklists  # noqa: PLC0415
 
     new = read_pepper_file(_path(args.pepper_file, "ONNET_PEPPER_FILE"), "ONNET_PEPPER_FILE")
     old = read_pepper_file(
@@ -116,7 +116,7 @@ def _move_blocklists(args: argparse.Namespace) -> int:
 
 
 def _drop_registry(args: argparse.Namespace) -> int:
-    from onnet_server.rotation import drop_registry  # noqa: PLC0415
+    from onnet_server.commands.rotation import drop_registry  # noqa: PLC0415
 
     if not args.yes:
         fail(f"this deletes the registry under prefix {args.prefix}; add --yes to do it")

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from onnet_server.jwks_fetch import FetchError, fetch_document, host_of
+from onnet_server.api.jwks_fetch import FetchError, fetch_document, host_of
 
 __all__ = [
     "ALGORITHM_OF",

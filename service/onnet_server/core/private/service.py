@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from onnet_server.core.accounts import Accounts
-from onnet_server.core.private import BlindEvaluator, BucketServer
+from onnet_server.core.private.buckets import BucketServer
+from onnet_server.core.private.keys import BlindEvaluator
 from onnet_server.core.quota import QuotaStore, refuse_over_quota
 
 __all__ = ["HeavyWork", "PrivateDiscovery"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from onnet.protocol import DEFAULT_AUDIENCE, DEFAULT_ISSUER
-from onnet_server.cli_common import EXIT_OK, EXIT_USAGE, fail
+from onnet_server.commands.common import EXIT_OK, EXIT_USAGE, fail
 
 __all__ = ["add_secret_commands"]
 
@@ -69,7 +69,7 @@ def add_secret_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's sub
 
 
 def _dev_certs(args: argparse.Namespace) -> int:
-    from onnet_server.dev_certs import make_dev_certs  # noqa: PLC0415
+    from onnet_server.commands.dev_certs import make_dev_certs  # noqa: PLC0415
 
     hosts = tuple(args.host) if args.host else ("localhost", "127.0.0.1")
     try:

@@ -45,7 +45,10 @@ from google.protobuf.message import DecodeError
 from grpc import aio
 
 from onnet.protocol import KIND_ACCOUNT
-from onnet_server.auth import Authenticator, Caller
+from onnet_server.api.auth import Authenticator, Caller
+from onnet_server.api.status import abort_for
+from onnet_server.api.tls import peer_common_name
+from onnet_server.api.wire import passing_encoded
 from onnet_server.core.call_rate import CallRates
 from onnet_server.core.errors import (
     DeadlineExceeded,
@@ -56,9 +59,6 @@ from onnet_server.core.errors import (
     StoreUnavailable,
     UnknownAccount,
 )
-from onnet_server.status import abort_for
-from onnet_server.tls import peer_common_name
-from onnet_server.wire import passing_encoded
 
 __all__ = ["PUBLIC", "CallGate", "CallSlots", "MethodRule", "current_caller", "method_rules"]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import onnet
-from onnet_server.cli_admin import add_admin_commands
-from onnet_server.cli_common import (
+from onnet_server.commands.admin import add_admin_commands
+from onnet_server.commands.common import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
@@ -38,9 +38,9 @@ from onnet_server.cli_common import (
     tls_files_of,
     unreachable,
 )
-from onnet_server.cli_loadtest import add_loadtest_command
-from onnet_server.cli_secrets import add_secret_commands
-from onnet_server.config import ConfigError, ServerConfig
+from onnet_server.commands.loadtest import add_loadtest_command
+from onnet_server.commands.make_secrets import add_secret_commands
+from onnet_server.config import ConfigError, ServeSettings
 
 __all__ = ["main"]
 
@@ -323,7 +323,7 @@ def _serve(args: argparse.Namespace) -> int:
         "tls_client_ca": args.tls_client_ca,
     }
     values = {key: value for key, value in overrides.items() if value is not None}
-    config = ServerConfig.from_env(**values)
+    config = ServeSettings.from_env(**values)
     configure_logging(config.log_level, config.log_format)
     if silenced:
         logging.getLogger("onnet_server").warning(
@@ -381,8 +381,8 @@ def _set_blocked(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from onnet_server.import_csv import BadLine, count_lines, read_import_file  # noqa: PLC0415
-    from onnet_server.progress import ProgressBar  # noqa: PLC0415
+    from onnet_server.commands.import_csv import BadLine, count_lines, read_import_file  # noqa: PLC0415
+    from onnet_server.commands.progress import ProgressBar  # noqa: PLC0415
 
     if args.file.suffix.lower() in {".vcf", ".vcard"}:
         fail(

@@ -9,6 +9,7 @@ from typing import TypeAlias
 from grpc import aio
 from grpc_health.v1 import health, health_pb2
 
+from onnet import ImportRow
 from onnet.protocol import CONTACT_HASH_SIZE, ELEMENT_SIZE, oprf
 from onnet.v1 import (
     bench_pb2_grpc,
@@ -17,15 +18,15 @@ from onnet.v1 import (
     registry_pb2,
     registry_pb2_grpc,
 )
+from onnet_server.api.gate import current_caller
+from onnet_server.api.metrics import Metrics
+from onnet_server.api.status import abort_for, translate_errors
+from onnet_server.api.wire import Encoded
 from onnet_server.core.discovery import DiscoveryService
-from onnet_server.core.private_discovery import PrivateDiscovery
-from onnet_server.core.registry import ImportRow, RegistryService
+from onnet_server.core.private.service import PrivateDiscovery
+from onnet_server.core.registry import RegistryService
 from onnet_server.core.routing import RoutingService
-from onnet_server.gate import current_caller
-from onnet_server.metrics import Metrics
 from onnet_server.spans import annotate
-from onnet_server.status import abort_for, translate_errors
-from onnet_server.wire import Encoded
 
 __all__ = ["BenchServicer", "DiscoveryServicer", "HealthServicer", "RegistryServicer"]
 

@@ -3,7 +3,7 @@
 Discovering clients present an account credential; the Registry takes only a service
 credential (or, when the server requires client certificates, a certificate whose common
 name is on the configured list of trusted services). The credentials are JSON Web Tokens
-signed by the company's issuer (``onnet_server.credentials``): verifying one needs only its
+signed by the company's issuer (``onnet_server.api.credentials``): verifying one needs only its
 public keys (a JWKS), no network call. Nothing of a token is ever logged.
 
 The header is parsed strictly: exactly one ``authorization`` value, exactly ``Bearer`` and one
@@ -12,7 +12,7 @@ repaired: a lenient parser that strips or re-cases accepts spellings no client s
 gRPC decodes invalid UTF-8 as Latin-1, whose 0x85 and 0xA0 Python's ``str.strip`` removes.
 
 Which kind of credential each method needs is not decided here but in one table built from
-the service descriptors (onnet_server.gate), so that no handler can forget to ask.
+the service descriptors (onnet_server.api.gate), so that no handler can forget to ask.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from onnet.protocol import KIND_ACCOUNT, KIND_SERVICE, MAX_TOKEN_LENGTH, METADATA_KEY
+from onnet_server.api.credentials import Credential, CredentialError, CredentialVerifier
 from onnet_server.core.errors import PermissionDenied, Unauthenticated
-from onnet_server.credentials import Credential, CredentialError, CredentialVerifier
 
 __all__ = ["DEV_SUBJECT", "KIND_ACCOUNT", "KIND_SERVICE", "Authenticator", "Caller"]
 

@@ -35,8 +35,8 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from onnet_server import spans
-from onnet_server.status import ended_with
-from onnet_server.watched import Handler, StableWrappers, watched
+from onnet_server.api.status import ended_with
+from onnet_server.api.watched import Handler, StableWrappers, watched
 
 __all__ = ["ServerSpans"]
 

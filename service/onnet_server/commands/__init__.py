@@ -1,0 +1,1 @@
+"""The `onnet` command line: one module per group of subcommands (main.py is the entry)."""
