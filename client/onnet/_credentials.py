@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_AUDIENCE",
     "DEFAULT_ISSUER",
     "DEFAULT_MAX_LIFETIME",
+    "JWT_ALGORITHMS",
     "KIND_ACCOUNT",
     "KIND_CLAIM",
     "KIND_SERVICE",
@@ -50,6 +51,10 @@ KIND_ACCOUNT = "account"
 
 KIND_SERVICE = "service"
 """A credential held by a backend service (the account service itself, operators' tools)."""
+
+JWT_ALGORITHMS = ("EdDSA", "ES256", "RS256")
+"""The JWS algorithms a credential may be signed with: a server accepts those of them it is
+configured for (ONNET_AUTH_ALGORITHMS), each only with a key of its own type."""
 
 KIND_CLAIM = "onnet_kind"
 """The claim that says which kind a credential is, unless the server is told another."""

@@ -13,10 +13,10 @@ from onnet.protocol import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     DEFAULT_MAX_LIFETIME,
+    JWT_ALGORITHMS,
     KIND_CLAIM,
     MESSAGE_OVERHEAD_BYTES,
 )
-from onnet_server.api.jwks import SUPPORTED_ALGORITHMS
 from onnet_server.core.quota import QuotaPolicy
 
 __all__ = ["ConfigError", "ServeSettings"]
@@ -240,11 +240,11 @@ class ServeSettings:
         """What a credential must say, and where its keys come from, must be usable."""
         if not math.isfinite(self.auth_jwks_refresh) or self.auth_jwks_refresh < 1:
             raise ConfigError("ONNET_AUTH_JWKS_REFRESH must be at least 1 second")
-        unknown = set(self.auth_algorithms) - set(SUPPORTED_ALGORITHMS)
+        unknown = set(self.auth_algorithms) - set(JWT_ALGORITHMS)
         if not self.auth_algorithms or unknown:
             raise ConfigError(
                 "ONNET_AUTH_ALGORITHMS must be some of "
-                f"{', '.join(SUPPORTED_ALGORITHMS)}, comma-separated"
+                f"{', '.join(JWT_ALGORITHMS)}, comma-separated"
             )
         if not self.auth_issuer or not self.auth_audience or not self.auth_kind_claim:
             raise ConfigError(

@@ -60,7 +60,8 @@ def test_every_rpc_has_a_wrapper(descriptor: object, layers: tuple[type, ...]) -
 
 PROTOCOL = {
     "CERTIFICATE", "CONTACT_HASH_SIZE", "CONTACT_HASH_VERSION", "DEFAULT_AUDIENCE",
-    "DEFAULT_ISSUER", "DEFAULT_MAX_LIFETIME", "ELEMENT_SIZE", "KIND_ACCOUNT", "KIND_CLAIM",
+    "DEFAULT_ISSUER", "DEFAULT_MAX_LIFETIME", "ELEMENT_SIZE", "JWT_ALGORITHMS", "KIND_ACCOUNT",
+    "KIND_CLAIM",
     "KIND_SERVICE", "KeyFileError", "MAX_SUBJECT_LENGTH", "MAX_TOKEN_LENGTH",
     "MESSAGE_OVERHEAD_BYTES", "METADATA_KEY", "PREFIX_SIZE", "PRIVATE_KEY", "bearer", "buckets",
     "issue_token", "load_signing_key", "new_signing_key_pem", "oprf", "public_jwks", "read_pem",

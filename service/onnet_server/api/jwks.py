@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from onnet.protocol import JWT_ALGORITHMS
 from onnet_server.api.jwks_fetch import FetchError, fetch_document, host_of
 
 __all__ = [
@@ -48,7 +49,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-SUPPORTED_ALGORITHMS = ("EdDSA", "ES256", "RS256")
+SUPPORTED_ALGORITHMS = JWT_ALGORITHMS
 """The JWS algorithms a credential may be signed with, if configured (ONNET_AUTH_ALGORITHMS)."""
 
 ALGORITHM_OF = {("OKP", "Ed25519"): "EdDSA", ("EC", "P-256"): "ES256", ("RSA", None): "RS256"}
