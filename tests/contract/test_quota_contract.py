@@ -19,7 +19,8 @@ from typing import Protocol
 import pytest
 
 from onnet_server.core.errors import StoreUnavailable
-from onnet_server.core.quota import CLOCK_RESOLUTION, QuotaDecision, QuotaPolicy, QuotaStore
+from onnet_server.core.ports import QuotaStore
+from onnet_server.core.quota import CLOCK_RESOLUTION, QuotaDecision, QuotaPolicy
 from onnet_server.stores.memory_quota import MemoryQuota
 from onnet_server.stores.redis_connection import RedisClient, connect
 from onnet_server.stores.redis_quota import RedisQuota

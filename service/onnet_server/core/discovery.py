@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from onnet.protocol import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION, MESSAGE_OVERHEAD_BYTES
 from onnet_server.core.accounts import Accounts
 from onnet_server.core.errors import InvalidArgument
-from onnet_server.core.ports import Matches, RegistryStore
-from onnet_server.core.quota import QuotaStore, refuse_over_quota
+from onnet_server.core.ports import Matches, QuotaStore, RegistryStore
+from onnet_server.core.quota import refuse_over_quota
 from onnet_server.core.resync import ResyncTokens
 from onnet_server.core.validation import check_packed_hashes
 from onnet_server.core.wire_answers import decode_matches

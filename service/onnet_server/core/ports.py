@@ -8,11 +8,12 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from onnet_server.core.quota import QuotaPolicy, QuotaStore
+from onnet_server.core.quota import QuotaDecision, QuotaPolicy
 
 __all__ = [
     "FeedState",
     "Matches",
+    "QuotaStore",
     "Registration",
     "RegistryReads",
     "RegistryStore",
@@ -60,6 +61,22 @@ class Matches:
     """Ascending positions in the batch."""
     user_ids: list[str]
     """The user at each position, parallel to ``indexes``."""
+
+
+class QuotaStore(Protocol):
+    """Where the accounts' quota buckets live.
+
+    Every store keeps core/quota.py's rules (the contract tests check them). A charge is
+    atomic: concurrent charges on one account never both take the last units.
+    """
+
+    async def charge(self, account: str, count: int) -> QuotaDecision:
+        """Charge ``count`` new numbers to ``account``; raises StoreUnavailable."""
+        ...
+
+    async def remaining(self, account: str) -> int:
+        """Whole units ``account`` may charge now; raises StoreUnavailable."""
+        ...
 
 
 class RegistryWrites(Protocol):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 from onnet_server.core.durations import for_people
 from onnet_server.core.errors import QuotaExceeded
@@ -31,7 +30,6 @@ __all__ = [
     "MAX_RATE",
     "QuotaDecision",
     "QuotaPolicy",
-    "QuotaStore",
     "apply_charge",
     "check_charge",
     "leak",
@@ -161,18 +159,3 @@ def refuse_over_quota(decision: QuotaDecision, field: str, count: int) -> None:
         f"retry in {for_people(decision.retry_after or 0)}",
         decision.retry_after,
     )
-
-
-class QuotaStore(Protocol):
-    """Where buckets live; every store keeps the rules above (the contract tests check).
-
-    A charge is atomic: concurrent charges on one account never both take the last units.
-    """
-
-    async def charge(self, account: str, count: int) -> QuotaDecision:
-        """Charge ``count`` new numbers to ``account``; raises StoreUnavailable."""
-        ...
-
-    async def remaining(self, account: str) -> int:
-        """Whole units ``account`` may charge now; raises StoreUnavailable."""
-        ...

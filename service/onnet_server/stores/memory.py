@@ -10,8 +10,8 @@ from __future__ import annotations
 from onnet_server.core.blocklists import MAX_BLOCKED, Blocklists, blocklist_full
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
-from onnet_server.core.ports import FeedState, Registration, UserRow
-from onnet_server.core.quota import QuotaPolicy, QuotaStore
+from onnet_server.core.ports import FeedState, QuotaStore, Registration, UserRow
+from onnet_server.core.quota import QuotaPolicy
 from onnet_server.stores.index_reads import IndexReads
 from onnet_server.stores.index_rebuild import BasePolicy, Rebuilder
 

@@ -40,8 +40,8 @@ from onnet_server.core.errors import StoreUnavailable
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.index.base import Columns
-from onnet_server.core.ports import FeedState, Registration, UserRow
-from onnet_server.core.quota import QuotaPolicy, QuotaStore
+from onnet_server.core.ports import FeedState, QuotaStore, Registration, UserRow
+from onnet_server.core.quota import QuotaPolicy
 from onnet_server.heap import return_freed_memory
 from onnet_server.spans import redis_span
 from onnet_server.stores.index_files import BaseFile

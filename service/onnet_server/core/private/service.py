@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from onnet_server.core.accounts import Accounts
+from onnet_server.core.ports import QuotaStore
 from onnet_server.core.private.buckets import BucketServer
 from onnet_server.core.private.keys import BlindEvaluator
-from onnet_server.core.quota import QuotaStore, refuse_over_quota
+from onnet_server.core.quota import refuse_over_quota
 
 __all__ = ["HeavyWork", "PrivateDiscovery"]
 
