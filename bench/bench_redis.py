@@ -135,8 +135,8 @@ def test_load_time_and_process_memory(redis_instance: RedisProcess) -> None:
         RESULTS["index_entries_b"] = breakdown["bucket_entries"] / size
         # Ceiling: fetching every bucket, without building anything.
         started = time.monotonic()
-        keys = [k async for k in store._client.scan_iter(match="onnet:*:u:*", count=10_000)]
-        pipe = store._client.pipeline(transaction=False)
+        keys = [k async for k in store.client.scan_iter(match="onnet:*:u:*", count=10_000)]
+        pipe = store.client.pipeline(transaction=False)
         for key in keys:
             pipe.hgetall(key)
         await pipe.execute()

@@ -17,8 +17,9 @@ from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.private.keys import OprfKey
 from onnet_server.core.registry import RegistryService
 from onnet_server.stores.redis_connection import RedisClient, connect, scan_keys
+from onnet_server.stores.redis_feed import FeedFollower, _Change, _Current
 from onnet_server.stores.redis_layout import Layout
-from onnet_server.stores.redis_store import RedisRegistry, _Change, _Current
+from onnet_server.stores.redis_store import RedisRegistry
 from tests.stores import open_redis_store
 
 KINDS = ["redis", "cluster"]
@@ -207,8 +208,8 @@ async def test_entries_of_the_previous_format_are_applied_without_their_value(
         assert follower.blocks(user, blocked) is None
 
 
-class ReaderWithARace(RedisRegistry):
-    """A follower that lets ``race`` run between reading the streams and reading records."""
+class FollowerWithARace(FeedFollower):
+    """A feed that lets ``race`` run between reading the streams and reading records."""
 
     race: Callable[[], Awaitable[None]] | None = None
 
@@ -217,6 +218,16 @@ class ReaderWithARace(RedisRegistry):
         if race is not None:
             await race()
         return await super()._read_current(changes)
+
+
+class ReaderWithARace(RedisRegistry):
+    """A registry whose feed is a FollowerWithARace (``race`` reaches it)."""
+
+    def __init__(self, client: RedisClient) -> None:
+        super().__init__(client)
+        self._feed = self.racing = FollowerWithARace(
+            self._state, self.rebuilder, self._writer, self._snapshot
+        )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -246,7 +257,7 @@ async def test_an_erasure_behind_a_record_read_ahead_still_drops_the_blocklist(
                 assert await writer.unregister("gus")
                 await writer.register("gus", third, True)
 
-            reader.race = erase_and_register_again
+            reader.racing.race = erase_and_register_again
             await reader.catch_up()
             assert reader.match(third).user_ids == ["gus"]  # read ahead of the stream
             await reader.catch_up()  # the erasure and the new registration

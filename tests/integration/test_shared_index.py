@@ -105,7 +105,7 @@ async def test_a_starting_process_maps_the_file_and_catches_up(
         for i in range(30, 35):  # after the file: the newcomer reads them from the streams
             await builder.register(f"user{i}", fingerprint(i), True)
         await builder.unregister("user0")
-        with caplog.at_level(logging.INFO, logger="onnet_server.stores.redis_store"):
+        with caplog.at_level(logging.INFO, logger="onnet_server.stores.redis_snapshot"):
             newcomer = await registry(redis_url, tmp_path)
         try:
             assert "mapped from its base file" in caplog.text
