@@ -5,22 +5,9 @@ belong to on-network users; only contact hashes cross the wire.
 """
 
 from onnet._addressbook import AddressBookError, read_address_book, read_csv, read_vcard
-from onnet._calls import (
-    AsyncDiscoveryCalls,
-    AsyncRegistryCalls,
-    DiscoveryCalls,
-    RegistryCalls,
-    RetryPolicy,
-)
-from onnet._client import (
-    AsyncClient,
-    AsyncRegistryClient,
-    Client,
-    RegisterResult,
-    RegistryClient,
-    ServerConfig,
-    Verdict,
-)
+from onnet._calls import AsyncDiscoveryCalls, AsyncRegistryCalls, DiscoveryCalls, RegistryCalls
+from onnet._client import AsyncClient, AsyncRegistryClient, Client, RegistryClient
+from onnet._config import ServerConfig
 from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION, contact_hash
 from onnet._credentials import KeyFileError, issue_token, load_signing_key
 from onnet._errors import (
@@ -38,8 +25,10 @@ from onnet._errors import (
 )
 from onnet._importing import ImportRejection, ImportResult, ImportRow
 from onnet._phone import InvalidNumberError, is_supported_region, normalize
-from onnet._plan import DiscoveryResult, Match, Rejected
+from onnet._plan import DiscoveryResult, InvalidEntry, Match
+from onnet._registry import RegisterResult, Verdict
 from onnet._resync import SyncState
+from onnet._retry import RetryPolicy
 from onnet._tls import channel_credentials
 from onnet.protocol.oprf import OprfError
 
@@ -61,6 +50,7 @@ __all__ = [
     "ImportRow",
     "InternalServiceError",
     "InvalidArgumentError",
+    "InvalidEntry",
     "InvalidNumberError",
     "KeyFileError",
     "Match",
@@ -73,7 +63,6 @@ __all__ = [
     "RegisterResult",
     "RegistryCalls",
     "RegistryClient",
-    "Rejected",
     "RetryPolicy",
     "ServerConfig",
     "ServiceError",

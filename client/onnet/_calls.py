@@ -4,22 +4,25 @@ This is the lower layer of the SDK: it speaks protobuf messages and raises the S
 exceptions (``onnet._errors``). The friendly clients in ``onnet._client`` sit on top of it.
 When the application traces with OpenTelemetry, each call (its retries included) is one
 CLIENT span whose context goes to the server in the call's metadata (``onnet._tracing``).
+The tries of a call are one flow (``onnet._retry``), which a blocking and an asyncio
+invoker drive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Generic, TypeVar
 
 import grpc
 from grpc import aio
 
 from onnet._errors import from_rpc_error
+from onnet._flow import run, run_async
+from onnet._retry import NO_RETRY, Attempt, RetryPolicy, attempts
 from onnet._tracing import client_span
 from onnet.v1 import discovery_pb2, discovery_pb2_grpc, registry_pb2, registry_pb2_grpc
 
@@ -28,72 +31,49 @@ __all__ = [
     "AsyncRegistryCalls",
     "DiscoveryCalls",
     "RegistryCalls",
-    "RetryPolicy",
 ]
 
 Metadata = Sequence[tuple[str, str | bytes]]
-_Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 _DISCOVERY = discovery_pb2.DESCRIPTOR.services_by_name["Discovery"].full_name
 _REGISTRY = registry_pb2.DESCRIPTOR.services_by_name["Registry"].full_name
+_RETRIED = RetryPolicy()
+# Writes are not retried unless asked: a lost reply cannot be told from a lost request.
+_WRITES = frozenset({"Register", "Unregister", "Block", "Unblock"})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How calls that failed with UNAVAILABLE are retried: exponential backoff, full jitter."""
-
-    attempts: int = 4
-    """Tries in all, the first included; 1 disables retries."""
-    initial_backoff: float = 0.1
-    """Seconds before the first retry, at most (the wait is drawn uniformly below it)."""
-    max_backoff: float = 2.0
-    """The ceiling of any one wait, in seconds."""
-    multiplier: float = 2.0
-    """Growth of the ceiling from one retry to the next."""
-
-    def backoff(self, retry: int) -> float:
-        """Seconds to wait before retry number ``retry`` (0-based), with full jitter."""
-        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier**retry)
-        # Jitter spreads clients that lost the same server so they do not return in lockstep.
-        return random.uniform(0, ceiling)  # noqa: S311 - not a secret
-
-
-NO_RETRY = RetryPolicy(attempts=1)
-"""For calls whose retry could mislead: a Register or Unregister whose reply was lost cannot be
-told apart from one that never arrived (a retried Unregister would say NOT_FOUND)."""
-
-
-def _code(error: grpc.RpcError) -> grpc.StatusCode | None:
-    # grpc.aio's AioRpcError is not a grpc.Call, but has the same code() method.
-    code: grpc.StatusCode | None = getattr(error, "code", lambda: None)()
-    return code
-
-
-def _should_retry(error: grpc.RpcError, policy: RetryPolicy, attempt: int) -> bool:
-    return _code(error) == grpc.StatusCode.UNAVAILABLE and attempt + 1 < policy.attempts
-
-
-def _final_error(error: grpc.RpcError, previous: grpc.RpcError | None) -> grpc.RpcError:
-    """The error to report for the last attempt.
-
-    A retry that waited out its deadline for a server that was unavailable reports that
-    server as unavailable, not the deadline.
-    """
-    if previous is not None and _code(error) == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return previous
-    return error
-
-
-class _SyncInvoker:
+class _Invoker:
     """Calls the methods of one service: deadline, metadata, retries, and a span if traced."""
 
     def __init__(
-        self, service: str, timeout: float, metadata: Metadata, retry: RetryPolicy
+        self, service: str, timeout: float, metadata: Metadata, retry: RetryPolicy | None
     ) -> None:
         self.service = service
         self.timeout = timeout
         self.metadata = tuple(metadata)
         self.retry = retry
+
+    def policy(self, name: str) -> RetryPolicy:
+        """The retry policy of method ``name``: the one asked for, else its default."""
+        if self.retry is not None:
+            return self.retry
+        return NO_RETRY if name in _WRITES else _RETRIED
+
+    def traced(
+        self, name: str
+    ) -> tuple[AbstractContextManager[object], tuple[tuple[str, str | bytes], ...]]:
+        """The span of a call to ``name``, and the metadata that carries its context.
+
+        The span does nothing when the application does not trace.
+        """
+        span = client_span(self.service, name, self.metadata)
+        if span is None:
+            return contextlib.nullcontext(), self.metadata
+        return span, span.metadata
+
+
+class _SyncInvoker(_Invoker):
+    """Drives the tries of a call over a blocking channel."""
 
     def __call__(
         self,
@@ -102,50 +82,25 @@ class _SyncInvoker:
         request: object,
         timeout: float | None,
     ) -> _Response:
-        span = client_span(self.service, name, self.metadata)
-        if span is None:  # the application does not trace
-            return self._attempts(method, request, timeout, self.metadata)
+        span, metadata = self.traced(name)
+
+        def attempt(step: Attempt) -> _Response:
+            if step.backoff is not None:
+                time.sleep(step.backoff)
+            return method(
+                request,
+                timeout=timeout or self.timeout,
+                metadata=metadata,
+                wait_for_ready=step.wait_for_ready,
+            )
+
+        tries: Generator[Attempt, _Response, _Response] = attempts(self.policy(name))
         with span:
-            return self._attempts(method, request, timeout, span.metadata)
-
-    def _attempts(
-        self,
-        method: Callable[..., _Response],
-        request: object,
-        timeout: float | None,
-        metadata: Metadata,
-    ) -> _Response:
-        unavailable: grpc.RpcError | None = None
-        for attempt in range(self.retry.attempts):
-            try:
-                # After a failure, wait for the channel to reconnect (bounded by the deadline):
-                # gRPC backs off reconnecting for about a second, and a plain retry inside that
-                # window fails at once.
-                return method(
-                    request,
-                    timeout=timeout or self.timeout,
-                    metadata=metadata,
-                    wait_for_ready=attempt > 0,
-                )
-            except grpc.RpcError as error:
-                if not _should_retry(error, self.retry, attempt):
-                    final = _final_error(error, unavailable)
-                    raise from_rpc_error(final) from error
-                unavailable = error
-            time.sleep(self.retry.backoff(attempt))
-        raise AssertionError("unreachable: the last attempt raises")
+            return run(tries, attempt)
 
 
-class _AsyncInvoker:
-    """_SyncInvoker for grpc.aio."""
-
-    def __init__(
-        self, service: str, timeout: float, metadata: Metadata, retry: RetryPolicy
-    ) -> None:
-        self.service = service
-        self.timeout = timeout
-        self.metadata = tuple(metadata)
-        self.retry = retry
+class _AsyncInvoker(_Invoker):
+    """Drives the tries of a call over a grpc.aio channel."""
 
     async def __call__(
         self,
@@ -154,50 +109,69 @@ class _AsyncInvoker:
         request: object,
         timeout: float | None,
     ) -> _Response:
-        span = client_span(self.service, name, self.metadata)
-        if span is None:  # the application does not trace
-            return await self._attempts(method, request, timeout, self.metadata)
+        span, metadata = self.traced(name)
+
+        async def attempt(step: Attempt) -> _Response:
+            if step.backoff is not None:
+                await asyncio.sleep(step.backoff)
+            return await method(
+                request,
+                timeout=timeout or self.timeout,
+                metadata=metadata,
+                wait_for_ready=step.wait_for_ready,
+            )
+
+        tries: Generator[Attempt, _Response, _Response] = attempts(self.policy(name))
         with span:
-            return await self._attempts(method, request, timeout, span.metadata)
-
-    async def _attempts(
-        self,
-        method: Callable[..., Awaitable[_Response]],
-        request: object,
-        timeout: float | None,
-        metadata: Metadata,
-    ) -> _Response:
-        unavailable: grpc.RpcError | None = None
-        for attempt in range(self.retry.attempts):
-            try:
-                return await method(
-                    request,
-                    timeout=timeout or self.timeout,
-                    metadata=metadata,
-                    wait_for_ready=attempt > 0,
-                )
-            except grpc.RpcError as error:
-                if not _should_retry(error, self.retry, attempt):
-                    final = _final_error(error, unavailable)
-                    raise from_rpc_error(final) from error
-                unavailable = error
-            await asyncio.sleep(self.retry.backoff(attempt))
-        raise AssertionError("unreachable: the last attempt raises")
+            return await run_async(tries, attempt)
 
 
-class DiscoveryCalls:
-    """The Discovery service's RPCs over a blocking channel."""
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """A streaming call's errors, as the SDK's own."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise from_rpc_error(error) from error
+
+
+_ChannelT = TypeVar("_ChannelT", grpc.Channel, aio.Channel)
+_InvokerT = TypeVar("_InvokerT", _SyncInvoker, _AsyncInvoker)
+
+
+class _Calls(Generic[_ChannelT, _InvokerT]):
+    """How each calls class is made: its service's stub over a channel, and an invoker."""
+
+    _service: ClassVar[str]
+    """The service's full name."""
+    _stub_type: ClassVar[type[Any]]
+    """The service's generated stub (blocking or asyncio by the channel it is given)."""
+    _invoker_type: type[_InvokerT]
 
     def __init__(
         self,
-        channel: grpc.Channel,
+        channel: _ChannelT,
         *,
         timeout: float = 10.0,
         metadata: Metadata = (),
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._stub = discovery_pb2_grpc.DiscoveryStub(channel)
-        self._invoke = _SyncInvoker(_DISCOVERY, timeout, metadata, retry or RetryPolicy())
+        """Call the service over ``channel``.
+
+        Each call has the deadline ``timeout`` (seconds) unless it names its own, and carries
+        ``metadata``; ``retry``, if given, replaces every default policy (see the class).
+        """
+        self._stub = self._stub_type(channel)
+        self._invoke: _InvokerT = self._invoker_type(self._service, timeout, metadata, retry)
+
+
+class DiscoveryCalls(_Calls[grpc.Channel, _SyncInvoker]):
+    """The Discovery service's RPCs over a blocking channel."""
+
+    _service = _DISCOVERY
+    _stub_type = discovery_pb2_grpc.DiscoveryStub
+    _invoker_type = _SyncInvoker
+    _stub: discovery_pb2_grpc.DiscoveryStub
 
     def discover(
         self, request: discovery_pb2.DiscoverRequest, *, timeout: float | None = None
@@ -224,19 +198,13 @@ class DiscoveryCalls:
         return self._invoke("FetchBuckets", self._stub.FetchBuckets, request, timeout)
 
 
-class AsyncDiscoveryCalls:
+class AsyncDiscoveryCalls(_Calls[aio.Channel, _AsyncInvoker]):
     """The Discovery service's RPCs over a grpc.aio channel."""
 
-    def __init__(
-        self,
-        channel: aio.Channel,
-        *,
-        timeout: float = 10.0,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._stub = discovery_pb2_grpc.DiscoveryStub(channel)
-        self._invoke = _AsyncInvoker(_DISCOVERY, timeout, metadata, retry or RetryPolicy())
+    _service = _DISCOVERY
+    _stub_type = discovery_pb2_grpc.DiscoveryStub
+    _invoker_type = _AsyncInvoker
+    _stub: discovery_pb2_grpc.DiscoveryAsyncStub
 
     async def discover(
         self, request: discovery_pb2.DiscoverRequest, *, timeout: float | None = None
@@ -263,25 +231,17 @@ class AsyncDiscoveryCalls:
         return await self._invoke("FetchBuckets", self._stub.FetchBuckets, request, timeout)
 
 
-class RegistryCalls:
+class RegistryCalls(_Calls[grpc.Channel, _SyncInvoker]):
     """The Registry service's RPCs over a blocking channel.
 
     Writes are not retried unless asked (a lost reply cannot be told from a lost request);
     Lookup and Screen are.
     """
 
-    def __init__(
-        self,
-        channel: grpc.Channel,
-        *,
-        timeout: float = 10.0,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._stub = registry_pb2_grpc.RegistryStub(channel)
-        self._invoke = _SyncInvoker(_REGISTRY, timeout, metadata, retry or NO_RETRY)
-        # Lookup and Screen only read: retrying them is always safe.
-        self._read = _SyncInvoker(_REGISTRY, timeout, metadata, retry or RetryPolicy())
+    _service = _REGISTRY
+    _stub_type = registry_pb2_grpc.RegistryStub
+    _invoker_type = _SyncInvoker
+    _stub: registry_pb2_grpc.RegistryStub
 
     def register(
         self, request: registry_pb2.RegisterRequest, *, timeout: float | None = None
@@ -311,13 +271,13 @@ class RegistryCalls:
         self, request: registry_pb2.LookupRequest, *, timeout: float | None = None
     ) -> registry_pb2.LookupResponse:
         """Registry.Lookup (retried on UNAVAILABLE: it only reads)."""
-        return self._read("Lookup", self._stub.Lookup, request, timeout)
+        return self._invoke("Lookup", self._stub.Lookup, request, timeout)
 
     def screen(
         self, request: registry_pb2.ScreenRequest, *, timeout: float | None = None
     ) -> registry_pb2.ScreenResponse:
         """Registry.Screen (retried on UNAVAILABLE: it only reads)."""
-        return self._read("Screen", self._stub.Screen, request, timeout)
+        return self._invoke("Screen", self._stub.Screen, request, timeout)
 
     def import_users(
         self, batches: Iterator[registry_pb2.ImportBatch], *, timeout: float | None = None
@@ -327,31 +287,19 @@ class RegistryCalls:
         ``timeout`` bounds the whole stream; None means no deadline, since an import of
         millions of rows takes minutes.
         """
-        span = client_span(_REGISTRY, "ImportUsers", self._invoke.metadata)
-        metadata = self._invoke.metadata if span is None else span.metadata
+        span, metadata = self._invoke.traced("ImportUsers")
         responses = self._stub.ImportUsers(batches, timeout=timeout, metadata=metadata)
-        with span or contextlib.nullcontext():
-            try:
-                yield from responses
-            except grpc.RpcError as error:
-                raise from_rpc_error(error) from error
+        with span, _translated():
+            yield from responses
 
 
-class AsyncRegistryCalls:
+class AsyncRegistryCalls(_Calls[aio.Channel, _AsyncInvoker]):
     """The Registry service's RPCs over a grpc.aio channel (retries as RegistryCalls)."""
 
-    def __init__(
-        self,
-        channel: aio.Channel,
-        *,
-        timeout: float = 10.0,
-        metadata: Metadata = (),
-        retry: RetryPolicy | None = None,
-    ) -> None:
-        self._stub = registry_pb2_grpc.RegistryStub(channel)
-        self._invoke = _AsyncInvoker(_REGISTRY, timeout, metadata, retry or NO_RETRY)
-        # Lookup and Screen only read: retrying them is always safe.
-        self._read = _AsyncInvoker(_REGISTRY, timeout, metadata, retry or RetryPolicy())
+    _service = _REGISTRY
+    _stub_type = registry_pb2_grpc.RegistryStub
+    _invoker_type = _AsyncInvoker
+    _stub: registry_pb2_grpc.RegistryAsyncStub
 
     async def register(
         self, request: registry_pb2.RegisterRequest, *, timeout: float | None = None
@@ -381,24 +329,20 @@ class AsyncRegistryCalls:
         self, request: registry_pb2.LookupRequest, *, timeout: float | None = None
     ) -> registry_pb2.LookupResponse:
         """Registry.Lookup (retried on UNAVAILABLE: it only reads)."""
-        return await self._read("Lookup", self._stub.Lookup, request, timeout)
+        return await self._invoke("Lookup", self._stub.Lookup, request, timeout)
 
     async def screen(
         self, request: registry_pb2.ScreenRequest, *, timeout: float | None = None
     ) -> registry_pb2.ScreenResponse:
         """Registry.Screen (retried on UNAVAILABLE: it only reads)."""
-        return await self._read("Screen", self._stub.Screen, request, timeout)
+        return await self._invoke("Screen", self._stub.Screen, request, timeout)
 
     async def import_users(
         self, batches: AsyncIterator[registry_pb2.ImportBatch], *, timeout: float | None = None
     ) -> AsyncIterator[registry_pb2.ImportProgress]:
         """Registry.ImportUsers: one progress message per batch, in order (never retried)."""
-        span = client_span(_REGISTRY, "ImportUsers", self._invoke.metadata)
-        metadata = self._invoke.metadata if span is None else span.metadata
+        span, metadata = self._invoke.traced("ImportUsers")
         call = self._stub.ImportUsers(batches, timeout=timeout, metadata=metadata)
-        with span or contextlib.nullcontext():
-            try:
-                async for progress in call:
-                    yield progress
-            except grpc.RpcError as error:
-                raise from_rpc_error(error) from error
+        with span, _translated():
+            async for progress in call:
+                yield progress

@@ -10,6 +10,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from onnet.v1 import registry_pb2
 
@@ -70,15 +71,44 @@ def _batches(rows: Iterable[ImportRow], batch_size: int) -> Iterator[registry_pb
         yield registry_pb2.ImportBatch(rows=batch)
 
 
-class WindowedBatches:
-    """Batches for a blocking stream, at most ``window`` of them unanswered at a time."""
+class _Window:
+    """Batches with at most ``window`` of them unanswered at a time, and the answers counted.
 
-    def __init__(self, rows: Iterable[ImportRow], batch_size: int, window: int) -> None:
-        """Cut ``rows`` into batches of ``batch_size``."""
+    Each I/O half below hands the batches out in its own way.
+    """
+
+    _slots: threading.Semaphore | asyncio.Semaphore
+    _semaphore: ClassVar[type[threading.Semaphore] | type[asyncio.Semaphore]]
+
+    def __init__(
+        self,
+        rows: Iterable[ImportRow],
+        batch_size: int,
+        window: int,
+        progress: ImportProgressCallback | None,
+    ) -> None:
+        """Cut ``rows`` into batches of ``batch_size``; ``progress`` hears of each answer."""
         self._batches = _batches(rows, batch_size)
-        self._slots = threading.Semaphore(window)
+        self._slots = self._semaphore(window)
+        self._progress = progress
         self.rows_sent = 0
         """Rows handed to gRPC so far."""
+        self.result = ImportResult()
+        """What the answers so far say."""
+
+    def answered(self, answer: registry_pb2.ImportProgress) -> None:
+        """One batch was answered: another may go; count it, and tell ``progress``."""
+        self._slots.release()
+        self.result.add(answer)
+        if self._progress is not None:
+            self._progress(self.result, self.rows_sent)
+
+
+class WindowedBatches(_Window):
+    """Batches for a blocking stream."""
+
+    _slots: threading.Semaphore
+    _semaphore = threading.Semaphore
 
     def __iter__(self) -> Iterator[registry_pb2.ImportBatch]:
         """Yield batches as the window allows."""
@@ -87,20 +117,12 @@ class WindowedBatches:
             self.rows_sent += len(batch.rows)
             yield batch
 
-    def answered(self) -> None:
-        """One batch was answered: another may go."""
-        self._slots.release()
 
+class AsyncWindowedBatches(_Window):
+    """Batches for a grpc.aio stream."""
 
-class AsyncWindowedBatches:
-    """The asyncio twin of WindowedBatches."""
-
-    def __init__(self, rows: Iterable[ImportRow], batch_size: int, window: int) -> None:
-        """Cut ``rows`` into batches of ``batch_size``."""
-        self._batches = _batches(rows, batch_size)
-        self._slots = asyncio.Semaphore(window)
-        self.rows_sent = 0
-        """Rows handed to gRPC so far."""
+    _slots: asyncio.Semaphore
+    _semaphore = asyncio.Semaphore
 
     async def __aiter__(self) -> AsyncIterator[registry_pb2.ImportBatch]:
         """Yield batches as the window allows."""
@@ -108,7 +130,3 @@ class AsyncWindowedBatches:
             await self._slots.acquire()
             self.rows_sent += len(batch.rows)
             yield batch
-
-    def answered(self) -> None:
-        """One batch was answered: another may go."""
-        self._slots.release()

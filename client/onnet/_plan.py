@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from onnet._contact_hash import CONTACT_HASH_SIZE, contact_hash
 from onnet._phone import InvalidNumberError, normalize
 
-__all__ = ["DiscoveryPlan", "DiscoveryResult", "Match", "Rejected"]
+__all__ = ["DiscoveryPlan", "DiscoveryResult", "InvalidEntry", "Match"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Match:
 
 
 @dataclass(frozen=True)
-class Rejected:
+class InvalidEntry:
     """An address-book entry that was not uploaded because its number is not valid."""
 
     raw: str
@@ -43,7 +43,7 @@ class DiscoveryResult:
 
     matches: tuple[Match, ...]
     """Every entry that is on the network, in address-book order."""
-    rejected: tuple[Rejected, ...]
+    rejected: tuple[InvalidEntry, ...]
     """Every entry that could not be normalized, in address-book order."""
     uploaded: int
     """How many distinct numbers were checked (sent as contact hashes or OPRF elements)."""
@@ -57,13 +57,13 @@ class DiscoveryPlan:
     def __init__(self, numbers: Iterable[str], default_region: str | None) -> None:
         """Normalize every entry of ``numbers``; invalid entries are set aside with a reason."""
         self._entries: list[tuple[str, str]] = []
-        self._rejected: list[Rejected] = []
+        self._rejected: list[InvalidEntry] = []
         index_of: dict[str, int] = {}
         for raw in numbers:
             try:
                 e164 = normalize(raw, default_region)
             except InvalidNumberError as exc:
-                self._rejected.append(Rejected(raw, exc.reason))
+                self._rejected.append(InvalidEntry(raw, exc.reason))
                 continue
             index_of.setdefault(e164, len(index_of))
             self._entries.append((raw, e164))

@@ -1,17 +1,24 @@
-"""Private discovery's client steps, without I/O: blind, finalize, pick buckets, open entries.
+"""Private discovery without I/O: its steps, and the flow that asks the server for each.
 
-Both Client and AsyncClient drive this. Finalized OPRF outputs are kept by contact hash
-(in the sync state, under the server key that made them), so a re-sync blinds and evaluates
-only numbers it has not seen before: only those cost quota.
+The steps blind, finalize, pick buckets and open entries (``PrivatePlan``); the flow
+(``discover_private``) sends what they make and hands them the answers. Both Client and
+AsyncClient drive the flow. Finalized OPRF outputs are kept by contact hash (in the sync
+state, under the server key that made them), so a re-sync blinds and evaluates only
+numbers it has not seen before: only those cost quota.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping
 
+from onnet._config import ask_config, check_key, check_private
+from onnet._plan import DiscoveryPlan, DiscoveryResult
+from onnet._resync import SyncState
+from onnet._rpc import BLIND_EVALUATE, FETCH_BUCKETS, Flow, ask
 from onnet.protocol import buckets, oprf
+from onnet.v1 import discovery_pb2
 
-__all__ = ["OutputCache", "PrivatePlan"]
+__all__ = ["OutputCache", "PrivatePlan", "discover_private"]
 
 OutputCache = MutableMapping[bytes, bytes]
 """Contact hash -> finalized OPRF output, all under one server key."""
@@ -78,3 +85,29 @@ class PrivatePlan:
                     found[i] = user_id
                     break
         return found
+
+
+def discover_private(plan: DiscoveryPlan, state: SyncState) -> Flow[DiscoveryResult]:
+    """Discover ``plan``'s numbers in private mode (RFC 9497), reusing ``state``'s outputs.
+
+    The server sees blinded elements and bucket numbers only; ``state`` keeps the outputs
+    of the book's numbers, so that a re-sync evaluates (and pays for) only new ones.
+    """
+    # Fresh parameters: the bucket size follows the registry's.
+    config = yield from ask_config()
+    check_private(config)
+    outputs = state.private_outputs(config.oprf_key_id)
+    private = PrivatePlan(plan.unique_numbers, plan.hashes, outputs)
+    for indexes, blinded in private.blinded_batches(config.max_batch):
+        evaluate = discovery_pb2.BlindEvaluateRequest(blinded_elements=blinded)
+        response = yield from ask(BLIND_EVALUATE, evaluate)
+        check_key(config, response.key_id)
+        private.take_evaluated(indexes, response.evaluated_elements)
+    bits = config.bucket_prefix_bits
+    entries: dict[int, list[bytes]] = {}
+    for wanted in private.bucket_requests(bits, config.max_buckets):
+        fetch = discovery_pb2.FetchBucketsRequest(prefix_bits=bits, buckets=wanted)
+        for bucket in (yield from ask(FETCH_BUCKETS, fetch)).buckets:
+            entries[bucket.bucket] = list(bucket.entries)
+    state.keep_outputs(plan.hashes)
+    return plan.result(private.matches(bits, entries), private.evaluated)

@@ -123,11 +123,6 @@ class SyncState:
         """Every covered hash, packed and sorted: for one part, the old form's field."""
         return b"".join(sorted(frozenset().union(*(p.covered for p in self._parts.values()))))
 
-    def covers(self, contact_hash: bytes) -> bool:
-        """Whether ``contact_hash`` is already paid for (by the token of its part)."""
-        part = self._parts.get(part_of(contact_hash, self._bits))
-        return part is not None and contact_hash in part.covered
-
     def advance(self, token: bytes, batch: bytes) -> None:
         """The old form, one part only: take the answer to ``batch`` sent with this state.
 

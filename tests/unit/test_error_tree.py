@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import onnet
-from onnet import _client, _errors
+from onnet import _config, _errors, _hashed, _registry
 from onnet.v1 import discovery_pb2, registry_pb2
 from onnet_server.commands import main as cli
 from onnet_server.commands.common import EXIT_REFUSED
@@ -87,18 +87,18 @@ def test_parameters_the_sdk_cannot_use_are_a_protocol_error(
 ) -> None:
     """The SDK's own finding, not a status it makes up."""
     with pytest.raises(onnet.ProtocolError, match=reason) as raised:
-        _client._check_private(dataclasses.replace(CONFIG, **change))
+        _config.check_private(dataclasses.replace(CONFIG, **change))
     assert not isinstance(raised.value, onnet.ServiceError)
 
 
 def test_malformed_answers_are_a_protocol_error() -> None:
     response = discovery_pb2.DiscoverResponse(matched_indexes=[5], user_ids=["alice"])
     with pytest.raises(onnet.ProtocolError, match="malformed DiscoverResponse"):
-        _client._collect([0, 1], response, {})
+        _hashed._collect([0, 1], response, {})
     with pytest.raises(onnet.ProtocolError, match="malformed LookupResponse"):
-        _client._holders(registry_pb2.LookupResponse(user_ids=["a"]), 2)
+        _registry._holders(registry_pb2.LookupResponse(user_ids=["a"]), 2)
     with pytest.raises(onnet.ProtocolError, match="malformed ScreenResponse"):
-        _client._verdict(registry_pb2.ScreenResponse())
+        _registry._verdict(registry_pb2.ScreenResponse())
 
 
 def test_the_command_line_reports_a_protocol_error_without_a_traceback(

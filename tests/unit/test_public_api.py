@@ -18,7 +18,7 @@ EXPECTED = {
     "InternalServiceError", "InvalidArgumentError", "InvalidNumberError", "Match",
     "KeyFileError", "NotFoundError", "OnnetError", "OprfError", "PermissionDeniedError",
     "ProtocolError", "QuotaExceededError",
-    "RegisterResult", "RegistryCalls", "RegistryClient", "Rejected", "RetryPolicy",
+    "RegisterResult", "RegistryCalls", "RegistryClient", "InvalidEntry", "RetryPolicy",
     "ServerConfig", "ServiceError", "SyncState", "UnavailableError", "Verdict",
     "channel_credentials",
     "contact_hash", "is_supported_region", "issue_token", "load_signing_key",
