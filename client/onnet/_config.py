@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onnet._contact_hash import CONTACT_HASH_VERSION
+from onnet._contact_hash import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION
 from onnet._errors import ProtocolError
 from onnet._rpc import GET_CONFIG, Flow, ask
-from onnet.protocol import oprf
+from onnet.protocol import MESSAGE_OVERHEAD_BYTES, oprf
 from onnet.v1 import discovery_pb2
 
 __all__ = ["ServerConfig", "ask_config", "check_key", "check_private", "check_server"]
@@ -35,7 +35,20 @@ class ServerConfig:
     """The most buckets one FetchBuckets may ask for (bounds the response's size)."""
     max_previous: int = 0
     """The most hashes in a request's ``previous_hashes`` or ``removed_hashes``: what fits
-    beside a full batch (a request carries at most ``max_batch + max_previous`` in all)."""
+    beside a full batch (a request carries at most ``max_batch + max_previous`` in all).
+    0 when the server does not announce it (an older server): see ``previous_limit``."""
+
+    @property
+    def previous_limit(self) -> int:
+        """``max_previous``, or what fits beside a full batch, for an older server.
+
+        A server that does not announce it (0) limits ``previous_hashes`` to what fits in
+        ``max_message_bytes`` beside a full batch: the SDK derives that, as it once did.
+        """
+        if self.max_previous:
+            return self.max_previous
+        fits = (self.max_message_bytes - MESSAGE_OVERHEAD_BYTES) // CONTACT_HASH_SIZE
+        return max(0, fits - self.max_batch)
 
     @classmethod
     def from_proto(cls, message: discovery_pb2.DiscoveryConfig) -> ServerConfig:

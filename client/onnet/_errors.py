@@ -9,7 +9,7 @@ OnnetError
 └── ServiceError              the service answered with an error (.code, .field, .reason)
     ├── InvalidArgumentError  a request field was wrong (INVALID_ARGUMENT)
     ├── NotFoundError         no such user (NOT_FOUND)
-    ├── QuotaExceededError    too many new numbers (RESOURCE_EXHAUSTED); never retried
+    ├── QuotaExceededError    a quota or a limit (RESOURCE_EXHAUSTED); never retried
     ├── AuthenticationError   missing or bad credential (UNAUTHENTICATED)
     ├── PermissionDeniedError the credential may not call this (PERMISSION_DENIED)
     ├── UnavailableError      the service or its store is down, after retries (UNAVAILABLE)
@@ -80,7 +80,10 @@ class NotFoundError(ServiceError):
 
 
 class QuotaExceededError(ServiceError):
-    """RESOURCE_EXHAUSTED: a quota (new numbers) or a size limit (message) was exceeded.
+    """RESOURCE_EXHAUSTED: a quota or a limit was exceeded.
+
+    The account's quota of new numbers, a full blocklist, the account's call rate or calls
+    in flight, or a message over the size limit.
 
     ``retry_after`` is how many seconds to wait before the same request would fit, when
     the server said (None: waiting will not help, e.g. a message too large or a request

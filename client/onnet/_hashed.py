@@ -69,7 +69,7 @@ def _charge_of(sent: PartSync) -> int:
 
 def _max_hashes(config: ServerConfig) -> int:
     """How many hashes one request may carry over all its fields, as the server announced."""
-    return config.max_batch + config.max_previous
+    return config.max_batch + config.previous_limit
 
 
 def _discover_request(sync: PartSync) -> discovery_pb2.DiscoverRequest:

@@ -113,7 +113,10 @@ class Client {
     const config = await this.getConfig();
     const book = [...new Set(numbers)];
     const hashes = book.map((number) => contactHash(number).toString('hex'));
-    const maxHashes = config.max_batch + config.max_previous; // as the server announced
+    // As the server announced; an older server (0) allows what fits beside a full batch.
+    const fits = Math.floor((config.max_message_bytes - 1024) / 32);
+    const previous = config.max_previous || Math.max(0, fits - config.max_batch);
+    const maxHashes = config.max_batch + previous;
     const position = new Map(hashes.map((hash, i) => [hash, i]));
     const { bits, requests } = plan(state, hashes, config.max_batch, maxHashes);
     const next = { bits, parts: {} };

@@ -17,7 +17,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from onnet import CONTACT_HASH_SIZE
+from onnet.protocol import CONTACT_HASH_SIZE, ELEMENT_SIZE, KIND_ACCOUNT, KIND_SERVICE
 from onnet.v1 import (
     bench_pb2,
     bench_pb2_grpc,
@@ -26,7 +26,7 @@ from onnet.v1 import (
     registry_pb2,
     registry_pb2_grpc,
 )
-from onnet_server.api.auth import KIND_ACCOUNT, KIND_SERVICE, Authenticator
+from onnet_server.api.auth import Authenticator
 from onnet_server.api.credentials import CredentialPolicy, CredentialVerifier
 from onnet_server.api.gate import PUBLIC, CallGate, CallSlots, method_rules
 from onnet_server.api.jwks import JwksError, KeySet
@@ -248,7 +248,13 @@ async def open_store(config: ServeSettings, pepper: Pepper) -> RegistryStore:
             base_policy=base_policy(config),
             loader=ChildLoader(config.redis_url, config.redis_cluster, layout.prefix),
         )
-        await store.start()
+        try:
+            await store.start()
+        except BaseException:
+            # A store that did not start still holds what it took (the host's builder
+            # lock, a feed task): let go before connect_and_run tries again with a new one.
+            await store.close()
+            raise
         if first_use and len(store):
             # A registry older than pepper records: nothing can prove which pepper built it.
             _log.warning(
@@ -283,7 +289,6 @@ def request_limits(config: ServeSettings, max_buckets: int) -> dict[str, int]:
     Methods not named here take small messages (_SMALL_REQUEST). The transport's own limit
     is ``config.max_message_bytes``, the largest of these.
     """
-    hashes = config.max_batch * CONTACT_HASH_SIZE
     discovery, registry, bench = (
         f"/{service.full_name}/" for service in (DISCOVERY, REGISTRY, BENCH)
     )
@@ -291,7 +296,7 @@ def request_limits(config: ServeSettings, max_buckets: int) -> dict[str, int]:
         # A re-sync also carries the hashes its token covers, which may span several batches.
         discovery + "Discover": config.max_message_bytes,
         bench + "Ceiling": config.max_message_bytes,
-        discovery + "BlindEvaluate": hashes + _FRAMING,
+        discovery + "BlindEvaluate": config.max_batch * ELEMENT_SIZE + _FRAMING,
         # Bucket numbers are packed varints of at most 5 bytes.
         discovery + "FetchBuckets": max_buckets * 5 + _FRAMING,
         registry + "Lookup": config.max_batch * max(CONTACT_HASH_SIZE, _E164_ON_WIRE) + _FRAMING,

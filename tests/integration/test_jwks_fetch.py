@@ -115,6 +115,32 @@ def test_a_trickling_answer_ends_at_its_deadline() -> None:
     assert time.monotonic() - started < 5  # one read's timeout past the deadline, at most
 
 
+def test_a_trickling_status_line_and_headers_end_at_the_deadline_too() -> None:
+    def trickle_headers(connection: socket.socket) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200:
+            connection.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    with endpoint(trickle_headers) as slow:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="no complete answer within 1 s"):
+            fetch_document(slow.url, timeout=1, max_bytes=1000)
+    assert time.monotonic() - started < 3
+
+
+async def test_keys_are_dropped_at_their_maximum_age_even_while_a_fetch_hangs() -> None:
+    """No refresher outcome is needed: a key the URL has not confirmed in time is gone."""
+    key = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="k")
+    with endpoint(http_answer(jwks_of(key))) as issuer:
+        keys = KeySet(("EdDSA",), url=issuer.url, max_age_seconds=0.5)
+        keys.fetch_now()
+    assert keys.get("k", "EdDSA") is not None
+    started = time.monotonic()
+    while keys.get("k", "EdDSA") is not None:  # no keep_current running at all
+        assert time.monotonic() - started < 5, "the stale key was never dropped"
+        await asyncio.sleep(0.05)
+
+
 def test_an_oversized_answer_is_cut() -> None:
     refused = pytest.raises(FetchError, match="larger than 1000 bytes")
     with endpoint(http_answer(b" " * 5000)) as big, refused:

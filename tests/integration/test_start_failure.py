@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import pytest
+import redis.exceptions
 
-from onnet_server.server import start_server
+from onnet_server.pepper import load_pepper
+from onnet_server.server import open_store, start_server
+from onnet_server.stores.redis_store import RedisRegistry
 from tests.servers import free_port, fresh_config
 
 
@@ -34,3 +38,29 @@ async def test_a_start_that_fails_late_leaves_nothing_running(redis_url: str) ->
     assert all(task.done() for task in left), [t.get_name() for t in left if not t.done()]
     # The gRPC port was let go: binding it again works.
     socket.create_server(("127.0.0.1", grpc_port)).close()
+
+
+async def test_a_store_that_fails_to_start_lets_go_of_the_builder_lock(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis vanishing during the first load is retried with a new store; the failed one must
+    let go of the host's builder lock, or the new one never builds a base in its life."""
+    failures = [redis.exceptions.ConnectionError("Redis went away mid-load")]
+    start = RedisRegistry.start
+
+    async def flaky_start(store: RedisRegistry) -> None:
+        if failures:
+            # As a real start does first: the builder election, which takes the host's lock.
+            assert store.rebuilder.builds_here
+            raise failures.pop()
+        await start(store)
+
+    monkeypatch.setattr(RedisRegistry, "start", flaky_start)
+    config = fresh_config(redis_url=redis_url, index_dir=tmp_path / "index")
+    store = await asyncio.wait_for(open_store(config, load_pepper(config)), 60)
+    try:
+        assert not failures  # the first start did fail
+        assert isinstance(store, RedisRegistry)
+        assert store.rebuilder.builds_here
+    finally:
+        await store.close()

@@ -8,7 +8,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import onnet
-from onnet_server.api.auth import DEV_SUBJECT, KIND_ACCOUNT, KIND_SERVICE, Authenticator, Caller
+from onnet.protocol import KIND_ACCOUNT, KIND_SERVICE
+from onnet_server.api.auth import DEV_SUBJECT, Authenticator, Caller
 from onnet_server.core.errors import PermissionDenied, Unauthenticated
 from tests.security import verifier_trusting
 

@@ -317,3 +317,66 @@ def test_every_rpc_a_flow_names_is_in_both_calls_layers() -> None:
     for rpc in rpcs:
         served = [all(hasattr(layer, rpc.method) for layer in pair) for pair in layers]
         assert served.count(True) == 1, rpc
+
+
+def test_the_backoff_grows_to_its_cap_with_full_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each wait is drawn below a ceiling that doubles from initial_backoff up to max_backoff."""
+    ceilings: list[float] = []
+
+    def highest(low: float, high: float) -> float:
+        ceilings.append(high)
+        assert low == 0  # full jitter: anywhere from no wait at all
+        return high
+
+    monkeypatch.setattr("onnet._retry.random.uniform", highest)
+    policy = RetryPolicy(attempts=5, initial_backoff=0.1, max_backoff=0.3, multiplier=2.0)
+    assert [policy.backoff(retry) for retry in range(4)] == [0.1, 0.2, 0.3, 0.3]
+    assert ceilings == [0.1, 0.2, 0.3, 0.3]
+
+
+def test_a_deadline_after_unavailable_reports_the_server_unavailable() -> None:
+    """A retry that waited out its deadline for a server that was down says it was down."""
+    for awaited in (False, True):
+        answer, seen = tries([UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED], awaited=awaited)
+        assert (answer, len(seen)) == ("UnavailableError", 2)
+    answer, _ = tries([grpc.StatusCode.DEADLINE_EXCEEDED], awaited=False)
+    assert answer == "DeadlineExceededError"  # with no server down before it, as it is
+
+
+class RefusingField(FakeServer):
+    """Refuses a re-sync with a token for another field than the token (a client's bug)."""
+
+    def discover(self, request: discovery_pb2.DiscoverRequest) -> discovery_pb2.DiscoverResponse:
+        if request.token:
+            raise onnet.InvalidArgumentError(
+                grpc.StatusCode.INVALID_ARGUMENT, "holds a hash more than once", "added_hashes"
+            )
+        return super().discover(request)
+
+
+def test_only_a_refused_token_is_paid_again_other_refusals_surface() -> None:
+    state = onnet.SyncState()
+    config = ServerConfig.from_proto(CONFIG)
+    blocking(discover_hashed(DiscoveryPlan(BOOK, "US"), config, state), FakeServer())
+    server = RefusingField()
+    with pytest.raises(onnet.InvalidArgumentError) as refused:
+        blocking(discover_hashed(DiscoveryPlan(BOOK, "US"), config, state), server)
+    assert refused.value.field == "added_hashes"
+    assert len(server.calls) == 1  # not sent again without its token: nothing paid twice
+
+
+def test_an_older_server_without_max_previous_still_resyncs_for_free() -> None:
+    """A server that does not announce max_previous allows what fits beside a full batch;
+    the SDK derives it rather than sending parts without their tokens."""
+    older = discovery_pb2.DiscoveryConfig()
+    older.CopyFrom(CONFIG)
+    older.ClearField("max_previous")
+    config = ServerConfig.from_proto(older)
+    assert config.max_previous == 0
+    assert config.previous_limit == ((1 << 20) - 1024) // 32 - config.max_batch
+    synced = onnet.SyncState()
+    blocking(discover_hashed(DiscoveryPlan(BOOK, "US"), config, synced), FakeServer())
+    for gone in BOOK:  # each number removed in turn: its part proves the removal, for free
+        state = onnet.SyncState.from_bytes(synced.to_bytes())
+        fewer = DiscoveryPlan([entry for entry in BOOK if entry != gone], "US")
+        assert blocking(discover_hashed(fewer, config, state), FakeServer()).charged == 0

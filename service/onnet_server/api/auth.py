@@ -24,11 +24,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from onnet.protocol import KIND_ACCOUNT, KIND_SERVICE, MAX_TOKEN_LENGTH, METADATA_KEY
+from onnet.protocol import KIND_SERVICE, MAX_TOKEN_LENGTH, METADATA_KEY
 from onnet_server.api.credentials import Credential, CredentialError, CredentialVerifier
 from onnet_server.core.errors import PermissionDenied, Unauthenticated
 
-__all__ = ["DEV_SUBJECT", "KIND_ACCOUNT", "KIND_SERVICE", "Authenticator", "Caller"]
+__all__ = ["DEV_SUBJECT", "Authenticator", "Caller"]
 
 DEV_SUBJECT = "dev"
 """The caller a development server assumes for a call without a credential."""

@@ -40,7 +40,6 @@ from onnet_server.api.jwks_fetch import FetchError, fetch_document, host_of
 
 __all__ = [
     "ALGORITHM_OF",
-    "SUPPORTED_ALGORITHMS",
     "JwksError",
     "KeySet",
     "SigningKey",
@@ -49,8 +48,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-SUPPORTED_ALGORITHMS = JWT_ALGORITHMS
-"""The JWS algorithms a credential may be signed with, if configured (ONNET_AUTH_ALGORITHMS)."""
 
 ALGORITHM_OF = {("OKP", "Ed25519"): "EdDSA", ("EC", "P-256"): "ES256", ("RSA", None): "RS256"}
 """The one algorithm each key type (``kty``, ``crv``) verifies."""
@@ -173,10 +170,10 @@ class KeySet:
         neither source is given or the file is unusable.
         """
         self._algorithms = tuple(algorithms)
-        unknown = set(self._algorithms) - set(SUPPORTED_ALGORITHMS)
+        unknown = set(self._algorithms) - set(JWT_ALGORITHMS)
         if not self._algorithms or unknown:
             raise JwksError(
-                f"algorithms must be some of {', '.join(SUPPORTED_ALGORITHMS)}"
+                f"algorithms must be some of {', '.join(JWT_ALGORITHMS)}"
                 + (f", not {', '.join(sorted(unknown))}" if unknown else "")
             )
         if file is None and url is None:
@@ -212,7 +209,13 @@ class KeySet:
         return kid in self._kids
 
     def get(self, kid: str, algorithm: str) -> SigningKey | None:
-        """The key named ``kid`` for ``algorithm``, or None (a fetch is then asked for)."""
+        """The key named ``kid`` for ``algorithm``, or None (a fetch is then asked for).
+
+        Keys the URL has not confirmed for ``max_age_seconds`` are dropped first, whatever
+        the refresher is doing (a fetch that hangs must not keep them trusted).
+        """
+        if self._url is not None:
+            self._drop_if_stale()
         key = self._keys.get((kid, algorithm))
         if key is None and self._url is not None:
             self._wanted.set()

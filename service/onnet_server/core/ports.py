@@ -114,7 +114,7 @@ class RegistryWrites(Protocol):
         """Block (or unblock) the number behind ``fingerprint`` for ``user_id``.
 
         True when this changed the blocklist, False when it was so already, None when no
-        such user is registered. Raises InvalidArgument when the blocklist is full
+        such user is registered. Raises QuotaExceeded (field user_id) when the blocklist is full
         (``MAX_BLOCKED``), StoreUnavailable when the store cannot be reached. Unregistering
         (or losing one's number) erases the user's blocklist.
         """

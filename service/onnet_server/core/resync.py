@@ -106,7 +106,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from onnet import CONTACT_HASH_SIZE
+from onnet.protocol import CONTACT_HASH_SIZE
 from onnet_server.core import _native
 from onnet_server.core.block_cipher import BlockCipher
 from onnet_server.core.errors import InvalidArgument

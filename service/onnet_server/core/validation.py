@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from onnet import CONTACT_HASH_SIZE, InvalidNumberError, normalize
+from onnet import InvalidNumberError, normalize
+from onnet.protocol import CONTACT_HASH_SIZE
 from onnet_server.core.errors import InvalidArgument
 
 __all__ = [

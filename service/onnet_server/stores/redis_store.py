@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from onnet_server.core.blocklists import Blocklists
 from onnet_server.core.errors import StoreUnavailable
@@ -174,7 +173,3 @@ class RedisRegistry(IndexReads):
         async with self._state.feed_lock:
             await self._snapshot.load(publish=False)
             await self.rebuilder.publish(for_the_builder=True)
-
-    def file_extra(self) -> dict[str, Any]:
-        """What a base file keeps beside the base: the blocklists as of its snapshot."""
-        return self._snapshot.file_extra()
