@@ -248,13 +248,7 @@ async def open_store(config: ServeSettings, pepper: Pepper) -> RegistryStore:
             base_policy=base_policy(config),
             loader=ChildLoader(config.redis_url, config.redis_cluster, layout.prefix),
         )
-        try:
-            await store.start()
-        except BaseException:
-            # A store that did not start still holds what it took (the host's builder
-            # lock, a feed task): let go before connect_and_run tries again with a new one.
-            await store.close()
-            raise
+        await store.start()  # on failure it lets go of what it took; the client is closed
         if first_use and len(store):
             # A registry older than pepper records: nothing can prove which pepper built it.
             _log.warning(

@@ -18,7 +18,15 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Protocol, TypeAlias
 
-__all__ = ["CallSpans", "Span", "annotate", "begin_call", "lookup_span", "redis_span"]
+__all__ = [
+    "CallSpans",
+    "Span",
+    "annotate",
+    "begin_call",
+    "lookup_span",
+    "redis_span",
+    "traced",
+]
 
 Value: TypeAlias = str | int | float | bool
 """What an attribute may hold here: a name from a fixed set, a count, a size or a flag."""
@@ -61,6 +69,11 @@ _UNTRACED: AbstractContextManager[Span] = contextlib.nullcontext(_NoSpan())
 def begin_call(spans: CallSpans) -> None:
     """Trace the call being served (each call runs in a context of its own) with ``spans``."""
     _CALL.set(spans)
+
+
+def traced() -> bool:
+    """Whether the call being served is traced (a hot path skips its span's work if not)."""
+    return _CALL.get() is not None
 
 
 def lookup_span(name: str) -> AbstractContextManager[Span]:

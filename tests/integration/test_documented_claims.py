@@ -35,6 +35,7 @@ from onnet_server.stores.redis_store import RedisRegistry
 from tests.redis_servers import RedisProcess, redis_server
 from tests.security import discovery_client, registry_client
 from tests.servers import ThreadedServer
+from tests.waiting import wait_until
 
 ALICE, BOB, CAROL, DAVE = "+14155550100", "+442079460958", "+4930901820", "+33612345678"
 
@@ -44,14 +45,6 @@ the test must fail if the code's cap drifts from what the documents promise)."""
 
 DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
 """A Redis that keeps every acknowledged write across a restart (README "Persistence")."""
-
-
-def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def fingerprints_of(server: ThreadedServer, numbers: list[str]) -> list[bytes]:
@@ -94,7 +87,7 @@ def test_a_blocklist_holds_at_most_ten_thousand_numbers(
     with registry_client(server.target) as registry:
         registry.register("ann", ALICE)
         block_with_the_registry_script(redis_url, "ann", fingerprints_of(server, blocked))
-        wait_for(lambda: registry.screen(blocked[-1], "ann") == onnet.Verdict.BLOCKED)
+        wait_until(lambda: registry.screen(blocked[-1], "ann") == onnet.Verdict.BLOCKED)
 
         assert registry.block("ann", last_that_fits) is True  # the 10,000th
         with pytest.raises(onnet.QuotaExceededError) as full:
@@ -172,7 +165,7 @@ def test_unregister_and_block_while_redis_is_down_are_unavailable_and_write_noth
         assert registry_state(registry) == before
 
         durable_redis.start()  # same port and folder: the append-only file is replayed
-        wait_for(lambda: try_register(registry, "dave", DAVE))
+        wait_until(lambda: try_register(registry, "dave", DAVE))
         assert registry_state(registry) == before
     # Redis holds exactly what was acknowledged: a process that loads it sees the same.
     fresh = make_server(redis_url=durable_redis.url, pepper_hex=server.config.pepper_hex)

@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,19 +41,12 @@ from tests.servers import (
     fresh_config,
     server_process,
 )
+from tests.waiting import wait_until
 
 ALICE, BOB, CAROL, DAVE = "+14155550100", "+442079460958", "+4930901820", "+33612345678"
 BLOCKED = onnet.Verdict.BLOCKED
 DURABLE = ("--appendonly", "yes", "--appendfsync", "always")
 """A Redis that keeps every acknowledged write across a restart (README "Persistence")."""
-
-
-def wait_for(check: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 # -- move-blocklists, run again --------------------------------------------------------------
@@ -154,7 +146,7 @@ def test_move_blocklists_run_again_only_adds(redis_url: str, tmp_path: Path) -> 
             with registry_client(old.target) as on_old:
                 expected = blocks_seen_by(on_old)
             expected[("carol", "dave")] = BLOCKED
-            wait_for(lambda: blocks_seen_by(registry) == expected)
+            wait_until(lambda: blocks_seen_by(registry) == expected)
             blocked = [pair for pair, verdict in expected.items() if verdict is BLOCKED]
             assert sorted(blocked) == [
                 ("alice", "carol"), ("bob", "alice"), ("carol", "bob"), ("carol", "dave"),
@@ -191,13 +183,13 @@ def test_feed_lag_grows_while_redis_is_away_and_falls_when_it_returns(
 ) -> None:
     address = f"127.0.0.1:{free_port()}"
     make_server(redis_url=killable_redis.url, metrics_listen=address)
-    wait_for(lambda: feed_metrics(address)[1] == 1)  # loaded, and refreshed since
-    wait_for(lambda: feed_metrics(address)[0] < 0.5)
+    wait_until(lambda: feed_metrics(address)[1] == 1)  # loaded, and refreshed since
+    wait_until(lambda: feed_metrics(address)[0] < 0.5)
 
     killable_redis.stop()
-    wait_for(lambda: feed_metrics(address)[0] > 1.0)  # refreshed once a second
+    wait_until(lambda: feed_metrics(address)[0] > 1.0)  # refreshed once a second
     killable_redis.start()
-    wait_for(lambda: feed_metrics(address)[0] < 0.5)
+    wait_until(lambda: feed_metrics(address)[0] < 0.5)
     assert feed_metrics(address)[1] == 1  # it caught up from the streams: no reload
 
 
@@ -214,7 +206,7 @@ def test_reloads_count_each_snapshot_the_index_loads(
 ) -> None:
     address = f"127.0.0.1:{free_port()}"
     server = make_server(redis_url=redis_url, metrics_listen=address)
-    wait_for(lambda: feed_metrics(address)[1] == 1)  # the first load counts
+    wait_until(lambda: feed_metrics(address)[1] == 1)  # the first load counts
     first, second = same_group_users(2)
     group = Layout().group_of(first)[0]
     with registry_client(server.target) as registry:
@@ -227,7 +219,7 @@ def test_reloads_count_each_snapshot_the_index_loads(
         finally:
             client.close()
         registry.register(second, BOB)
-        wait_for(lambda: feed_metrics(address)[1] == 2)
+        wait_until(lambda: feed_metrics(address)[1] == 2)
         assert registry.lookup([ALICE, BOB]) == [first, second]  # the reloaded index is whole
 
 
@@ -276,7 +268,7 @@ def test_a_worker_with_a_configuration_error_stops_them_all(redis_url: str, tmp_
         env = workers_env(redis_url, tmp_path, ONNET_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
         with server_process(env, "--listen", f"127.0.0.1:{free_port()}", wait=False) as server:
             assert server.process.wait(30) == 1, server.log()
-            wait_for(lambda: "workers stopped" in server.log())
+            wait_until(lambda: "workers stopped" in server.log())
     assert "worker 1 has a configuration error; stopping" in server.log()
     assert "restarting it" not in server.log()
     pids = worker_pids(server)
@@ -296,13 +288,13 @@ def test_a_dead_worker_is_restarted_and_sigint_stops_every_worker(
 ) -> None:
     target = f"127.0.0.1:{free_port()}"
     with server_process(workers_env(redis_url, tmp_path), "--listen", target) as server:
-        wait_for(lambda: server.log().count("onnet serving on") == 2, timeout=30)
+        wait_until(lambda: server.log().count("onnet serving on") == 2, timeout=30)
         first, other = worker_pids(server)
         os.kill(first, signal.SIGKILL)
-        wait_for(lambda: gone(first))
+        wait_until(lambda: gone(first))
         assert all(serves(target) for _ in range(5))  # the other worker serves meanwhile
-        wait_for(lambda: len(worker_pids(server)) == 3, timeout=20)
-        wait_for(lambda: server.log().count("onnet serving on") == 3, timeout=30)
+        wait_until(lambda: len(worker_pids(server)) == 3, timeout=20)
+        wait_until(lambda: server.log().count("onnet serving on") == 3, timeout=30)
         assert re.search(rf"worker 0 \(pid {first}\) exited with -9; restarting it", server.log())
         replacement = worker_pids(server)[2]
         assert not gone(other)
@@ -311,7 +303,7 @@ def test_a_dead_worker_is_restarted_and_sigint_stops_every_worker(
 
         server.process.send_signal(signal.SIGINT)
         assert server.process.wait(30) == 0  # asked to stop, and every worker stopped
-        wait_for(lambda: "workers stopped" in server.log())
+        wait_until(lambda: "workers stopped" in server.log())
     assert all(gone(pid) for pid in (first, other, replacement))
     assert "workers stopped (exit codes [0, 0])" in server.log()
 

@@ -21,6 +21,7 @@ from jwcrypto import jwk
 
 from onnet_server.api.jwks import JwksError, KeySet
 from onnet_server.api.jwks_fetch import FetchError, fetch_document
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jwcrypto's own
 
@@ -168,34 +169,23 @@ def test_an_absurdly_nested_document_is_a_clear_error() -> None:
             keys.fetch_now()
 
 
-async def wait_for(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_the_refresher_survives_anything_a_fetch_meets() -> None:
     """A broken status line once ended the refresher for good, keeping old keys forever."""
     old = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="old")
     new = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="new")
-    answers: dict[str, Answer] = {"now": http_answer(jwks_of(old))}
-
-    def answer(connection: socket.socket) -> None:
-        answers["now"](connection)
-
-    with endpoint(answer) as issuer:
+    with endpoint(http_answer(jwks_of(old))) as issuer:
         keys = KeySet(("EdDSA",), url=issuer.url, refresh_seconds=0.1, retry_seconds=0.05)
         keys.fetch_now()
         refreshing = asyncio.ensure_future(keys.keep_current())
         try:
-            answers["now"] = lambda c: c.sendall(b"GARBAGE\r\n\r\n")
+            issuer.answer = lambda c: c.sendall(b"GARBAGE\r\n\r\n")
             garbage_from = issuer.connections
-            await wait_for(lambda: issuer.connections >= garbage_from + 2, "two broken fetches")
+            await wait_until_async(
+                lambda: issuer.connections >= garbage_from + 2, "two broken fetches"
+            )
             assert not refreshing.done()
-            answers["now"] = http_answer(jwks_of(new))
-            await wait_for(lambda: keys.get("new", "EdDSA") is not None, "the new key")
+            issuer.answer = http_answer(jwks_of(new))
+            await wait_until_async(lambda: keys.get("new", "EdDSA") is not None, "the new key")
             assert keys.get("old", "EdDSA") is None
         finally:
             refreshing.cancel()
@@ -203,15 +193,10 @@ async def test_the_refresher_survives_anything_a_fetch_meets() -> None:
 
 async def test_unknown_kids_during_an_outage_do_not_become_a_flood_of_fetches() -> None:
     key = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="k")
-    answers: dict[str, Answer] = {"now": http_answer(jwks_of(key))}
-
-    def answer(connection: socket.socket) -> None:
-        answers["now"](connection)
-
-    with endpoint(answer) as issuer:
+    with endpoint(http_answer(jwks_of(key))) as issuer:
         keys = KeySet(("EdDSA",), url=issuer.url, refresh_seconds=60, retry_seconds=0.5)
         keys.fetch_now()
-        answers["now"] = http_answer(b"", "503 Service Unavailable")
+        issuer.answer = http_answer(b"", "503 Service Unavailable")
         refreshing = asyncio.ensure_future(keys.keep_current())
         try:
             started, before = time.monotonic(), issuer.connections
@@ -227,22 +212,17 @@ async def test_unknown_kids_during_an_outage_do_not_become_a_flood_of_fetches() 
 
 async def test_keys_the_url_stops_confirming_are_dropped_after_their_maximum_age() -> None:
     key = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="k")
-    answers: dict[str, Answer] = {"now": http_answer(jwks_of(key))}
-
-    def answer(connection: socket.socket) -> None:
-        answers["now"](connection)
-
-    with endpoint(answer) as issuer:
+    with endpoint(http_answer(jwks_of(key))) as issuer:
         keys = KeySet(
             ("EdDSA",), url=issuer.url, refresh_seconds=0.1, retry_seconds=0.05, max_age_seconds=1
         )
         keys.fetch_now()
         generation = keys.generation
-        answers["now"] = http_answer(b"", "503 Service Unavailable")
+        issuer.answer = http_answer(b"", "503 Service Unavailable")
         refreshing = asyncio.ensure_future(keys.keep_current())
         try:
             assert keys.get("k", "EdDSA") is not None  # the last good key, for now
-            await wait_for(lambda: keys.get("k", "EdDSA") is None, "the stale key dropped")
+            await wait_until_async(lambda: keys.get("k", "EdDSA") is None, "the stale key dropped")
             assert keys.generation > generation  # cached verifications go with it
         finally:
             refreshing.cancel()
@@ -264,7 +244,7 @@ async def test_the_refresher_survives_an_error_no_check_foresaw(
         monkeypatch.setattr("onnet_server.api.jwks.fetch_document", unforeseen)
         refreshing = asyncio.ensure_future(keys.keep_current())
         try:
-            await wait_for(lambda: len(failures) >= 2, "two failed fetches")
+            await wait_until_async(lambda: len(failures) >= 2, "two failed fetches")
             assert not refreshing.done()
             assert keys.get("k", "EdDSA") is not None
         finally:

@@ -13,7 +13,7 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ from jwcrypto import jwt as jose
 import onnet
 from tests.security import DEFAULT_ACCOUNT_NUMBER, security
 from tests.servers import server_process
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jwcrypto's own
 
@@ -93,14 +94,6 @@ def mint(key: jwk.JWK, subject: str, kind: str) -> str:
     return str(token.serialize())
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
-
-
 def accepted(target: str, token: str) -> bool:
     """Whether the server takes ``token`` for a Discover call (Unauthenticated if not)."""
     with onnet.Client(target, credentials=security().channel(), token=token) as client:
@@ -137,9 +130,10 @@ def test_a_jwt_issuer_with_a_jwks_url_needs_no_onnet_code() -> None:
             # The issuer rotates: the new key verifies once fetched, the withdrawn one stops.
             with endpoint.lock:
                 endpoint.keys = [second]
-            eventually(
+            wait_until(
                 lambda: accepted(server.target, mint(second, "alice", "account")),
                 "the new key is fetched",
+                timeout=20,
             )
             # The very token accepted before: no verified credential outlives its key.
             assert not accepted(server.target, signed_by_first)
@@ -147,7 +141,7 @@ def test_a_jwt_issuer_with_a_jwks_url_needs_no_onnet_code() -> None:
             # The endpoint fails: the last good keys keep working.
             with endpoint.lock:
                 endpoint.failing, failed_from = True, endpoint.fetches
-            eventually(lambda: endpoint.fetches >= failed_from + 1, "a fetch that fails")
+            wait_until(lambda: endpoint.fetches >= failed_from + 1, "a fetch that fails")
             assert accepted(server.target, mint(second, "alice", "account"))
         log = server.log()
     assert "JWKS refresh failed, keeping the last good keys" in log

@@ -13,6 +13,7 @@ import redis.exceptions
 
 from onnet_server.pepper import load_pepper
 from onnet_server.server import open_store, start_server
+from onnet_server.stores.redis_snapshot import SnapshotLoader
 from onnet_server.stores.redis_store import RedisRegistry
 from tests.servers import free_port, fresh_config
 
@@ -46,16 +47,15 @@ async def test_a_store_that_fails_to_start_lets_go_of_the_builder_lock(
     """Redis vanishing during the first load is retried with a new store; the failed one must
     let go of the host's builder lock, or the new one never builds a base in its life."""
     failures = [redis.exceptions.ConnectionError("Redis went away mid-load")]
-    start = RedisRegistry.start
+    start_from_file = SnapshotLoader.start_from_file
 
-    async def flaky_start(store: RedisRegistry) -> None:
+    async def flaky(loader: SnapshotLoader) -> bool:
+        started = await start_from_file(loader)  # the builder election: takes the lock
         if failures:
-            # As a real start does first: the builder election, which takes the host's lock.
-            assert store.rebuilder.builds_here
             raise failures.pop()
-        await start(store)
+        return started
 
-    monkeypatch.setattr(RedisRegistry, "start", flaky_start)
+    monkeypatch.setattr(SnapshotLoader, "start_from_file", flaky)
     config = fresh_config(redis_url=redis_url, index_dir=tmp_path / "index")
     store = await asyncio.wait_for(open_store(config, load_pepper(config)), 60)
     try:

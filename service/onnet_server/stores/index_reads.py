@@ -11,7 +11,7 @@ from onnet_server.core.blocklists import Blocklists
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Matches
-from onnet_server.spans import lookup_span
+from onnet_server.spans import lookup_span, traced
 
 __all__ = ["IndexReads"]
 
@@ -34,6 +34,8 @@ class IndexReads:
         self, fingerprints: bytes, excluded: frozenset[str], token: bytes
     ) -> tuple[bytes, int]:
         """``match`` as a serialized DiscoverResponse carrying ``token``."""
+        if not traced():  # Discover's hot path: no span, no attribute calls
+            return self.index.discover_answer(fingerprints, excluded, token)
         with lookup_span("lookup") as span:
             span.set_attribute("onnet.hashes", len(fingerprints) // FINGERPRINT_SIZE)
             encoded, match_count = self.index.discover_answer(fingerprints, excluded, token)

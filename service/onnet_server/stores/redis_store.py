@@ -102,7 +102,19 @@ class RedisRegistry(IndexReads):
         return self._state.client
 
     async def start(self) -> None:
-        """Load the index (from the host's base file, or Redis), then follow the streams."""
+        """Load the index (from the host's base file, or Redis), then follow the streams.
+
+        A start that fails lets go of what it took (the host's builder lock above all), so
+        that a new store can start in this process; the connection stays its owner's.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self._feed.stop()
+            await self.rebuilder.close()
+            raise
+
+    async def _start(self) -> None:
         async with self._state.feed_lock:
             from_file = await self._snapshot.start_from_file()
             directory = self.rebuilder.directory
