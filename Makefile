@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 
 .PHONY: serve test lint bench protos clean
 
-# setup.py and the .pyx: the compiled index loops are rebuilt when their source changes.
-$(BIN)/.installed: pyproject.toml setup.py service/onnet_server/core/_native.pyx
+# setup.py and the .pyx files: the compiled parts are rebuilt when their source changes.
+$(BIN)/.installed: pyproject.toml setup.py $(wildcard service/onnet_server/core/*.pyx)
 	PYTHON=$(PYTHON) sh scripts/ensure-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

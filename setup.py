@@ -1,7 +1,10 @@
-"""The compiled part of onnet: the index's hot loops (Cython), built by `pip install`.
+"""The compiled parts of onnet (Cython), built by `pip install`.
+
+The index's hot loops (core/_native.pyx) and the re-sync token's common case
+(core/_resync_native.pyx).
 
 Everything else is in pyproject.toml; setuptools needs this file only to compile the
-extension. Its C is generated from the .pyx at build time and never committed.
+extensions. Their C is generated from the .pyx at build time and never committed.
 """
 
 import numpy
@@ -17,7 +20,12 @@ setup(
                 include_dirs=[numpy.get_include()],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 extra_compile_args=["-O3"],
-            )
+            ),
+            Extension(
+                "onnet_server.core._resync_native",
+                ["service/onnet_server/core/_resync_native.pyx"],
+                extra_compile_args=["-O3"],
+            ),
         ],
         compiler_directives={"language_level": 3},
     )

@@ -196,6 +196,35 @@ def test_row_slots_bulk_and_single_placement_agree() -> None:
     assert sorted(table.slots[table.slots >= 0].tolist()) == list(range(20_000))
 
 
+def test_lookups_between_changes_see_each_change() -> None:
+    """The overlay keeps its lookup view between changes: every change must drop it.
+
+    Lookups interleaved with registrations, moves and erasures that grow the arrays, reuse
+    rows and compact the id arena (as a serving process does, between Discovers).
+    """
+    rng = random.Random(5)
+    numbers = [rng.randbytes(16) for _ in range(400)]
+    index = RegistryIndex()
+    holder: dict[int, str] = {}
+    held: dict[str, int] = {}
+    for version in range(1, 3001):
+        k = rng.randrange(300)
+        user = f"user-{k}-{'x' * (k % 40)}"  # ids of many lengths: the arena fills unevenly
+        if user in held and rng.random() < 0.3:
+            index.delete(user, version)
+            holder.pop(held.pop(user))
+        else:
+            number = rng.choice([n for n in range(len(numbers)) if n not in holder])
+            if user in held:
+                holder.pop(held.pop(user))
+            index.put(user, numbers[number], version, True)
+            holder[number], held[user] = user, number
+        if version % 25 == 0 or version < 40:
+            found = index.match(b"".join(numbers))
+            got = dict(zip(found.indexes.tolist(), found.user_ids, strict=True))
+            assert got == holder, version
+
+
 def test_churn_agrees_with_a_model_through_growth_and_reuse() -> None:
     """Thousands of registrations, moves and erasures: tables grow, rows and arena reused."""
     rng = random.Random(11)

@@ -33,10 +33,10 @@ class RecordingRegistry(MemoryRegistry):
         self.asked: list[tuple[bytes, frozenset[str]]] = []
 
     def discover_answer(
-        self, fingerprints: bytes, excluded: frozenset[str], token: bytes
+        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
     ) -> tuple[bytes, int]:
         self.asked.append((fingerprints, excluded))
-        return super().discover_answer(fingerprints, excluded, token)
+        return super().discover_answer(fingerprints, excluded, token, distinct=distinct)
 
 
 def fresh_tokens() -> ResyncTokens:

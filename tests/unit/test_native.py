@@ -292,6 +292,9 @@ def test_discover_answer_is_the_protobuf_serialization_of_the_match(
     )
     assert answer == expected.SerializeToString()
     assert found == len(positions)
+    # Told the numbers are distinct, the lookup skips collapsing duplicates, and answers
+    # the same, repeats or not: a repeated number is looked up once per position.
+    assert _native.discover_answer(packed, *tables, token, True) == (answer, found)
 
 
 def test_a_number_asked_many_times_is_answered_at_every_position() -> None:
@@ -303,6 +306,17 @@ def test_a_number_asked_many_times_is_answered_at_every_position() -> None:
     message = discovery_pb2.DiscoverResponse.FromString(answer)
     assert list(message.matched_indexes) == list(range(copies))
     assert set(message.user_ids) == {world.expected([number], True)[1][0]}
+    uncollapsed = struct.pack("<QQ", *number) * copies
+    assert _native.discover_answer(uncollapsed, *tables, b"", True)[0] == answer
+
+
+def test_first_halves_are_split_halves_first_part() -> None:
+    packed = bytes(range(256)) * 4
+    assert _native.first_halves(packed) == _native.split_halves(packed)[0]
+    with pytest.raises(ValueError, match="whole 32-byte hashes"):
+        _native.first_halves(packed[:-1])
+    with pytest.raises(ValueError, match="whole 32-byte hashes"):
+        _native.split_halves(packed[:-1])
 
 
 # -- FetchBuckets' answer in wire form --------------------------------------------------

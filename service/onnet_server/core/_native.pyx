@@ -74,7 +74,7 @@ cdef const void* _data(cnp.ndarray array, int type_number, str name) except NULL
 
 
 cdef const uint8_t* _bytes_data(object data, Py_ssize_t* size) except NULL:
-    """The bytes of a ``bytes`` or ``bytearray`` object (read, never kept past the call)."""
+    """The bytes of a ``bytes`` or ``bytearray`` object (a bytearray's move when resized)."""
     if isinstance(data, bytes):
         size[0] = PyBytes_GET_SIZE(data)
         return <const uint8_t*>PyBytes_AS_STRING(data)
@@ -242,8 +242,9 @@ cdef int64_t* _ascending(cnp.ndarray rows, str name, Py_ssize_t* count) except N
 cdef class OverlayView:
     """An overlay's arrays (core/index/overlay.py) as one lookup reads them.
 
-    Made afresh for each lookup (the overlay replaces its arrays as it grows, and its id
-    arena is a bytearray that may move): it holds the arrays while their data is read.
+    Valid until the overlay's next change (which may replace its arrays as it grows, or
+    move its id arena, a bytearray): the overlay keeps one until then (``Overlay.view``).
+    It holds the arrays, so their data stays while it is read.
     """
 
     cdef object arrays
@@ -319,12 +320,15 @@ cdef inline const uint8_t* _id_of(BaseView base, OverlayView overlay, int64_t ro
 cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridden,
                          OverlayView overlay, cnp.ndarray excluded_overlay,
                          cnp.ndarray excluded_base, bint discoverable_only,
-                         uint32_t* positions, int64_t* rows) except -1:
+                         uint32_t* positions, int64_t* rows, bint distinct=False) except -1:
     """Fill ``positions`` and ``rows`` (room for one per fingerprint) with the holders kept.
 
     Duplicates collapse first (a number asked 10,000 times is looked up once, and costs
     what any other number costs), on the fingerprints' keyed first halves, which no client
-    can steer into one slot of the table that groups them. Each distinct number is then
+    can steer into one slot of the table that groups them; unless the caller knows the
+    fingerprints are ``distinct`` (a re-sync token proved it), when the grouping is skipped.
+    The answer does not depend on it: a repeated number would be looked up once per
+    position, with the same result each time. Each distinct number is then
     looked up with the same steps whatever it finds (P7): both probes, the marks of the
     row found or of a stand-in row its fingerprint picks (keyed, so as scattered as found
     rows are), and a binary search of each exclusion list. Every position of a kept number
@@ -346,7 +350,7 @@ cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridd
     cdef Py_ssize_t excluded_mine, excluded_theirs
     cdef const int64_t* not_mine = _ascending(excluded_overlay, "excluded_overlay", &excluded_mine)
     cdef const int64_t* not_theirs = _ascending(excluded_base, "excluded_base", &excluded_theirs)
-    cdef Py_ssize_t table_size = _table_size(count)
+    cdef Py_ssize_t table_size = 0 if distinct else _table_size(count)
     # One allocation: the grouping table, each position's number, each number's first
     # position, and each number's kept row.
     cdef char* scratch = <char*>malloc(
@@ -359,16 +363,23 @@ cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridd
     cdef int32_t* first_of = <int32_t*>(of_position + count)
     cdef int32_t* table = first_of + count
     cdef Py_ssize_t i, d, group, last, found = 0
-    cdef Py_ssize_t distinct = _group(packed, count, table, table_size, of_position, first_of)
+    cdef Py_ssize_t numbers
+    if distinct:
+        numbers = count
+        for i in range(count):
+            first_of[i] = <int32_t>i
+            of_position[i] = i
+    else:
+        numbers = _group(packed, count, table, table_size, of_position, first_of)
     cdef const uint8_t* block
     cdef uint64_t hi, lo, claimed, touched = 0
     cdef int64_t row, mine, at, mine_at
     cdef bint kept, skipped, out_mine, out_theirs, mine_shown
-    for group in range(0, distinct, _GROUP):
+    for group in range(0, numbers, _GROUP):
         # A group's reads are started before any is used: the directory words, then the
         # first rows they name, so that a group's cache misses overlap instead of
         # following one another (the base's arrays are tens of megabytes).
-        last = min(group + _GROUP, distinct)
+        last = min(group + _GROUP, numbers)
         for d in range(group, last):
             hi = _le64(packed + 16 * first_of[d])
             __builtin_prefetch(&overlay.table[hi & overlay.home_mask])
@@ -443,10 +454,11 @@ def match(bytes fingerprints, BaseView base, cnp.ndarray overridden, OverlayView
 
 def discover_answer(bytes fingerprints, BaseView base, cnp.ndarray overridden,
                     OverlayView overlay, cnp.ndarray excluded_overlay,
-                    cnp.ndarray excluded_base, bytes token):
+                    cnp.ndarray excluded_base, bytes token, bint distinct=False):
     """``match``'s discoverable holders as a serialized DiscoverResponse carrying ``token``.
 
-    Returns the answer's bytes and how many matches they hold. Fields (discovery.proto): 1 ``matched_indexes``, packed varints; 2 ``user_ids``, one
+    Returns the answer's bytes and how many matches they hold. ``distinct``: the caller
+    knows no fingerprint comes twice, so duplicates need no collapsing (see ``_holders``). Fields (discovery.proto): 1 ``matched_indexes``, packed varints; 2 ``user_ids``, one
     length-delimited string each; 3 ``token``. Written straight from the index's rows, with
     no Python object per match.
     """
@@ -463,7 +475,7 @@ def discover_answer(bytes fingerprints, BaseView base, cnp.ndarray overridden,
     cdef uint8_t* out
     try:
         found = _holders(fingerprints, base, overridden, overlay, excluded_overlay,
-                         excluded_base, True, positions, rows)
+                         excluded_base, True, positions, rows, distinct)
         for i in range(found):
             packed_size += _varint_size(positions[i])
         total = (1 + _varint_size(packed_size) + packed_size) if found else 0
@@ -518,21 +530,29 @@ def arena_user_row(cnp.ndarray slots, uint64_t mask, uint64_t home_mask, object 
         slot = (slot + 1) & mask
 
 
-def split_halves(bytes packed):
-    """(first halves, second halves) of packed 32-byte hashes, each packed 16 bytes a hash."""
+cdef bytes _halves(bytes packed, Py_ssize_t offset):
+    """The 16 bytes at ``offset`` (0 or 16) of each packed 32-byte hash, packed."""
     cdef const char* source = PyBytes_AS_STRING(packed)
     cdef Py_ssize_t i, size = PyBytes_GET_SIZE(packed)
     if size % 32:
-        raise ValueError("split_halves needs whole 32-byte hashes")
+        raise ValueError("whole 32-byte hashes only")
     cdef Py_ssize_t count = size // 32
-    first = PyBytes_FromStringAndSize(NULL, count * 16)
-    second = PyBytes_FromStringAndSize(NULL, count * 16)
-    cdef char* a = PyBytes_AS_STRING(first)
-    cdef char* b = PyBytes_AS_STRING(second)
+    halves = PyBytes_FromStringAndSize(NULL, count * 16)
+    cdef char* out = PyBytes_AS_STRING(halves)
     for i in range(count):
-        memcpy(a + 16 * i, source + 32 * i, 16)
-        memcpy(b + 16 * i, source + 32 * i + 16, 16)
-    return first, second
+        memcpy(out + 16 * i, source + 32 * i + offset, 16)
+    return halves
+
+
+def split_halves(bytes packed):
+    """(first halves, second halves) of packed 32-byte hashes, each packed 16 bytes a hash."""
+    return _halves(packed, 0), _halves(packed, 16)
+
+
+def first_halves(bytes packed):
+    """The first half of each packed 32-byte hash, packed 16 bytes a hash (a lookup needs
+    no second halves)."""
+    return _halves(packed, 0)
 
 
 def xor_bytes(bytes left, bytes right):

@@ -138,11 +138,20 @@ class DiscoveryService:
         matched, nothing charged) when the new hashes do not fit the account's quota.
         """
         blockers = self._accounts.blockers(account)
-        check_packed_hashes("hashes", hashes, max_count=self._limits.max_batch, allow_empty=False)
-        if previous_hashes or added_hashes or removed_hashes:  # not the commonest call
+        count = check_packed_hashes(
+            "hashes", hashes, max_count=self._limits.max_batch, allow_empty=False
+        )
+        changed = previous_hashes or added_hashes or removed_hashes
+        if changed:  # not the commonest call
             self._check_token_fields(token, previous_hashes, added_hashes, removed_hashes)
         # Keyed fingerprints: the registry's keys, and the re-sync token's set values.
         fingerprints = self._fingerprinter.fingerprints(hashes)
+        if token and not changed:
+            # The commonest call of all, an unchanged book re-synced: its token proved by
+            # one compiled step, which also proves that no hash comes twice.
+            next_token = self._tokens.renew_unchanged(account, token, fingerprints)
+            if next_token is not None:
+                return self._answer(fingerprints, blockers, next_token, distinct=True)
         if token and not previous_hashes:
             cost, next_token = self._tokens.renew_difference(
                 account, token, hashes, added_hashes, removed_hashes, fingerprints=fingerprints
@@ -153,11 +162,25 @@ class DiscoveryService:
             )
         if cost:
             refuse_over_quota(await self._quota.charge(account, cost), "hashes", cost)
-        # Duplicates collapse inside the lookup (a number asked 10,000 times is looked up
-        # once): on fingerprints, which are equal exactly when the hashes' first 16 bytes
-        # are (AES is a permutation), and which no client can steer into one slot.
-        encoded, match_count = self._store.discover_answer(fingerprints, blockers, next_token)
-        return DiscoveryAnswer(encoded, next_token, match_count)
+        # A first sync is charged each distinct hash: when that is all of them, none
+        # needs collapsing in the lookup either.
+        distinct = not token and cost == count
+        return self._answer(fingerprints, blockers, next_token, distinct=distinct)
+
+    def _answer(
+        self, fingerprints: bytes, blockers: frozenset[str], token: bytes, *, distinct: bool
+    ) -> DiscoveryAnswer:
+        """The lookup's answer, carrying ``token``.
+
+        Duplicates collapse inside the lookup (a number asked 10,000 times is looked up
+        once), unless the fingerprints are known to be ``distinct``: on fingerprints, which
+        are equal exactly when the hashes' first 16 bytes are (AES is a permutation), and
+        which no client can steer into one slot.
+        """
+        encoded, match_count = self._store.discover_answer(
+            fingerprints, blockers, token, distinct=distinct
+        )
+        return DiscoveryAnswer(encoded, token, match_count)
 
     def _check_token_fields(
         self, token: bytes, previous_hashes: bytes, added_hashes: bytes, removed_hashes: bytes

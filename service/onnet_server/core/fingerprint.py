@@ -26,7 +26,7 @@ class Fingerprinter:
 
     def fingerprints(self, hashes: bytes) -> bytes:
         """Fingerprints of packed 32-byte contact hashes, packed 16 bytes each, in order."""
-        return self.of_prefixes(_native.split_halves(hashes)[0])
+        return self._cipher.encrypt(_native.first_halves(hashes))
 
     def of_prefixes(self, prefixes: bytes) -> bytes:
         """Fingerprints of packed 16-byte hash prefixes (the first half of each hash)."""

@@ -161,9 +161,13 @@ class RegistryReads(Protocol):
         ...
 
     def discover_answer(
-        self, fingerprints: bytes, excluded: frozenset[str], token: bytes
+        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
     ) -> tuple[bytes, int]:
-        """``match``, answered as a serialized DiscoverResponse that carries ``token``."""
+        """``match``, answered as a serialized DiscoverResponse that carries ``token``.
+
+        ``distinct``: the caller knows that no fingerprint comes twice, so the lookup need
+        not collapse duplicates (the answer is the same either way).
+        """
         ...
 
     def bucket_answer(

@@ -31,14 +31,16 @@ class IndexReads:
         return self.index.match(fingerprints, excluded)
 
     def discover_answer(
-        self, fingerprints: bytes, excluded: frozenset[str], token: bytes
+        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
     ) -> tuple[bytes, int]:
-        """``match`` as a serialized DiscoverResponse carrying ``token``."""
+        """``match`` as a serialized DiscoverResponse carrying ``token`` (see the port)."""
         if not traced():  # Discover's hot path: no span, no attribute calls
-            return self.index.discover_answer(fingerprints, excluded, token)
+            return self.index.discover_answer(fingerprints, excluded, token, distinct)
         with lookup_span("lookup") as span:
             span.set_attribute("onnet.hashes", len(fingerprints) // FINGERPRINT_SIZE)
-            encoded, match_count = self.index.discover_answer(fingerprints, excluded, token)
+            encoded, match_count = self.index.discover_answer(
+                fingerprints, excluded, token, distinct
+            )
             span.set_attribute("onnet.matches", match_count)
         return encoded, match_count
 

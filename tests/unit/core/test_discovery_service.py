@@ -38,6 +38,21 @@ async def register(core: Core, user_id: str, e164: str, discoverable: bool = Tru
     await core.registry.register(user_id, e164, discoverable)
 
 
+def recorded_lookups(core: Core, monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bool]]:
+    """The lookups Discover asks of the store from now on: (fingerprints, distinct) each."""
+    lookups: list[tuple[bytes, bool]] = []
+    lookup = core.store.discover_answer
+
+    def recorded(
+        fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
+    ) -> tuple[bytes, int]:
+        lookups.append((fingerprints, distinct))
+        return lookup(fingerprints, excluded, token, distinct=distinct)
+
+    monkeypatch.setattr(core.store, "discover_answer", recorded)
+    return lookups
+
+
 # Charging
 
 
@@ -87,6 +102,31 @@ async def test_the_difference_form_resync_is_free_and_charges_only_what_it_adds(
     assert await core.remaining() == CAPACITY - 4
 
 
+async def test_an_unchanged_resync_is_proved_in_one_step_and_matches_as_the_first_sync(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await register(core, "alice", BOOK[1])
+    await register(core, "bob", BOOK[3])
+    first = await core.discovery.discover(ACCOUNT, packed(*BOOK), b"", b"")
+    lookups = recorded_lookups(core, monkeypatch)
+
+    def python_renewal(*args: object, **kwargs: object) -> tuple[int, bytes]:
+        raise AssertionError("an unchanged re-sync needs no Python renewal")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(core.discovery._tokens, "renew_difference", python_renewal)
+        again = await core.discovery.discover(ACCOUNT, packed(*reversed(BOOK)), first.token, b"")
+    assert found(again.matches) == [(1, "bob"), (3, "alice")]
+    assert await core.remaining() == CAPACITY - len(BOOK)
+    # The proof also says no hash comes twice: the lookup need not collapse duplicates.
+    assert [distinct for _, distinct in lookups] == [True]
+    # A book with a hash twice is proved by the Python renewal, and collapsed.
+    twice = await core.discovery.discover(ACCOUNT, packed(*BOOK, BOOK[1]), again.token, b"")
+    assert found(twice.matches) == [(1, "alice"), (3, "bob"), (5, "alice")]
+    assert [distinct for _, distinct in lookups] == [True, False]
+    assert await core.remaining() == CAPACITY - len(BOOK)
+
+
 async def test_a_resync_that_hides_a_new_hash_is_refused_and_charges_nothing(core: Core) -> None:
     first = await core.discovery.discover(ACCOUNT, packed(*BOOK[:3]), b"", b"")
     with pytest.raises(InvalidArgument) as refused:
@@ -124,14 +164,7 @@ async def test_a_call_over_the_quota_is_refused_whole(
     await core.discovery.discover(ACCOUNT, packed(*spent[:MAX_BATCH]), b"", b"")
     await core.discovery.discover(ACCOUNT, packed(*spent[MAX_BATCH:]), b"", b"")
     assert await core.remaining() == 2
-    lookups: list[bytes] = []
-    lookup = core.store.discover_answer
-
-    def recorded(fingerprints: bytes, excluded: frozenset[str], token: bytes) -> tuple[bytes, int]:
-        lookups.append(fingerprints)
-        return lookup(fingerprints, excluded, token)
-
-    monkeypatch.setattr(core.store, "discover_answer", recorded)
+    lookups = recorded_lookups(core, monkeypatch)
     with pytest.raises(QuotaExceeded) as refused:
         await core.discovery.discover(ACCOUNT, packed(*BOOK[:3]), b"", b"")
     assert refused.value.field == "hashes"

@@ -103,6 +103,7 @@ class RegistryIndex:
         self._base = base or BaseIndex.empty(new_seed())
         self._overlay = Overlay()
         self._overridden = np.zeros(len(self._base), dtype=bool)
+        self._overridden_bytes = self._overridden.view(np.uint8)  # as a lookup reads it
         self._left_out: list[int] = []  # entry positions of overridden base rows
         self._left_out_sorted: npt.NDArray[np.uint32] | None = None
         self._base_live = len(self._base)
@@ -159,14 +160,19 @@ class RegistryIndex:
         return self._lookup(fingerprints, frozenset(), discoverable_only=False)
 
     def discover_answer(
-        self, fingerprints: bytes, excluded: frozenset[str], token: bytes
+        self,
+        fingerprints: bytes,
+        excluded: frozenset[str],
+        token: bytes,
+        distinct: bool = False,
     ) -> tuple[bytes, int]:
         """``match`` as a serialized DiscoverResponse that carries ``token``; its match count.
 
         The answer's bytes are written from the index's rows (no Python object per match);
-        ``match`` is the same lookup read back into Python objects.
+        ``match`` is the same lookup read back into Python objects. ``distinct``: no
+        fingerprint comes twice (known to the caller), so none need collapsing.
         """
-        return _native.discover_answer(fingerprints, *self._tables(excluded), token)
+        return _native.discover_answer(fingerprints, *self._tables(excluded), token, distinct)
 
     def _lookup(
         self, fingerprints: bytes, excluded: frozenset[str], *, discoverable_only: bool
@@ -187,7 +193,7 @@ class RegistryIndex:
             excluded_mine = excluded_theirs = _NO_ROWS
         return (
             self._base.view,
-            self._overridden.view(np.uint8),
+            self._overridden_bytes,
             self._overlay.view(),
             excluded_mine,
             excluded_theirs,
@@ -416,6 +422,7 @@ class RegistryIndex:
         self._base = base
         self._overlay = Overlay()
         self._overridden = np.zeros(len(base), dtype=bool)
+        self._overridden_bytes = self._overridden.view(np.uint8)
         self._left_out = []
         self._left_out_sorted = None
         self._base_live = len(base)

@@ -322,8 +322,10 @@ class Overlay:
         self._holders = RowSlots(tagged=True)
         self._users = RowSlots()
         self._shadowed: dict[bytes, set[int]] = {}
+        self._view: _native.OverlayView | None = None  # made by view(), until a change
 
     def _allocate_rows(self, capacity: int) -> None:
+        self._view = None  # a view holds the arrays being replaced
         self._hi = np.zeros(capacity, dtype=np.uint64)
         self._lo = np.zeros(capacity, dtype=np.uint64)
         self._version = np.zeros(capacity, dtype=np.uint64)
@@ -392,8 +394,15 @@ class Overlay:
     def view(self) -> _native.OverlayView:
         """The holders table, row arrays and id arena, as a lookup reads them.
 
-        Made afresh for every lookup: the arrays are replaced when the overlay grows.
+        Made once and kept until the next change (``put``, ``delete``, ``load``): a change
+        may write the arrays, replace them as the overlay grows, or move the id arena, and
+        the view holds their addresses. Kept, it spares every Discover its making.
         """
+        if self._view is None:
+            self._view = self._new_view()
+        return self._view
+
+    def _new_view(self) -> _native.OverlayView:
         table = self._holders
         return _native.OverlayView(
             table.slots.view(np.int64),
@@ -569,6 +578,7 @@ class Overlay:
         sealed entry), or empty. Ignored (returns None) when the user already has a record
         of this version or newer.
         """
+        self._view = None  # arrays may be written, replaced or moved
         slot, current = self._find_user(user_id)
         if current >= 0:
             if int(self._version[current]) >= version:
@@ -596,6 +606,7 @@ class Overlay:
 
     def delete(self, user_id: str, version: int) -> bool:
         """Apply an erasure; False when there was no record older than ``version``."""
+        self._view = None
         slot, row = self._find_user(user_id)
         if row < 0 or int(self._version[row]) >= version:
             return False
@@ -617,6 +628,7 @@ class Overlay:
         """
         if self._count:
             raise ValueError("load() fills an empty index")
+        self._view = None
         count = len(user_ids)
         if count == 0:
             return
@@ -868,6 +880,7 @@ class Overlay:
 
     def _compact_arena(self) -> None:
         """Rewrite the arena without the ids of users who are gone (vectorized)."""
+        self._view = None  # a view holds the arena being replaced
         live = self._live_rows()
         lengths = self._uid_length[live]
         kept, ends = _gather(self._arena, self._uid_offset[live], lengths)

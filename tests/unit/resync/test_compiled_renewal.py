@@ -1,0 +1,123 @@
+"""The compiled renewal of an unchanged book (``renew_unchanged``) against the Python one.
+
+``renew_unchanged`` may only say yes where ``renew_difference`` would renew for free, with
+the very same token; everywhere else it says None and leaves the decision (and any refusal)
+to ``renew_difference``.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from onnet_server.core.errors import InvalidArgument
+from onnet_server.core.resync import ResyncTokens
+from tests.unit.resync.support import ACCOUNT, TTL, Clock, packed, split
+
+
+def fingerprints(tokens: ResyncTokens, hashes: bytes) -> bytes:
+    """What Discover gives the renewal: the hashes' fingerprints under the current pepper."""
+    return tokens.fingerprinter.fingerprints(hashes)
+
+
+@settings(max_examples=50, deadline=None)
+@given(size=st.integers(min_value=1, max_value=300), seed=st.integers(0, 2**32 - 1))
+def test_an_unchanged_book_renews_as_the_python_renewal_does(size: int, seed: int) -> None:
+    tokens = ResyncTokens.from_peppers(random.Random(seed).randbytes(32), ttl_seconds=TTL)
+    book = split(random.Random(seed).randbytes(32 * size))
+    token = tokens.issue(ACCOUNT, b"".join(book))
+    random.Random(seed).shuffle(book)  # any order
+    hashes = b"".join(book)
+    renewed = tokens.renew_unchanged(ACCOUNT, token, fingerprints(tokens, hashes))
+    assert renewed is not None
+    assert (0, renewed) == tokens.renew_difference(ACCOUNT, token, hashes, b"", b"")
+    tokens.verify(renewed, ACCOUNT, hashes)
+
+
+def test_the_renewed_token_expires_a_lifetime_after_now(tokens: ResyncTokens, clock: Clock) -> None:
+    book = packed(20)
+    token = tokens.issue(ACCOUNT, book)
+    clock.now += 1234.75
+    renewed = tokens.renew_unchanged(ACCOUNT, token, fingerprints(tokens, book))
+    assert renewed is not None
+    assert int.from_bytes(renewed[5:13], "big") == int(clock.now) + TTL
+
+
+def undecided(tokens: ResyncTokens, token: bytes, hashes: bytes, account: str = ACCOUNT) -> None:
+    """``renew_unchanged`` leaves this call to ``renew_difference``."""
+    assert tokens.renew_unchanged(account, token, fingerprints(tokens, hashes)) is None
+
+
+def test_a_book_with_a_hash_twice_is_left_to_the_python_renewal(tokens: ResyncTokens) -> None:
+    book = packed(30)
+    token = tokens.issue(ACCOUNT, book)
+    twice = book + book[:32]
+    undecided(tokens, token, twice)
+    # Which collapses the duplicate and renews it for free.
+    cost, renewed = tokens.renew_difference(ACCOUNT, token, twice, b"", b"")
+    assert cost == 0
+    tokens.verify(renewed, ACCOUNT, book)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["another account", "another book", "a hash more", "a hash less", "expired"],
+)
+def test_what_the_token_does_not_prove_is_left_to_the_python_renewal_which_refuses(
+    tokens: ResyncTokens, clock: Clock, change: str
+) -> None:
+    book = packed(30)
+    token = tokens.issue(ACCOUNT, book)
+    account, hashes = ACCOUNT, book
+    if change == "another account":
+        account = "mallory"
+    elif change == "another book":
+        hashes = packed(30)
+    elif change == "a hash more":
+        hashes = book + packed(1)
+    elif change == "a hash less":
+        hashes = book[32:]
+    else:
+        clock.now += TTL
+    undecided(tokens, token, hashes, account)
+    with pytest.raises(InvalidArgument) as refusal:
+        tokens.renew_difference(account, token, hashes, b"", b"")
+    assert refusal.value.field == "token"
+
+
+def test_every_altered_byte_of_the_token_is_left_to_the_python_renewal(
+    tokens: ResyncTokens,
+) -> None:
+    book = packed(10)
+    token = tokens.issue(ACCOUNT, book)
+    for at in range(len(token)):
+        altered = bytearray(token)
+        altered[at] ^= 0x01
+        undecided(tokens, bytes(altered), book)
+    for malformed in (b"", token[:-1], token + b"\x00"):
+        undecided(tokens, malformed, book)
+
+
+def test_tokens_of_another_key_or_version_are_left_to_the_python_renewal(
+    tokens: ResyncTokens, old_tokens: ResyncTokens
+) -> None:
+    book = packed(10)
+    before_rotation = old_tokens.issue(ACCOUNT, book)
+    undecided(tokens, before_rotation, book)
+    cost, renewed = tokens.renew_difference(ACCOUNT, before_rotation, book, b"", b"")
+    assert cost == 0
+    assert tokens.renew_unchanged(ACCOUNT, renewed, fingerprints(tokens, book)) is not None
+    version_1 = bytes([1]) + before_rotation[1:]
+    undecided(tokens, version_1, book)
+
+
+def test_an_account_id_the_token_cannot_hold_is_an_error(tokens: ResyncTokens) -> None:
+    book = packed(2)
+    token = tokens.issue(ACCOUNT, book)
+    with pytest.raises(ValueError, match="longer than 255"):
+        tokens.renew_unchanged("a" * 256, token, fingerprints(tokens, book))
+    with pytest.raises(UnicodeEncodeError):
+        tokens.renew_unchanged("ålice", token, fingerprints(tokens, book))
