@@ -268,6 +268,26 @@ def test_first_rows_are_where_each_distinct_row_is_first_seen(
     assert _native.first_rows(values).tolist() == [blocks.index(b) for b in seen]
 
 
+@given(st.lists(st.integers(0, 6), max_size=60), st.binary(min_size=16 * 7, max_size=16 * 7))
+def test_distinct_sums_count_and_sum_each_distinct_block_once(
+    picks: list[int], pool: bytes
+) -> None:
+    blocks = [pool[16 * pick : 16 * pick + 16] for pick in picks]
+    seen = list(dict.fromkeys(blocks))
+    lanes = [struct.unpack("<QQ", block) for block in seen]
+    expected = (
+        len(seen),
+        sum(lane[0] for lane in lanes) & MASK64,
+        sum(lane[1] for lane in lanes) & MASK64,
+    )
+    assert _native.distinct_sums(b"".join(blocks)) == expected
+
+
+def test_distinct_sums_take_whole_blocks_only() -> None:
+    with pytest.raises(ValueError, match="whole 16-byte blocks"):
+        _native.distinct_sums(bytes(17))
+
+
 # -- Discover's answer in wire form -----------------------------------------------------
 
 

@@ -641,6 +641,36 @@ cdef Py_ssize_t _group(const uint8_t* blocks, Py_ssize_t count, int32_t* table,
     return distinct
 
 
+def distinct_sums(bytes blocks):
+    """(distinct 16-byte blocks, the sums modulo 2^64 of their two lanes), in one pass.
+
+    A first sync's charge and set digest: each distinct value counted and summed once
+    (``first_rows`` then ``lane_sums`` over those rows, without the arrays). The blocks are
+    keyed values (fingerprints), which no client can steer into one slot of the table.
+    """
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(blocks), count = size // 16, j, distinct
+    if size % 16:
+        raise ValueError("whole 16-byte blocks only")
+    if count == 0:
+        return 0, 0, 0
+    cdef const uint8_t* data = <const uint8_t*>PyBytes_AS_STRING(blocks)
+    cdef Py_ssize_t table_size = _table_size(count)
+    cdef char* scratch = <char*>malloc(
+        table_size * sizeof(int32_t) + count * (sizeof(Py_ssize_t) + sizeof(int32_t)))
+    if scratch == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t* of_position = <Py_ssize_t*>scratch
+    cdef int32_t* first_of = <int32_t*>(of_position + count)
+    cdef int32_t* table = first_of + count
+    cdef uint64_t first = 0, second = 0
+    distinct = _group(data, count, table, table_size, of_position, first_of)
+    for j in range(distinct):
+        first += _le64(data + 16 * first_of[j])
+        second += _le64(data + 16 * first_of[j] + 8)
+    free(scratch)
+    return distinct, first, second
+
+
 cdef Py_ssize_t _table_size(Py_ssize_t count) noexcept nogil:
     cdef Py_ssize_t size = 1
     while size < 2 * count:

@@ -450,11 +450,11 @@ class ResyncTokens:
         self, account: str, hashes: bytes, fingerprints: bytes | None
     ) -> tuple[int, bytes]:
         """No token: every distinct hash is charged, and the next token covers them all."""
-        values = self._current_values(hashes, fingerprints)
-        rows = _first_rows(values)
-        # An address book rarely holds a number twice: then no rows need gathering.
-        lanes = _lanes(values if len(rows) == len(values) else values[rows])
-        return len(rows), self._issue(account, lanes)
+        if fingerprints is None:
+            fingerprints = self._signers[self._current].blocks(_VERSION, hashes)
+        # One compiled pass: how many distinct values, and their sum.
+        distinct, first, second = _native.distinct_sums(fingerprints)
+        return distinct, self._issue(account, (first, second))
 
     def _is_current(self, opened: _Opened) -> bool:
         """Whether ``opened`` has the values and the key of the tokens issued now."""
