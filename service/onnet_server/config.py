@@ -116,6 +116,9 @@ class ServeSettings:
     """Processes that prepare ImportUsers rows (validation, private-mode entries;
     ONNET_IMPORT_PROCESSES): 0 for one per core, started by the first large import; 1 for a
     thread of the server itself."""
+    lookup_thread: bool = True
+    """Run Discover's index probes on a thread of their own, off the event loop's core
+    (ONNET_LOOKUP_THREAD, default on; 0 probes on the event loop, in line)."""
     workers: int = 1
     """Server processes sharing the port with SO_REUSEPORT (ONNET_WORKERS, ``--workers``);
     more than one needs Redis, which keeps every worker's index current."""
@@ -414,6 +417,7 @@ class ServeSettings:
             metrics_listen=get("METRICS_LISTEN"),
             workers=number("WORKERS", cls.workers),
             import_processes=number("IMPORT_PROCESSES", cls.import_processes),
+            lookup_thread=(get("LOOKUP_THREAD") or "1").lower() in _TRUE,
             reuse_port=(get("REUSE_PORT") or "").lower() in _TRUE,
         )
         return cls(**{**values, **overrides})  # type: ignore[arg-type]

@@ -56,6 +56,7 @@ from onnet_server.heap import keep_out_of_collections
 from onnet_server.pepper import Pepper, load_pepper, load_previous_pepper
 from onnet_server.stores.index_loader import ChildLoader
 from onnet_server.stores.index_rebuild import BasePolicy
+from onnet_server.stores.lookup_thread import LookupThread
 from onnet_server.stores.memory import MemoryRegistry
 from onnet_server.stores.redis_connection import RedisClient, connect_and_run, describe
 from onnet_server.stores.redis_layout import Layout
@@ -370,6 +371,14 @@ async def start_server(
         return running
 
 
+async def _lookup_thread(started: contextlib.AsyncExitStack) -> LookupThread:
+    """A thread for Discover's probes, stopped (once its probes are done) with the server."""
+    thread = LookupThread()
+    thread.start()
+    started.push_async_callback(thread.close)
+    return thread
+
+
 def _in_background(
     started: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]
 ) -> asyncio.Task[None]:
@@ -391,6 +400,8 @@ async def _start(
     if store is None:
         store = await open_store(config, pepper)
         started.push_async_callback(store.close)
+    if config.lookup_thread:
+        store.lookup_thread = await _lookup_thread(started)
     metrics = Metrics()
     following = _in_background(started, metrics.follow(store))
     refreshing_keys = _in_background(started, auth.keep_keys_current())

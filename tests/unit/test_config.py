@@ -16,6 +16,14 @@ def test_defaults() -> None:
     assert (config.quota_new_numbers, config.quota_period) == (20_000, 864_000)
 
 
+@pytest.mark.parametrize(("value", "on"), [(None, True), ("1", True), ("0", False), ("no", False)])
+def test_discovers_probes_run_on_their_own_thread_unless_told_not_to(
+    value: str | None, on: bool
+) -> None:
+    env = {"ONNET_DEV": "1"} | ({"ONNET_LOOKUP_THREAD": value} if value is not None else {})
+    assert ServeSettings.from_env(env).lookup_thread is on
+
+
 def test_production_needs_credential_keys() -> None:
     with pytest.raises(ConfigError, match=r"set ONNET_AUTH_JWKS .* or pass --dev"):
         ServeSettings.from_env({})

@@ -20,8 +20,11 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from cpython.ref cimport PyObject
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy
+from posix.fcntl cimport F_SETFL, O_NONBLOCK, fcntl
+from posix.unistd cimport close, pipe, read, write
 
 import numpy as np
 
@@ -257,6 +260,7 @@ cdef class OverlayView:
     cdef const uint8_t* names
     cdef const uint32_t* name_at
     cdef const uint8_t* name_length
+    cdef int64_t rows
 
     def __init__(self, cnp.ndarray slots, uint64_t mask, uint64_t home_mask,
                  cnp.ndarray hi, cnp.ndarray lo, cnp.ndarray discoverable,
@@ -277,24 +281,32 @@ cdef class OverlayView:
         self.names = _bytes_data(arena, &arena_size)
         self.name_at = <const uint32_t*>_data(offsets, cnp.NPY_UINT32, "offsets")
         self.name_length = <const uint8_t*>_data(lengths, cnp.NPY_UINT8, "lengths")
+        if lo.shape[0] != hi.shape[0] or discoverable.shape[0] < hi.shape[0]:
+            raise ValueError("overlay_hi, overlay_lo and overlay_discoverable differ in length")
+        self.rows = hi.shape[0]
 
     cdef inline int64_t row_of(self, uint64_t hi, uint64_t lo) noexcept nogil:
         """The row holding a fingerprint, or -1: its probe chain, to the first empty slot.
 
         A slot holds the row and the top 31 bits of the fingerprint's first half
-        (core/index/row_slots.py); a tombstone is negative but not empty.
+        (core/index/row_slots.py); a tombstone is negative but not empty. A row beyond this
+        view's arrays (a probe on another thread, while the overlay grows) is never read.
         """
         cdef uint64_t tag = hi >> 33
         cdef uint64_t slot = hi & self.home_mask
-        cdef int64_t value
-        while True:
+        cdef int64_t value, row
+        cdef uint64_t steps = 0
+        while steps <= self.mask:
             value = self.table[slot]
             if value == _EMPTY:
                 return -1
             if value >= 0 and <uint64_t>(value >> 32) == tag:
-                if self.hi[value & _ROW_BITS] == hi and self.lo[value & _ROW_BITS] == lo:
-                    return value & _ROW_BITS
+                row = value & _ROW_BITS
+                if row < self.rows and self.hi[row] == hi and self.lo[row] == lo:
+                    return row
             slot = (slot + 1) & self.mask
+            steps += 1
+        return -1
 
 
 cdef uint64_t _sink = 0
@@ -317,54 +329,97 @@ cdef inline const uint8_t* _id_of(BaseView base, OverlayView overlay, int64_t ro
     return overlay.names + overlay.name_at[row]
 
 
-cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridden,
-                         OverlayView overlay, cnp.ndarray excluded_overlay,
-                         cnp.ndarray excluded_base, bint discoverable_only,
-                         uint32_t* positions, int64_t* rows, bint distinct=False) except -1:
-    """Fill ``positions`` and ``rows`` (room for one per fingerprint) with the holders kept.
+cdef struct _Lookup:
+    # One lookup's inputs as raw pointers (their objects are held by the caller), its
+    # scratch and its outputs: what the probe reads and writes, with no Python object, so
+    # that it can run without the GIL (``LookupJob``).
+    const uint8_t* packed
+    Py_ssize_t count
+    const uint8_t* skip
+    const uint64_t* claim
+    uint64_t no_claim
+    const int64_t* not_mine
+    Py_ssize_t excluded_mine
+    const int64_t* not_theirs
+    Py_ssize_t excluded_theirs
+    bint discoverable_only
+    bint distinct
+    char* scratch
+    uint32_t* positions
+    int64_t* rows
+    Py_ssize_t found
+
+
+cdef int _open(_Lookup* lookup, bytes fingerprints, BaseView base, cnp.ndarray overridden,
+               cnp.ndarray excluded_overlay, cnp.ndarray excluded_base,
+               bint discoverable_only, bint distinct, uint32_t* positions,
+               int64_t* rows) except -1:
+    """Check a lookup's inputs and take their pointers; allocate its scratch (``_close``)."""
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(fingerprints)
+    if size % 16:
+        raise ValueError("fingerprints are 16 bytes each")
+    if overridden.shape[0] != base.rows:
+        raise ValueError("overridden has one byte per base row")
+    lookup.packed = <const uint8_t*>PyBytes_AS_STRING(fingerprints)
+    lookup.count = size // 16
+    lookup.skip = <const uint8_t*>_data(
+        overridden if base.rows else _ONE_BYTE, cnp.NPY_UINT8, "overridden")
+    lookup.no_claim = 0
+    lookup.claim = base.claim if base.rows else &lookup.no_claim
+    lookup.not_mine = _ascending(excluded_overlay, "excluded_overlay", &lookup.excluded_mine)
+    lookup.not_theirs = _ascending(excluded_base, "excluded_base", &lookup.excluded_theirs)
+    lookup.discoverable_only = discoverable_only
+    lookup.distinct = distinct
+    lookup.positions = positions
+    lookup.rows = rows
+    lookup.found = 0
+    cdef Py_ssize_t count = lookup.count
+    cdef Py_ssize_t table_size = 0 if distinct else _table_size(count)
+    # One allocation: the grouping table, each position's number, each number's first
+    # position, and each number's kept row.
+    lookup.scratch = <char*>malloc(
+        1 + table_size * sizeof(int32_t) + count * (sizeof(Py_ssize_t) + sizeof(int32_t)
+                                                    + sizeof(int64_t)))
+    if lookup.scratch == NULL:
+        raise MemoryError()
+    return 0
+
+
+cdef inline void _close(_Lookup* lookup) noexcept nogil:
+    free(lookup.scratch)
+    lookup.scratch = NULL
+
+
+cdef void _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nogil:
+    """Fill ``positions`` and ``rows`` with the holders kept; ``found`` says how many.
 
     Duplicates collapse first (a number asked 10,000 times is looked up once, and costs
     what any other number costs), on the fingerprints' keyed first halves, which no client
     can steer into one slot of the table that groups them; unless the caller knows the
     fingerprints are ``distinct`` (a re-sync token proved it), when the grouping is skipped.
     The answer does not depend on it: a repeated number would be looked up once per
-    position, with the same result each time. Each distinct number is then
-    looked up with the same steps whatever it finds (P7): both probes, the marks of the
-    row found or of a stand-in row its fingerprint picks (keyed, so as scattered as found
-    rows are), and a binary search of each exclusion list. Every position of a kept number
-    is reported, ascending; a base row as itself, overlay row r as -2 - r.
+    position, with the same result each time. Each distinct number is then looked up with
+    the same steps whatever it finds (P7): both probes, the marks of the row found or of a
+    stand-in row its fingerprint picks (keyed, so as scattered as found rows are), and a
+    binary search of each exclusion list. Every position of a kept number is reported,
+    ascending; a base row as itself, overlay row r as -2 - r.
     """
-    cdef const uint8_t* packed = <const uint8_t*>PyBytes_AS_STRING(fingerprints)
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(fingerprints)
-    if size % 16:
-        raise ValueError("fingerprints are 16 bytes each")
-    if overridden.shape[0] != base.rows:
-        raise ValueError("overridden has one byte per base row")
-    cdef Py_ssize_t count = size // 16
+    cdef Py_ssize_t count = lookup.count
     if count == 0:
-        return 0
-    cdef const uint8_t* skip = <const uint8_t*>_data(
-        overridden if base.rows else _ONE_BYTE, cnp.NPY_UINT8, "overridden")
-    cdef uint64_t no_claim = 0
-    cdef const uint64_t* claim = base.claim if base.rows else &no_claim
-    cdef Py_ssize_t excluded_mine, excluded_theirs
-    cdef const int64_t* not_mine = _ascending(excluded_overlay, "excluded_overlay", &excluded_mine)
-    cdef const int64_t* not_theirs = _ascending(excluded_base, "excluded_base", &excluded_theirs)
-    cdef Py_ssize_t table_size = 0 if distinct else _table_size(count)
-    # One allocation: the grouping table, each position's number, each number's first
-    # position, and each number's kept row.
-    cdef char* scratch = <char*>malloc(
-        table_size * sizeof(int32_t) + count * (sizeof(Py_ssize_t) + sizeof(int32_t)
-                                                + sizeof(int64_t)))
-    if scratch == NULL:
-        raise MemoryError()
-    cdef int64_t* kept_row = <int64_t*>scratch
+        lookup.found = 0
+        return
+    cdef const uint8_t* packed = lookup.packed
+    cdef const uint8_t* skip = lookup.skip
+    cdef const uint64_t* claim = lookup.claim
+    cdef bint discoverable_only = lookup.discoverable_only
+    cdef Py_ssize_t table_size = 0 if lookup.distinct else _table_size(count)
+    cdef int64_t* kept_row = <int64_t*>lookup.scratch
     cdef Py_ssize_t* of_position = <Py_ssize_t*>(kept_row + count)
     cdef int32_t* first_of = <int32_t*>(of_position + count)
     cdef int32_t* table = first_of + count
     cdef Py_ssize_t i, d, group, last, found = 0
     cdef Py_ssize_t numbers
-    if distinct:
+    if lookup.distinct:
         numbers = count
         for i in range(count):
             first_of[i] = <int32_t>i
@@ -375,7 +430,8 @@ cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridd
     cdef uint64_t hi, lo, claimed, touched = 0
     cdef int64_t row, mine, at, mine_at
     cdef bint kept, skipped, out_mine, out_theirs, mine_shown
-    for group in range(0, numbers, _GROUP):
+    group = 0
+    while group < numbers:
         # A group's reads are started before any is used: the directory words, then the
         # first rows they name, so that a group's cache misses overlap instead of
         # following one another (the base's arrays are tens of megabytes).
@@ -399,10 +455,10 @@ cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridd
             skipped = skip[at] != 0
             claimed = claim[at] >> 63
             touched ^= base.lo[at] if base.rows else 0  # as a found row's lo was read
-            out_theirs = _holds(not_theirs, excluded_theirs, at)
+            out_theirs = _holds(lookup.not_theirs, lookup.excluded_theirs, at)
             mine_at = mine if mine >= 0 else 0
             mine_shown = overlay.shown[mine_at] != 0
-            out_mine = _holds(not_mine, excluded_mine, mine_at)
+            out_mine = _holds(lookup.not_mine, lookup.excluded_mine, mine_at)
             if mine >= 0:
                 kept = (mine_shown or not discoverable_only) and not out_mine
                 row = -2 - mine  # an overlay row, told apart by its sign
@@ -410,16 +466,30 @@ cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridd
                 kept = (row >= 0 and not skipped and not out_theirs
                         and (claimed != 0 or not discoverable_only))
             kept_row[d] = row if kept else _LEFT_OUT
+        group = last
     global _sink
     _sink ^= touched
     for i in range(count):
         row = kept_row[of_position[i]]
         if row != _LEFT_OUT:
-            positions[found] = <uint32_t>i
-            rows[found] = row
+            lookup.positions[found] = <uint32_t>i
+            lookup.rows[found] = row
             found += 1
-    free(scratch)
-    return found
+    lookup.found = found
+
+
+cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridden,
+                         OverlayView overlay, cnp.ndarray excluded_overlay,
+                         cnp.ndarray excluded_base, bint discoverable_only,
+                         uint32_t* positions, int64_t* rows, bint distinct=False) except -1:
+    """Fill ``positions`` and ``rows`` (room for one per fingerprint) with the holders
+    kept, here and now (see ``_run``); return how many."""
+    cdef _Lookup lookup
+    _open(&lookup, fingerprints, base, overridden, excluded_overlay, excluded_base,
+          discoverable_only, distinct, positions, rows)
+    _run(&lookup, base, overlay)
+    _close(&lookup)
+    return lookup.found
 
 
 def match(bytes fingerprints, BaseView base, cnp.ndarray overridden, OverlayView overlay,
@@ -458,9 +528,7 @@ def discover_answer(bytes fingerprints, BaseView base, cnp.ndarray overridden,
     """``match``'s discoverable holders as a serialized DiscoverResponse carrying ``token``.
 
     Returns the answer's bytes and how many matches they hold. ``distinct``: the caller
-    knows no fingerprint comes twice, so duplicates need no collapsing (see ``_holders``). Fields (discovery.proto): 1 ``matched_indexes``, packed varints; 2 ``user_ids``, one
-    length-delimited string each; 3 ``token``. Written straight from the index's rows, with
-    no Python object per match.
+    knows no fingerprint comes twice, so duplicates need no collapsing (see ``_run``).
     """
     cdef Py_ssize_t count = PyBytes_GET_SIZE(fingerprints) // 16
     cdef char* scratch = <char*>malloc(
@@ -469,41 +537,53 @@ def discover_answer(bytes fingerprints, BaseView base, cnp.ndarray overridden,
         raise MemoryError()
     cdef int64_t* rows = <int64_t*>scratch
     cdef uint32_t* positions = <uint32_t*>(rows + count + 1)
-    cdef Py_ssize_t i, found, length, packed_size = 0, total
-    cdef Py_ssize_t token_size = PyBytes_GET_SIZE(token)
-    cdef const uint8_t* name
-    cdef uint8_t* out
+    cdef Py_ssize_t found
     try:
         found = _holders(fingerprints, base, overridden, overlay, excluded_overlay,
                          excluded_base, True, positions, rows, distinct)
-        for i in range(found):
-            packed_size += _varint_size(positions[i])
-        total = (1 + _varint_size(packed_size) + packed_size) if found else 0
-        for i in range(found):
-            _id_of(base, overlay, rows[i], &length)
-            total += 1 + _varint_size(length) + length
-        if token_size:
-            total += 1 + _varint_size(token_size) + token_size
-        answer = PyBytes_FromStringAndSize(NULL, total)
-        out = <uint8_t*>PyBytes_AS_STRING(answer)
-        if found:
-            out[0] = 0x0A  # field 1, length-delimited (packed)
-            out = _put_varint(out + 1, packed_size)
-            for i in range(found):
-                out = _put_varint(out, positions[i])
-        for i in range(found):
-            name = _id_of(base, overlay, rows[i], &length)
-            out[0] = 0x12  # field 2, length-delimited
-            out = _put_varint(out + 1, length)
-            memcpy(out, name, length)
-            out += length
-        if token_size:
-            out[0] = 0x1A  # field 3, length-delimited
-            out = _put_varint(out + 1, token_size)
-            memcpy(out, PyBytes_AS_STRING(token), token_size)
-        return answer, found
+        return _answer(base, overlay, positions, rows, found, token), found
     finally:
         free(scratch)
+
+
+cdef bytes _answer(BaseView base, OverlayView overlay, const uint32_t* positions,
+                   const int64_t* rows, Py_ssize_t found, bytes token):
+    """The DiscoverResponse of ``found`` kept rows, carrying ``token``.
+
+    Fields (discovery.proto): 1 ``matched_indexes``, packed varints; 2 ``user_ids``, one
+    length-delimited string each; 3 ``token``. Written straight from the index's rows, with
+    no Python object per match.
+    """
+    cdef Py_ssize_t i, length, packed_size = 0, total
+    cdef Py_ssize_t token_size = PyBytes_GET_SIZE(token)
+    cdef const uint8_t* name
+    cdef uint8_t* out
+    for i in range(found):
+        packed_size += _varint_size(positions[i])
+    total = (1 + _varint_size(packed_size) + packed_size) if found else 0
+    for i in range(found):
+        _id_of(base, overlay, rows[i], &length)
+        total += 1 + _varint_size(length) + length
+    if token_size:
+        total += 1 + _varint_size(token_size) + token_size
+    answer = PyBytes_FromStringAndSize(NULL, total)
+    out = <uint8_t*>PyBytes_AS_STRING(answer)
+    if found:
+        out[0] = 0x0A  # field 1, length-delimited (packed)
+        out = _put_varint(out + 1, packed_size)
+        for i in range(found):
+            out = _put_varint(out, positions[i])
+    for i in range(found):
+        name = _id_of(base, overlay, rows[i], &length)
+        out[0] = 0x12  # field 2, length-delimited
+        out = _put_varint(out + 1, length)
+        memcpy(out, name, length)
+        out += length
+    if token_size:
+        out[0] = 0x1A  # field 3, length-delimited
+        out = _put_varint(out + 1, token_size)
+        memcpy(out, PyBytes_AS_STRING(token), token_size)
+    return answer
 
 
 def arena_user_row(cnp.ndarray slots, uint64_t mask, uint64_t home_mask, object arena,
@@ -969,3 +1049,187 @@ def encode_buckets(cnp.ndarray wanted, int bits, list classes, cnp.ndarray left_
         free(starts)
         free(ends)
         free(sizes)
+
+
+# -- Lookups off the event loop's thread ---------------------------------------------------
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_cond_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t* mutex, const void* attributes)
+    int pthread_mutex_destroy(pthread_mutex_t* mutex)
+    int pthread_mutex_lock(pthread_mutex_t* mutex)
+    int pthread_mutex_unlock(pthread_mutex_t* mutex)
+    int pthread_cond_init(pthread_cond_t* condition, const void* attributes)
+    int pthread_cond_destroy(pthread_cond_t* condition)
+    int pthread_cond_wait(pthread_cond_t* condition, pthread_mutex_t* mutex)
+    int pthread_cond_signal(pthread_cond_t* condition)
+    int pthread_cond_broadcast(pthread_cond_t* condition)
+
+
+cdef class LookupJob:
+    """One Discover lookup, ready to run on any thread: its inputs held, its outputs kept.
+
+    Made on the event loop's thread (which checks the inputs and takes their pointers),
+    ``run`` may then go on another thread without the GIL; ``answer`` (back on the loop,
+    with the GIL) writes the DiscoverResponse. The caller must check that the index did not
+    change between the job's making and its answer (else it looks up again): a change may
+    write the arrays the probe reads, and reuse rows. The job holds every array it reads,
+    so that none is freed while it runs.
+    """
+
+    cdef bytes fingerprints
+    cdef BaseView base
+    cdef OverlayView overlay
+    cdef object held
+    cdef bytes token
+    cdef _Lookup lookup
+    cdef char* outputs
+    cdef bint opened
+
+    def __cinit__(self, bytes fingerprints, BaseView base, cnp.ndarray overridden,
+                  OverlayView overlay, cnp.ndarray excluded_overlay,
+                  cnp.ndarray excluded_base, bytes token, bint distinct=False):
+        cdef Py_ssize_t count = PyBytes_GET_SIZE(fingerprints) // 16
+        self.outputs = <char*>malloc(count * sizeof(uint32_t) + (count + 1) * sizeof(int64_t))
+        if self.outputs == NULL:
+            raise MemoryError()
+        self.fingerprints = fingerprints
+        self.base = base
+        self.overlay = overlay
+        self.held = (overridden, excluded_overlay, excluded_base)
+        self.token = token
+        cdef int64_t* rows = <int64_t*>self.outputs
+        _open(&self.lookup, fingerprints, base, overridden, excluded_overlay, excluded_base,
+              True, distinct, <uint32_t*>(rows + count + 1), rows)
+        self.opened = True
+
+    def __dealloc__(self):
+        if self.opened:
+            _close(&self.lookup)
+        free(self.outputs)
+
+    cdef void run(self) noexcept nogil:
+        """The probe: reads the held arrays, writes the outputs, touches no Python object."""
+        _run(&self.lookup, self.base, self.overlay)
+
+    def run_here(self):
+        """Run the probe on this thread (with the GIL held, as a lookup in line does)."""
+        self.run()
+
+    def answer(self):
+        """(the DiscoverResponse's bytes, its match count), from the probe's outputs."""
+        return (_answer(self.base, self.overlay, self.lookup.positions, self.lookup.rows,
+                        self.lookup.found, self.token), self.lookup.found)
+
+
+cdef class LookupWorker:
+    """A thread that runs ``LookupJob``s without the GIL, and a pipe that says some are done.
+
+    ``submit`` queues a job (the caller keeps it alive until it is done); the thread that
+    calls ``serve`` runs them in order, with the GIL released for as long as it serves; a
+    byte on ``fileno()`` (written once until ``finished`` is called) tells the event loop to
+    collect the finished ones with ``finished``. ``stop`` ends ``serve`` once the jobs
+    queued before it ran.
+    """
+
+    cdef pthread_mutex_t mutex
+    cdef pthread_cond_t wake
+    cdef PyObject** queued
+    cdef PyObject** done
+    cdef Py_ssize_t capacity, first, waiting, finished_count
+    cdef int read_end, write_end
+    cdef bint stopping, signalled
+
+    def __cinit__(self, Py_ssize_t capacity):
+        cdef int ends[2]
+        pthread_mutex_init(&self.mutex, NULL)
+        pthread_cond_init(&self.wake, NULL)
+        self.read_end = self.write_end = -1
+        if capacity < 1:
+            raise ValueError("a worker queues at least one job")
+        self.queued = <PyObject**>malloc(capacity * sizeof(PyObject*))
+        self.done = <PyObject**>malloc(capacity * sizeof(PyObject*))
+        if self.queued == NULL or self.done == NULL:
+            raise MemoryError()
+        if pipe(ends) != 0:
+            raise OSError("no pipe for the lookup worker")
+        self.read_end, self.write_end = ends[0], ends[1]
+        fcntl(self.read_end, F_SETFL, O_NONBLOCK)
+        self.capacity = capacity
+
+    def __dealloc__(self):
+        if self.read_end >= 0:
+            close(self.read_end)
+            close(self.write_end)
+        pthread_mutex_destroy(&self.mutex)
+        pthread_cond_destroy(&self.wake)
+        free(self.queued)
+        free(self.done)
+
+    def fileno(self):
+        """The pipe's end the event loop watches: readable once some jobs are done."""
+        return self.read_end
+
+    def submit(self, LookupJob job):
+        """Queue ``job``; False (nothing queued) when the queue is full or stopping."""
+        cdef bint queued = False
+        pthread_mutex_lock(&self.mutex)
+        if not self.stopping and self.waiting + self.finished_count < self.capacity:
+            self.queued[(self.first + self.waiting) % self.capacity] = <PyObject*>job
+            self.waiting += 1
+            queued = True
+            pthread_cond_signal(&self.wake)
+        pthread_mutex_unlock(&self.mutex)
+        return queued
+
+    def serve(self):
+        """Run queued jobs until ``stop``: call it on the worker's own thread."""
+        cdef PyObject* job
+        cdef bint signal
+        cdef char byte = 1
+        with nogil:
+            while True:
+                pthread_mutex_lock(&self.mutex)
+                while self.waiting == 0 and not self.stopping:
+                    pthread_cond_wait(&self.wake, &self.mutex)
+                if self.waiting == 0:
+                    pthread_mutex_unlock(&self.mutex)
+                    break
+                job = self.queued[self.first]
+                self.first = (self.first + 1) % self.capacity
+                self.waiting -= 1
+                pthread_mutex_unlock(&self.mutex)
+                (<LookupJob>job).run()
+                pthread_mutex_lock(&self.mutex)
+                self.done[self.finished_count] = job
+                self.finished_count += 1
+                signal = not self.signalled
+                self.signalled = True
+                pthread_mutex_unlock(&self.mutex)
+                if signal:
+                    write(self.write_end, &byte, 1)
+
+    def finished(self):
+        """The jobs done since the last call (in order); empties the pipe."""
+        cdef char bytes_read[64]
+        cdef Py_ssize_t i
+        while read(self.read_end, bytes_read, 64) == 64:
+            pass
+        pthread_mutex_lock(&self.mutex)
+        jobs = [None] * self.finished_count
+        for i in range(self.finished_count):
+            jobs[i] = <object>self.done[i]
+        self.finished_count = 0
+        self.signalled = False
+        pthread_mutex_unlock(&self.mutex)
+        return jobs
+
+    def stop(self):
+        """Let ``serve`` return once the queued jobs have run; refuse new ones."""
+        pthread_mutex_lock(&self.mutex)
+        self.stopping = True
+        pthread_cond_broadcast(&self.wake)
+        pthread_mutex_unlock(&self.mutex)

@@ -151,7 +151,7 @@ class DiscoveryService:
             # one compiled step, which also proves that no hash comes twice.
             next_token = self._tokens.renew_unchanged(account, token, fingerprints)
             if next_token is not None:
-                return self._answer(fingerprints, blockers, next_token, distinct=True)
+                return await self._answer(fingerprints, blockers, next_token, distinct=True)
         if token and not previous_hashes:
             cost, next_token = self._tokens.renew_difference(
                 account, token, hashes, added_hashes, removed_hashes, fingerprints=fingerprints
@@ -165,9 +165,9 @@ class DiscoveryService:
         # A first sync is charged each distinct hash: when that is all of them, none
         # needs collapsing in the lookup either.
         distinct = not token and cost == count
-        return self._answer(fingerprints, blockers, next_token, distinct=distinct)
+        return await self._answer(fingerprints, blockers, next_token, distinct=distinct)
 
-    def _answer(
+    async def _answer(
         self, fingerprints: bytes, blockers: frozenset[str], token: bytes, *, distinct: bool
     ) -> DiscoveryAnswer:
         """The lookup's answer, carrying ``token``.
@@ -177,7 +177,7 @@ class DiscoveryService:
         are equal exactly when the hashes' first 16 bytes are (AES is a permutation), and
         which no client can steer into one slot.
         """
-        encoded, match_count = self._store.discover_answer(
+        encoded, match_count = await self._store.discover_answer_off_loop(
             fingerprints, blockers, token, distinct=distinct
         )
         return DiscoveryAnswer(encoded, token, match_count)

@@ -8,11 +8,13 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from onnet_server.core._native import LookupJob
 from onnet_server.core.quota import QuotaDecision, QuotaPolicy
 
 __all__ = [
     "FeedState",
     "Matches",
+    "ProbeThread",
     "QuotaStore",
     "Registration",
     "RegistryReads",
@@ -129,12 +131,23 @@ class RegistryWrites(Protocol):
         ...
 
 
+class ProbeThread(Protocol):
+    """Somewhere off the event loop's thread that runs index probes (stores/lookup_thread.py)."""
+
+    async def run(self, job: LookupJob) -> bool:
+        """Run ``job``'s probe there and wait for it; False when it was not taken."""
+        ...
+
+
 class RegistryReads(Protocol):
     """The registry's reads.
 
     Sync, from this process's index: they never wait on a store, so lookups keep working
-    while the store is down.
+    while the store is down (Discover's may run their probe on ``lookup_thread``).
     """
+
+    lookup_thread: ProbeThread | None
+    """Where Discover's probes run off the event loop, if anywhere (the server sets it)."""
 
     def blocked_by(self, user_id: str) -> frozenset[str] | None:
         """The users who block the number ``user_id`` holds now (from process memory).
@@ -167,6 +180,15 @@ class RegistryReads(Protocol):
 
         ``distinct``: the caller knows that no fingerprint comes twice, so the lookup need
         not collapse duplicates (the answer is the same either way).
+        """
+        ...
+
+    async def discover_answer_off_loop(
+        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
+    ) -> tuple[bytes, int]:
+        """``discover_answer``, its probe off the event loop's thread where the store can.
+
+        The same answer as ``discover_answer`` would give once the probe is done.
         """
         ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from onnet_server.core.blocklists import Blocklists
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
-from onnet_server.core.ports import Matches
+from onnet_server.core.ports import Matches, ProbeThread
 from onnet_server.spans import lookup_span, traced
 
 __all__ = ["IndexReads"]
@@ -21,6 +21,8 @@ class IndexReads:
 
     index: RegistryIndex
     blocklists: Blocklists
+    lookup_thread: ProbeThread | None = None
+    """Where Discover's probes run off the event loop (set by the server), if anywhere."""
 
     def __len__(self) -> int:
         """Registered users, as the index knows them."""
@@ -43,6 +45,27 @@ class IndexReads:
             )
             span.set_attribute("onnet.matches", match_count)
         return encoded, match_count
+
+    async def discover_answer_off_loop(
+        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
+    ) -> tuple[bytes, int]:
+        """``discover_answer``, its probe on the lookup thread when there is one.
+
+        The probe's result is used only if the index made no change while it ran (the
+        probe may have read arrays being written); else the lookup runs again, here.
+        """
+        thread = self.lookup_thread
+        if thread is None or traced():
+            return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
+        index = self.index
+        edits = index.edits
+        job = index.lookup_job(fingerprints, excluded, token, distinct)
+        if not await thread.run(job):
+            job.run_here()
+            return job.answer()
+        if self.index is index and index.edits == edits:
+            return job.answer()
+        return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
 
     def holders(self, fingerprints: bytes) -> Matches:
         """Every registered holder among ``fingerprints``, hidden ones too."""

@@ -110,6 +110,7 @@ class RegistryIndex:
         self._base_entries_live = self._base.entry_count
         self._changes: list[Change] = []
         self._generation = 0
+        self._edits = 0
 
     # -- state -----------------------------------------------------------------------------
 
@@ -173,6 +174,20 @@ class RegistryIndex:
         fingerprint comes twice (known to the caller), so none need collapsing.
         """
         return _native.discover_answer(fingerprints, *self._tables(excluded), token, distinct)
+
+    def lookup_job(
+        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, distinct: bool = False
+    ) -> _native.LookupJob:
+        """``discover_answer`` as a job whose probe may run on another thread (no GIL).
+
+        Its answer holds only while ``edits`` has not moved since the job was made.
+        """
+        return _native.LookupJob(fingerprints, *self._tables(excluded), token, distinct)
+
+    @property
+    def edits(self) -> int:
+        """How many changes this index has made: equal counts, the same arrays' contents."""
+        return self._edits
 
     def _lookup(
         self, fingerprints: bytes, excluded: frozenset[str], *, discoverable_only: bool
@@ -301,6 +316,7 @@ class RegistryIndex:
 
         Ignored (returns None) when the user already has a record of this version or newer.
         """
+        self._edits += 1
         self._changes.append(
             Change(user_id, fingerprint, version, discoverable, private_entry, position)
         )
@@ -310,6 +326,7 @@ class RegistryIndex:
 
     def delete(self, user_id: str, version: int, *, position: Position = None) -> bool:
         """Apply an erasure; False when there was no record older than ``version``."""
+        self._edits += 1
         self._changes.append(Change(user_id, b"", version, False, b"", position))
         self._pull_user(user_id)
         return self._overlay.delete(user_id, version)
@@ -419,6 +436,7 @@ class RegistryIndex:
         ]
 
     def _install(self, base: BaseIndex) -> None:
+        self._edits += 1
         self._base = base
         self._overlay = Overlay()
         self._overridden = np.zeros(len(base), dtype=bool)

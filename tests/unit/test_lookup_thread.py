@@ -1,0 +1,153 @@
+"""Discover's probes on a thread of their own (stores/lookup_thread.py) answer as in line.
+
+The thread reads the index while the event loop may change it; a probe's answer is used
+only when the index made no change meanwhile. These tests hold the answers to those of the
+same lookup made in line at the moment the answer is given, through changes that grow the
+overlay's arrays, reuse rows and move its id arena.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from onnet_server.core import _native
+from onnet_server.stores.lookup_thread import LookupThread
+from onnet_server.stores.memory import MemoryRegistry
+
+NUMBERS = [random.Random(7).randbytes(16) for _ in range(600)]
+
+
+def register(store: MemoryRegistry, count: int, first: int = 0, *, prefix: str = "user") -> None:
+    for n in range(first, first + count):
+        store.register_now(f"{prefix}-{n}-{'x' * (n % 30)}", NUMBERS[n % len(NUMBERS)], True)
+
+
+def request(rng: random.Random, size: int = 200) -> bytes:
+    """Fingerprints of some registered numbers and some unknown ones, duplicates too."""
+    known = [rng.choice(NUMBERS) for _ in range(size // 2)]
+    return b"".join(known + [rng.randbytes(16) for _ in range(size - len(known))])
+
+
+@pytest.fixture
+async def thread() -> AsyncIterator[LookupThread]:
+    started = LookupThread(queue_size=64)
+    started.start()
+    yield started
+    await started.close()
+
+
+class Counted(LookupThread):
+    """A lookup thread that counts the probes it ran."""
+
+    ran = 0
+
+    async def run(self, job: _native.LookupJob) -> bool:
+        taken = await super().run(job)
+        self.ran += taken
+        return taken
+
+
+async def test_probes_on_the_thread_answer_as_in_line() -> None:
+    store = MemoryRegistry()
+    register(store, 400)
+    counted = Counted()
+    counted.start()
+    store.lookup_thread = counted
+    rng = random.Random(1)
+    try:
+        for _ in range(50):
+            fingerprints = request(rng)
+            blockers = frozenset(f"user-{n}-{'x' * (n % 30)}" for n in rng.sample(range(400), 3))
+            answer = await store.discover_answer_off_loop(fingerprints, blockers, b"token")
+            assert answer == store.discover_answer(fingerprints, blockers, b"token")
+            assert answer[1] > 0
+    finally:
+        await counted.close()
+    assert counted.ran == 50
+
+
+async def test_a_change_while_the_probe_ran_is_answered(thread: LookupThread) -> None:
+    store = MemoryRegistry()
+    register(store, 100)
+    store.lookup_thread = thread
+    asked = NUMBERS[500]  # nobody holds it yet
+    run = thread.run
+
+    async def run_then_register(job: _native.LookupJob) -> bool:
+        taken = await run(job)
+        store.register_now("newcomer", asked, True)  # while the answer was on its way
+        return taken
+
+    thread.run = run_then_register  # type: ignore[method-assign]
+    encoded, found = await store.discover_answer_off_loop(asked, frozenset(), b"")
+    assert found == 1
+    assert (encoded, found) == store.discover_answer(asked, frozenset(), b"")
+
+
+async def test_lookups_racing_changes_answer_as_in_line_when_answered(
+    thread: LookupThread,
+) -> None:
+    store = MemoryRegistry()
+    register(store, 50)
+    store.lookup_thread = thread
+    rng = random.Random(2)
+    checked = 0
+
+    async def look(seed: int) -> None:
+        nonlocal checked
+        mine = random.Random(seed)
+        for _ in range(20):
+            fingerprints = request(mine, 300)
+            answer = await store.discover_answer_off_loop(fingerprints, frozenset(), b"")
+            # No await in between: the index is as it was when the answer was given.
+            assert answer == store.discover_answer(fingerprints, frozenset(), b"")
+            checked += 1
+
+    async def change() -> None:
+        # Registrations (the arrays grow, the arena grows), moves and erasures.
+        for round_ in range(200):
+            register(store, 20, 50 + 20 * round_, prefix=f"r{round_ % 7}")
+            for n in rng.sample(range(50), 5):
+                await store.unregister(f"user-{n}-{'x' * (n % 30)}")
+            register(store, 5, rng.randrange(50))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(change(), *(look(seed) for seed in range(8)))
+    assert checked == 160
+
+
+async def test_a_full_queue_or_a_stopped_thread_answers_in_line() -> None:
+    store = MemoryRegistry()
+    register(store, 200)
+    small = LookupThread(queue_size=1)
+    small.start()
+    store.lookup_thread = small
+    rng = random.Random(3)
+    asked = [request(rng) for _ in range(20)]
+    answers = await asyncio.gather(
+        *(store.discover_answer_off_loop(f, frozenset(), b"") for f in asked)
+    )
+    assert answers == [store.discover_answer(f, frozenset(), b"") for f in asked]
+    await small.close()
+    after = await store.discover_answer_off_loop(asked[0], frozenset(), b"")
+    assert after == store.discover_answer(asked[0], frozenset(), b"")
+    assert not await small.run(store.index.lookup_job(asked[0], frozenset(), b""))
+
+
+async def test_closing_lets_queued_probes_finish(thread: LookupThread) -> None:
+    store = MemoryRegistry()
+    register(store, 300)
+    store.lookup_thread = thread
+    rng = random.Random(4)
+    asked = [request(rng, 1000) for _ in range(30)]
+    lookups = [
+        asyncio.ensure_future(store.discover_answer_off_loop(f, frozenset(), b"")) for f in asked
+    ]
+    await asyncio.sleep(0)  # every lookup queued
+    await thread.close()
+    answers = await asyncio.gather(*lookups)
+    assert answers == [store.discover_answer(f, frozenset(), b"") for f in asked]
