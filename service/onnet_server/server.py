@@ -182,6 +182,8 @@ class RunningServer:
     """The processes that prepare import rows (started by the first large import)."""
     refreshing_keys: asyncio.Future[None] | None = None
     """Fetches the issuer's JWKS again now and then (ONNET_AUTH_JWKS_URL)."""
+    lookup_thread: LookupThread | None = None
+    """Runs Discover's probes off the event loop (ONNET_LOOKUP_THREAD)."""
 
     async def replace_transport(self, attempts: int = 100) -> None:
         """Serve the same port from a new gRPC server; end the old one's calls.
@@ -220,6 +222,8 @@ class RunningServer:
             self.refreshing_keys.cancel()
         if self.stop_metrics is not None:
             self.stop_metrics()
+        if self.lookup_thread is not None:
+            await _stop_lookup_thread(self.store, self.lookup_thread)
         await self.store.close()
 
 
@@ -371,12 +375,19 @@ async def start_server(
         return running
 
 
-async def _lookup_thread(started: contextlib.AsyncExitStack) -> LookupThread:
-    """A thread for Discover's probes, stopped (once its probes are done) with the server."""
+def _lookup_thread(started: contextlib.AsyncExitStack, store: RegistryStore) -> LookupThread:
+    """A thread for ``store``'s Discover probes, stopped should the start fail."""
     thread = LookupThread()
     thread.start()
-    started.push_async_callback(thread.close)
+    store.lookup_thread = thread
+    started.push_async_callback(_stop_lookup_thread, store, thread)
     return thread
+
+
+async def _stop_lookup_thread(store: RegistryStore, thread: LookupThread) -> None:
+    """Probe in line again (a store may outlive its server), then stop ``thread``."""
+    store.lookup_thread = None
+    await thread.close()
 
 
 def _in_background(
@@ -400,8 +411,7 @@ async def _start(
     if store is None:
         store = await open_store(config, pepper)
         started.push_async_callback(store.close)
-    if config.lookup_thread:
-        store.lookup_thread = await _lookup_thread(started)
+    lookup_thread = _lookup_thread(started, store) if config.lookup_thread else None
     metrics = Metrics()
     following = _in_background(started, metrics.follow(store))
     refreshing_keys = _in_background(started, auth.keep_keys_current())
@@ -502,6 +512,7 @@ async def _start(
         transport,
         preparer,
         refreshing_keys=refreshing_keys,
+        lookup_thread=lookup_thread,
     )
 
 

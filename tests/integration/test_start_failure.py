@@ -1,11 +1,13 @@
 """A server whose start fails part-way stops what it had started: no task (the store's change
-feed, the metrics' refresh, the key refresher) and no port outlives the failed start (the
-step that fails is the last: the metrics endpoint, on a port already taken)."""
+feed, the metrics' refresh, the key refresher), no thread and no port outlives the failed
+start (the step that fails is the last: the metrics endpoint, on a port already taken). A
+server stopped after a start stops its threads too."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import redis.exceptions
 
 from onnet_server.pepper import load_pepper
 from onnet_server.server import open_store, start_server
+from onnet_server.stores.memory import MemoryRegistry
 from onnet_server.stores.redis_snapshot import SnapshotLoader
 from onnet_server.stores.redis_store import RedisRegistry
 from tests.servers import free_port, fresh_config
@@ -37,8 +40,24 @@ async def test_a_start_that_fails_late_leaves_nothing_running(redis_url: str) ->
             break
         await asyncio.sleep(0.01)
     assert all(task.done() for task in left), [t.get_name() for t in left if not t.done()]
+    assert not lookup_threads()
     # The gRPC port was let go: binding it again works.
     socket.create_server(("127.0.0.1", grpc_port)).close()
+
+
+def lookup_threads() -> list[threading.Thread]:
+    """The threads of Discover's probes that are still alive."""
+    return [thread for thread in threading.enumerate() if thread.name == "onnet-lookups"]
+
+
+async def test_a_stopped_server_stops_its_lookup_thread_and_its_store_probes_in_line() -> None:
+    store = MemoryRegistry()
+    running = await start_server(fresh_config(listen=f"127.0.0.1:{free_port()}"), store=store)
+    assert store.lookup_thread is not None
+    assert lookup_threads()
+    await running.stop()
+    assert store.lookup_thread is None
+    assert not lookup_threads()
 
 
 async def test_a_store_that_fails_to_start_lets_go_of_the_builder_lock(
