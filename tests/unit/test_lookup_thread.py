@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import select
+import threading
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -151,3 +154,41 @@ async def test_closing_lets_queued_probes_finish(thread: LookupThread) -> None:
     await thread.close()
     answers = await asyncio.gather(*lookups)
     assert answers == [store.discover_answer(f, frozenset(), b"") for f in asked]
+
+
+def test_the_worker_takes_no_more_jobs_than_it_has_room_for() -> None:
+    """Room counts every job not yet collected: queued, running, or done."""
+    store = MemoryRegistry()
+    register(store, 100)
+    worker = _native.LookupWorker(1)
+    serving = threading.Thread(target=worker.serve)
+    serving.start()
+    try:
+        for round_ in range(20):
+            # A long probe, so that it is often still running when the second one comes.
+            long = request(random.Random(round_), 100_000)
+            first = store.index.lookup_job(long, frozenset(), b"")
+            second = store.index.lookup_job(request(random.Random(-round_), 10), frozenset(), b"")
+            assert worker.submit(first)
+            deadline = time.monotonic() + 10
+            while worker.pending()[0]:  # spin: the probe is taken within microseconds
+                assert time.monotonic() < deadline, "the first probe never left the queue"
+            assert not worker.submit(second)  # whether the first is running or done
+            assert select.select([worker.fileno()], [], [], 10)[0], "the first never finished"
+            assert worker.finished() == [first]
+            assert worker.pending() == (0, 0, 0)
+    finally:
+        worker.stop()
+        serving.join()
+
+
+def test_a_job_answers_only_for_the_index_it_was_made_from() -> None:
+    store = MemoryRegistry()
+    register(store, 10)
+    job = store.index.lookup_job(NUMBERS[0], frozenset(), b"")
+    job.run_here()
+    made_at = store.index.edits
+    register(store, 1, 20)
+    with pytest.raises(RuntimeError, match="changed"):
+        job.answer(store.index.edits)
+    assert job.answer(made_at)[1] == 1

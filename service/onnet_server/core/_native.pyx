@@ -23,7 +23,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from cpython.ref cimport PyObject
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy
-from posix.fcntl cimport F_SETFL, O_NONBLOCK, fcntl
+from posix.fcntl cimport F_SETFD, F_SETFL, FD_CLOEXEC, O_NONBLOCK, fcntl
 from posix.unistd cimport close, pipe, read, write
 
 import numpy as np
@@ -1088,10 +1088,12 @@ cdef class LookupJob:
     cdef _Lookup lookup
     cdef char* outputs
     cdef bint opened
+    cdef int64_t edits
 
     def __cinit__(self, bytes fingerprints, BaseView base, cnp.ndarray overridden,
                   OverlayView overlay, cnp.ndarray excluded_overlay,
-                  cnp.ndarray excluded_base, bytes token, bint distinct=False):
+                  cnp.ndarray excluded_base, bytes token, bint distinct=False,
+                  int64_t edits=0):
         cdef Py_ssize_t count = PyBytes_GET_SIZE(fingerprints) // 16
         self.outputs = <char*>malloc(count * sizeof(uint32_t) + (count + 1) * sizeof(int64_t))
         if self.outputs == NULL:
@@ -1101,6 +1103,7 @@ cdef class LookupJob:
         self.overlay = overlay
         self.held = (overridden, excluded_overlay, excluded_base)
         self.token = token
+        self.edits = edits
         cdef int64_t* rows = <int64_t*>self.outputs
         _open(&self.lookup, fingerprints, base, overridden, excluded_overlay, excluded_base,
               True, distinct, <uint32_t*>(rows + count + 1), rows)
@@ -1119,8 +1122,15 @@ cdef class LookupJob:
         """Run the probe on this thread (with the GIL held, as a lookup in line does)."""
         self.run()
 
-    def answer(self):
-        """(the DiscoverResponse's bytes, its match count), from the probe's outputs."""
+    def answer(self, int64_t edits):
+        """(the DiscoverResponse's bytes, its match count), from the probe's outputs.
+
+        ``edits`` is the index's count of changes now: unless it is the count the job was
+        made at, the probe's rows may name other users, and the ids' arena may have moved
+        (RuntimeError; look up again).
+        """
+        if edits != self.edits:
+            raise RuntimeError("the index changed since this lookup was made")
         return (_answer(self.base, self.overlay, self.lookup.positions, self.lookup.rows,
                         self.lookup.found, self.token), self.lookup.found)
 
@@ -1139,7 +1149,7 @@ cdef class LookupWorker:
     cdef pthread_cond_t wake
     cdef PyObject** queued
     cdef PyObject** done
-    cdef Py_ssize_t capacity, first, waiting, finished_count
+    cdef Py_ssize_t capacity, first, waiting, running, finished_count
     cdef int read_end, write_end
     cdef bint stopping, signalled
 
@@ -1158,6 +1168,8 @@ cdef class LookupWorker:
             raise OSError("no pipe for the lookup worker")
         self.read_end, self.write_end = ends[0], ends[1]
         fcntl(self.read_end, F_SETFL, O_NONBLOCK)
+        fcntl(self.read_end, F_SETFD, FD_CLOEXEC)
+        fcntl(self.write_end, F_SETFD, FD_CLOEXEC)
         self.capacity = capacity
 
     def __dealloc__(self):
@@ -1174,10 +1186,14 @@ cdef class LookupWorker:
         return self.read_end
 
     def submit(self, LookupJob job):
-        """Queue ``job``; False (nothing queued) when the queue is full or stopping."""
+        """Queue ``job``; False (nothing queued) when the queue is full or stopping.
+
+        Full counts every job not yet collected by ``finished``: queued, running or done.
+        """
         cdef bint queued = False
         pthread_mutex_lock(&self.mutex)
-        if not self.stopping and self.waiting + self.finished_count < self.capacity:
+        if (not self.stopping
+                and self.waiting + self.running + self.finished_count < self.capacity):
             self.queued[(self.first + self.waiting) % self.capacity] = <PyObject*>job
             self.waiting += 1
             queued = True
@@ -1201,9 +1217,11 @@ cdef class LookupWorker:
                 job = self.queued[self.first]
                 self.first = (self.first + 1) % self.capacity
                 self.waiting -= 1
+                self.running = 1
                 pthread_mutex_unlock(&self.mutex)
                 (<LookupJob>job).run()
                 pthread_mutex_lock(&self.mutex)
+                self.running = 0
                 self.done[self.finished_count] = job
                 self.finished_count += 1
                 signal = not self.signalled
@@ -1226,6 +1244,13 @@ cdef class LookupWorker:
         self.signalled = False
         pthread_mutex_unlock(&self.mutex)
         return jobs
+
+    def pending(self):
+        """(queued, running, done and not yet collected): the jobs that take room now."""
+        pthread_mutex_lock(&self.mutex)
+        counts = (self.waiting, self.running, self.finished_count)
+        pthread_mutex_unlock(&self.mutex)
+        return counts
 
     def stop(self):
         """Let ``serve`` return once the queued jobs have run; refuse new ones."""

@@ -62,9 +62,9 @@ class IndexReads:
         job = index.lookup_job(fingerprints, excluded, token, distinct)
         if not await thread.run(job):
             job.run_here()
-            return job.answer()
+            return job.answer(edits)
         if self.index is index and index.edits == edits:
-            return job.answer()
+            return job.answer(edits)
         return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
 
     def holders(self, fingerprints: bytes) -> Matches:

@@ -180,9 +180,11 @@ class RegistryIndex:
     ) -> _native.LookupJob:
         """``discover_answer`` as a job whose probe may run on another thread (no GIL).
 
-        Its answer holds only while ``edits`` has not moved since the job was made.
+        Its answer holds only while ``edits`` has not moved since the job was made (the job
+        refuses to answer otherwise).
         """
-        return _native.LookupJob(fingerprints, *self._tables(excluded), token, distinct)
+        tables = self._tables(excluded)
+        return _native.LookupJob(fingerprints, *tables, token, distinct, self._edits)
 
     @property
     def edits(self) -> int:
