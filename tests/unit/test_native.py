@@ -258,25 +258,26 @@ def test_lane_sums_add_each_column_modulo_2_64(rows: list[tuple[int, int]]) -> N
     assert _native.lane_sums(values) == expected
 
 
-@given(st.lists(st.integers(0, 6), max_size=60), st.binary(min_size=16 * 7, max_size=16 * 7))
-def test_first_rows_are_where_each_distinct_row_is_first_seen(
-    picks: list[int], pool: bytes
-) -> None:
-    blocks = [pool[16 * pick : 16 * pick + 16] for pick in picks]
+@st.composite
+def repeated_blocks(draw: st.DrawFn) -> list[bytes]:
+    """Up to 60 16-byte blocks drawn from a pool of 7, so that repeats are common."""
+    pool = draw(st.binary(min_size=16 * 7, max_size=16 * 7))
+    picks = draw(st.lists(st.integers(0, 6), max_size=60))
+    return [pool[16 * pick : 16 * pick + 16] for pick in picks]
+
+
+@given(repeated_blocks())
+def test_first_rows_are_where_each_distinct_row_is_first_seen(blocks: list[bytes]) -> None:
     seen = list(dict.fromkeys(blocks))
     values = np.frombuffer(b"".join(blocks), dtype=np.uint64).reshape(-1, 2)
     assert _native.first_rows(values).tolist() == [blocks.index(b) for b in seen]
 
 
-@given(st.lists(st.integers(0, 6), max_size=60), st.binary(min_size=16 * 7, max_size=16 * 7))
-def test_distinct_sums_count_and_sum_each_distinct_block_once(
-    picks: list[int], pool: bytes
-) -> None:
-    blocks = [pool[16 * pick : 16 * pick + 16] for pick in picks]
-    seen = list(dict.fromkeys(blocks))
-    lanes = [struct.unpack("<QQ", block) for block in seen]
+@given(repeated_blocks())
+def test_distinct_sums_count_and_sum_each_distinct_block_once(blocks: list[bytes]) -> None:
+    lanes = [struct.unpack("<QQ", block) for block in dict.fromkeys(blocks)]
     expected = (
-        len(seen),
+        len(lanes),
         sum(lane[0] for lane in lanes) & MASK64,
         sum(lane[1] for lane in lanes) & MASK64,
     )

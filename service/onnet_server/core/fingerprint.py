@@ -28,10 +28,6 @@ class Fingerprinter:
         """Fingerprints of packed 32-byte contact hashes, packed 16 bytes each, in order."""
         return self._cipher.encrypt(_native.first_halves(hashes))
 
-    def of_prefixes(self, prefixes: bytes) -> bytes:
-        """Fingerprints of packed 16-byte hash prefixes (the first half of each hash)."""
-        return self._cipher.encrypt(prefixes)
-
     def fingerprint(self, contact_hash: bytes) -> bytes:
         """The fingerprint of one contact hash."""
         return self.fingerprints(contact_hash)
