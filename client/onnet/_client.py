@@ -233,11 +233,12 @@ class Client(_Blocking[DiscoveryCalls], _DiscoveryClient[grpc.Channel, Discovery
         and pay again if they come back.
         """
         plan = DiscoveryPlan(numbers, default_region)
-        if private:
-            return self._run(discover_private(plan, self.sync_state))
-        config = self.get_config()
-        # One sync at a time: two interleaved would each carry a token the other outdated.
+        config = None if private else self.get_config()
+        # One sync at a time, in either mode: two interleaved would each carry a token the
+        # other outdated, or clear the private outputs the other keeps.
         with self._sync_lock:
+            if config is None:
+                return self._run(discover_private(plan, self.sync_state))
             return self._run(discover_hashed(plan, config, self.sync_state))
 
     def quota_remaining(self) -> int | None:
@@ -263,11 +264,11 @@ class AsyncClient(
     ) -> DiscoveryResult:
         """Find which entries of an address book are on the network (see Client.discover)."""
         plan = DiscoveryPlan(numbers, default_region)
-        if private:
-            return await self._run(discover_private(plan, self.sync_state))
-        config = await self.get_config()
-        # One sync at a time (see Client.discover).
+        config = None if private else await self.get_config()
+        # One sync at a time, in either mode (see Client.discover).
         async with self._sync_lock:
+            if config is None:
+                return await self._run(discover_private(plan, self.sync_state))
             return await self._run(discover_hashed(plan, config, self.sync_state))
 
     async def quota_remaining(self) -> int | None:

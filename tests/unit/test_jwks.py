@@ -108,6 +108,11 @@ def test_a_private_key_in_a_verifiers_jwks_is_refused() -> None:
     private = jwk.JWK.generate(kty="OKP", crv="Ed25519").export(as_dict=True)
     with pytest.raises(JwksError, match="'oops' is a private or secret key"):
         keys_of_jwks(document({**private, "kid": "oops"}), ALL, "issuer.jwks")
+    # The endpoint chooses the kid; the logged message shows it short and escaped.
+    with pytest.raises(JwksError) as refused:
+        keys_of_jwks(document({**private, "kid": "\n" + "x" * 100_000}), ALL, "issuer.jwks")
+    assert len(str(refused.value)) < 200
+    assert "\n" not in str(refused.value)
 
 
 def test_a_key_set_needs_a_source_and_known_algorithms(tmp_path: Path) -> None:
@@ -117,6 +122,9 @@ def test_a_key_set_needs_a_source_and_known_algorithms(tmp_path: Path) -> None:
         KeySet(("HS256",), file=tmp_path / "x")
     with pytest.raises(JwksError, match="https://"):
         KeySet(ALL, url="file:///etc/passwd")
+    for url, reason in (("https://issuer:abc/jwks", "port"), ("https:///jwks", "no host")):
+        with pytest.raises(JwksError, match=reason):
+            KeySet(ALL, url=url)
     with pytest.raises(JwksError, match=r"missing\.jwks"):
         KeySet(ALL, file=tmp_path / "missing.jwks")
 

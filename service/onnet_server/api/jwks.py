@@ -130,8 +130,11 @@ def _signing_key(entry: object, allowed: frozenset[str]) -> tuple[KeyName, Signi
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
         raise _Skipped
     if any(member in entry for member in ("d", "p", "q", "k")):
+        # The kid comes from whoever serves the JWKS, and this message is logged at every
+        # retry: shown cut short and escaped.
         raise JwksError(
-            f"kid {kid!r} is a private or secret key; a JWKS for verifiers holds public keys"
+            f"kid {kid[:32]!a} is a private or secret key; a JWKS for verifiers holds"
+            " public keys"
         )
     curve = crv if kty != "RSA" and isinstance(crv, str) else None
     algorithm = ALGORITHM_OF.get((kty, curve)) if isinstance(kty, str) else None
@@ -145,6 +148,23 @@ def _signing_key(entry: object, allowed: frozenset[str]) -> tuple[KeyName, Signi
     if algorithm == "RS256" and key.key_size < MIN_RSA_BITS:
         raise _Skipped
     return (kid, algorithm), SigningKey(algorithm, key)
+
+
+def _check_url(url: str) -> None:
+    """A JWKS URL the fetcher can use: http(s), a host, a numeric port (JwksError if not).
+
+    Checked at start, so that a typo is a configuration error, not an exception in the
+    refresher; the message repeats no part of the URL (it may hold a secret).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http"):
+        raise JwksError("the JWKS URL must be https:// (or http:// on a trusted network)")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise JwksError("the JWKS URL's port is not a number from 0 to 65535") from None
+    if not parts.hostname:
+        raise JwksError("the JWKS URL names no host")
 
 
 class KeySet:
@@ -178,8 +198,8 @@ class KeySet:
             )
         if file is None and url is None:
             raise JwksError("give a JWKS file or a JWKS URL")
-        if url is not None and urlsplit(url).scheme not in ("https", "http"):
-            raise JwksError("the JWKS URL must be https:// (or http:// on a trusted network)")
+        if url is not None:
+            _check_url(url)
         self._url = url
         self._refresh = refresh_seconds
         self._retry = min(retry_seconds, refresh_seconds)
