@@ -228,6 +228,19 @@ async def test_keys_the_url_stops_confirming_are_dropped_after_their_maximum_age
             refreshing.cancel()
 
 
+def test_keys_go_stale_even_when_the_refresher_is_stuck(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached verification asks the generation first: stale keys change it, no fetch needed."""
+    key = jwk.JWK.generate(kty="OKP", crv="Ed25519", kid="k")
+    with endpoint(http_answer(jwks_of(key))) as issuer:
+        keys = KeySet(("EdDSA",), url=issuer.url, max_age_seconds=60)
+        keys.fetch_now()
+    generation = keys.generation
+    assert keys.generation == generation  # still confirmed
+    later = time.monotonic() + 61
+    monkeypatch.setattr(time, "monotonic", lambda: later)  # no refresher runs meanwhile
+    assert keys.generation > generation
+
+
 async def test_the_refresher_survives_an_error_no_check_foresaw(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -133,8 +133,7 @@ def _signing_key(entry: object, allowed: frozenset[str]) -> tuple[KeyName, Signi
         # The kid comes from whoever serves the JWKS, and this message is logged at every
         # retry: shown cut short and escaped.
         raise JwksError(
-            f"kid {kid[:32]!a} is a private or secret key; a JWKS for verifiers holds"
-            " public keys"
+            f"kid {kid[:32]!a} is a private or secret key; a JWKS for verifiers holds public keys"
         )
     curve = crv if kty != "RSA" and isinstance(crv, str) else None
     algorithm = ALGORITHM_OF.get((kty, curve)) if isinstance(kty, str) else None
@@ -216,8 +215,7 @@ class KeySet:
         self._confirmed_at = float("-inf")  # the URL's last good answer
         self._attempted_at = float("-inf")  # the URL's last fetch, whatever its outcome
         self._wanted = asyncio.Event()
-        self.generation = 0
-        """Grows whenever the set changes: verified credentials cached before are dropped."""
+        self._generation = 0
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -240,6 +238,17 @@ class KeySet:
         if key is None and self._url is not None:
             self._wanted.set()
         return key
+
+    @property
+    def generation(self) -> int:
+        """Grows whenever the set changes: verified credentials cached before are dropped.
+
+        Read before every use of a cached verification, so it is where keys that went
+        unconfirmed too long are dropped, whatever the refresher is doing (it may be stuck).
+        """
+        if self._url is not None:
+            self._drop_if_stale()
+        return self._generation
 
     def fetch_now(self) -> None:
         """Fetch the URL (blocking); raises JwksError if it fails. No URL: nothing to do."""
@@ -283,7 +292,7 @@ class KeySet:
         if time.monotonic() - self._confirmed_at > self._max_age and self._keys != self._fixed:
             self._keys = dict(self._fixed)
             self._kids = frozenset(kid for kid, _ in self._keys)
-            self.generation += 1
+            self._generation += 1
             _log.error(
                 "JWKS keys from the URL not confirmed for %.0f s: dropped until a fetch succeeds",
                 self._max_age,
@@ -296,7 +305,7 @@ class KeySet:
         if keys != self._keys:
             self._keys = keys
             self._kids = frozenset(kid for kid, _ in keys)
-            self.generation += 1
+            self._generation += 1
             _log.info("JWKS keys now in use: %d", len(keys))
 
     def _fetch(self, url: str) -> dict[KeyName, SigningKey]:

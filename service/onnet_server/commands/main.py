@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -499,12 +500,16 @@ def _load_state(path: Path | None) -> onnet.SyncState | None:
 
 
 def _save_state(path: Path, state: onnet.SyncState) -> None:
-    # It holds hashes of the address book: private to the user, replaced whole.
-    partial = path.with_name(path.name + ".partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(state.to_bytes())
-    partial.replace(path)
+    # It holds hashes of the address book: private to the user, replaced whole. A fresh
+    # file of our own (never a stale one's mode, never through a link), then renamed.
+    descriptor, partial = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(state.to_bytes())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def _as_json(result: onnet.DiscoveryResult, quota_remaining: int | None) -> dict[str, object]:
