@@ -1123,14 +1123,14 @@ cdef class LookupJob:
         self.run()
 
     def answer(self, int64_t edits):
-        """(the DiscoverResponse's bytes, its match count), from the probe's outputs.
+        """(the DiscoverResponse's bytes, its match count) from the probe's outputs, or None.
 
         ``edits`` is the index's count of changes now: unless it is the count the job was
-        made at, the probe's rows may name other users, and the ids' arena may have moved
-        (RuntimeError; look up again).
+        made at, the probe's rows may name other users and the ids' arena may have moved,
+        so there is no answer (None: look up again).
         """
         if edits != self.edits:
-            raise RuntimeError("the index changed since this lookup was made")
+            return None
         return (_answer(self.base, self.overlay, self.lookup.positions, self.lookup.rows,
                         self.lookup.found, self.token), self.lookup.found)
 

@@ -197,7 +197,9 @@ class _Signer:
     def mac(self, version: int, message: bytes) -> bytes:
         """The 32-byte MAC of ``message`` under this key, for a token of ``version``."""
         if version == _VERSION:
-            return hashlib.blake2b(message, key=self._key, digest_size=32).digest()
+            blake = self.mac_prototype.copy()
+            blake.update(message)
+            return blake.digest()
         mac = self._hmac.copy()
         mac.update(message)
         return mac.digest()
@@ -325,8 +327,7 @@ class ResyncTokens:
         """
         if len(covered) % CONTACT_HASH_SIZE:
             raise ValueError(f"covered is not a whole number of {CONTACT_HASH_SIZE}-byte hashes")
-        values = _distinct(self._current_values(covered, None))
-        return self._issue(account, _lanes(values))
+        return self._first_sync(account, covered, None)[1]
 
     def verify(self, token: bytes, account: str, previous_hashes: bytes) -> None:
         """Check that ``token`` was issued to ``account`` for exactly ``previous_hashes``.
@@ -450,21 +451,23 @@ class ResyncTokens:
         self, account: str, hashes: bytes, fingerprints: bytes | None
     ) -> tuple[int, bytes]:
         """No token: every distinct hash is charged, and the next token covers them all."""
-        if fingerprints is None:
-            fingerprints = self._signers[self._current].blocks(_VERSION, hashes)
         # One compiled pass: how many distinct values, and their sum.
-        distinct, first, second = _native.distinct_sums(fingerprints)
+        distinct, first, second = _native.distinct_sums(self._current_blocks(hashes, fingerprints))
         return distinct, self._issue(account, (first, second))
 
     def _is_current(self, opened: _Opened) -> bool:
         """Whether ``opened`` has the values and the key of the tokens issued now."""
         return opened.version == _VERSION and opened.key_id == self._current
 
-    def _current_values(self, packed: bytes, fingerprints: bytes | None) -> Values:
-        """The values of ``packed`` for a token issued now (``fingerprints``: theirs, if known)."""
+    def _current_blocks(self, packed: bytes, fingerprints: bytes | None) -> bytes:
+        """The set values of ``packed`` for a token issued now (``fingerprints``, if known)."""
         if fingerprints is None:
-            fingerprints = self._signers[self._current].blocks(_VERSION, packed)
-        return _as_values(fingerprints)
+            return self._signers[self._current].blocks(_VERSION, packed)
+        return fingerprints
+
+    def _current_values(self, packed: bytes, fingerprints: bytes | None) -> Values:
+        """``_current_blocks`` as rows of two lanes."""
+        return _as_values(self._current_blocks(packed, fingerprints))
 
     def _renewed(
         self,

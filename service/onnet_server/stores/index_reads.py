@@ -58,14 +58,14 @@ class IndexReads:
         if thread is None or traced():
             return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
         index = self.index
-        edits = index.edits
         job = index.lookup_job(fingerprints, excluded, token, distinct)
         if not await thread.run(job):
             job.run_here()
-            return job.answer(edits)
-        if self.index is index and index.edits == edits:
-            return job.answer(edits)
-        return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
+        # None when the index changed while the probe ran: the job itself knows.
+        answer = job.answer(index.edits) if self.index is index else None
+        if answer is None:
+            return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
+        return answer
 
     def holders(self, fingerprints: bytes) -> Matches:
         """Every registered holder among ``fingerprints``, hidden ones too."""
