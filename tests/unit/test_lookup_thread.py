@@ -193,3 +193,26 @@ def test_a_job_answers_only_for_the_index_it_was_made_from() -> None:
     answer = job.answer(made_at)
     assert answer is not None
     assert answer[1] == 1
+
+
+async def test_a_cancelled_lookup_is_not_probed(thread: LookupThread) -> None:
+    """A client that gives up on its calls does not keep the thread busy with them."""
+    store = MemoryRegistry()
+    register(store, 300)
+    rng = random.Random(5)
+    ahead = store.index.lookup_job(request(rng, 100_000), frozenset(), b"")
+    given_up = store.index.lookup_job(request(rng, 100_000), frozenset(), b"")
+    running = asyncio.ensure_future(thread.run(ahead))
+    waiting = asyncio.ensure_future(thread.run(given_up))
+    await asyncio.sleep(0)  # both queued, the second behind the first
+    waiting.cancel()
+    assert await running
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await thread.close()  # every queued job done with
+    answered = given_up.answer(store.index.edits)
+    assert answered is not None
+    assert answered[1] == 0  # never probed: nothing found
+    probed = ahead.answer(store.index.edits)
+    assert probed is not None
+    assert probed[1] > 0

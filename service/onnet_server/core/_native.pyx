@@ -1089,6 +1089,7 @@ cdef class LookupJob:
     cdef char* outputs
     cdef bint opened
     cdef int64_t edits
+    cdef bint cancelled  # read and written under its worker's mutex
 
     def __cinit__(self, bytes fingerprints, BaseView base, cnp.ndarray overridden,
                   OverlayView overlay, cnp.ndarray excluded_overlay,
@@ -1204,7 +1205,7 @@ cdef class LookupWorker:
     def serve(self):
         """Run queued jobs until ``stop``: call it on the worker's own thread."""
         cdef PyObject* job
-        cdef bint signal
+        cdef bint signal, skip
         cdef char byte = 1
         with nogil:
             while True:
@@ -1218,8 +1219,10 @@ cdef class LookupWorker:
                 self.first = (self.first + 1) % self.capacity
                 self.waiting -= 1
                 self.running = 1
+                skip = (<LookupJob>job).cancelled
                 pthread_mutex_unlock(&self.mutex)
-                (<LookupJob>job).run()
+                if not skip:  # a cancelled call's probe is not run (it finds nothing)
+                    (<LookupJob>job).run()
                 pthread_mutex_lock(&self.mutex)
                 self.running = 0
                 self.done[self.finished_count] = job
@@ -1244,6 +1247,12 @@ cdef class LookupWorker:
         self.signalled = False
         pthread_mutex_unlock(&self.mutex)
         return jobs
+
+    def cancel(self, LookupJob job):
+        """Let a queued ``job`` go without its probe: its caller is gone (it stays queued)."""
+        pthread_mutex_lock(&self.mutex)
+        job.cancelled = True
+        pthread_mutex_unlock(&self.mutex)
 
     def pending(self):
         """(queued, running, done and not yet collected): the jobs that take room now."""

@@ -47,8 +47,9 @@ class LookupThread:
     async def run(self, job: _native.LookupJob) -> bool:
         """Run ``job``'s probe on the thread; False if it was not taken (full, or stopped).
 
-        A cancelled caller leaves the job to finish: it is held until the thread is done
-        with it.
+        A cancelled caller's job is not probed (unless already running), so that calls a
+        client gives up on do not keep the thread busy after their slots were given back;
+        it is held until the thread is done with it.
         """
         if self._loop is None:
             return False
@@ -57,7 +58,11 @@ class LookupThread:
         if not self._worker.submit(job):
             del self._waiting[job]
             return False
-        await done
+        try:
+            await done
+        except asyncio.CancelledError:
+            self._worker.cancel(job)
+            raise
         return True
 
     def _collect(self) -> None:
