@@ -300,6 +300,13 @@ class _Checks:
     async def one_message(self, raws: AsyncIterator[bytes]) -> Any:  # noqa: ANN401
         """The one request message of a call with a unary request, decoded."""
         raw = await self._within_timeout(anext(raws))
+        # gRPC's request stream is an async generator in a reference cycle: left open, only
+        # the garbage collector frees it, and asyncio then runs a task to close it. Closed
+        # here, it is freed at once: that was 21 objects, a collection's share and a task a
+        # call (bench/README.md, issue 12).
+        close = getattr(aiter(raws), "aclose", None)
+        if close is not None:
+            await close()
         if raw is None:
             raise InvalidArgument("request", "the call ended without a request message")
         return self._decode(raw)
