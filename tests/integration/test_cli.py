@@ -140,6 +140,16 @@ def test_errors_a_person_understands(args: tuple[str, ...], code: int, message: 
     assert time.monotonic() - started < 20
 
 
+@pytest.mark.parametrize("command", [("serve",), ("drop-registry", "--prefix", "x")])
+def test_a_redis_password_is_refused_on_the_command_line(command: tuple[str, ...]) -> None:
+    """The process list shows a command line to every user of the host: the password goes in
+    ONNET_REDIS_URL, and the refusal does not repeat it."""
+    result = onnet_cli(*command, "--redis", "redis://:hunter2@127.0.0.1:1/0")
+    assert result.returncode == 2
+    assert "put the URL in ONNET_REDIS_URL instead" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
 def test_a_malformed_csv_is_refused_not_read_as_empty(tmp_path: Path) -> None:
     book = tmp_path / "book.csv"
     book.write_text('Phone\n"+14155550100\n+14155550101\n')  # a quote never closed

@@ -13,7 +13,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from onnet_server.commands.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, fail
+from onnet_server.commands.common import (
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    fail,
+    redis_url_argument,
+)
 from onnet_server.config import ConfigError
 from onnet_server.pepper import read_pepper_file
 from onnet_server.stores.redis_connection import STORE_DOWN, RedisClient, connect, describe
@@ -60,7 +66,7 @@ def add_admin_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's subp
 
 
 def _redis_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis", metavar="URL", help="$ONNET_REDIS_URL")
+    parser.add_argument("--redis", metavar="URL", type=redis_url_argument, help="$ONNET_REDIS_URL")
     parser.add_argument("--redis-cluster", metavar="HOST:PORT[,...]", help="$ONNET_REDIS_CLUSTER")
 
 

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 
@@ -26,6 +27,7 @@ __all__ = [
     "add_connection_arguments",
     "channel_credentials_of",
     "fail",
+    "redis_url_argument",
     "secret",
     "show_progress",
     "target",
@@ -50,6 +52,24 @@ before the message that says so; a person re-runs a command that failed."""
 def fail(message: str) -> None:
     """Tell the person at the terminal what went wrong, on standard error."""
     print(f"onnet: {message}", file=sys.stderr)
+
+
+def redis_url_argument(url: str) -> str:
+    """A ``--redis URL`` as given, unless it holds a password (argparse's ``type``).
+
+    The process list shows every command line to every user of the host: a password goes
+    in ONNET_REDIS_URL instead. The message does not repeat the URL.
+    """
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # a malformed URL: the store's own check names what is wrong
+        return url
+    if password is not None:
+        raise argparse.ArgumentTypeError(
+            "a password on the command line is shown to every user of this host by the "
+            "process list: put the URL in ONNET_REDIS_URL instead"
+        )
+    return url
 
 
 def add_connection_arguments(

@@ -34,6 +34,7 @@ from onnet_server.commands.common import (
     add_connection_arguments,
     channel_credentials_of,
     fail,
+    redis_url_argument,
     secret,
     show_progress,
     tls_files_of,
@@ -256,7 +257,12 @@ def _add_serve(commands: Any) -> None:  # noqa: ANN401 - argparse's subparsers a
         help="text (default) or json: one JSON object per line, for log pipelines",
     )
     serve.add_argument("--max-batch", type=int, metavar="N", help="most hashes per Discover")
-    serve.add_argument("--redis", metavar="URL", help="keep the registry in Redis (redis://...)")
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        type=redis_url_argument,
+        help="keep the registry in Redis (redis://...; a password only in $ONNET_REDIS_URL)",
+    )
     serve.add_argument(
         "--redis-cluster", metavar="HOST:PORT[,...]", help="keep the registry in Redis Cluster"
     )
