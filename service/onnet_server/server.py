@@ -324,6 +324,14 @@ def call_gate(
     )
 
 
+_JWKS_SETTINGS = {
+    "file": "ONNET_AUTH_JWKS",
+    "url": "ONNET_AUTH_JWKS_URL",
+    "": "ONNET_AUTH_ALGORITHMS",
+}
+"""The setting a KeySet's error is about, by its ``source``."""
+
+
 async def authenticator(config: ServeSettings) -> Authenticator:
     """The credential check that ``config`` asks for, its JWKS URL fetched once.
 
@@ -340,8 +348,7 @@ async def authenticator(config: ServeSettings) -> Authenticator:
             )
             await asyncio.to_thread(keys.fetch_now)
         except JwksError as error:
-            variable = "ONNET_AUTH_JWKS" if config.auth_jwks_url is None else "ONNET_AUTH_JWKS_URL"
-            raise ConfigError(f"{variable}: {error}") from None
+            raise ConfigError(f"{_JWKS_SETTINGS[error.source]}: {error}") from None
         policy = CredentialPolicy(
             issuer=config.auth_issuer,
             audience=config.auth_audience,

@@ -18,6 +18,10 @@ from onnet._credentials import (
 )
 from onnet_server.api.credentials import CredentialVerifier
 from onnet_server.api.jwks import JwksError, KeySet, keys_of_jwks
+from onnet_server.config import ConfigError
+from onnet_server.server import authenticator
+from tests.security import security
+from tests.servers import fresh_config
 
 ALL = ("EdDSA", "ES256", "RS256")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jwcrypto's own
@@ -144,3 +148,24 @@ def test_the_development_issuer_writes_standard_jwks_and_jwts(tmp_path: Path) ->
     token = issue_token(signing_key, "alice", "account", 60)
     credential = CredentialVerifier(KeySet(("EdDSA",), file=jwks)).verify(token)
     assert (credential.subject, credential.kind) == ("alice", "account")
+
+
+@pytest.mark.parametrize(
+    ("broken", "setting", "reason"),
+    [
+        ("file", "ONNET_AUTH_JWKS: ", "No such file"),
+        ("url", "ONNET_AUTH_JWKS_URL: ", "must be https://"),
+    ],
+)
+async def test_a_jwks_error_names_the_setting_at_fault_when_both_are_set(
+    tmp_path: Path, broken: str, setting: str, reason: str
+) -> None:
+    good_file = security().server_settings()["auth_jwks"]
+    config = fresh_config(
+        auth_jwks=tmp_path / "missing.jwks" if broken == "file" else good_file,
+        auth_jwks_url="ftp://127.0.0.1/jwks" if broken == "url" else "http://127.0.0.1:1/jwks",
+    )
+    with pytest.raises(ConfigError) as refused:
+        await authenticator(config)
+    assert str(refused.value).startswith(setting)
+    assert reason in str(refused.value)

@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,16 @@ KeyName = tuple[str, str]
 
 
 class JwksError(ValueError):
-    """A JWKS document or its source is unusable; the message says which and why."""
+    """A JWKS document or its source is unusable; the message says which and why.
+
+    ``source`` names the input at fault: ``"file"``, ``"url"``, or ``""`` (the algorithms,
+    or no source at all), so that a configuration error can name its setting.
+    """
+
+    def __init__(self, message: str, source: str = "") -> None:
+        """``message`` says what is wrong; ``source`` is where (see the class)."""
+        super().__init__(message)
+        self.source = source
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,16 @@ def _signing_key(entry: object, allowed: frozenset[str]) -> tuple[KeyName, Signi
     return (kid, algorithm), SigningKey(algorithm, key)
 
 
+@contextlib.contextmanager
+def _blamed_on(source: str) -> Iterator[None]:
+    """A JwksError raised inside names ``source`` as the input at fault."""
+    try:
+        yield
+    except JwksError as error:
+        error.source = source
+        raise
+
+
 def _check_url(url: str) -> None:
     """A JWKS URL the fetcher can use: http(s), a host, a numeric port (JwksError if not).
 
@@ -198,18 +217,20 @@ class KeySet:
         if file is None and url is None:
             raise JwksError("give a JWKS file or a JWKS URL")
         if url is not None:
-            _check_url(url)
+            with _blamed_on("url"):
+                _check_url(url)
         self._url = url
         self._refresh = refresh_seconds
         self._retry = min(retry_seconds, refresh_seconds)
         self._max_age = max_age_seconds
         self._fixed: dict[KeyName, SigningKey] = {}
         if file is not None:
-            try:
-                document = file.read_bytes()
-            except OSError as error:
-                raise JwksError(f"{file}: {error.strerror}") from None
-            self._fixed = keys_of_jwks(document, self._algorithms, str(file))
+            with _blamed_on("file"):
+                try:
+                    document = file.read_bytes()
+                except OSError as error:
+                    raise JwksError(f"{file}: {error.strerror}") from None
+                self._fixed = keys_of_jwks(document, self._algorithms, str(file))
         self._keys = dict(self._fixed)
         self._kids = frozenset(kid for kid, _ in self._keys)
         self._confirmed_at = float("-inf")  # the URL's last good answer
@@ -254,7 +275,8 @@ class KeySet:
         """Fetch the URL (blocking); raises JwksError if it fails. No URL: nothing to do."""
         if self._url is not None:
             self._attempted_at = time.monotonic()
-            self._install(self._fetch(self._url))
+            with _blamed_on("url"):
+                self._install(self._fetch(self._url))
 
     async def keep_current(self) -> None:
         """Fetch the URL every ``refresh_seconds`` (sooner for an unknown kid), forever.
