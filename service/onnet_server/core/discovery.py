@@ -152,7 +152,9 @@ class DiscoveryService:
             next_token = self._tokens.renew_unchanged(account, token, fingerprints)
             if next_token is not None:
                 return await self._answer(fingerprints, blockers, next_token, distinct=True)
-        if token and not previous_hashes:
+        if not token:  # a first sync (the fields a token needs are empty: checked above)
+            cost, next_token = self._tokens.first_sync(account, hashes, fingerprints)
+        elif not previous_hashes:
             cost, next_token = self._tokens.renew_difference(
                 account, token, hashes, added_hashes, removed_hashes, fingerprints=fingerprints
             )

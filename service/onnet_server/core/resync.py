@@ -327,7 +327,7 @@ class ResyncTokens:
         """
         if len(covered) % CONTACT_HASH_SIZE:
             raise ValueError(f"covered is not a whole number of {CONTACT_HASH_SIZE}-byte hashes")
-        return self._first_sync(account, covered, None)[1]
+        return self.first_sync(account, covered, None)[1]
 
     def verify(self, token: bytes, account: str, previous_hashes: bytes) -> None:
         """Check that ``token`` was issued to ``account`` for exactly ``previous_hashes``.
@@ -359,7 +359,7 @@ class ResyncTokens:
         if not token:
             if previous_hashes:
                 raise InvalidArgument("previous_hashes", "needs the token that covers them")
-            return self._first_sync(account, hashes, fingerprints)
+            return self.first_sync(account, hashes, fingerprints)
         previous, opened = self._verified_values(token, account, previous_hashes)
         if not self._is_current(opened):
             previous = self._current_values(previous_hashes, None)
@@ -447,10 +447,14 @@ class ResyncTokens:
             return charge, self._issue(account, lanes)
         return charge, self._renewed(account, hashes, fingerprints, rows)
 
-    def _first_sync(
-        self, account: str, hashes: bytes, fingerprints: bytes | None
+    def first_sync(
+        self, account: str, hashes: bytes, fingerprints: bytes | None = None
     ) -> tuple[int, bytes]:
-        """No token: every distinct hash is charged, and the next token covers them all."""
+        """No token: every distinct hash of ``hashes`` is charged; the next token covers them.
+
+        Returns the charge and the token. ``fingerprints``, when given, are those of
+        ``hashes`` under the current pepper (a lookup's, reused).
+        """
         # One compiled pass: how many distinct values, and their sum.
         distinct, first, second = _native.distinct_sums(self._current_blocks(hashes, fingerprints))
         return distinct, self._issue(account, (first, second))
