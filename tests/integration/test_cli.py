@@ -140,11 +140,21 @@ def test_errors_a_person_understands(args: tuple[str, ...], code: int, message: 
     assert time.monotonic() - started < 20
 
 
-@pytest.mark.parametrize("command", [("serve",), ("drop-registry", "--prefix", "x")])
-def test_a_redis_password_is_refused_on_the_command_line(command: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("command", "url"),
+    [
+        (("serve",), "redis://:hunter2@127.0.0.1:1/0"),
+        (("serve",), "unix:///run/redis.sock?db=0&password=hunter2"),
+        (("drop-registry", "--prefix", "x"), "redis://user:hunter2@127.0.0.1:1/0"),
+        (("drop-registry", "--prefix", "x"), "redis://127.0.0.1:1/0?password=hunter2"),
+    ],
+)
+def test_a_redis_password_is_refused_on_the_command_line(
+    command: tuple[str, ...], url: str
+) -> None:
     """The process list shows a command line to every user of the host: the password goes in
     ONNET_REDIS_URL, and the refusal does not repeat it."""
-    result = onnet_cli(*command, "--redis", "redis://:hunter2@127.0.0.1:1/0")
+    result = onnet_cli(*command, "--redis", url)
     assert result.returncode == 2
     assert "put the URL in ONNET_REDIS_URL instead" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
 
@@ -61,10 +61,12 @@ def redis_url_argument(url: str) -> str:
     in ONNET_REDIS_URL instead. The message does not repeat the URL.
     """
     try:
-        password = urlsplit(url).password
-    except ValueError:  # a malformed URL: the store's own check names what is wrong
-        return url
-    if password is not None:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a URL: write redis://HOST:PORT/DB") from None
+    # redis-py also reads a password from the query (?password=), unix:// URLs included.
+    if password is not None or "password" in parse_qs(parts.query):
         raise argparse.ArgumentTypeError(
             "a password on the command line is shown to every user of this host by the "
             "process list: put the URL in ONNET_REDIS_URL instead"
