@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.security import discovery_client
+from tests.security import discovery_client, registry_client
 from tests.servers import ThreadedServer
 
 
@@ -38,14 +38,17 @@ def open_streams() -> int:
 def test_unary_calls_free_their_request_streams_without_the_collector(
     server: ThreadedServer,
 ) -> None:
-    with discovery_client(server.target) as client:
-        client.discover(["+14155550100"])  # the client's own set-up, before counting
+    """Discover (an account's call) and Register (a service's), 20 of each."""
+    with discovery_client(server.target) as client, registry_client(server.target) as registry:
+        client.discover(["+14155550100"])  # the clients' own set-up, before counting
+        registry.register("garbage-0", "+14155550199")
         with collector_off():
             before = open_streams()
-            for _ in range(20):
+            for n in range(20):
                 client.discover(["+14155550100", "+442079460958"])
+                registry.register(f"garbage-{n}", "+14155550199")
             # Each call's stream is freed as its call ends, a moment after its answer.
             deadline = time.monotonic() + 5
             while (left := open_streams() - before) > 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
-    assert left <= 0, f"{left} request streams of 20 calls wait for the garbage collector"
+    assert left <= 0, f"{left} request streams of 40 calls wait for the garbage collector"
