@@ -330,9 +330,9 @@ cdef inline const uint8_t* _id_of(BaseView base, OverlayView overlay, int64_t ro
 
 
 cdef struct _Lookup:
-    # One lookup's inputs as raw pointers (their objects are held by the caller), its
-    # scratch and its outputs: what the probe reads and writes, with no Python object, so
-    # that it can run without the GIL (``LookupJob``).
+    # One lookup's inputs as raw pointers (their objects are held by the caller) and its
+    # outputs: what the probe reads and writes, with no Python object, so that it can run
+    # without the GIL (``LookupJob``).
     const uint8_t* packed
     Py_ssize_t count
     const uint8_t* skip
@@ -344,7 +344,6 @@ cdef struct _Lookup:
     Py_ssize_t excluded_theirs
     bint discoverable_only
     bint distinct
-    char* scratch
     uint32_t* positions
     int64_t* rows
     Py_ssize_t found
@@ -354,7 +353,8 @@ cdef int _open(_Lookup* lookup, bytes fingerprints, BaseView base, cnp.ndarray o
                cnp.ndarray excluded_overlay, cnp.ndarray excluded_base,
                bint discoverable_only, bint distinct, uint32_t* positions,
                int64_t* rows) except -1:
-    """Check a lookup's inputs and take their pointers; allocate its scratch (``_close``)."""
+    """Check a lookup's inputs and take their pointers (``positions`` and ``rows``, room for
+    one per fingerprint, may be given later: before ``_run``)."""
     cdef Py_ssize_t size = PyBytes_GET_SIZE(fingerprints)
     if size % 16:
         raise ValueError("fingerprints are 16 bytes each")
@@ -373,25 +373,15 @@ cdef int _open(_Lookup* lookup, bytes fingerprints, BaseView base, cnp.ndarray o
     lookup.positions = positions
     lookup.rows = rows
     lookup.found = 0
-    cdef Py_ssize_t count = lookup.count
-    cdef Py_ssize_t table_size = 0 if distinct else _table_size(count)
-    # One allocation: the grouping table, each position's number, each number's first
-    # position, and each number's kept row.
-    lookup.scratch = <char*>malloc(
-        1 + table_size * sizeof(int32_t) + count * (sizeof(Py_ssize_t) + sizeof(int32_t)
-                                                    + sizeof(int64_t)))
-    if lookup.scratch == NULL:
-        raise MemoryError()
     return 0
 
 
-cdef inline void _close(_Lookup* lookup) noexcept nogil:
-    free(lookup.scratch)
-    lookup.scratch = NULL
-
-
-cdef void _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nogil:
+cdef bint _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nogil:
     """Fill ``positions`` and ``rows`` with the holders kept; ``found`` says how many.
+
+    False (nothing found) when its scratch could not be allocated. The scratch is the
+    probe's own, allocated and freed here, on whichever thread runs it: a job waiting in a
+    queue holds none.
 
     Duplicates collapse first (a number asked 10,000 times is looked up once, and costs
     what any other number costs), on the fingerprints' keyed first halves, which no client
@@ -405,15 +395,22 @@ cdef void _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
     ascending; a base row as itself, overlay row r as -2 - r.
     """
     cdef Py_ssize_t count = lookup.count
+    lookup.found = 0
     if count == 0:
-        lookup.found = 0
-        return
+        return True
     cdef const uint8_t* packed = lookup.packed
     cdef const uint8_t* skip = lookup.skip
     cdef const uint64_t* claim = lookup.claim
     cdef bint discoverable_only = lookup.discoverable_only
     cdef Py_ssize_t table_size = 0 if lookup.distinct else _table_size(count)
-    cdef int64_t* kept_row = <int64_t*>lookup.scratch
+    # One allocation: each number's kept row, each position's number, each number's first
+    # position, and the grouping table.
+    cdef char* scratch = <char*>malloc(
+        1 + count * (sizeof(int64_t) + sizeof(Py_ssize_t) + sizeof(int32_t))
+        + table_size * sizeof(int32_t))
+    if scratch == NULL:
+        return False
+    cdef int64_t* kept_row = <int64_t*>scratch
     cdef Py_ssize_t* of_position = <Py_ssize_t*>(kept_row + count)
     cdef int32_t* first_of = <int32_t*>(of_position + count)
     cdef int32_t* table = first_of + count
@@ -475,7 +472,9 @@ cdef void _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
             lookup.positions[found] = <uint32_t>i
             lookup.rows[found] = row
             found += 1
+    free(scratch)
     lookup.found = found
+    return True
 
 
 cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridden,
@@ -487,8 +486,8 @@ cdef Py_ssize_t _holders(bytes fingerprints, BaseView base, cnp.ndarray overridd
     cdef _Lookup lookup
     _open(&lookup, fingerprints, base, overridden, excluded_overlay, excluded_base,
           discoverable_only, distinct, positions, rows)
-    _run(&lookup, base, overlay)
-    _close(&lookup)
+    if not _run(&lookup, base, overlay):
+        raise MemoryError()
     return lookup.found
 
 
@@ -529,21 +528,15 @@ def discover_answer(bytes fingerprints, BaseView base, cnp.ndarray overridden,
 
     Returns the answer's bytes and how many matches they hold. ``distinct``: the caller
     knows no fingerprint comes twice, so duplicates need no collapsing (see ``_run``).
+    A ``LookupJob`` run here and now.
     """
-    cdef Py_ssize_t count = PyBytes_GET_SIZE(fingerprints) // 16
-    cdef char* scratch = <char*>malloc(
-        count * sizeof(uint32_t) + (count + 1) * sizeof(int64_t))
-    if scratch == NULL:
+    cdef LookupJob job = LookupJob(fingerprints, base, overridden, overlay, excluded_overlay,
+                                   excluded_base, token, distinct)
+    job.run()
+    answer = job.answer(job.edits)
+    if answer is None:
         raise MemoryError()
-    cdef int64_t* rows = <int64_t*>scratch
-    cdef uint32_t* positions = <uint32_t*>(rows + count + 1)
-    cdef Py_ssize_t found
-    try:
-        found = _holders(fingerprints, base, overridden, overlay, excluded_overlay,
-                         excluded_base, True, positions, rows, distinct)
-        return _answer(base, overlay, positions, rows, found, token), found
-    finally:
-        free(scratch)
+    return answer
 
 
 cdef bytes _answer(BaseView base, OverlayView overlay, const uint32_t* positions,
@@ -1087,7 +1080,7 @@ cdef class LookupJob:
     cdef bytes token
     cdef _Lookup lookup
     cdef char* outputs
-    cdef bint opened
+    cdef bint failed  # its outputs or scratch could not be allocated
     cdef int64_t edits
     cdef bint cancelled  # read and written under its worker's mutex
 
@@ -1095,29 +1088,31 @@ cdef class LookupJob:
                   OverlayView overlay, cnp.ndarray excluded_overlay,
                   cnp.ndarray excluded_base, bytes token, bint distinct=False,
                   int64_t edits=0):
-        cdef Py_ssize_t count = PyBytes_GET_SIZE(fingerprints) // 16
-        self.outputs = <char*>malloc(count * sizeof(uint32_t) + (count + 1) * sizeof(int64_t))
-        if self.outputs == NULL:
-            raise MemoryError()
+        # Nothing is allocated until the probe runs: a job waiting in a queue (or given up
+        # on) holds no memory of its own.
+        _open(&self.lookup, fingerprints, base, overridden, excluded_overlay, excluded_base,
+              True, distinct, NULL, NULL)
         self.fingerprints = fingerprints
         self.base = base
         self.overlay = overlay
         self.held = (overridden, excluded_overlay, excluded_base)
         self.token = token
         self.edits = edits
-        cdef int64_t* rows = <int64_t*>self.outputs
-        _open(&self.lookup, fingerprints, base, overridden, excluded_overlay, excluded_base,
-              True, distinct, <uint32_t*>(rows + count + 1), rows)
-        self.opened = True
 
     def __dealloc__(self):
-        if self.opened:
-            _close(&self.lookup)
         free(self.outputs)
 
     cdef void run(self) noexcept nogil:
         """The probe: reads the held arrays, writes the outputs, touches no Python object."""
-        _run(&self.lookup, self.base, self.overlay)
+        cdef Py_ssize_t count = self.lookup.count
+        free(self.outputs)  # run once, in practice
+        self.outputs = <char*>malloc(count * sizeof(uint32_t) + (count + 1) * sizeof(int64_t))
+        if self.outputs == NULL:
+            self.failed = True
+            return
+        self.lookup.rows = <int64_t*>self.outputs
+        self.lookup.positions = <uint32_t*>(self.lookup.rows + count + 1)
+        self.failed = not _run(&self.lookup, self.base, self.overlay)
 
     def run_here(self):
         """Run the probe on this thread (with the GIL held, as a lookup in line does)."""
@@ -1130,7 +1125,7 @@ cdef class LookupJob:
         made at, the probe's rows may name other users and the ids' arena may have moved,
         so there is no answer (None: look up again).
         """
-        if edits != self.edits:
+        if edits != self.edits or self.failed:
             return None
         return (_answer(self.base, self.overlay, self.lookup.positions, self.lookup.rows,
                         self.lookup.found, self.token), self.lookup.found)

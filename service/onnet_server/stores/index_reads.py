@@ -55,17 +55,16 @@ class IndexReads:
         probe may have read arrays being written); else the lookup runs again, here.
         """
         thread = self.lookup_thread
-        if thread is None or traced():
-            return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
-        index = self.index
-        job = index.lookup_job(fingerprints, excluded, token, distinct)
-        if not await thread.run(job):
-            job.run_here()
-        # None when the index changed while the probe ran: the job itself knows.
-        answer = job.answer(index.edits) if self.index is index else None
-        if answer is None:
-            return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
-        return answer
+        if thread is not None and not traced():
+            index = self.index
+            job = index.lookup_job(fingerprints, excluded, token, distinct)
+            if not await thread.run(job):
+                job.run_here()
+            # None when the index changed while the probe ran: the job itself knows.
+            answer = job.answer(index.edits) if self.index is index else None
+            if answer is not None:
+                return answer
+        return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
 
     def holders(self, fingerprints: bytes) -> Matches:
         """Every registered holder among ``fingerprints``, hidden ones too."""
