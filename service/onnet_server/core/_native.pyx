@@ -805,15 +805,23 @@ ctypedef fused _Key:
 
 cdef inline Py_ssize_t _lower_bound(const _Key* values, Py_ssize_t low, Py_ssize_t high,
                                     uint64_t wanted) noexcept nogil:
-    """The first index in [low, high) whose value is at least ``wanted`` (``high`` if none)."""
-    cdef Py_ssize_t middle
-    while low < high:
-        middle = (low + high) >> 1
-        if values[middle] < wanted:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+    """The first index in [low, high) whose value is at least ``wanted`` (``high`` if none).
+
+    The same steps for any ``wanted`` (P7): as many halvings as the range's length asks,
+    each a conditional move rather than a branch. A branch is foreseen for searches that go
+    the same way each time and mispredicted for scattered ones: an unknown number, which
+    searches for its stand-in row 0, was answered faster than a held one (bench/README.md,
+    issue 12, sixth round).
+    """
+    cdef Py_ssize_t count = high - low, half
+    cdef const _Key* first = values + low
+    if count <= 0:
+        return low
+    while count > 1:
+        half = count >> 1
+        first += (first[half - 1] < wanted) * half  # arithmetic, so a conditional move
+        count -= half
+    return (first - values) + (first[0] < wanted)
 
 
 cdef class _Entries:
