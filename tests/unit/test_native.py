@@ -196,6 +196,44 @@ def test_match_finds_the_holder_the_definition_names(
     assert world.match(queries, discoverable_only) == world.expected(queries, discoverable_only)
 
 
+@pytest.mark.parametrize("chain", [7, 8, 9, 30])
+def test_overlay_chains_are_read_across_windows_and_around_the_table(chain: int) -> None:
+    """The compiled probe reads a chain a window (8 slots) at a time: a chain that fills its
+    window, runs on into the next, wraps from the table's last window to its first, or has
+    tombstones and tag ties on the way must give the answers a slot-by-slot walk gives."""
+    rng = random.Random(chain)
+    world = World(rng, 0, 0)
+    table = RowSlots(tagged=True)
+    first = table.home_mask  # the last window: a long chain wraps to slot 0
+    numbers = [(first, rng.getrandbits(64)) for _ in range(chain)]  # one tag, one home
+    numbers += [(first | (1 << 40), rng.getrandbits(64)) for _ in range(3)]  # another tag
+    world.overlay = numbers
+    world.overlay_names = [f"chain-{i}" for i in range(len(numbers))]
+    world.arena = bytearray("".join(world.overlay_names).encode())
+    lengths = [len(name) for name in world.overlay_names]
+    world.lengths = np.array(lengths, dtype=np.uint8)
+    world.offsets = np.array(list(itertools.accumulate([0, *lengths]))[:-1], dtype=np.uint32)
+    world.overlay_hi = np.array([n[0] for n in numbers], dtype=np.uint64)
+    world.overlay_lo = np.array([n[1] for n in numbers], dtype=np.uint64)
+    world.discoverable = np.ones(len(numbers), dtype=np.uint8)
+    for row, (hi, _) in enumerate(numbers):
+        table.place(hi, row)
+    world.table = table
+    assert table.slots[0] >= 0 or chain + 3 <= 8, "the chain should wrap around"
+    # Tombstones early in the chain: the rows behind them stay reachable.
+    world.live = set(range(len(numbers)))
+    for row in (1, chain // 2):
+        slot = next(s for s, r in table.probe(numbers[row][0]) if r == row)
+        table.remove_slot(slot)
+        world.live.discard(row)
+    world.excluded_mine, world.excluded_base = [], []
+    queries = numbers + [(first, rng.getrandbits(64)) for _ in range(5)]
+    rng.shuffle(queries)
+    expected = world.expected(queries, True)
+    assert len(expected[0]) == len(numbers) - 2
+    assert world.match(queries, True) == expected
+
+
 def test_match_of_nothing_is_empty() -> None:
     world = World(random.Random(1), 50, 50)
     assert world.match([], True) == ([], [])

@@ -34,14 +34,64 @@ cdef extern from *:
     """
     #if defined(__GNUC__) || defined(__clang__)
     #define ONNET_PREFETCH(address) __builtin_prefetch(address)
+    #define ONNET_LOWEST_BIT(bits) __builtin_ctz(bits)
     #else
     #define ONNET_PREFETCH(address) ((void)(address))
+    static int ONNET_LOWEST_BIT(unsigned int bits) {
+        int at = 0;
+        while (!(bits & 1u)) { bits >>= 1; at++; }
+        return at;
+    }
+    #endif
+
+    /* Which of a window's 8 tagged slots carry ``tag`` in their top half, and which are
+       empty (-1), as two 8-bit masks. A live slot's top half is its tag (below 2**31); an
+       empty slot or a tombstone has all ones there, so it never carries a tag. */
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    static inline void onnet_window_masks(const int64_t* window, uint32_t tag,
+                                          unsigned int* tagged, unsigned int* empty) {
+        const __m128i ones = _mm_set1_epi32(-1);
+        const __m128i tags = _mm_set_epi32((int)tag, 0, (int)tag, 0);
+        unsigned int found_tags = 0, found_empty = 0, lanes_empty, lanes_tag;
+        int pair;
+        for (pair = 0; pair < 4; pair++) {  /* two slots, four 32-bit lanes, at a time */
+            __m128i slots = _mm_loadu_si128((const __m128i*)(window + 2 * pair));
+            lanes_empty = (unsigned int)_mm_movemask_ps(
+                _mm_castsi128_ps(_mm_cmpeq_epi32(slots, ones)));
+            lanes_tag = (unsigned int)_mm_movemask_ps(
+                _mm_castsi128_ps(_mm_cmpeq_epi32(slots, tags)));
+            lanes_empty &= lanes_empty >> 1;  /* both halves all ones: lanes 0 and 2 */
+            lanes_tag >>= 1;                  /* the top halves: lanes 1 and 3 */
+            found_empty |= ((lanes_empty & 1u) | ((lanes_empty >> 1) & 2u)) << (2 * pair);
+            found_tags |= ((lanes_tag & 1u) | ((lanes_tag >> 1) & 2u)) << (2 * pair);
+        }
+        *tagged = found_tags;
+        *empty = found_empty;
+    }
+    #else
+    static inline void onnet_window_masks(const int64_t* window, uint32_t tag,
+                                          unsigned int* tagged, unsigned int* empty) {
+        unsigned int found_tags = 0, found_empty = 0;
+        int slot;
+        for (slot = 0; slot < 8; slot++) {
+            found_tags |= (unsigned int)((uint64_t)window[slot] >> 32 == tag) << slot;
+            found_empty |= (unsigned int)(window[slot] == -1) << slot;
+        }
+        *tagged = found_tags;
+        *empty = found_empty;
+    }
     #endif
     """
     void __builtin_prefetch "ONNET_PREFETCH" (const void* address) noexcept nogil
+    int _lowest_bit "ONNET_LOWEST_BIT" (unsigned int bits) noexcept nogil  # bits != 0
+    void _window_masks "onnet_window_masks" (const int64_t* window, uint32_t tag,
+                                             unsigned int* tagged,
+                                             unsigned int* empty) noexcept nogil
 
 cdef enum:
     _GROUP = 16  # queries whose memory reads are started together (see ``match``)
+    _WINDOW = 8  # tagged slots in one cache line: core/index/row_slots.py's WINDOW
 
 # Stand-ins for empty arrays, whose data may not be read but must be a valid pointer.
 cdef cnp.ndarray _ONE_BYTE = np.zeros(1, np.uint8)
@@ -242,6 +292,12 @@ cdef int64_t* _ascending(cnp.ndarray rows, str name, Py_ssize_t* count) except N
     return <int64_t*>data
 
 
+cdef struct _OverlayProbe:
+    int64_t found  # the row holding the number, or -1
+    int64_t marks  # the row whose marks are read: the row found, or a stand-in
+    uint64_t read  # what a stand-in's halves gave, to be kept by the caller
+
+
 cdef class OverlayView:
     """An overlay's arrays (core/index/overlay.py) as one lookup reads them.
 
@@ -269,6 +325,8 @@ cdef class OverlayView:
         cdef Py_ssize_t arena_size
         if slots.shape[0] != <Py_ssize_t>(mask + 1) or home_mask & ~mask:
             raise ValueError("slots, mask and home_mask disagree")
+        if (mask + 1) % _WINDOW or home_mask % _WINDOW:  # a probe reads whole windows
+            raise ValueError("slots come in whole windows, and chains start at one")
         self.arrays = (slots, hi, lo, discoverable, arena, offsets, lengths)
         self.table = <const int64_t*>_data(slots, cnp.NPY_INT64, "slots")
         self.mask = mask
@@ -285,28 +343,60 @@ cdef class OverlayView:
             raise ValueError("overlay_hi, overlay_lo and overlay_discoverable differ in length")
         self.rows = hi.shape[0]
 
-    cdef inline int64_t row_of(self, uint64_t hi, uint64_t lo) noexcept nogil:
+    cdef inline _OverlayProbe row_of(self, uint64_t hi, uint64_t lo) noexcept nogil:
         """The row holding a fingerprint, or -1: its probe chain, to the first empty slot.
 
         A slot holds the row and the top 31 bits of the fingerprint's first half
         (core/index/row_slots.py); a tombstone is negative but not empty. A row beyond this
         view's arrays (a probe on another thread, while the overlay grows) is never read.
+
+        The same steps whether the number is here or not (P7): the chain is read a window
+        (one cache line) at a time, its eight slots compared at once, also past the row
+        found, to the window that holds the chain's end; then one row's halves are read,
+        those of the row found or of a stand-in row (``read``, for the caller to keep),
+        after the same dependent steps. A walk that stopped at the row found answered an
+        unknown number about 10% slower than a held one (bench/README.md, issue 12, sixth
+        round). ``marks`` is the row whose marks the caller reads: the row found, or the
+        stand-in. The answer is returned by value, not through pointers, which the
+        compiler would have to assume could point into the arrays the probe reads.
         """
-        cdef uint64_t tag = hi >> 33
+        cdef _OverlayProbe probe
         cdef uint64_t slot = hi & self.home_mask
-        cdef int64_t value, row
-        cdef uint64_t steps = 0
-        while steps <= self.mask:
-            value = self.table[slot]
-            if value == _EMPTY:
-                return -1
-            if value >= 0 and <uint64_t>(value >> 32) == tag:
-                row = value & _ROW_BITS
-                if row < self.rows and self.hi[row] == hi and self.lo[row] == lo:
-                    return row
-            slot = (slot + 1) & self.mask
-            steps += 1
-        return -1
+        cdef uint64_t windows = (self.mask + 1) // _WINDOW
+        cdef const int64_t* window
+        cdef int64_t row, found = -1
+        cdef uint64_t stand_in, picked = 0
+        cdef unsigned int tagged, empty
+        if self.rows == 0:  # an overlay that never held anyone: nothing to read, for anyone
+            probe.found, probe.marks, probe.read = -1, 0, 0
+            return probe
+        while windows:
+            window = self.table + slot
+            _window_masks(window, <uint32_t>(hi >> 33), &tagged, &empty)
+            if empty:  # the chain ends at its first empty slot: none beyond is on it
+                tagged &= (empty & (~empty + 1)) - 1
+            if picked == 0:  # the home window: the word a held number's row comes from
+                picked = 1 | <uint64_t>window[_lowest_bit(tagged | (1u << _WINDOW)) % _WINDOW]
+            while tagged:  # a tag shared by two numbers is rare: usually once or never
+                row = window[_lowest_bit(tagged)] & _ROW_BITS
+                # Both halves read, as a stand-in's are below: no early exit on the first.
+                if row < self.rows and (self.hi[row] == hi) & (self.lo[row] == lo):
+                    found = row
+                tagged &= tagged - 1
+            if empty:
+                break
+            slot = (slot + _WINDOW) & self.mask
+            windows -= 1
+        probe.found = found
+        # The row found, or a stand-in picked by the keyed second half (as scattered). The
+        # stand-in also mixes in the word a held number's row would have come from (its
+        # first tagged slot, else the window's first): so that its read waits for the same
+        # steps as a held number's row read does. Known from the fingerprint alone, it was
+        # started earlier, and unknown numbers came out faster.
+        stand_in = (lo >> 32) ^ (picked & <uint64_t>_ROW_BITS)
+        probe.marks = found if found >= 0 else <int64_t>((stand_in * <uint64_t>self.rows) >> 32)
+        probe.read = 0 if found >= 0 else self.hi[probe.marks] ^ self.lo[probe.marks]
+        return probe
 
 
 cdef uint64_t _sink = 0
@@ -426,6 +516,7 @@ cdef bint _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
     cdef const uint8_t* block
     cdef uint64_t hi, lo, claimed, touched = 0
     cdef int64_t row, mine, at, mine_at
+    cdef _OverlayProbe mine_probe
     cdef bint kept, skipped, out_mine, out_theirs, mine_shown
     group = 0
     while group < numbers:
@@ -444,7 +535,10 @@ cdef bint _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
             block = packed + 16 * first_of[d]
             hi = _le64(block)
             lo = _le64(block + 8)
-            mine = overlay.row_of(hi, lo)
+            mine_probe = overlay.row_of(hi, lo)
+            mine = mine_probe.found
+            mine_at = mine_probe.marks
+            touched ^= mine_probe.read
             # The same reads for every number, found or not, here or in the base: a number
             # not found reads the marks of a row its fingerprint picks, then is left out.
             row = base.row_of(hi, lo) if base.rows else -1
@@ -453,7 +547,6 @@ cdef bint _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
             claimed = claim[at] >> 63
             touched ^= base.lo[at] if base.rows else 0  # as a found row's lo was read
             out_theirs = _holds(lookup.not_theirs, lookup.excluded_theirs, at)
-            mine_at = mine if mine >= 0 else 0
             mine_shown = overlay.shown[mine_at] != 0
             out_mine = _holds(lookup.not_mine, lookup.excluded_mine, mine_at)
             if mine >= 0:

@@ -404,12 +404,13 @@ class Overlay:
 
     def _new_view(self) -> _native.OverlayView:
         table = self._holders
+        used = self._next_row  # rows beyond it were never held: no stand-in is picked there
         return _native.OverlayView(
             table.slots.view(np.int64),
             table.mask,
             table.home_mask,
-            self._hi,
-            self._lo,
+            self._hi[:used],
+            self._lo[:used],
             self._discoverable.view(np.uint8),
             self._arena,
             self._uid_offset,
