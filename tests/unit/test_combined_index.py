@@ -11,6 +11,7 @@ import os
 import random
 from unittest.mock import patch
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,3 +164,19 @@ def test_a_large_churn_with_periodic_rebases_agrees_with_a_model() -> None:
     assert {b: sorted(e) for b, e in index.bucket_entries(buckets, 4).items()} == {
         b: sorted(e) for b, e in reference.bucket_entries(buckets, 4).items()
     }
+
+
+def test_an_overlay_emptied_then_loaded_finds_every_later_registration() -> None:
+    """Rows freed by erasures belong to the arrays a load replaces: none may be reused past
+    the rows the load filled (a lookup reads only the rows ever used)."""
+    overlay = Overlay()
+    numbers = [bytes([n]) * 16 for n in range(1, 7)]
+    for n in range(4):
+        overlay.put(f"gone-{n}", numbers[n], 1, True)
+    for n in range(4):
+        assert overlay.delete(f"gone-{n}", 2)
+    overlay.load(["first", "second"], numbers[4] + numbers[5], np.array([3, 3], np.uint64),
+                 np.array([True, True]))  # fmt: skip
+    overlay.put("third", numbers[0], 4, True)
+    found = overlay.match(numbers[0] + numbers[4] + numbers[5])
+    assert found.user_ids == ["third", "first", "second"]

@@ -275,9 +275,14 @@ cdef class BaseView:
 
 
 cdef inline bint _holds(const int64_t* rows, Py_ssize_t count, int64_t row) noexcept nogil:
-    """Whether ascending ``rows`` hold ``row`` (>= 0): log2(count) steps for any row."""
+    """Whether ascending ``rows`` hold ``row`` (>= 0): log2(count) steps for any row.
+
+    ``rows`` is readable at 0 even when empty (``_ascending`` gives a stand-in): one row
+    is read whether or not the search ran past the last, so the steps stay the same (P7).
+    """
     cdef Py_ssize_t at = _lower_bound(rows, 0, count, <uint64_t>row)
-    return at < count and rows[at] == row
+    cdef bint inside = at < count
+    return (rows[at * inside] == row) & inside
 
 
 cdef int64_t* _ascending(cnp.ndarray rows, str name, Py_ssize_t* count) except NULL:

@@ -635,6 +635,7 @@ class Overlay:
             return
         hi, lo = split_fingerprints(fingerprints)
         self._allocate_rows(max(16, count + count // 8))
+        self._free_rows = []  # rows freed before were in the arrays just replaced
         self._hi[:count], self._lo[:count] = hi, lo
         self._version[:count] = versions
         self._discoverable[:count] = discoverable
