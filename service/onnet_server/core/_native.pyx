@@ -349,7 +349,8 @@ cdef class OverlayView:
         self.rows = hi.shape[0]
 
     cdef inline _OverlayProbe row_of(self, uint64_t hi, uint64_t lo) noexcept nogil:
-        """The row holding a fingerprint, or -1: its probe chain, to the first empty slot.
+        """The row holding a fingerprint (``found``, or -1), from its probe chain to the
+        first empty slot, and the row whose marks the caller reads (``marks``).
 
         A slot holds the row and the top 31 bits of the fingerprint's first half
         (core/index/row_slots.py); a tombstone is negative but not empty. A row beyond this
@@ -907,9 +908,9 @@ cdef inline Py_ssize_t _lower_bound(const _Key* values, Py_ssize_t low, Py_ssize
 
     The same steps for any ``wanted`` (P7): as many halvings as the range's length asks,
     each a conditional move rather than a branch. A branch is foreseen for searches that go
-    the same way each time and mispredicted for scattered ones: an unknown number, which
-    searches for its stand-in row 0, was answered faster than a held one (bench/README.md,
-    issue 12, sixth round).
+    the same way each time and mispredicted for scattered ones: unknown numbers, which all
+    searched for row 0 before the overlay's probe picked them stand-ins, were answered
+    faster than held ones (bench/README.md, issue 12, sixth round).
     """
     cdef Py_ssize_t count = high - low, half
     cdef const _Key* first = values + low
