@@ -2,6 +2,7 @@
 # What onnet needs from the system beyond Python, installed with apt when missing and allowed:
 # - libsodium (>= 1.0.18) for private mode's ristretto255 group, loaded by pysodium;
 # - a C compiler and Python's headers, to compile the index's hot loops (Cython) at install;
+# - OpenSSL's libcrypto headers (3.0 or newer), which a lookup job calls for its fingerprints;
 # - Node.js and npm, for the second client (examples/node) that the test suite runs.
 set -eu
 PYTHON="${PYTHON:-python3}"
@@ -11,6 +12,9 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libsodium\.so'; then
 fi
 if ! command -v cc >/dev/null 2>&1; then
     missing="$missing gcc libc6-dev"
+fi
+if ! printf '#include <openssl/evp.h>\n' | cc -E - >/dev/null 2>&1; then
+    missing="$missing libssl-dev"
 fi
 if ! command -v node >/dev/null 2>&1; then
     missing="$missing nodejs"
@@ -32,5 +36,5 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     exit 0
 fi
 echo "onnet needs:$missing (Debian/Ubuntu package names). Install them" \
-     "(macOS: brew install libsodium node; xcode-select --install), then run make again" >&2
+     "(macOS: brew install libsodium openssl@3 node; xcode-select --install), then run make again" >&2
 exit 1

@@ -21,7 +21,10 @@ from onnet_server.core import _native
 from onnet_server.stores.lookup_thread import LookupThread
 from onnet_server.stores.memory import MemoryRegistry
 
-NUMBERS = [random.Random(7).randbytes(16) for _ in range(600)]
+KEY = _native.FingerprintKey(random.Random(8).randbytes(32))
+HASHES = [random.Random(7).randbytes(32) for _ in range(600)]
+NUMBERS = [KEY.fingerprints(contact_hash) for contact_hash in HASHES]
+"""The registered numbers' fingerprints (a Discover sends the hashes)."""
 
 
 def register(store: MemoryRegistry, count: int, first: int = 0, *, prefix: str = "user") -> None:
@@ -30,9 +33,23 @@ def register(store: MemoryRegistry, count: int, first: int = 0, *, prefix: str =
 
 
 def request(rng: random.Random, size: int = 200) -> bytes:
-    """Fingerprints of some registered numbers and some unknown ones, duplicates too."""
-    known = [rng.choice(NUMBERS) for _ in range(size // 2)]
-    return b"".join(known + [rng.randbytes(16) for _ in range(size - len(known))])
+    """Hashes of some registered numbers and some unknown ones, duplicates too."""
+    known = [rng.choice(HASHES) for _ in range(size // 2)]
+    return b"".join(known + [rng.randbytes(32) for _ in range(size - len(known))])
+
+
+async def off_loop(
+    store: MemoryRegistry, hashes: bytes, excluded: frozenset[str], token: bytes
+) -> tuple[bytes, int]:
+    """Discover's lookup of ``hashes``, its job on the store's lookup thread if any."""
+    return (await store.look_up_batch(hashes, KEY, excluded)).answer(token)
+
+
+def in_line(
+    store: MemoryRegistry, hashes: bytes, excluded: frozenset[str], token: bytes
+) -> tuple[bytes, int]:
+    """The same lookup made here and now."""
+    return store.discover_answer(KEY.fingerprints(hashes), excluded, token)
 
 
 @pytest.fixture
@@ -65,8 +82,8 @@ async def test_probes_on_the_thread_answer_as_in_line() -> None:
         for _ in range(50):
             fingerprints = request(rng)
             blockers = frozenset(f"user-{n}-{'x' * (n % 30)}" for n in rng.sample(range(400), 3))
-            answer = await store.discover_answer_off_loop(fingerprints, blockers, b"token")
-            assert answer == store.discover_answer(fingerprints, blockers, b"token")
+            answer = await off_loop(store, fingerprints, blockers, b"token")
+            assert answer == in_line(store, fingerprints, blockers, b"token")
             assert answer[1] > 0
     finally:
         await counted.close()
@@ -77,18 +94,18 @@ async def test_a_change_while_the_probe_ran_is_answered(thread: LookupThread) ->
     store = MemoryRegistry()
     register(store, 100)
     store.lookup_thread = thread
-    asked = NUMBERS[500]  # nobody holds it yet
+    asked = HASHES[500]  # nobody holds its number yet
     run = thread.run
 
     async def run_then_register(job: _native.LookupJob) -> bool:
         taken = await run(job)
-        store.register_now("newcomer", asked, True)  # while the answer was on its way
+        store.register_now("newcomer", NUMBERS[500], True)  # while the answer was on its way
         return taken
 
     thread.run = run_then_register  # type: ignore[method-assign]
-    encoded, found = await store.discover_answer_off_loop(asked, frozenset(), b"")
+    encoded, found = await off_loop(store, asked, frozenset(), b"")
     assert found == 1
-    assert (encoded, found) == store.discover_answer(asked, frozenset(), b"")
+    assert (encoded, found) == in_line(store, asked, frozenset(), b"")
 
 
 async def test_lookups_racing_changes_answer_as_in_line_when_answered(
@@ -105,9 +122,9 @@ async def test_lookups_racing_changes_answer_as_in_line_when_answered(
         mine = random.Random(seed)
         for _ in range(20):
             fingerprints = request(mine, 300)
-            answer = await store.discover_answer_off_loop(fingerprints, frozenset(), b"")
+            answer = await off_loop(store, fingerprints, frozenset(), b"")
             # No await in between: the index is as it was when the answer was given.
-            assert answer == store.discover_answer(fingerprints, frozenset(), b"")
+            assert answer == in_line(store, fingerprints, frozenset(), b"")
             checked += 1
 
     async def change() -> None:
@@ -131,14 +148,12 @@ async def test_a_full_queue_or_a_stopped_thread_answers_in_line() -> None:
     store.lookup_thread = small
     rng = random.Random(3)
     asked = [request(rng) for _ in range(20)]
-    answers = await asyncio.gather(
-        *(store.discover_answer_off_loop(f, frozenset(), b"") for f in asked)
-    )
-    assert answers == [store.discover_answer(f, frozenset(), b"") for f in asked]
+    answers = await asyncio.gather(*(off_loop(store, f, frozenset(), b"") for f in asked))
+    assert answers == [in_line(store, f, frozenset(), b"") for f in asked]
     await small.close()
-    after = await store.discover_answer_off_loop(asked[0], frozenset(), b"")
-    assert after == store.discover_answer(asked[0], frozenset(), b"")
-    assert not await small.run(store.index.lookup_job(asked[0], frozenset(), b""))
+    after = await off_loop(store, asked[0], frozenset(), b"")
+    assert after == in_line(store, asked[0], frozenset(), b"")
+    assert not await small.run(store.index.lookup_job(asked[0], frozenset(), KEY))
 
 
 async def test_closing_lets_queued_probes_finish(thread: LookupThread) -> None:
@@ -147,13 +162,11 @@ async def test_closing_lets_queued_probes_finish(thread: LookupThread) -> None:
     store.lookup_thread = thread
     rng = random.Random(4)
     asked = [request(rng, 1000) for _ in range(30)]
-    lookups = [
-        asyncio.ensure_future(store.discover_answer_off_loop(f, frozenset(), b"")) for f in asked
-    ]
+    lookups = [asyncio.ensure_future(off_loop(store, f, frozenset(), b"")) for f in asked]
     await asyncio.sleep(0)  # every lookup queued
     await thread.close()
     answers = await asyncio.gather(*lookups)
-    assert answers == [store.discover_answer(f, frozenset(), b"") for f in asked]
+    assert answers == [in_line(store, f, frozenset(), b"") for f in asked]
 
 
 def test_the_worker_takes_no_more_jobs_than_it_has_room_for() -> None:
@@ -167,8 +180,8 @@ def test_the_worker_takes_no_more_jobs_than_it_has_room_for() -> None:
         for round_ in range(20):
             # A long probe, so that it is often still running when the second one comes.
             long = request(random.Random(round_), 100_000)
-            first = store.index.lookup_job(long, frozenset(), b"")
-            second = store.index.lookup_job(request(random.Random(-round_), 10), frozenset(), b"")
+            first = store.index.lookup_job(long, frozenset(), KEY)
+            second = store.index.lookup_job(request(random.Random(-round_), 10), frozenset(), KEY)
             assert worker.submit(first)
             deadline = time.monotonic() + 10
             while worker.pending()[0]:  # spin: the probe is taken within microseconds
@@ -185,12 +198,12 @@ def test_the_worker_takes_no_more_jobs_than_it_has_room_for() -> None:
 def test_a_job_answers_only_for_the_index_it_was_made_from() -> None:
     store = MemoryRegistry()
     register(store, 10)
-    job = store.index.lookup_job(NUMBERS[0], frozenset(), b"")
+    job = store.index.lookup_job(HASHES[0], frozenset(), KEY)
     job.run_here()
     made_at = store.index.edits
     register(store, 1, 20)
-    assert job.answer(store.index.edits) is None
-    answer = job.answer(made_at)
+    assert job.answer(store.index.edits, b"") is None
+    answer = job.answer(made_at, b"")
     assert answer is not None
     assert answer[1] == 1
 
@@ -200,8 +213,8 @@ async def test_a_cancelled_lookup_is_not_probed(thread: LookupThread) -> None:
     store = MemoryRegistry()
     register(store, 300)
     rng = random.Random(5)
-    ahead = store.index.lookup_job(request(rng, 100_000), frozenset(), b"")
-    given_up = store.index.lookup_job(request(rng, 100_000), frozenset(), b"")
+    ahead = store.index.lookup_job(request(rng, 100_000), frozenset(), KEY)
+    given_up = store.index.lookup_job(request(rng, 100_000), frozenset(), KEY)
     running = asyncio.ensure_future(thread.run(ahead))
     waiting = asyncio.ensure_future(thread.run(given_up))
     await asyncio.sleep(0)  # both queued, the second behind the first
@@ -210,9 +223,9 @@ async def test_a_cancelled_lookup_is_not_probed(thread: LookupThread) -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     await thread.close()  # every queued job done with
-    answered = given_up.answer(store.index.edits)
-    assert answered is not None
-    assert answered[1] == 0  # never probed: nothing found
-    probed = ahead.answer(store.index.edits)
+    # Never run: no fingerprints made, nothing found, no answer.
+    assert given_up.digest() is None
+    assert given_up.answer(store.index.edits, b"") is None
+    probed = ahead.answer(store.index.edits, b"")
     assert probed is not None
     assert probed[1] > 0

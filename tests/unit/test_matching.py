@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import onnet
+from onnet_server.core._native import FingerprintKey
 from onnet_server.core.accounts import Accounts
 from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
 from onnet_server.core.fingerprint import Fingerprinter
@@ -17,6 +18,7 @@ from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Matches
 from onnet_server.core.quota import QuotaPolicy
 from onnet_server.core.resync import ResyncTokens
+from onnet_server.stores.index_reads import LookedUpBatch
 from onnet_server.stores.memory import MemoryRegistry
 from onnet_server.stores.memory_quota import MemoryQuota
 
@@ -32,11 +34,12 @@ class RecordingRegistry(MemoryRegistry):
         super().__init__()
         self.asked: list[tuple[bytes, frozenset[str]]] = []
 
-    def discover_answer(
-        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
-    ) -> tuple[bytes, int]:
-        self.asked.append((fingerprints, excluded))
-        return super().discover_answer(fingerprints, excluded, token, distinct=distinct)
+    async def look_up_batch(
+        self, hashes: bytes, key: FingerprintKey, excluded: frozenset[str]
+    ) -> LookedUpBatch:
+        batch = await super().look_up_batch(hashes, key, excluded)
+        self.asked.append((batch.fingerprints, excluded))
+        return batch
 
 
 def fresh_tokens() -> ResyncTokens:
@@ -114,8 +117,8 @@ def test_duplicates_are_answered_at_every_position_by_one_lookup_call() -> None:
     request = [0, 1, 2, 3] * 2_500 + [0]
     answer = ask(service, b"".join(HASHES[n] for n in request))
     assert answer == [(i, "alice") for i, n in enumerate(request) if n == 0]
-    # One lookup call, given each position's fingerprint (the lookup collapses duplicates
-    # itself: tests/unit/test_native.py), with the blocker masked inside it.
+    # One lookup call, which made each position's fingerprint (the lookup collapses
+    # duplicates itself: tests/unit/test_native.py), with the blocker masked inside it.
     ((fingerprints, excluded),) = store.asked
     assert fingerprints == b"".join(fingerprinter.fingerprint(HASHES[n]) for n in request)
     assert excluded == {"bob"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import struct
+import threading
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 
 from onnet.v1 import discovery_pb2
 from onnet_server.core import _native
+from onnet_server.core.block_cipher import BlockCipher
+from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.index.base import BaseIndex, Columns, _EntryClass, _low_bits, build_base
 from onnet_server.core.index.combined import LookupTables
 from onnet_server.core.index.hashing import user_hash, user_hashes
@@ -330,6 +333,16 @@ def test_distinct_sums_take_whole_blocks_only() -> None:
 # -- Discover's answer in wire form -----------------------------------------------------
 
 
+def asked_with_repeats(rng: random.Random, world: World) -> list[tuple[int, int]]:
+    """A batch of ``world``'s numbers, repeats included (each position of a kept number is
+    answered), and ten unknown ones, shuffled."""
+    known = world.base_order + world.overlay
+    queries = [rng.choice(known) for _ in range(len(known))] if known else []
+    queries += [(rng.getrandbits(64), rng.getrandbits(64)) for _ in range(10)]
+    rng.shuffle(queries)
+    return queries
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32), st.integers(0, 200), st.integers(0, 200), st.binary(max_size=60))
 def test_discover_answer_is_the_protobuf_serialization_of_the_match(
@@ -337,11 +350,7 @@ def test_discover_answer_is_the_protobuf_serialization_of_the_match(
 ) -> None:
     rng = random.Random(seed)
     world = World(rng, base_size, overlay_size)
-    known = world.base_order + world.overlay
-    # Repeats included: each position of a kept number is answered.
-    queries = [rng.choice(known) for _ in range(len(known))] if known else []
-    queries += [(rng.getrandbits(64), rng.getrandbits(64)) for _ in range(10)]
-    rng.shuffle(queries)
+    queries = asked_with_repeats(rng, world)
     packed = b"".join(struct.pack("<QQ", *query) for query in queries)
     tables = world.tables(world.table.slots.view(np.int64), excluded=True)
     answer, found = _native.discover_answer(packed, *tables, token)
@@ -367,6 +376,74 @@ def test_a_number_asked_many_times_is_answered_at_every_position() -> None:
     assert set(message.user_ids) == {world.expected([number], True)[1][0]}
     uncollapsed = struct.pack("<QQ", *number) * copies
     assert _native.discover_answer(uncollapsed, *tables, b"", True)[0] == answer
+
+
+# -- A lookup job that makes its batch's fingerprints -----------------------------------
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 1000])
+def test_a_fingerprint_key_makes_the_fingerprints_the_fingerprinter_makes(count: int) -> None:
+    rng = random.Random(count)
+    pepper = rng.randbytes(32)
+    hashes = rng.randbytes(32 * count)
+    reference = Fingerprinter(pepper)  # cryptography's AES-256
+    assert _native.FingerprintKey(pepper).fingerprints(hashes) == reference.fingerprints(hashes)
+
+
+def test_a_fingerprint_key_refuses_what_is_not_a_key_or_whole_hashes() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        _native.FingerprintKey(bytes(31))
+    with pytest.raises(ValueError, match="32 bytes each"):
+        _native.FingerprintKey(bytes(32)).fingerprints(bytes(33))
+
+
+def hashes_of(fingerprints: list[bytes], pepper: bytes, rng: random.Random) -> bytes:
+    """Contact hashes whose fingerprints under ``pepper`` are ``fingerprints``.
+
+    AES is a permutation: a fingerprint decrypted is the first half of a hash that has it.
+    """
+    first_halves = BlockCipher(pepper).decrypt(b"".join(fingerprints))
+    return b"".join(
+        first_halves[16 * i : 16 * i + 16] + rng.randbytes(16) for i in range(len(fingerprints))
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 100), st.integers(0, 100), st.booleans())
+def test_a_job_given_hashes_answers_as_one_given_their_fingerprints(
+    seed: int, base_size: int, overlay_size: int, on_a_thread: bool
+) -> None:
+    rng = random.Random(seed)
+    world = World(rng, base_size, overlay_size)
+    fingerprints = [struct.pack("<QQ", *query) for query in asked_with_repeats(rng, world)]
+    packed = b"".join(fingerprints)
+    pepper = rng.randbytes(32)
+    tables = world.tables(world.table.slots.view(np.int64), excluded=True)
+    job = _native.LookupJob(
+        hashes_of(fingerprints, pepper, rng), *tables, _native.FingerprintKey(pepper)
+    )
+    assert job.digest() is None  # not run yet
+    if on_a_thread:  # the lookup thread's own AES context
+        worker = _native.LookupWorker(1)
+        serving = threading.Thread(target=worker.serve)
+        serving.start()
+        assert worker.submit(job)
+        worker.stop()
+        serving.join()
+    else:
+        job.run_here()
+    assert job.fingerprints == packed
+    # The batch as a set, for the re-sync token: each distinct fingerprint once.
+    assert job.digest() == _native.distinct_sums(packed)
+    token = rng.randbytes(45)
+    assert job.answer(0, token) == _native.discover_answer(packed, *tables, token)
+
+
+def test_a_job_takes_whole_hashes_only() -> None:
+    world = World(random.Random(1), 5, 5)
+    tables = world.tables(world.table.slots.view(np.int64), excluded=False)
+    with pytest.raises(ValueError, match="32 bytes each"):
+        _native.LookupJob(bytes(48), *tables, _native.FingerprintKey(bytes(32)))
 
 
 def test_first_halves_are_split_halves_first_part() -> None:

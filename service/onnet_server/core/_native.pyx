@@ -443,6 +443,11 @@ cdef struct _Lookup:
     uint32_t* positions
     int64_t* rows
     Py_ssize_t found
+    # The batch as a set, for the re-sync token (core/resync.py): how many distinct
+    # fingerprints, and the sums modulo 2^64 of their two 64-bit lanes.
+    Py_ssize_t numbers
+    uint64_t sum_first
+    uint64_t sum_second
 
 
 cdef int _open(_Lookup* lookup, bytes fingerprints, BaseView base, cnp.ndarray overridden,
@@ -469,6 +474,8 @@ cdef int _open(_Lookup* lookup, bytes fingerprints, BaseView base, cnp.ndarray o
     lookup.positions = positions
     lookup.rows = rows
     lookup.found = 0
+    lookup.numbers = 0
+    lookup.sum_first = lookup.sum_second = 0
     return 0
 
 
@@ -519,6 +526,13 @@ cdef bint _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
             of_position[i] = i
     else:
         numbers = _group(packed, count, table, table_size, of_position, first_of)
+    cdef uint64_t sum_first = 0, sum_second = 0
+    for d in range(numbers):
+        sum_first += _le64(packed + 16 * first_of[d])
+        sum_second += _le64(packed + 16 * first_of[d] + 8)
+    lookup.numbers = numbers
+    lookup.sum_first = sum_first
+    lookup.sum_second = sum_second
     cdef const uint8_t* block
     cdef uint64_t hi, lo, claimed, touched = 0
     cdef int64_t row, mine, at, mine_at
@@ -630,9 +644,9 @@ def discover_answer(bytes fingerprints, BaseView base, cnp.ndarray overridden,
     A ``LookupJob`` run here and now.
     """
     cdef LookupJob job = LookupJob(fingerprints, base, overridden, overlay, excluded_overlay,
-                                   excluded_base, token, distinct)
-    job.run()
-    answer = job.answer(job.edits)
+                                   excluded_base, None, distinct)
+    job.run(NULL)
+    answer = job.answer(job.edits, token)
     if answer is None:
         raise MemoryError()
     return answer
@@ -1169,6 +1183,106 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_cond_broadcast(pthread_cond_t* condition)
 
 
+cdef extern from "<openssl/evp.h>" nogil:
+    ctypedef struct EVP_CIPHER:
+        pass
+    ctypedef struct EVP_CIPHER_CTX:
+        pass
+    EVP_CIPHER* EVP_CIPHER_fetch(void* library, const char* algorithm, const char* properties)
+    EVP_CIPHER_CTX* EVP_CIPHER_CTX_new()
+    void EVP_CIPHER_CTX_free(EVP_CIPHER_CTX* context)
+    int EVP_CIPHER_CTX_set_padding(EVP_CIPHER_CTX* context, int padding)
+    int EVP_EncryptInit_ex2(EVP_CIPHER_CTX* context, const EVP_CIPHER* cipher,
+                            const uint8_t* key, const uint8_t* iv, const void* parameters)
+    int EVP_EncryptUpdate(EVP_CIPHER_CTX* context, uint8_t* out, int* written,
+                          const uint8_t* data, int size)
+
+cdef extern from "<openssl/crypto.h>" nogil:
+    void OPENSSL_cleanse(void* data, size_t size)
+
+# Fetched once: an implicit fetch by name would cost every job's set-up a lookup.
+cdef const EVP_CIPHER* _AES_256_ECB = EVP_CIPHER_fetch(NULL, b"AES-256-ECB", NULL)
+if _AES_256_ECB == NULL:
+    raise ImportError("the machine's libcrypto has no AES-256-ECB")
+
+
+cdef EVP_CIPHER_CTX* _new_cipher_context() noexcept nogil:
+    """An AES-256-ECB encryption context with no key yet (NULL if none could be made).
+
+    A context is one thread's at a time: the lookup thread has its own (``LookupWorker``),
+    and jobs run with the GIL held share ``_gil_context``.
+    """
+    cdef EVP_CIPHER_CTX* context = EVP_CIPHER_CTX_new()
+    if context == NULL:
+        return NULL
+    if (EVP_EncryptInit_ex2(context, _AES_256_ECB, NULL, NULL, NULL) != 1
+            or EVP_CIPHER_CTX_set_padding(context, 0) != 1):
+        EVP_CIPHER_CTX_free(context)
+        return NULL
+    return context
+
+
+cdef EVP_CIPHER_CTX* _gil_context = NULL  # read and written with the GIL held only
+
+
+cdef class FingerprintKey:
+    """The pepper as AES-256's key, for fingerprints made where no Python object may be touched.
+
+    A ``LookupJob`` given one makes its batch's fingerprints itself, on whichever thread
+    runs it: AES-256 of each hash's first 16 bytes (core/fingerprint.py), with the
+    machine's libcrypto (the OpenSSL that ``cryptography`` wraps) called directly, because
+    the lookup thread holds no GIL. tests/unit/test_native.py holds it to ``Fingerprinter``.
+    """
+
+    cdef uint8_t key[32]
+
+    def __cinit__(self, bytes key):
+        if PyBytes_GET_SIZE(key) != 32:
+            raise ValueError("a fingerprint key is 32 bytes")
+        memcpy(self.key, PyBytes_AS_STRING(key), 32)
+
+    def __dealloc__(self):
+        OPENSSL_cleanse(self.key, 32)
+
+    def fingerprints(self, bytes hashes):
+        """The fingerprints of packed 32-byte ``hashes``, 16 bytes each, in order."""
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(hashes)
+        if size % 32:
+            raise ValueError("hashes are 32 bytes each")
+        result = PyBytes_FromStringAndSize(NULL, size // 2)
+        if not _fingerprint(_held_gil_context(), self.key,
+                            <const uint8_t*>PyBytes_AS_STRING(hashes), size // 32,
+                            <uint8_t*>PyBytes_AS_STRING(result)):
+            raise MemoryError("libcrypto could not encrypt")
+        return result
+
+
+cdef EVP_CIPHER_CTX* _held_gil_context():
+    """The context of code that holds the GIL (made on first use; NULL if it cannot be)."""
+    global _gil_context
+    if _gil_context == NULL:
+        _gil_context = _new_cipher_context()
+    return _gil_context
+
+
+cdef bint _fingerprint(EVP_CIPHER_CTX* context, const uint8_t* key, const uint8_t* hashes,
+                       Py_ssize_t count, uint8_t* out) noexcept nogil:
+    """Write the fingerprints of ``count`` packed hashes to ``out``; False if libcrypto failed."""
+    cdef Py_ssize_t i
+    cdef int written = 0
+    if context == NULL or count > 0x7FFFFFF:
+        return False
+    for i in range(count):  # the first halves, then encrypted where they lie
+        memcpy(out + 16 * i, hashes + 32 * i, 16)
+    if count == 0:
+        return True
+    if EVP_EncryptInit_ex2(context, NULL, key, NULL, NULL) != 1:
+        return False
+    if EVP_EncryptUpdate(context, out, &written, out, <int>(16 * count)) != 1:
+        return False
+    return written == 16 * count
+
+
 cdef class LookupJob:
     """One Discover lookup, ready to run on any thread: its inputs held, its outputs kept.
 
@@ -1178,40 +1292,68 @@ cdef class LookupJob:
     change between the job's making and its answer (else it looks up again): a change may
     write the arrays the probe reads, and reuse rows. The job holds every array it reads,
     so that none is freed while it runs.
+
+    ``data`` is the batch's fingerprints (16 bytes each), or with a ``key`` its contact
+    hashes (32 bytes each), whose fingerprints the run makes first. Either way the run also
+    gives the batch as a set (``digest``), which the re-sync token needs: so the event
+    loop spends nothing on a batch but the hand-over and the answer.
     """
 
-    cdef bytes fingerprints
+    cdef bytes fingerprints_
+    cdef bytes hashes
+    cdef FingerprintKey key
+    cdef const uint8_t* hash_data  # the held objects' bytes, for a run without the GIL
+    cdef uint8_t* fingerprint_data
     cdef BaseView base
     cdef OverlayView overlay
     cdef object held
-    cdef bytes token
     cdef _Lookup lookup
     cdef char* outputs
-    cdef bint failed  # its outputs or scratch could not be allocated
+    cdef bint fingerprinted  # the fingerprints are made (or were given)
+    cdef bint failed  # its outputs or scratch could not be allocated, or libcrypto failed
     cdef int64_t edits
     cdef bint cancelled  # read and written under its worker's mutex
 
-    def __cinit__(self, bytes fingerprints, BaseView base, cnp.ndarray overridden,
+    def __cinit__(self, bytes data, BaseView base, cnp.ndarray overridden,
                   OverlayView overlay, cnp.ndarray excluded_overlay,
-                  cnp.ndarray excluded_base, bytes token, bint distinct=False,
+                  cnp.ndarray excluded_base, FingerprintKey key=None, bint distinct=False,
                   int64_t edits=0):
+        if key is None:
+            self.fingerprints_ = data
+            self.fingerprinted = True
+        else:
+            if PyBytes_GET_SIZE(data) % 32:
+                raise ValueError("hashes are 32 bytes each")
+            # Written by the run, before anything reads it: nobody else holds it until then.
+            self.fingerprints_ = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(data) // 2)
+            self.hashes = data
+            self.key = key
+            self.hash_data = <const uint8_t*>PyBytes_AS_STRING(data)
+            self.fingerprint_data = <uint8_t*>PyBytes_AS_STRING(self.fingerprints_)
         # Nothing is allocated until the probe runs: a job waiting in a queue (or given up
         # on) holds no memory of its own.
-        _open(&self.lookup, fingerprints, base, overridden, excluded_overlay, excluded_base,
-              True, distinct, NULL, NULL)
-        self.fingerprints = fingerprints
+        _open(&self.lookup, self.fingerprints_, base, overridden, excluded_overlay,
+              excluded_base, True, distinct, NULL, NULL)
         self.base = base
         self.overlay = overlay
         self.held = (overridden, excluded_overlay, excluded_base)
-        self.token = token
         self.edits = edits
 
     def __dealloc__(self):
         free(self.outputs)
 
-    cdef void run(self) noexcept nogil:
-        """The probe: reads the held arrays, writes the outputs, touches no Python object."""
+    cdef void run(self, EVP_CIPHER_CTX* context) noexcept nogil:
+        """The fingerprints if not given, then the probe: touches no Python object.
+
+        ``context`` is the running thread's own AES context (needed only with a key).
+        """
         cdef Py_ssize_t count = self.lookup.count
+        if not self.fingerprinted:
+            if not _fingerprint(context, self.key.key, self.hash_data, count,
+                                self.fingerprint_data):
+                self.failed = True
+                return
+            self.fingerprinted = True
         free(self.outputs)  # run once, in practice
         self.outputs = <char*>malloc(count * sizeof(uint32_t) + (count + 1) * sizeof(int64_t))
         if self.outputs == NULL:
@@ -1222,20 +1364,39 @@ cdef class LookupJob:
         self.failed = not _run(&self.lookup, self.base, self.overlay)
 
     def run_here(self):
-        """Run the probe on this thread (with the GIL held, as a lookup in line does)."""
-        self.run()
+        """Run the job on this thread (with the GIL held, as a lookup in line does)."""
+        self.run(_held_gil_context())
 
-    def answer(self, int64_t edits):
+    @property
+    def fingerprints(self):
+        """The batch's fingerprints (16 bytes each, in order), once ``digest`` is not None."""
+        return self.fingerprints_
+
+    @property
+    def found(self):
+        """How many matches the probe kept (0 before it ran)."""
+        return self.lookup.found
+
+    def digest(self):
+        """(distinct fingerprints, the sums modulo 2^64 of their two lanes), or None.
+
+        The batch as a set, for the re-sync token; None unless the job ran and succeeded.
+        """
+        if self.failed or self.outputs == NULL:
+            return None
+        return self.lookup.numbers, self.lookup.sum_first, self.lookup.sum_second
+
+    def answer(self, int64_t edits, bytes token):
         """(the DiscoverResponse's bytes, its match count) from the probe's outputs, or None.
 
-        ``edits`` is the index's count of changes now: unless it is the count the job was
-        made at, the probe's rows may name other users and the ids' arena may have moved,
-        so there is no answer (None: look up again).
+        The answer carries ``token``. ``edits`` is the index's count of changes now: unless
+        it is the count the job was made at, the probe's rows may name other users and the
+        ids' arena may have moved, so there is no answer (None: look up again).
         """
-        if edits != self.edits or self.failed:
+        if edits != self.edits or self.failed or self.outputs == NULL:
             return None
         return (_answer(self.base, self.overlay, self.lookup.positions, self.lookup.rows,
-                        self.lookup.found, self.token), self.lookup.found)
+                        self.lookup.found, token), self.lookup.found)
 
 
 cdef class LookupWorker:
@@ -1309,6 +1470,9 @@ cdef class LookupWorker:
         cdef PyObject* job
         cdef bint signal, skip
         cdef char byte = 1
+        # This thread's own AES context: a job with a key fails without one (and is then
+        # looked up again on the loop).
+        cdef EVP_CIPHER_CTX* context = _new_cipher_context()
         with nogil:
             while True:
                 pthread_mutex_lock(&self.mutex)
@@ -1324,7 +1488,7 @@ cdef class LookupWorker:
                 skip = (<LookupJob>job).cancelled
                 pthread_mutex_unlock(&self.mutex)
                 if not skip:  # a cancelled call's probe is not run (it finds nothing)
-                    (<LookupJob>job).run()
+                    (<LookupJob>job).run(context)
                 pthread_mutex_lock(&self.mutex)
                 self.running = 0
                 self.done[self.finished_count] = job
@@ -1334,6 +1498,7 @@ cdef class LookupWorker:
                 pthread_mutex_unlock(&self.mutex)
                 if signal:
                     write(self.write_end, &byte, 1)
+        EVP_CIPHER_CTX_free(context)
 
     def finished(self):
         """The jobs done since the last call (in order); empties the pipe."""

@@ -9,8 +9,8 @@ up keys). Here the same steps are C, and the MAC is CPython's keyed BLAKE2b, res
 its state after the key block (``copy`` of a prototype keyed once).
 
 Only the success of the commonest call is here: a version-2 token under the current key,
-not expired, whose set digest is the sum of the given fingerprints as they come (an
-unchanged book re-synced, core/resync.py). Anything else answers None and is decided by
+not expired, whose set digest is the given one (an unchanged book re-synced, its digest
+made by the lookup job, core/resync.py). Anything else answers None and is decided by
 ``ResyncTokens`` in Python, refusals and their messages included, so that the two cannot
 disagree on what is refused (tests/unit/resync/test_native_tokens.py holds them together).
 """
@@ -31,12 +31,6 @@ cdef enum:
     _MAX_ACCOUNT = 255
     _MAX_DOMAIN = 64
     _MAX_MESSAGE = _MAX_DOMAIN + _KEY_ID_SIZE + _EXPIRY_SIZE + 1 + _MAX_ACCOUNT + _DIGEST_SIZE
-
-
-cdef inline uint64_t _le64(const uint8_t* p) noexcept nogil:
-    cdef uint64_t value
-    memcpy(&value, p, 8)  # little-endian machines only (x86-64, arm64), as the index
-    return value
 
 
 cdef class CurrentTokens:
@@ -102,15 +96,16 @@ cdef class CurrentTokens:
         """A token issued at unix time ``now`` to ``account`` for the set digest (first, second)."""
         return self._issue(_account_name(account), first, second, now)
 
-    def renew(self, str account, bytes token, bytes fingerprints, double now):
-        """The next token, if ``token`` covers exactly the rows of ``fingerprints``; else None.
+    def renew(self, str account, bytes token, uint64_t first, uint64_t second, double now):
+        """The next token, if ``token`` covers exactly the set with digest (first, second).
 
-        ``fingerprints`` are the current pepper's, 16 bytes a row, as the request sent them
-        (duplicates included). None means: not proved here (another key or version, expired,
-        malformed, or a sum that does not verify); ``ResyncTokens`` decides.
+        The digest is the sums of the lanes of a batch's distinct fingerprints under the
+        current pepper (a lookup job's, core/_native.pyx). None means: not proved here
+        (another key or version, expired, malformed, or a digest that does not verify);
+        ``ResyncTokens`` decides.
         """
-        cdef Py_ssize_t size = PyBytes_GET_SIZE(fingerprints), i
-        if PyBytes_GET_SIZE(token) != _TOKEN_SIZE or size % 16:
+        cdef Py_ssize_t i
+        if PyBytes_GET_SIZE(token) != _TOKEN_SIZE:
             return None
         cdef const uint8_t* given = <const uint8_t*>PyBytes_AS_STRING(token)
         if given[0] != _VERSION:
@@ -124,11 +119,6 @@ cdef class CurrentTokens:
             expiry = (expiry << 8) | given[1 + _KEY_ID_SIZE + i]
         if now >= <double>expiry:
             return None
-        cdef const uint8_t* rows = <const uint8_t*>PyBytes_AS_STRING(fingerprints)
-        cdef uint64_t first = 0, second = 0
-        for i in range(size // 16):
-            first += _le64(rows + 16 * i)
-            second += _le64(rows + 16 * i + 8)
         name = _account_name(account)
         expected = self._mac(given, name, first, second)
         if not _equal(<const uint8_t*>PyBytes_AS_STRING(expected), given + _HEADER_SIZE):

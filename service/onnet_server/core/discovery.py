@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from onnet.protocol import CONTACT_HASH_SIZE, CONTACT_HASH_VERSION, MESSAGE_OVERHEAD_BYTES
 from onnet_server.core.accounts import Accounts
 from onnet_server.core.errors import InvalidArgument
-from onnet_server.core.ports import Matches, QuotaStore, RegistryStore
+from onnet_server.core.ports import BatchLookup, Matches, QuotaStore, RegistryStore
 from onnet_server.core.quota import refuse_over_quota
 from onnet_server.core.resync import ResyncTokens
 from onnet_server.core.validation import check_packed_hashes
@@ -95,10 +95,11 @@ class DiscoveryService:
         """Serve lookups from ``store`` to ``accounts``, charging ``quota``, issuing ``tokens``.
 
         The lookup's fingerprints are those of ``tokens``' current pepper: one AES pass over
-        a batch gives both the registry's keys and the token's set values.
+        a batch gives both the registry's keys and the token's set values, and the lookup
+        job that makes them also gives the batch's set digest.
         """
         self._store = store
-        self._fingerprinter = tokens.fingerprinter
+        self._lookup_key = tokens.fingerprinter.lookup_key
         self._limits = limits
         self._quota = quota
         self._tokens = tokens
@@ -138,50 +139,43 @@ class DiscoveryService:
         matched, nothing charged) when the new hashes do not fit the account's quota.
         """
         blockers = self._accounts.blockers(account)
-        count = check_packed_hashes(
-            "hashes", hashes, max_count=self._limits.max_batch, allow_empty=False
-        )
+        check_packed_hashes("hashes", hashes, max_count=self._limits.max_batch, allow_empty=False)
         changed = previous_hashes or added_hashes or removed_hashes
         if changed:  # not the commonest call
             self._check_token_fields(token, previous_hashes, added_hashes, removed_hashes)
-        # Keyed fingerprints: the registry's keys, and the re-sync token's set values.
-        fingerprints = self._fingerprinter.fingerprints(hashes)
+        # One job, off the event loop where the store can: the keyed fingerprints (the
+        # registry's keys, and the re-sync token's set values), the batch as a set, and the
+        # probe. A call refused below has looked up for nothing, and answers nothing.
+        batch = await self._store.look_up_batch(hashes, self._lookup_key, blockers)
         if token and not changed:
             # The commonest call of all, an unchanged book re-synced: its token proved by
-            # one compiled step, which also proves that no hash comes twice.
-            next_token = self._tokens.renew_unchanged(account, token, fingerprints)
+            # one compiled step from the batch's digest.
+            next_token = self._tokens.renew_unchanged(account, token, batch.digest)
             if next_token is not None:
-                return await self._answer(fingerprints, blockers, next_token, distinct=True)
+                return self._answer(batch, next_token)
         if not token:  # a first sync (the fields a token needs are empty: checked above)
-            cost, next_token = self._tokens.first_sync(account, hashes, fingerprints)
+            cost, next_token = batch.distinct, self._tokens.issue_digest(account, batch.digest)
         elif not previous_hashes:
             cost, next_token = self._tokens.renew_difference(
-                account, token, hashes, added_hashes, removed_hashes, fingerprints=fingerprints
+                account,
+                token,
+                hashes,
+                added_hashes,
+                removed_hashes,
+                fingerprints=batch.fingerprints,
             )
         else:
             cost, next_token = self._tokens.renew(
-                account, token, previous_hashes, hashes, fingerprints=fingerprints
+                account, token, previous_hashes, hashes, fingerprints=batch.fingerprints
             )
         if cost:
             refuse_over_quota(await self._quota.charge(account, cost), "hashes", cost)
-        # A first sync is charged each distinct hash: when that is all of them, none
-        # needs collapsing in the lookup either.
-        distinct = not token and cost == count
-        return await self._answer(fingerprints, blockers, next_token, distinct=distinct)
+        return self._answer(batch, next_token)
 
-    async def _answer(
-        self, fingerprints: bytes, blockers: frozenset[str], token: bytes, *, distinct: bool
-    ) -> DiscoveryAnswer:
-        """The lookup's answer, carrying ``token``.
-
-        Duplicates collapse inside the lookup (a number asked 10,000 times is looked up
-        once), unless the fingerprints are known to be ``distinct``: on fingerprints, which
-        are equal exactly when the hashes' first 16 bytes are (AES is a permutation), and
-        which no client can steer into one slot.
-        """
-        encoded, match_count = await self._store.discover_answer_off_loop(
-            fingerprints, blockers, token, distinct=distinct
-        )
+    @staticmethod
+    def _answer(batch: BatchLookup, token: bytes) -> DiscoveryAnswer:
+        """``batch``'s answer, carrying ``token``."""
+        encoded, match_count = batch.answer(token)
         return DiscoveryAnswer(encoded, token, match_count)
 
     def _check_token_fields(

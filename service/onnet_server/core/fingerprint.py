@@ -23,6 +23,9 @@ class Fingerprinter:
     def __init__(self, key: bytes) -> None:
         """``key`` is the 32-byte pepper."""
         self._cipher = BlockCipher(key)
+        self.lookup_key = _native.FingerprintKey(key)
+        """The same key for a Discover's lookup job, which makes its batch's fingerprints
+        where it may touch no Python object (``_native.LookupJob``)."""
 
     def fingerprints(self, hashes: bytes) -> bytes:
         """Fingerprints of packed 32-byte contact hashes, packed 16 bytes each, in order."""

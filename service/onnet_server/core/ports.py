@@ -8,10 +8,11 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from onnet_server.core._native import LookupJob
+from onnet_server.core._native import FingerprintKey, LookupJob
 from onnet_server.core.quota import QuotaDecision, QuotaPolicy
 
 __all__ = [
+    "BatchLookup",
     "FeedState",
     "Matches",
     "ProbeThread",
@@ -131,6 +132,21 @@ class RegistryWrites(Protocol):
         ...
 
 
+class BatchLookup(Protocol):
+    """A Discover batch looked up (``RegistryReads.look_up_batch``)."""
+
+    fingerprints: bytes
+    """The batch's fingerprints, 16 bytes each, in order."""
+    distinct: int
+    """How many distinct fingerprints (numbers) the batch holds."""
+    digest: tuple[int, int]
+    """The sums modulo 2^64 of the distinct fingerprints' two 64-bit lanes."""
+
+    def answer(self, token: bytes) -> tuple[bytes, int]:
+        """The serialized DiscoverResponse carrying ``token``, and its match count."""
+        ...
+
+
 class ProbeThread(Protocol):
     """Somewhere off the event loop's thread that runs index probes (stores/lookup_thread.py)."""
 
@@ -183,12 +199,14 @@ class RegistryReads(Protocol):
         """
         ...
 
-    async def discover_answer_off_loop(
-        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
-    ) -> tuple[bytes, int]:
-        """``discover_answer``, its probe off the event loop's thread where the store can.
+    async def look_up_batch(
+        self, hashes: bytes, key: FingerprintKey, excluded: frozenset[str]
+    ) -> BatchLookup:
+        """Discover's lookup of packed 32-byte ``hashes``, by their fingerprints under ``key``.
 
-        The same answer as ``discover_answer`` would give once the probe is done.
+        Off the event loop's thread where the store can. The result holds the batch's
+        fingerprints and set digest (for the re-sync token) and gives the answer that
+        ``discover_answer`` would give, for any token.
         """
         ...
 

@@ -375,18 +375,21 @@ class ResyncTokens:
         fresh = asked[~np.isin(asked[:, 0], previous[:, 0], assume_unique=True)]
         return len(fresh), self._issue(account, _lanes(np.concatenate([previous, fresh])))
 
-    def renew_unchanged(self, account: str, token: bytes, fingerprints: bytes) -> bytes | None:
+    def renew_unchanged(self, account: str, token: bytes, digest: Lanes) -> bytes | None:
         """The commonest call's renewal, compiled: the next token, or None to decide otherwise.
 
         The difference form with no ``added_hashes`` and no ``removed_hashes`` (an unchanged
-        book re-synced), ``fingerprints`` those of ``hashes`` under the current pepper, as
-        the request sent them. A current token whose digest is their sum as they come is
-        renewed at no charge, and then no hash comes twice (see the module docstring), so
-        the lookup need not collapse duplicates. None (another key or version, expired,
-        malformed, duplicates, or not covered): ``renew_difference`` decides, refusals
+        book re-synced). ``digest`` is the set digest of ``hashes`` under the current pepper
+        (the lane sums of their distinct fingerprints, which a lookup job gives). A current
+        token that covers exactly that set is renewed at no charge. None (another key or
+        version, expired, malformed, or not covered): ``renew_difference`` decides, refusals
         included. The same answers as ``renew_difference``, a fraction of its steps.
         """
-        return self._compiled.renew(account, token, fingerprints, self._clock())
+        return self._compiled.renew(account, token, digest[0], digest[1], self._clock())
+
+    def issue_digest(self, account: str, digest: Lanes) -> bytes:
+        """A first sync's token, from the set digest of its hashes (as ``renew_unchanged``)."""
+        return self._issue(account, digest)
 
     def renew_difference(
         self,

@@ -7,13 +7,15 @@ Inside a traced call, each batch lookup is a span that counts what was asked and
 
 from __future__ import annotations
 
+from onnet.protocol import CONTACT_HASH_SIZE
+from onnet_server.core._native import FingerprintKey, LookupJob
 from onnet_server.core.blocklists import Blocklists
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
 from onnet_server.core.ports import Matches, ProbeThread
 from onnet_server.spans import lookup_span, traced
 
-__all__ = ["IndexReads"]
+__all__ = ["IndexReads", "LookedUpBatch"]
 
 
 class IndexReads:
@@ -46,25 +48,34 @@ class IndexReads:
             span.set_attribute("onnet.matches", match_count)
         return encoded, match_count
 
-    async def discover_answer_off_loop(
-        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
-    ) -> tuple[bytes, int]:
-        """``discover_answer``, its probe on the lookup thread when there is one.
+    async def look_up_batch(
+        self, hashes: bytes, key: FingerprintKey, excluded: frozenset[str]
+    ) -> LookedUpBatch:
+        """Look up packed 32-byte ``hashes`` by their fingerprints under ``key`` (see the port).
 
-        The probe's result is used only if the index made no change while it ran (the
-        probe may have read arrays being written); else the lookup runs again, here.
+        One job makes the fingerprints, the batch's set digest and the probe, on the lookup
+        thread when there is one, so that the event loop spends nothing on the batch but
+        the hand-over and the answer.
         """
-        thread = self.lookup_thread
-        if thread is not None and not traced():
-            index = self.index
-            job = index.lookup_job(fingerprints, excluded, token, distinct)
-            if not await thread.run(job):
+        index = self.index
+        job = index.lookup_job(hashes, excluded, key)
+        if traced():
+            with lookup_span("lookup") as span:
+                span.set_attribute("onnet.hashes", len(hashes) // CONTACT_HASH_SIZE)
                 job.run_here()
-            # None when the index changed while the probe ran: the job itself knows.
-            answer = job.answer(index.edits) if self.index is index else None
-            if answer is not None:
-                return answer
-        return self.discover_answer(fingerprints, excluded, token, distinct=distinct)
+                digest = job.digest()
+                span.set_attribute("onnet.matches", job.found)
+        else:
+            thread = self.lookup_thread
+            if thread is None or not await thread.run(job):
+                job.run_here()
+            digest = job.digest()
+        if digest is None:  # the thread could not run it (memory, or its AES context)
+            job.run_here()
+            digest = job.digest()
+            if digest is None:
+                raise MemoryError("a lookup could not allocate its scratch")
+        return LookedUpBatch(self, index, job, excluded, digest)
 
     def holders(self, fingerprints: bytes) -> Matches:
         """Every registered holder among ``fingerprints``, hidden ones too."""
@@ -104,3 +115,40 @@ class IndexReads:
     ) -> dict[int, list[bytes]]:
         """Private mode: every entry of the asked buckets, but those of ``hidden`` users."""
         return self.index.bucket_entries(buckets, bits, hidden)
+
+
+class LookedUpBatch:
+    """A Discover batch looked up: its fingerprints, the batch as a set, and its answer."""
+
+    def __init__(
+        self,
+        reads: IndexReads,
+        index: RegistryIndex,
+        job: LookupJob,
+        excluded: frozenset[str],
+        digest: tuple[int, int, int],
+    ) -> None:
+        """What ``job``, made by ``index`` of ``reads``' for a caller ``excluded``, found."""
+        self._reads = reads
+        self._index = index
+        self._job = job
+        self._excluded = excluded
+        self.fingerprints: bytes = job.fingerprints
+        """The batch's fingerprints under the key, 16 bytes each, in order."""
+        self.distinct: int = digest[0]
+        """How many distinct fingerprints (numbers) the batch holds."""
+        self.digest: tuple[int, int] = (digest[1], digest[2])
+        """The sums modulo 2^64 of the distinct fingerprints' two 64-bit lanes."""
+
+    def answer(self, token: bytes) -> tuple[bytes, int]:
+        """The DiscoverResponse (serialized) carrying ``token``, and its match count.
+
+        The probe's result is used only if the index made no change since the job was
+        made (it may have read arrays being written); else the lookup runs again, here.
+        """
+        reads, index = self._reads, self._index
+        answer = self._job.answer(index.edits, token) if reads.index is index else None
+        if answer is not None:
+            return answer
+        distinct = self.distinct * FINGERPRINT_SIZE == len(self.fingerprints)
+        return reads.discover_answer(self.fingerprints, self._excluded, token, distinct=distinct)

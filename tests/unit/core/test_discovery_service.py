@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 
 import onnet
+from onnet_server.core._native import FingerprintKey
 from onnet_server.core.errors import InvalidArgument, QuotaExceeded, UnknownAccount
+from onnet_server.core.ports import BatchLookup as Batch
 from onnet_server.core.ports import Matches
 from tests.unit.core.wiring import (
     ACCOUNT,
@@ -38,19 +40,24 @@ async def register(core: Core, user_id: str, e164: str, discoverable: bool = Tru
     await core.registry.register(user_id, e164, discoverable)
 
 
-def recorded_lookups(core: Core, monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, bool]]:
-    """The lookups Discover asks of the store from now on: (fingerprints, distinct) each."""
-    lookups: list[tuple[bytes, bool]] = []
-    lookup = core.store.discover_answer
+def recorded_answers(core: Core, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The lookups Discover answers from now on: each batch's fingerprints."""
+    answered: list[bytes] = []
+    look_up = core.store.look_up_batch
 
-    def recorded(
-        fingerprints: bytes, excluded: frozenset[str], token: bytes, *, distinct: bool = False
-    ) -> tuple[bytes, int]:
-        lookups.append((fingerprints, distinct))
-        return lookup(fingerprints, excluded, token, distinct=distinct)
+    async def recorded(hashes: bytes, key: FingerprintKey, excluded: frozenset[str]) -> Batch:
+        batch = await look_up(hashes, key, excluded)
+        answer = batch.answer
 
-    monkeypatch.setattr(core.store, "discover_answer", recorded)
-    return lookups
+        def recorded_answer(token: bytes) -> tuple[bytes, int]:
+            answered.append(batch.fingerprints)
+            return answer(token)
+
+        monkeypatch.setattr(batch, "answer", recorded_answer)
+        return batch
+
+    monkeypatch.setattr(core.store, "look_up_batch", recorded)
+    return answered
 
 
 # Charging
@@ -108,7 +115,7 @@ async def test_an_unchanged_resync_is_proved_in_one_step_and_matches_as_the_firs
     await register(core, "alice", BOOK[1])
     await register(core, "bob", BOOK[3])
     first = await core.discovery.discover(ACCOUNT, packed(*BOOK), b"", b"")
-    lookups = recorded_lookups(core, monkeypatch)
+    answered = recorded_answers(core, monkeypatch)
 
     def python_renewal(*args: object, **kwargs: object) -> tuple[int, bytes]:
         raise AssertionError("an unchanged re-sync needs no Python renewal")
@@ -116,14 +123,12 @@ async def test_an_unchanged_resync_is_proved_in_one_step_and_matches_as_the_firs
     with monkeypatch.context() as patched:
         patched.setattr(core.discovery._tokens, "renew_difference", python_renewal)
         again = await core.discovery.discover(ACCOUNT, packed(*reversed(BOOK)), first.token, b"")
-    assert found(again.matches) == [(1, "bob"), (3, "alice")]
-    assert await core.remaining() == CAPACITY - len(BOOK)
-    # The proof also says no hash comes twice: the lookup need not collapse duplicates.
-    assert [distinct for _, distinct in lookups] == [True]
-    # A book with a hash twice is proved by the Python renewal, and collapsed.
-    twice = await core.discovery.discover(ACCOUNT, packed(*BOOK, BOOK[1]), again.token, b"")
+        assert found(again.matches) == [(1, "bob"), (3, "alice")]
+        # A book with a hash twice is the same set: its digest (of the distinct hashes) is
+        # proved by the same step, and the hash is answered at each of its positions.
+        twice = await core.discovery.discover(ACCOUNT, packed(*BOOK, BOOK[1]), again.token, b"")
     assert found(twice.matches) == [(1, "alice"), (3, "bob"), (5, "alice")]
-    assert [distinct for _, distinct in lookups] == [True, False]
+    assert len(answered) == 2
     assert await core.remaining() == CAPACITY - len(BOOK)
 
 
@@ -164,7 +169,7 @@ async def test_a_call_over_the_quota_is_refused_whole(
     await core.discovery.discover(ACCOUNT, packed(*spent[:MAX_BATCH]), b"", b"")
     await core.discovery.discover(ACCOUNT, packed(*spent[MAX_BATCH:]), b"", b"")
     assert await core.remaining() == 2
-    lookups = recorded_lookups(core, monkeypatch)
+    answered = recorded_answers(core, monkeypatch)
     with pytest.raises(QuotaExceeded) as refused:
         await core.discovery.discover(ACCOUNT, packed(*BOOK[:3]), b"", b"")
     assert refused.value.field == "hashes"
@@ -173,7 +178,7 @@ async def test_a_call_over_the_quota_is_refused_whole(
     assert wait is not None
     assert wait == pytest.approx(REFILL_SECONDS / CAPACITY)
     assert await core.remaining() == 2  # nothing charged
-    assert lookups == []  # nothing looked up, so nothing matched
+    assert answered == []  # nothing answered, so nothing matched
     core.clock.now += wait
     answer_after = await core.discovery.discover(ACCOUNT, packed(*BOOK[:3]), b"", b"")
     assert found(answer_after.matches) == [(0, "alice")]

@@ -1,8 +1,8 @@
 """The compiled renewal of an unchanged book (``renew_unchanged``) against the Python one.
 
-``renew_unchanged`` may only say yes where ``renew_difference`` would renew for free, with
-the very same token; everywhere else it says None and leaves the decision (and any refusal)
-to ``renew_difference``.
+``renew_unchanged`` (given the set digest of a batch, as a lookup job makes it) may only say
+yes where ``renew_difference`` would renew for free, with the very same token; everywhere
+else it says None and leaves the decision (and any refusal) to ``renew_difference``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from onnet_server.core import _native
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.resync import ResyncTokens
 from tests.unit.resync.support import ACCOUNT, TTL, Clock, packed, split
 
 
-def fingerprints(tokens: ResyncTokens, hashes: bytes) -> bytes:
-    """What Discover gives the renewal: the hashes' fingerprints under the current pepper."""
-    return tokens.fingerprinter.fingerprints(hashes)
+def digest(tokens: ResyncTokens, hashes: bytes) -> tuple[int, int]:
+    """What Discover gives the renewal: the lane sums of the hashes' distinct fingerprints
+    under the current pepper (a lookup job's digest: tests/unit/test_native.py)."""
+    _, first, second = _native.distinct_sums(tokens.fingerprinter.fingerprints(hashes))
+    return first, second
 
 
 @settings(max_examples=50, deadline=None)
@@ -31,7 +34,7 @@ def test_an_unchanged_book_renews_as_the_python_renewal_does(size: int, seed: in
     token = tokens.issue(ACCOUNT, b"".join(book))
     random.Random(seed).shuffle(book)  # any order
     hashes = b"".join(book)
-    renewed = tokens.renew_unchanged(ACCOUNT, token, fingerprints(tokens, hashes))
+    renewed = tokens.renew_unchanged(ACCOUNT, token, digest(tokens, hashes))
     assert renewed is not None
     assert (0, renewed) == tokens.renew_difference(ACCOUNT, token, hashes, b"", b"")
     tokens.verify(renewed, ACCOUNT, hashes)
@@ -41,24 +44,24 @@ def test_the_renewed_token_expires_a_lifetime_after_now(tokens: ResyncTokens, cl
     book = packed(20)
     token = tokens.issue(ACCOUNT, book)
     clock.now += 1234.75
-    renewed = tokens.renew_unchanged(ACCOUNT, token, fingerprints(tokens, book))
+    renewed = tokens.renew_unchanged(ACCOUNT, token, digest(tokens, book))
     assert renewed is not None
     assert int.from_bytes(renewed[5:13], "big") == int(clock.now) + TTL
 
 
 def undecided(tokens: ResyncTokens, token: bytes, hashes: bytes, account: str = ACCOUNT) -> None:
     """``renew_unchanged`` leaves this call to ``renew_difference``."""
-    assert tokens.renew_unchanged(account, token, fingerprints(tokens, hashes)) is None
+    assert tokens.renew_unchanged(account, token, digest(tokens, hashes)) is None
 
 
-def test_a_book_with_a_hash_twice_is_left_to_the_python_renewal(tokens: ResyncTokens) -> None:
+def test_a_book_with_a_hash_twice_renews_as_the_python_renewal_does(tokens: ResyncTokens) -> None:
     book = packed(30)
     token = tokens.issue(ACCOUNT, book)
     twice = book + book[:32]
-    undecided(tokens, token, twice)
-    # Which collapses the duplicate and renews it for free.
-    cost, renewed = tokens.renew_difference(ACCOUNT, token, twice, b"", b"")
-    assert cost == 0
+    renewed = tokens.renew_unchanged(ACCOUNT, token, digest(tokens, twice))
+    # The digest is the set's: the same as the Python renewal's once it collapsed the twin.
+    assert renewed is not None
+    assert (0, renewed) == tokens.renew_difference(ACCOUNT, token, twice, b"", b"")
     tokens.verify(renewed, ACCOUNT, book)
 
 
@@ -109,7 +112,7 @@ def test_tokens_of_another_key_or_version_are_left_to_the_python_renewal(
     undecided(tokens, before_rotation, book)
     cost, renewed = tokens.renew_difference(ACCOUNT, before_rotation, book, b"", b"")
     assert cost == 0
-    assert tokens.renew_unchanged(ACCOUNT, renewed, fingerprints(tokens, book)) is not None
+    assert tokens.renew_unchanged(ACCOUNT, renewed, digest(tokens, book)) is not None
     version_1 = bytes([1]) + before_rotation[1:]
     undecided(tokens, version_1, book)
 
@@ -118,6 +121,6 @@ def test_an_account_id_the_token_cannot_hold_is_an_error(tokens: ResyncTokens) -
     book = packed(2)
     token = tokens.issue(ACCOUNT, book)
     with pytest.raises(ValueError, match="longer than 255"):
-        tokens.renew_unchanged("a" * 256, token, fingerprints(tokens, book))
+        tokens.renew_unchanged("a" * 256, token, digest(tokens, book))
     with pytest.raises(UnicodeEncodeError):
-        tokens.renew_unchanged("ålice", token, fingerprints(tokens, book))
+        tokens.renew_unchanged("ålice", token, digest(tokens, book))

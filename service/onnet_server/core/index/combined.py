@@ -176,15 +176,20 @@ class RegistryIndex:
         return _native.discover_answer(fingerprints, *self._tables(excluded), token, distinct)
 
     def lookup_job(
-        self, fingerprints: bytes, excluded: frozenset[str], token: bytes, distinct: bool = False
+        self,
+        data: bytes,
+        excluded: frozenset[str],
+        key: _native.FingerprintKey | None = None,
+        distinct: bool = False,
     ) -> _native.LookupJob:
         """``discover_answer`` as a job whose probe may run on another thread (no GIL).
 
-        Its answer holds only while ``edits`` has not moved since the job was made (the job
-        refuses to answer otherwise).
+        ``data`` is fingerprints, or with ``key`` packed contact hashes that the job
+        fingerprints itself. Its answer holds only while ``edits`` has not moved since the
+        job was made (the job refuses to answer otherwise).
         """
         tables = self._tables(excluded)
-        return _native.LookupJob(fingerprints, *tables, token, distinct, self._edits)
+        return _native.LookupJob(data, *tables, key, distinct, self._edits)
 
     @property
     def edits(self) -> int:
