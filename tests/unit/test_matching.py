@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import onnet
 from onnet_server.core._native import FingerprintKey
+from onnet_server.core._resync_native import TokenStep
 from onnet_server.core.accounts import Accounts
 from onnet_server.core.discovery import DiscoveryLimits, DiscoveryService
 from onnet_server.core.fingerprint import Fingerprinter
@@ -35,9 +36,14 @@ class RecordingRegistry(MemoryRegistry):
         self.asked: list[tuple[bytes, frozenset[str]]] = []
 
     async def look_up_batch(
-        self, hashes: bytes, key: FingerprintKey, excluded: frozenset[str]
+        self,
+        hashes: bytes,
+        key: FingerprintKey,
+        excluded: frozenset[str],
+        *,
+        step: TokenStep | None = None,
     ) -> LookedUpBatch:
-        batch = await super().look_up_batch(hashes, key, excluded)
+        batch = await super().look_up_batch(hashes, key, excluded, step=step)
         self.asked.append((batch.fingerprints, excluded))
         return batch
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import random
 import struct
-import threading
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from onnet_server.core.index.combined import LookupTables
 from onnet_server.core.index.hashing import user_hash, user_hashes
 from onnet_server.core.index.row_slots import RowSlots
 from onnet_server.core.wire_answers import decode_buckets
+from tests.unit.job_runs import run_job
 
 MASK64 = (1 << 64) - 1
 
@@ -423,15 +423,7 @@ def test_a_job_given_hashes_answers_as_one_given_their_fingerprints(
         hashes_of(fingerprints, pepper, rng), *tables, _native.FingerprintKey(pepper)
     )
     assert job.digest() is None  # not run yet
-    if on_a_thread:  # the lookup thread's own AES context
-        worker = _native.LookupWorker(1)
-        serving = threading.Thread(target=worker.serve)
-        serving.start()
-        assert worker.submit(job)
-        worker.stop()
-        serving.join()
-    else:
-        job.run_here()
+    run_job(job, on_a_thread=on_a_thread)
     assert job.fingerprints == packed
     # The batch as a set, for the re-sync token: each distinct fingerprint once.
     assert job.digest() == _native.distinct_sums(packed)

@@ -3,6 +3,8 @@
 import numpy as np
 import numpy.typing as npt
 
+from onnet_server.core._resync_native import TokenStep
+
 def user_hash(data: bytes, seed: int) -> int: ...
 def user_hashes(
     data: npt.NDArray[np.uint8],
@@ -122,6 +124,7 @@ class LookupJob:
         key: FingerprintKey | None = None,
         distinct: bool = False,
         edits: int = 0,
+        step: TokenStep | None = None,
     ) -> None: ...
     def run_here(self) -> None: ...
     @property

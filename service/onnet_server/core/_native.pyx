@@ -26,6 +26,10 @@ from libc.string cimport memcmp, memcpy
 from posix.fcntl cimport F_SETFD, F_SETFL, FD_CLOEXEC, O_NONBLOCK, fcntl
 from posix.unistd cimport close, pipe, read, write
 
+from onnet_server.core._resync_native cimport (
+    EVP_MAC_CTX, EVP_MAC_CTX_free, TokenStep, onnet_mac_context_new,
+)
+
 import numpy as np
 
 cnp.import_array()
@@ -645,7 +649,7 @@ def discover_answer(bytes fingerprints, BaseView base, cnp.ndarray overridden,
     """
     cdef LookupJob job = LookupJob(fingerprints, base, overridden, overlay, excluded_overlay,
                                    excluded_base, None, distinct)
-    job.run(NULL)
+    job.run(NULL, NULL)
     answer = job.answer(job.edits, token)
     if answer is None:
         raise MemoryError()
@@ -1295,8 +1299,9 @@ cdef class LookupJob:
 
     ``data`` is the batch's fingerprints (16 bytes each), or with a ``key`` its contact
     hashes (32 bytes each), whose fingerprints the run makes first. Either way the run also
-    gives the batch as a set (``digest``), which the re-sync token needs: so the event
-    loop spends nothing on a batch but the hand-over and the answer.
+    gives the batch as a set (``digest``), which the re-sync token needs; given a ``step``,
+    the run also issues or renews the call's token from it. So the event loop spends
+    nothing on the batch or its token but the hand-over and the answer.
     """
 
     cdef bytes fingerprints_
@@ -1313,11 +1318,13 @@ cdef class LookupJob:
     cdef bint failed  # its outputs or scratch could not be allocated, or libcrypto failed
     cdef int64_t edits
     cdef bint cancelled  # read and written under its worker's mutex
+    cdef TokenStep step
+    cdef bint has_step
 
     def __cinit__(self, bytes data, BaseView base, cnp.ndarray overridden,
                   OverlayView overlay, cnp.ndarray excluded_overlay,
                   cnp.ndarray excluded_base, FingerprintKey key=None, bint distinct=False,
-                  int64_t edits=0):
+                  int64_t edits=0, TokenStep step=None):
         if key is None:
             self.fingerprints_ = data
             self.fingerprinted = True
@@ -1338,14 +1345,17 @@ cdef class LookupJob:
         self.overlay = overlay
         self.held = (overridden, excluded_overlay, excluded_base)
         self.edits = edits
+        self.step = step
+        self.has_step = step is not None
 
     def __dealloc__(self):
         free(self.outputs)
 
-    cdef void run(self, EVP_CIPHER_CTX* context) noexcept nogil:
-        """The fingerprints if not given, then the probe: touches no Python object.
+    cdef void run(self, EVP_CIPHER_CTX* context, EVP_MAC_CTX* mac_context) noexcept nogil:
+        """The fingerprints if not given, the probe, then the token: no Python object.
 
-        ``context`` is the running thread's own AES context (needed only with a key).
+        ``context`` and ``mac_context`` are the running thread's own AES and MAC contexts
+        (needed only with a key, and with a step).
         """
         cdef Py_ssize_t count = self.lookup.count
         if not self.fingerprinted:
@@ -1362,10 +1372,12 @@ cdef class LookupJob:
         self.lookup.rows = <int64_t*>self.outputs
         self.lookup.positions = <uint32_t*>(self.lookup.rows + count + 1)
         self.failed = not _run(&self.lookup, self.base, self.overlay)
+        if self.has_step and not self.failed:
+            self.step.run(mac_context, self.lookup.sum_first, self.lookup.sum_second)
 
     def run_here(self):
         """Run the job on this thread (with the GIL held, as a lookup in line does)."""
-        self.run(_held_gil_context())
+        self.run(_held_gil_context(), self.step.tokens.context if self.has_step else NULL)
 
     @property
     def fingerprints(self):
@@ -1473,6 +1485,7 @@ cdef class LookupWorker:
         # This thread's own AES context: a job with a key fails without one (and is then
         # looked up again on the loop).
         cdef EVP_CIPHER_CTX* context = _new_cipher_context()
+        cdef EVP_MAC_CTX* mac_context = onnet_mac_context_new()
         with nogil:
             while True:
                 pthread_mutex_lock(&self.mutex)
@@ -1488,7 +1501,7 @@ cdef class LookupWorker:
                 skip = (<LookupJob>job).cancelled
                 pthread_mutex_unlock(&self.mutex)
                 if not skip:  # a cancelled call's probe is not run (it finds nothing)
-                    (<LookupJob>job).run(context)
+                    (<LookupJob>job).run(context, mac_context)
                 pthread_mutex_lock(&self.mutex)
                 self.running = 0
                 self.done[self.finished_count] = job
@@ -1499,6 +1512,7 @@ cdef class LookupWorker:
                 if signal:
                     write(self.write_end, &byte, 1)
         EVP_CIPHER_CTX_free(context)
+        EVP_MAC_CTX_free(mac_context)
 
     def finished(self):
         """The jobs done since the last call (in order); empties the pipe."""

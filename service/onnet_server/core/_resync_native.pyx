@@ -2,99 +2,62 @@
 """The re-sync token's common case, compiled: a current token renewed, a token issued.
 
 Under load, every Python step of a Discover costs several times its warm figure (its code
-and data were evicted by gRPC's work since the last request): timed inside the serving
-process, the token's check and renewal took 17 us a request against 5 us in a warm loop,
-most of it in the interpreter (taking the token apart, building the MAC's message, looking
-up keys). Here the same steps are C, and the MAC is CPython's keyed BLAKE2b, resumed from
-its state after the key block (``copy`` of a prototype keyed once).
+and data were evicted by gRPC's work since the last request). Here the token's steps are C
+(resync_token.h), with the MAC from the machine's libcrypto, so that a lookup job can take
+them to the lookup thread (``TokenStep``): the event loop then spends nothing on the token
+of an unchanged book re-synced, or of a first sync.
 
-Only the success of the commonest call is here: a version-2 token under the current key,
-not expired, whose set digest is the given one (an unchanged book re-synced, its digest
-made by the lookup job, core/resync.py). Anything else answers None and is decided by
-``ResyncTokens`` in Python, refusals and their messages included, so that the two cannot
-disagree on what is refused (tests/unit/resync/test_native_tokens.py holds them together).
+Only the success of the commonest calls is here: a first sync's token issued, or a
+version-2 token under the current key, not expired, whose set digest is the given one (an
+unchanged book re-synced, core/resync.py) renewed. Anything else answers None and is
+decided by ``ResyncTokens`` in Python, refusals and their messages included, so that the
+two cannot disagree on what is refused (tests/unit/resync/test_compiled_renewal.py holds
+them together).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsASCIIString
-from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memcpy
-
-cdef enum:
-    _VERSION = 2
-    _KEY_ID_SIZE = 4
-    _EXPIRY_SIZE = 8
-    _HEADER_SIZE = 1 + _KEY_ID_SIZE + _EXPIRY_SIZE
-    _MAC_SIZE = 32
-    _TOKEN_SIZE = _HEADER_SIZE + _MAC_SIZE
-    _DIGEST_SIZE = 16
-    _MAX_ACCOUNT = 255
-    _MAX_DOMAIN = 64
-    _MAX_MESSAGE = _MAX_DOMAIN + _KEY_ID_SIZE + _EXPIRY_SIZE + 1 + _MAX_ACCOUNT + _DIGEST_SIZE
 
 
 cdef class CurrentTokens:
-    """Version-2 tokens under the current key: renewed when the rows prove them, or issued.
+    """Version-2 tokens under the current key: renewed when a digest proves them, or issued.
 
-    ``mac_prototype`` is ``hashlib.blake2b(key=..., digest_size=32)`` under the tokens'
-    BLAKE2b key, never updated: each MAC is a copy of it. ``domain`` is version 2's domain
+    ``mac_key`` is the tokens' BLAKE2b key (32 bytes), ``domain`` version 2's domain
     string, ``ttl`` a new token's lifetime in seconds.
     """
 
-    cdef bytes key_id
-    cdef object mac_prototype
-    cdef bytes domain
-    cdef int64_t ttl
-
-    def __init__(self, bytes key_id, object mac_prototype, bytes domain, int64_t ttl):
-        if len(key_id) != _KEY_ID_SIZE:
-            raise ValueError(f"a key id is {_KEY_ID_SIZE} bytes")
-        if len(domain) > _MAX_DOMAIN:
+    def __cinit__(self, bytes key_id, bytes mac_key, bytes domain, int64_t ttl):
+        if PyBytes_GET_SIZE(key_id) != ONNET_KEY_ID_SIZE:
+            raise ValueError(f"a key id is {ONNET_KEY_ID_SIZE} bytes")
+        if PyBytes_GET_SIZE(mac_key) != ONNET_MAC_KEY_SIZE:
+            raise ValueError(f"a MAC key is {ONNET_MAC_KEY_SIZE} bytes")
+        if PyBytes_GET_SIZE(domain) > ONNET_MAX_DOMAIN:
             raise ValueError("domain string too long")
         if ttl <= 0:
             raise ValueError("a token's lifetime must be positive")
-        self.key_id = key_id
-        self.mac_prototype = mac_prototype
-        self.domain = domain
-        self.ttl = ttl
+        memcpy(self.key.key_id, PyBytes_AS_STRING(key_id), ONNET_KEY_ID_SIZE)
+        memcpy(self.key.mac_key, PyBytes_AS_STRING(mac_key), ONNET_MAC_KEY_SIZE)
+        memcpy(self.key.domain, PyBytes_AS_STRING(domain), PyBytes_GET_SIZE(domain))
+        self.key.domain_size = PyBytes_GET_SIZE(domain)
+        self.key.ttl = ttl
+        self.context = onnet_mac_context_new()
+        if self.context == NULL:
+            raise ImportError("the machine's libcrypto has no BLAKE2BMAC")
 
-    cdef bytes _mac(self, const uint8_t* header, bytes name, uint64_t first, uint64_t second):
-        """The MAC of a token that starts with ``header`` and covers the digest (first, second)."""
-        cdef uint8_t message[_MAX_MESSAGE]
-        cdef Py_ssize_t size = PyBytes_GET_SIZE(self.domain)
-        cdef Py_ssize_t length = PyBytes_GET_SIZE(name)
-        memcpy(message, PyBytes_AS_STRING(self.domain), size)
-        # The version byte is implied by the domain string; the rest of the header is bound.
-        memcpy(message + size, header + 1, _HEADER_SIZE - 1)
-        size += _HEADER_SIZE - 1
-        message[size] = <uint8_t>length
-        memcpy(message + size + 1, PyBytes_AS_STRING(name), length)
-        size += 1 + length
-        memcpy(message + size, &first, 8)  # the digest's lanes, little-endian
-        memcpy(message + size + 8, &second, 8)
-        size += _DIGEST_SIZE
-        mac = self.mac_prototype.copy()
-        mac.update(PyBytes_FromStringAndSize(<char*>message, size))
-        return mac.digest()
-
-    cdef bytes _issue(self, bytes name, uint64_t first, uint64_t second, double now):
-        cdef uint8_t header[_HEADER_SIZE]
-        cdef int64_t expiry = <int64_t>now + self.ttl
-        cdef int i
-        header[0] = _VERSION
-        memcpy(header + 1, PyBytes_AS_STRING(self.key_id), _KEY_ID_SIZE)
-        for i in range(_EXPIRY_SIZE):  # big-endian
-            header[1 + _KEY_ID_SIZE + i] = <uint8_t>(expiry >> (8 * (_EXPIRY_SIZE - 1 - i)))
-        token = PyBytes_FromStringAndSize(NULL, _TOKEN_SIZE)
-        cdef uint8_t* out = <uint8_t*>PyBytes_AS_STRING(token)
-        memcpy(out, header, _HEADER_SIZE)
-        mac = self._mac(header, name, first, second)
-        memcpy(out + _HEADER_SIZE, PyBytes_AS_STRING(mac), _MAC_SIZE)
-        return token
+    def __dealloc__(self):
+        EVP_MAC_CTX_free(self.context)
+        OPENSSL_cleanse(&self.key, sizeof(onnet_token_key))
 
     def issue(self, str account, uint64_t first, uint64_t second, double now):
         """A token issued at unix time ``now`` to ``account`` for the set digest (first, second)."""
-        return self._issue(_account_name(account), first, second, now)
+        name = _account_name(account)
+        token = PyBytes_FromStringAndSize(NULL, ONNET_TOKEN_SIZE)
+        if not onnet_token_issue(self.context, &self.key,
+                                 <const uint8_t*>PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
+                                 first, second, now, <uint8_t*>PyBytes_AS_STRING(token)):
+            raise MemoryError("libcrypto could not make a MAC")
+        return token
 
     def renew(self, str account, bytes token, uint64_t first, uint64_t second, double now):
         """The next token, if ``token`` covers exactly the set with digest (first, second).
@@ -104,39 +67,65 @@ cdef class CurrentTokens:
         (another key or version, expired, malformed, or a digest that does not verify);
         ``ResyncTokens`` decides.
         """
-        cdef Py_ssize_t i
-        if PyBytes_GET_SIZE(token) != _TOKEN_SIZE:
-            return None
-        cdef const uint8_t* given = <const uint8_t*>PyBytes_AS_STRING(token)
-        if given[0] != _VERSION:
-            return None
-        cdef const uint8_t* key_id = <const uint8_t*>PyBytes_AS_STRING(self.key_id)
-        for i in range(_KEY_ID_SIZE):
-            if given[1 + i] != key_id[i]:
-                return None
-        cdef uint64_t expiry = 0
-        for i in range(_EXPIRY_SIZE):
-            expiry = (expiry << 8) | given[1 + _KEY_ID_SIZE + i]
-        if now >= <double>expiry:
-            return None
         name = _account_name(account)
-        expected = self._mac(given, name, first, second)
-        if not _equal(<const uint8_t*>PyBytes_AS_STRING(expected), given + _HEADER_SIZE):
-            return None
-        return self._issue(name, first, second, now)
+        renewed = PyBytes_FromStringAndSize(NULL, ONNET_TOKEN_SIZE)
+        done = onnet_token_renew(self.context, &self.key,
+                                 <const uint8_t*>PyBytes_AS_STRING(token), PyBytes_GET_SIZE(token),
+                                 <const uint8_t*>PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
+                                 first, second, now, <uint8_t*>PyBytes_AS_STRING(renewed))
+        return renewed if done == 1 else None
+
+    def step(self, str account, bytes token, double now):
+        """The token step of a call by ``account`` with ``token`` (empty: a first sync) at ``now``.
+
+        A lookup job runs it once it has the batch's digest (``TokenStep``).
+        """
+        return TokenStep(self, account, token, now)
+
+
+cdef class TokenStep:
+    """One call's token, issued or renewed from its batch's digest where no GIL is held.
+
+    Made on the event loop (which takes the account's name apart and sets aside the next
+    token's bytes), run by a lookup job once it has the digest, read back on the loop:
+    ``next_token`` is the token to answer with, or None for ``ResyncTokens`` to decide.
+    """
+
+    def __cinit__(self, CurrentTokens tokens, str account, bytes token, double now):
+        self.tokens = tokens
+        self.name = _account_name(account)
+        self.name_data = <const uint8_t*>PyBytes_AS_STRING(self.name)
+        self.name_size = PyBytes_GET_SIZE(self.name)
+        self.token = token
+        self.token_data = <const uint8_t*>PyBytes_AS_STRING(token)
+        self.token_size = PyBytes_GET_SIZE(token)
+        # Written by ``run``, before anything reads it: nobody else holds it until then.
+        self.next_token_ = PyBytes_FromStringAndSize(NULL, ONNET_TOKEN_SIZE)
+        self.next_data = <uint8_t*>PyBytes_AS_STRING(self.next_token_)
+        self.now = now
+
+    cdef void run(self, EVP_MAC_CTX* context, uint64_t first, uint64_t second) noexcept nogil:
+        """Issue (no token) or renew the token for the digest (first, second).
+
+        ``context`` is the running thread's own MAC context.
+        """
+        cdef int done
+        if self.token_size == 0:
+            done = onnet_token_issue(context, &self.tokens.key, self.name_data,
+                                     self.name_size, first, second, self.now, self.next_data)
+        else:
+            done = onnet_token_renew(context, &self.tokens.key, self.token_data,
+                                     self.token_size, self.name_data, self.name_size, first,
+                                     second, self.now, self.next_data)
+        self.state = 1 if done == 1 else -1
+
+    def next_token(self):
+        """The token issued or renewed; None if the step did not run, or proved nothing."""
+        return self.next_token_ if self.state == 1 else None
 
 
 cdef bytes _account_name(str account):
     name = PyUnicode_AsASCIIString(account)
-    if PyBytes_GET_SIZE(name) > _MAX_ACCOUNT:
-        raise ValueError(f"account id longer than {_MAX_ACCOUNT} characters")
+    if PyBytes_GET_SIZE(name) > ONNET_MAX_ACCOUNT:
+        raise ValueError(f"account id longer than {ONNET_MAX_ACCOUNT} characters")
     return name
-
-
-cdef bint _equal(const uint8_t* left, const uint8_t* right) noexcept:
-    """Whether two MACs are equal, in time that does not depend on where they differ."""
-    cdef uint8_t difference = 0
-    cdef int i
-    for i in range(_MAC_SIZE):
-        difference |= left[i] ^ right[i]
-    return difference == 0

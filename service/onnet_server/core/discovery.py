@@ -144,16 +144,18 @@ class DiscoveryService:
         if changed:  # not the commonest call
             self._check_token_fields(token, previous_hashes, added_hashes, removed_hashes)
         # One job, off the event loop where the store can: the keyed fingerprints (the
-        # registry's keys, and the re-sync token's set values), the batch as a set, and the
-        # probe. A call refused below has looked up for nothing, and answers nothing.
-        batch = await self._store.look_up_batch(hashes, self._lookup_key, blockers)
-        if token and not changed:
-            # The commonest call of all, an unchanged book re-synced: its token proved by
-            # one compiled step from the batch's digest.
-            next_token = self._tokens.renew_unchanged(account, token, batch.digest)
-            if next_token is not None:
-                return self._answer(batch, next_token)
-        if not token:  # a first sync (the fields a token needs are empty: checked above)
+        # registry's keys, and the re-sync token's set values), the batch as a set, the
+        # probe, and for the commonest calls (a first sync, an unchanged book re-synced)
+        # the next token. A call refused below has looked up for nothing, and answers
+        # nothing.
+        step = None if changed else self._tokens.step(account, token)
+        batch = await self._store.look_up_batch(hashes, self._lookup_key, blockers, step=step)
+        next_token = step.next_token() if step is not None else None
+        if next_token is not None:
+            # A first sync is charged each distinct hash; a token the step renewed covers
+            # every hash of the batch, so the re-sync costs nothing.
+            cost = 0 if token else batch.distinct
+        elif not token:  # a first sync (the fields a token needs are empty: checked above)
             cost, next_token = batch.distinct, self._tokens.issue_digest(account, batch.digest)
         elif not previous_hashes:
             cost, next_token = self._tokens.renew_difference(

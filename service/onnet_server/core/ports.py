@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from onnet_server.core._native import FingerprintKey, LookupJob
+from onnet_server.core._resync_native import TokenStep
 from onnet_server.core.quota import QuotaDecision, QuotaPolicy
 
 __all__ = [
@@ -200,13 +201,19 @@ class RegistryReads(Protocol):
         ...
 
     async def look_up_batch(
-        self, hashes: bytes, key: FingerprintKey, excluded: frozenset[str]
+        self,
+        hashes: bytes,
+        key: FingerprintKey,
+        excluded: frozenset[str],
+        *,
+        step: TokenStep | None = None,
     ) -> BatchLookup:
         """Discover's lookup of packed 32-byte ``hashes``, by their fingerprints under ``key``.
 
         Off the event loop's thread where the store can. The result holds the batch's
         fingerprints and set digest (for the re-sync token) and gives the answer that
-        ``discover_answer`` would give, for any token.
+        ``discover_answer`` would give, for any token. A token ``step`` is run with the
+        batch's digest (its ``next_token`` read after).
         """
         ...
 

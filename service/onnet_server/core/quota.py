@@ -17,6 +17,7 @@ the Lua script of ``RedisQuota`` is a line-by-line transcription of them.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -70,12 +71,13 @@ class QuotaPolicy:
         if self.rate > MAX_RATE:
             raise ValueError(f"the bucket must leak at most {MAX_RATE:.0f} units per second")
 
-    @property
+    # Cached: every charge reads them, and the policy never changes (frozen).
+    @functools.cached_property
     def rate(self) -> float:
         """Units leaked per second."""
         return self.capacity / self.refill_seconds
 
-    @property
+    @functools.cached_property
     def slack(self) -> float:
         """Units by which a charge may overshoot the capacity and still fit.
 

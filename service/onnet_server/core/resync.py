@@ -19,8 +19,9 @@ D(S + T) = D(S) + D(T) for disjoint sets. The values:
 
 - **version 2** (every token issued now): v(h) is the hash's fingerprint,
   AES-256(pepper, h[0:16]), the very value the lookup computes for h. One AES pass over a
-  batch serves the lookup and the token (version 1 took three), and the MAC is one call of
-  CPython's own BLAKE2b (OpenSSL's HMAC looked its algorithm up by name on every call). A
+  batch serves the lookup and the token (version 1 took three), and the MAC is keyed
+  BLAKE2b (CPython's own in the Python paths; libcrypto's, the same function, in the
+  compiled step that a lookup job runs off the event loop, core/resync_token.h). A
   token of version 2 therefore covers hash prefixes: two hashes with the same first 16
   bytes are one (the lookup cannot tell them apart either; two of 10^10 numbers share a
   prefix with probability about 2^-128 per pair).
@@ -77,7 +78,13 @@ is not charged was paid for before. In particular:
 A token may be presented any number of times (it proves coverage; it is not spent): each
 use is free only for hashes of its own C, which were paid for.
 
-No sort of ``hashes`` is needed in the common case. The sum over the uploaded rows as
+The commonest calls (a first sync; an unchanged book re-synced, the difference form with no
+``added_hashes`` and no ``removed_hashes``) are decided by a compiled ``step`` that the
+lookup job runs with the batch's digest, the lane sums of its distinct fingerprints, which
+the probe's grouping gives for free. The paths below decide every other call, and any
+that the step did not prove.
+
+No sort of ``hashes`` is needed in the Python paths' common case. The sum over the uploaded rows as
 they come (a repeated hash counted each time) is tried first, once each added hash has
 been found in exactly one row. If it verifies, ``hashes`` holds no hash twice: a hash h
 repeated m >= 2 times has coefficient m - [h in A] + [h in R] - [h in C], which is 0 only
@@ -174,9 +181,9 @@ class _Signer:
     def __init__(self, key: ResyncKey) -> None:
         self.fingerprinter = key.fingerprinter
         # Version 2's BLAKE2b key: its own, not the HMAC key of version 1.
-        self._key = hmac.digest(key.mac_key, _MAC_KEY_LABEL, "sha256")
+        self.blake2b_key = hmac.digest(key.mac_key, _MAC_KEY_LABEL, "sha256")
         # Keyed once: a MAC resumes from a copy of this state, after the key block.
-        self.mac_prototype = hashlib.blake2b(key=self._key, digest_size=32)
+        self.mac_prototype = hashlib.blake2b(key=self.blake2b_key, digest_size=32)
         # Version 1's CBC-MAC values, under a key derived from the token key.
         self._cipher = BlockCipher(hmac.digest(key.mac_key, _SET_KEY_LABEL, "sha256"))
         self._hmac = hmac.new(key.mac_key, digestmod="sha256")  # version 1's, keyed once
@@ -296,7 +303,7 @@ class ResyncTokens:
         self._clock = clock
         self._compiled = _resync_native.CurrentTokens(
             current_key_id,
-            self._signers[current_key_id].mac_prototype,
+            self._signers[current_key_id].blake2b_key,
             _DOMAINS[_VERSION],
             ttl_seconds,
         )
@@ -375,20 +382,26 @@ class ResyncTokens:
         fresh = asked[~np.isin(asked[:, 0], previous[:, 0], assume_unique=True)]
         return len(fresh), self._issue(account, _lanes(np.concatenate([previous, fresh])))
 
-    def renew_unchanged(self, account: str, token: bytes, digest: Lanes) -> bytes | None:
-        """The commonest call's renewal, compiled: the next token, or None to decide otherwise.
+    def step(self, account: str, token: bytes) -> _resync_native.TokenStep:
+        """The commonest calls' token, for a lookup job to issue or renew from its digest.
 
-        The difference form with no ``added_hashes`` and no ``removed_hashes`` (an unchanged
-        book re-synced). ``digest`` is the set digest of ``hashes`` under the current pepper
-        (the lane sums of their distinct fingerprints, which a lookup job gives). A current
-        token that covers exactly that set is renewed at no charge. None (another key or
-        version, expired, malformed, or not covered): ``renew_difference`` decides, refusals
-        included. The same answers as ``renew_difference``, a fraction of its steps.
+        ``token`` empty: a first sync, whose token the step issues. Else the difference
+        form with no ``added_hashes`` and no ``removed_hashes`` (an unchanged book
+        re-synced): a current token that covers exactly the batch's set (its digest, the
+        lane sums of its distinct fingerprints under the current pepper) is renewed at no
+        charge. The step's ``next_token`` is None when it proved nothing (another key or
+        version, expired, malformed, or not covered): ``renew_difference`` decides then,
+        refusals included. The same answers as ``first_sync`` and ``renew_difference``, a
+        fraction of their steps, in C and off the event loop (core/resync_token.h).
         """
+        return self._compiled.step(account, token, self._clock())
+
+    def renew_unchanged(self, account: str, token: bytes, digest: Lanes) -> bytes | None:
+        """A ``step``'s renewal run here, for the set ``digest``: the next token, or None."""
         return self._compiled.renew(account, token, digest[0], digest[1], self._clock())
 
     def issue_digest(self, account: str, digest: Lanes) -> bytes:
-        """A first sync's token, from the set digest of its hashes (as ``renew_unchanged``)."""
+        """A first sync's token, from the set digest of its hashes (as ``step`` issues it)."""
         return self._issue(account, digest)
 
     def renew_difference(

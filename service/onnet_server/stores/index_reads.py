@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from onnet.protocol import CONTACT_HASH_SIZE
 from onnet_server.core._native import FingerprintKey, LookupJob
+from onnet_server.core._resync_native import TokenStep
 from onnet_server.core.blocklists import Blocklists
 from onnet_server.core.fingerprint import FINGERPRINT_SIZE
 from onnet_server.core.index import RegistryIndex
@@ -49,16 +50,21 @@ class IndexReads:
         return encoded, match_count
 
     async def look_up_batch(
-        self, hashes: bytes, key: FingerprintKey, excluded: frozenset[str]
+        self,
+        hashes: bytes,
+        key: FingerprintKey,
+        excluded: frozenset[str],
+        *,
+        step: TokenStep | None = None,
     ) -> LookedUpBatch:
         """Look up packed 32-byte ``hashes`` by their fingerprints under ``key`` (see the port).
 
-        One job makes the fingerprints, the batch's set digest and the probe, on the lookup
-        thread when there is one, so that the event loop spends nothing on the batch but
-        the hand-over and the answer.
+        One job makes the fingerprints, the batch's set digest, the probe and the token's
+        ``step``, on the lookup thread when there is one, so that the event loop spends
+        nothing on the batch but the hand-over and the answer.
         """
         index = self.index
-        job = index.lookup_job(hashes, excluded, key)
+        job = index.lookup_job(hashes, excluded, key, step=step)
         if traced():
             with lookup_span("lookup") as span:
                 span.set_attribute("onnet.hashes", len(hashes) // CONTACT_HASH_SIZE)

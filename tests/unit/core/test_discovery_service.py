@@ -12,6 +12,7 @@ import pytest
 
 import onnet
 from onnet_server.core._native import FingerprintKey
+from onnet_server.core._resync_native import TokenStep
 from onnet_server.core.errors import InvalidArgument, QuotaExceeded, UnknownAccount
 from onnet_server.core.ports import BatchLookup as Batch
 from onnet_server.core.ports import Matches
@@ -45,8 +46,10 @@ def recorded_answers(core: Core, monkeypatch: pytest.MonkeyPatch) -> list[bytes]
     answered: list[bytes] = []
     look_up = core.store.look_up_batch
 
-    async def recorded(hashes: bytes, key: FingerprintKey, excluded: frozenset[str]) -> Batch:
-        batch = await look_up(hashes, key, excluded)
+    async def recorded(
+        hashes: bytes, key: FingerprintKey, excluded: frozenset[str], *, step: TokenStep | None
+    ) -> Batch:
+        batch = await look_up(hashes, key, excluded, step=step)
         answer = batch.answer
 
         def recorded_answer(token: bytes) -> tuple[bytes, int]:

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from onnet_server.core import _native
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.resync import ResyncTokens
+from onnet_server.stores.memory import MemoryRegistry
+from tests.unit.job_runs import run_job
 from tests.unit.resync.support import ACCOUNT, TTL, Clock, packed, split
 
 
@@ -124,3 +126,33 @@ def test_an_account_id_the_token_cannot_hold_is_an_error(tokens: ResyncTokens) -
         tokens.renew_unchanged("a" * 256, token, digest(tokens, book))
     with pytest.raises(UnicodeEncodeError):
         tokens.renew_unchanged("ålice", token, digest(tokens, book))
+
+
+def job_step(
+    tokens: ResyncTokens, token: bytes, hashes: bytes, *, on_a_thread: bool
+) -> bytes | None:
+    """The next token a lookup job's token step gives a call with ``token`` and ``hashes``."""
+    index = MemoryRegistry().index
+    step = tokens.step(ACCOUNT, token)
+    job = index.lookup_job(hashes, frozenset(), tokens.fingerprinter.lookup_key, step=step)
+    run_job(job, on_a_thread=on_a_thread)
+    return step.next_token()
+
+
+@pytest.mark.parametrize("on_a_thread", [False, True])
+def test_a_lookup_jobs_token_step_issues_and_renews_as_the_python_paths_do(
+    tokens: ResyncTokens, clock: Clock, on_a_thread: bool
+) -> None:
+    book = packed(40)
+    twice = book + book[:32]  # a first sync's hashes may repeat: the token covers the set
+    issued = job_step(tokens, b"", twice, on_a_thread=on_a_thread)
+    assert issued is not None
+    assert issued == tokens.first_sync(ACCOUNT, twice)[1]
+    clock.now += 60
+    shuffled = b"".join(random.Random(1).sample(split(book), 40))
+    renewed = job_step(tokens, issued, shuffled, on_a_thread=on_a_thread)
+    assert renewed is not None
+    assert (0, renewed) == tokens.renew_difference(ACCOUNT, issued, shuffled, b"", b"")
+    # What the token does not cover is left to the Python renewal (which refuses it).
+    assert job_step(tokens, issued, book + packed(1), on_a_thread=on_a_thread) is None
+    assert job_step(tokens, issued[:-1] + b"\x00", book, on_a_thread=on_a_thread) is None

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from onnet_server.core import _native
+from onnet_server.core._resync_native import TokenStep
 from onnet_server.core.index.base import NO_ENTRY, BaseIndex, Columns, build_base
 from onnet_server.core.index.overlay import Overlay, Record, split_fingerprints
 from onnet_server.core.ports import Matches
@@ -181,15 +182,18 @@ class RegistryIndex:
         excluded: frozenset[str],
         key: _native.FingerprintKey | None = None,
         distinct: bool = False,
+        *,
+        step: TokenStep | None = None,
     ) -> _native.LookupJob:
         """``discover_answer`` as a job whose probe may run on another thread (no GIL).
 
         ``data`` is fingerprints, or with ``key`` packed contact hashes that the job
-        fingerprints itself. Its answer holds only while ``edits`` has not moved since the
-        job was made (the job refuses to answer otherwise).
+        fingerprints itself; a token ``step`` runs on the batch's digest. Its answer holds
+        only while ``edits`` has not moved since the job was made (the job refuses to
+        answer otherwise).
         """
         tables = self._tables(excluded)
-        return _native.LookupJob(data, *tables, key, distinct, self._edits)
+        return _native.LookupJob(data, *tables, key, distinct, self._edits, step)
 
     @property
     def edits(self) -> int:
