@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -253,6 +255,28 @@ def test_cpu_time_is_read_from_proc_stat() -> None:
     assert own.seconds() > 0
     with pytest.raises(CpuReadError, match="pid"):
         ProcessCpu(2**22 + 12345).seconds()
+
+
+def test_one_threads_cpu_time_is_its_own() -> None:
+    """The main thread's time, not the process's: a busy other thread does not count."""
+    pid = os.getpid()
+    main, whole = ProcessCpu(pid, thread=pid), ProcessCpu(pid)
+    main_before, whole_before = main.seconds(), whole.seconds()
+    spin = threading.Thread(target=busy_for, args=(0.3,))
+    spin.start()
+    spin.join()
+    # The other thread's 0.3 s show in the process's time, not in the main thread's.
+    assert whole.seconds() - whole_before >= 0.2
+    assert main.seconds() - main_before < 0.1
+    with pytest.raises(CpuReadError, match="thread 1"):
+        ProcessCpu(pid, thread=1).seconds()
+
+
+def busy_for(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU time."""
+    start = time.thread_time()
+    while time.thread_time() - start < seconds:
+        pass
 
 
 class FixedCpu(Collector):

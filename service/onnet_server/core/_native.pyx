@@ -1371,8 +1371,21 @@ cdef class LookupJob:
             return
         self.lookup.rows = <int64_t*>self.outputs
         self.lookup.positions = <uint32_t*>(self.lookup.rows + count + 1)
+        cdef uint64_t first = 0, second = 0
+        cdef Py_ssize_t i
+        if self.has_step and self.step.token_size and not self.lookup.distinct:
+            # A re-sync: its token tried first on the sum over the rows as they come. If it
+            # verifies, no hash comes twice (core/resync.py), and the probe need not group
+            # the batch's numbers.
+            for i in range(count):
+                first += _le64(self.lookup.packed + 16 * i)
+                second += _le64(self.lookup.packed + 16 * i + 8)
+            self.step.run(mac_context, first, second)
+            self.lookup.distinct = self.step.state == 1
         self.failed = not _run(&self.lookup, self.base, self.overlay)
-        if self.has_step and not self.failed:
+        if self.has_step and not self.failed and self.step.state != 1:
+            # A first sync, or a re-sync whose rows repeat a hash (or that its token does
+            # not cover): the token of the batch as a set.
             self.step.run(mac_context, self.lookup.sum_first, self.lookup.sum_second)
 
     def run_here(self):

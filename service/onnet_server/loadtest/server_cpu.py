@@ -48,24 +48,26 @@ def parse_stat(text: str, ticks_per_second: int) -> float:
 
 
 class ProcessCpu:
-    """A process on this machine, by pid, from /proc (Linux)."""
+    """A process on this machine, by pid, from /proc (Linux); or one of its threads."""
 
-    def __init__(self, pid: int) -> None:
-        """Read process ``pid``."""
+    def __init__(self, pid: int, thread: int | None = None) -> None:
+        """Read process ``pid``, or only its thread ``thread`` (its main thread: ``pid``)."""
         self.pid = pid
-        self._path = Path(f"/proc/{pid}/stat")
+        self.thread = thread
+        task = "" if thread is None else f"/task/{thread}"
+        self._path = Path(f"/proc/{pid}{task}/stat")
         self._ticks = os.sysconf("SC_CLK_TCK")
 
     def describe(self) -> str:
-        """``pid N``."""
-        return f"pid {self.pid}"
+        """``pid N`` (or ``pid N thread T``)."""
+        return f"pid {self.pid}" + ("" if self.thread is None else f" thread {self.thread}")
 
     def seconds(self) -> float:
-        """CPU seconds the process has used."""
+        """CPU seconds the process (or the thread) has used."""
         try:
             return parse_stat(self._path.read_text(encoding="ascii"), self._ticks)
         except (OSError, ValueError, IndexError) as exc:
-            raise CpuReadError(f"cannot read the CPU time of pid {self.pid}: {exc}") from None
+            raise CpuReadError(f"cannot read the CPU time of {self.describe()}: {exc}") from None
 
 
 class MetricsCpu:

@@ -153,6 +153,9 @@ def test_a_lookup_jobs_token_step_issues_and_renews_as_the_python_paths_do(
     renewed = job_step(tokens, issued, shuffled, on_a_thread=on_a_thread)
     assert renewed is not None
     assert (0, renewed) == tokens.renew_difference(ACCOUNT, issued, shuffled, b"", b"")
+    # A book with a hash twice: the rows' sum does not verify, the set's does.
+    again = job_step(tokens, issued, shuffled + book[:32], on_a_thread=on_a_thread)
+    assert again == renewed
     # What the token does not cover is left to the Python renewal (which refuses it).
     assert job_step(tokens, issued, book + packed(1), on_a_thread=on_a_thread) is None
     assert job_step(tokens, issued[:-1] + b"\x00", book, on_a_thread=on_a_thread) is None
