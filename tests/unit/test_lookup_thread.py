@@ -18,12 +18,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from onnet_server.core import _native
+from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.stores.lookup_thread import LookupThread
 from onnet_server.stores.memory import MemoryRegistry
 
-KEY = _native.FingerprintKey(random.Random(8).randbytes(32))
+FINGERPRINTER = Fingerprinter(random.Random(8).randbytes(32))
+KEY = FINGERPRINTER.lookup_key
 HASHES = [random.Random(7).randbytes(32) for _ in range(600)]
-NUMBERS = [KEY.fingerprints(contact_hash) for contact_hash in HASHES]
+NUMBERS = [FINGERPRINTER.fingerprint(contact_hash) for contact_hash in HASHES]
 """The registered numbers' fingerprints (a Discover sends the hashes)."""
 
 
@@ -49,7 +51,7 @@ def in_line(
     store: MemoryRegistry, hashes: bytes, excluded: frozenset[str], token: bytes
 ) -> tuple[bytes, int]:
     """The same lookup made here and now."""
-    return store.discover_answer(KEY.fingerprints(hashes), excluded, token)
+    return store.discover_answer(FINGERPRINTER.fingerprints(hashes), excluded, token)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from onnet.v1 import discovery_pb2
 from onnet_server.core import _native
 from onnet_server.core.block_cipher import BlockCipher
 from onnet_server.core.fingerprint import Fingerprinter
+from onnet_server.core.index import RegistryIndex
 from onnet_server.core.index.base import BaseIndex, Columns, _EntryClass, _low_bits, build_base
 from onnet_server.core.index.combined import LookupTables
 from onnet_server.core.index.hashing import user_hash, user_hashes
@@ -382,19 +383,22 @@ def test_a_number_asked_many_times_is_answered_at_every_position() -> None:
 
 
 @pytest.mark.parametrize("count", [0, 1, 7, 1000])
-def test_a_fingerprint_key_makes_the_fingerprints_the_fingerprinter_makes(count: int) -> None:
+@pytest.mark.parametrize("on_a_thread", [False, True])
+def test_a_job_makes_the_fingerprints_the_fingerprinter_makes(
+    count: int, on_a_thread: bool
+) -> None:
     rng = random.Random(count)
     pepper = rng.randbytes(32)
     hashes = rng.randbytes(32 * count)
     reference = Fingerprinter(pepper)  # cryptography's AES-256
-    assert _native.FingerprintKey(pepper).fingerprints(hashes) == reference.fingerprints(hashes)
+    job = RegistryIndex().lookup_job(hashes, frozenset(), reference.lookup_key)
+    run_job(job, on_a_thread=on_a_thread)
+    assert job.fingerprints == reference.fingerprints(hashes)
 
 
-def test_a_fingerprint_key_refuses_what_is_not_a_key_or_whole_hashes() -> None:
+def test_a_fingerprint_key_refuses_what_is_not_a_key() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         _native.FingerprintKey(bytes(31))
-    with pytest.raises(ValueError, match="32 bytes each"):
-        _native.FingerprintKey(bytes(32)).fingerprints(bytes(33))
 
 
 def hashes_of(fingerprints: list[bytes], pepper: bytes, rng: random.Random) -> bytes:

@@ -110,7 +110,6 @@ def encode_buckets(
 
 class FingerprintKey:
     def __init__(self, key: bytes) -> None: ...
-    def fingerprints(self, hashes: bytes) -> bytes: ...
 
 class LookupJob:
     def __init__(

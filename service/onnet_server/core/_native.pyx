@@ -1248,18 +1248,6 @@ cdef class FingerprintKey:
     def __dealloc__(self):
         OPENSSL_cleanse(self.key, 32)
 
-    def fingerprints(self, bytes hashes):
-        """The fingerprints of packed 32-byte ``hashes``, 16 bytes each, in order."""
-        cdef Py_ssize_t size = PyBytes_GET_SIZE(hashes)
-        if size % 32:
-            raise ValueError("hashes are 32 bytes each")
-        result = PyBytes_FromStringAndSize(NULL, size // 2)
-        if not _fingerprint(_held_gil_context(), self.key,
-                            <const uint8_t*>PyBytes_AS_STRING(hashes), size // 32,
-                            <uint8_t*>PyBytes_AS_STRING(result)):
-            raise MemoryError("libcrypto could not encrypt")
-        return result
-
 
 cdef EVP_CIPHER_CTX* _held_gil_context():
     """The context of code that holds the GIL (made on first use; NULL if it cannot be)."""

@@ -21,7 +21,7 @@ from libc.string cimport memcpy
 
 
 cdef class CurrentTokens:
-    """Version-2 tokens under the current key: renewed when a digest proves them, or issued.
+    """Version-2 tokens under the current key: issued here, or renewed by a lookup job's step.
 
     ``mac_key`` is the tokens' BLAKE2b key (32 bytes), ``domain`` version 2's domain
     string, ``ttl`` a new token's lifetime in seconds.
@@ -58,22 +58,6 @@ cdef class CurrentTokens:
                                  first, second, now, <uint8_t*>PyBytes_AS_STRING(token)):
             raise MemoryError("libcrypto could not make a MAC")
         return token
-
-    def renew(self, str account, bytes token, uint64_t first, uint64_t second, double now):
-        """The next token, if ``token`` covers exactly the set with digest (first, second).
-
-        The digest is the sums of the lanes of a batch's distinct fingerprints under the
-        current pepper (a lookup job's, core/_native.pyx). None means: not proved here
-        (another key or version, expired, malformed, or a digest that does not verify);
-        ``ResyncTokens`` decides.
-        """
-        name = _account_name(account)
-        renewed = PyBytes_FromStringAndSize(NULL, ONNET_TOKEN_SIZE)
-        done = onnet_token_renew(self.context, &self.key,
-                                 <const uint8_t*>PyBytes_AS_STRING(token), PyBytes_GET_SIZE(token),
-                                 <const uint8_t*>PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name),
-                                 first, second, now, <uint8_t*>PyBytes_AS_STRING(renewed))
-        return renewed if done == 1 else None
 
     def step(self, str account, bytes token, double now):
         """The token step of a call by ``account`` with ``token`` (empty: a first sync) at ``now``.

@@ -155,8 +155,8 @@ class DiscoveryService:
             # A first sync is charged each distinct hash; a token the step renewed covers
             # every hash of the batch, so the re-sync costs nothing.
             cost = 0 if token else batch.distinct
-        elif not token:  # a first sync (the fields a token needs are empty: checked above)
-            cost, next_token = batch.distinct, self._tokens.issue_digest(account, batch.digest)
+        elif not token:  # a first sync whose step failed (libcrypto): the Python path issues
+            cost, next_token = self._tokens.first_sync(account, hashes, batch.fingerprints)
         elif not previous_hashes:
             cost, next_token = self._tokens.renew_difference(
                 account,

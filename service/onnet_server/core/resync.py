@@ -84,8 +84,8 @@ lookup job runs with the batch's digest, the lane sums of its distinct fingerpri
 the probe's grouping gives for free. The paths below decide every other call, and any
 that the step did not prove.
 
-No sort of ``hashes`` is needed in the Python paths' common case. The sum over the uploaded rows as
-they come (a repeated hash counted each time) is tried first, once each added hash has
+No sort of ``hashes`` is needed in the Python paths' common case. The sum over the uploaded
+rows as they come (a repeated hash counted each time) is tried first, once each added hash has
 been found in exactly one row. If it verifies, ``hashes`` holds no hash twice: a hash h
 repeated m >= 2 times has coefficient m - [h in A] + [h in R] - [h in C], which is 0 only
 if h is in A (and C), and each hash of A is in one row only. That sum is then the next
@@ -395,14 +395,6 @@ class ResyncTokens:
         fraction of their steps, in C and off the event loop (core/resync_token.h).
         """
         return self._compiled.step(account, token, self._clock())
-
-    def renew_unchanged(self, account: str, token: bytes, digest: Lanes) -> bytes | None:
-        """A ``step``'s renewal run here, for the set ``digest``: the next token, or None."""
-        return self._compiled.renew(account, token, digest[0], digest[1], self._clock())
-
-    def issue_digest(self, account: str, digest: Lanes) -> bytes:
-        """A first sync's token, from the set digest of its hashes (as ``step`` issues it)."""
-        return self._issue(account, digest)
 
     def renew_difference(
         self,

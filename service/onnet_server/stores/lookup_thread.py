@@ -5,9 +5,9 @@ more than its own microseconds: gRPC's next steps ran slower after it, its reads
 evicted theirs (bench/README.md, issue 12). The loop's core is the server's bottleneck while
 the other core has room, so the probe runs there: on a thread that holds no GIL
 (``_native.LookupWorker``), which says through a pipe the loop watches when probes are done.
-A job also makes its batch's fingerprints and set digest there (libcrypto's AES, called
-without the GIL), so that the loop's share of a Discover is the hand-over, the re-sync
-token's MAC and the answer.
+A job also makes its batch's fingerprints, its set digest and, for the commonest calls,
+the next re-sync token there (libcrypto's AES and BLAKE2b, called without the GIL), so
+that the loop's share of a Discover is the hand-over and the answer.
 
 The loop stays the only writer of the index. A probe reads arrays a change may be writing
 (or outgrowing: the job holds the ones it reads, so none is freed under it), so its result

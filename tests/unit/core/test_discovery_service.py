@@ -66,6 +66,23 @@ def recorded_answers(core: Core, monkeypatch: pytest.MonkeyPatch) -> list[bytes]
 # Charging
 
 
+async def test_a_first_sync_whose_compiled_step_fails_is_issued_by_the_python_path(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's token step proves nothing (as when libcrypto fails): the same charge, and
+    the token ``first_sync`` issues."""
+    await register(core, "alice", BOOK[0])
+    tokens = core.discovery._tokens
+    step = tokens.step
+    # A step that renews a malformed token, not the first sync's issue: it proves nothing.
+    monkeypatch.setattr(tokens, "step", lambda account, token: step(account, b"\x00"))
+    book = [BOOK[0], BOOK[1], BOOK[0]]
+    answer = await core.discovery.discover(ACCOUNT, packed(*book), b"", b"")
+    assert await core.remaining() == CAPACITY - 2
+    assert found(answer.matches) == [(0, "alice"), (2, "alice")]
+    assert answer.token == tokens.first_sync(ACCOUNT, packed(*book))[1]
+
+
 async def test_a_first_sync_charges_each_distinct_hash_once(core: Core) -> None:
     await register(core, "alice", BOOK[0])
     book = [BOOK[0], BOOK[1], BOOK[0], BOOK[2], BOOK[1]]

@@ -1,8 +1,8 @@
-"""The compiled renewal of an unchanged book (``renew_unchanged``) against the Python one.
+"""The compiled token step of a lookup job (``ResyncTokens.step``) against the Python paths.
 
-``renew_unchanged`` (given the set digest of a batch, as a lookup job makes it) may only say
-yes where ``renew_difference`` would renew for free, with the very same token; everywhere
-else it says None and leaves the decision (and any refusal) to ``renew_difference``.
+For an unchanged book the step may only renew where ``renew_difference`` would renew for
+free, with the very same token; everywhere else it says None and leaves the decision (and
+any refusal) to ``renew_difference``. For a first sync it issues ``first_sync``'s token.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnet_server.core import _native
 from onnet_server.core.errors import InvalidArgument
 from onnet_server.core.resync import ResyncTokens
 from onnet_server.stores.memory import MemoryRegistry
@@ -21,11 +20,21 @@ from tests.unit.job_runs import run_job
 from tests.unit.resync.support import ACCOUNT, TTL, Clock, packed, split
 
 
-def digest(tokens: ResyncTokens, hashes: bytes) -> tuple[int, int]:
-    """What Discover gives the renewal: the lane sums of the hashes' distinct fingerprints
-    under the current pepper (a lookup job's digest: tests/unit/test_native.py)."""
-    _, first, second = _native.distinct_sums(tokens.fingerprinter.fingerprints(hashes))
-    return first, second
+def job_step(
+    tokens: ResyncTokens,
+    token: bytes,
+    hashes: bytes,
+    *,
+    account: str = ACCOUNT,
+    on_a_thread: bool = False,
+) -> bytes | None:
+    """The next token a lookup job's token step gives a call with ``token`` and ``hashes``
+    (as Discover runs it: the job makes the batch's digest, then issues or renews)."""
+    index = MemoryRegistry().index
+    step = tokens.step(account, token)
+    job = index.lookup_job(hashes, frozenset(), tokens.fingerprinter.lookup_key, step=step)
+    run_job(job, on_a_thread=on_a_thread)
+    return step.next_token()
 
 
 @settings(max_examples=50, deadline=None)
@@ -36,7 +45,7 @@ def test_an_unchanged_book_renews_as_the_python_renewal_does(size: int, seed: in
     token = tokens.issue(ACCOUNT, b"".join(book))
     random.Random(seed).shuffle(book)  # any order
     hashes = b"".join(book)
-    renewed = tokens.renew_unchanged(ACCOUNT, token, digest(tokens, hashes))
+    renewed = job_step(tokens, token, hashes)
     assert renewed is not None
     assert (0, renewed) == tokens.renew_difference(ACCOUNT, token, hashes, b"", b"")
     tokens.verify(renewed, ACCOUNT, hashes)
@@ -46,22 +55,23 @@ def test_the_renewed_token_expires_a_lifetime_after_now(tokens: ResyncTokens, cl
     book = packed(20)
     token = tokens.issue(ACCOUNT, book)
     clock.now += 1234.75
-    renewed = tokens.renew_unchanged(ACCOUNT, token, digest(tokens, book))
+    renewed = job_step(tokens, token, book)
     assert renewed is not None
     assert int.from_bytes(renewed[5:13], "big") == int(clock.now) + TTL
 
 
 def undecided(tokens: ResyncTokens, token: bytes, hashes: bytes, account: str = ACCOUNT) -> None:
-    """``renew_unchanged`` leaves this call to ``renew_difference``."""
-    assert tokens.renew_unchanged(account, token, digest(tokens, hashes)) is None
+    """The job's token step leaves this call to ``renew_difference``."""
+    assert job_step(tokens, token, hashes, account=account) is None
 
 
 def test_a_book_with_a_hash_twice_renews_as_the_python_renewal_does(tokens: ResyncTokens) -> None:
     book = packed(30)
     token = tokens.issue(ACCOUNT, book)
     twice = book + book[:32]
-    renewed = tokens.renew_unchanged(ACCOUNT, token, digest(tokens, twice))
-    # The digest is the set's: the same as the Python renewal's once it collapsed the twin.
+    renewed = job_step(tokens, token, twice)
+    # The rows' sum does not verify; the set's does: the same token as the Python renewal
+    # gives once it collapsed the twin.
     assert renewed is not None
     assert (0, renewed) == tokens.renew_difference(ACCOUNT, token, twice, b"", b"")
     tokens.verify(renewed, ACCOUNT, book)
@@ -102,7 +112,8 @@ def test_every_altered_byte_of_the_token_is_left_to_the_python_renewal(
         altered = bytearray(token)
         altered[at] ^= 0x01
         undecided(tokens, bytes(altered), book)
-    for malformed in (b"", token[:-1], token + b"\x00"):
+    # (An empty token is no re-sync's: it asks for a first sync, whose token the step issues.)
+    for malformed in (token[:1], token[:-1], token + b"\x00"):
         undecided(tokens, malformed, book)
 
 
@@ -114,7 +125,7 @@ def test_tokens_of_another_key_or_version_are_left_to_the_python_renewal(
     undecided(tokens, before_rotation, book)
     cost, renewed = tokens.renew_difference(ACCOUNT, before_rotation, book, b"", b"")
     assert cost == 0
-    assert tokens.renew_unchanged(ACCOUNT, renewed, digest(tokens, book)) is not None
+    assert job_step(tokens, renewed, book) is not None
     version_1 = bytes([1]) + before_rotation[1:]
     undecided(tokens, version_1, book)
 
@@ -123,20 +134,9 @@ def test_an_account_id_the_token_cannot_hold_is_an_error(tokens: ResyncTokens) -
     book = packed(2)
     token = tokens.issue(ACCOUNT, book)
     with pytest.raises(ValueError, match="longer than 255"):
-        tokens.renew_unchanged("a" * 256, token, digest(tokens, book))
+        job_step(tokens, token, book, account="a" * 256)
     with pytest.raises(UnicodeEncodeError):
-        tokens.renew_unchanged("ålice", token, digest(tokens, book))
-
-
-def job_step(
-    tokens: ResyncTokens, token: bytes, hashes: bytes, *, on_a_thread: bool
-) -> bytes | None:
-    """The next token a lookup job's token step gives a call with ``token`` and ``hashes``."""
-    index = MemoryRegistry().index
-    step = tokens.step(ACCOUNT, token)
-    job = index.lookup_job(hashes, frozenset(), tokens.fingerprinter.lookup_key, step=step)
-    run_job(job, on_a_thread=on_a_thread)
-    return step.next_token()
+        job_step(tokens, token, book, account="ålice")
 
 
 @pytest.mark.parametrize("on_a_thread", [False, True])
