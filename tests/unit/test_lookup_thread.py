@@ -210,24 +210,57 @@ def test_a_job_answers_only_for_the_index_it_was_made_from() -> None:
     assert answer[1] == 1
 
 
-async def test_a_cancelled_lookup_is_not_probed(thread: LookupThread) -> None:
-    """A client that gives up on its calls does not keep the thread busy with them."""
+def test_a_cancelled_job_is_not_probed() -> None:
+    """A client that gives up on its calls does not keep the thread busy with them: a job
+    cancelled while queued is let go without its probe (the worker starts serving after
+    the cancellation, so the job is certainly still queued then)."""
     store = MemoryRegistry()
     register(store, 300)
     rng = random.Random(5)
-    ahead = store.index.lookup_job(request(rng, 100_000), frozenset(), KEY)
-    given_up = store.index.lookup_job(request(rng, 100_000), frozenset(), KEY)
-    running = asyncio.ensure_future(thread.run(ahead))
-    waiting = asyncio.ensure_future(thread.run(given_up))
-    await asyncio.sleep(0)  # both queued, the second behind the first
-    waiting.cancel()
-    assert await running
-    with pytest.raises(asyncio.CancelledError):
-        await waiting
-    await thread.close()  # every queued job done with
+    ahead = store.index.lookup_job(request(rng, 1000), frozenset(), KEY)
+    given_up = store.index.lookup_job(request(rng, 1000), frozenset(), KEY)
+    worker = _native.LookupWorker(4)
+    assert worker.submit(ahead)
+    assert worker.submit(given_up)
+    worker.cancel(given_up)
+    worker.stop()  # serve returns once the queued jobs are done with
+    serving = threading.Thread(target=worker.serve)
+    serving.start()
+    serving.join()
+    assert worker.finished() == [ahead, given_up]
     # Never run: no fingerprints made, nothing found, no answer.
     assert given_up.digest() is None
     assert given_up.answer(store.index.edits, b"") is None
     probed = ahead.answer(store.index.edits, b"")
     assert probed is not None
     assert probed[1] > 0
+
+
+class CancelsRecorded:
+    """A lookup worker that records which jobs it was asked to cancel."""
+
+    def __init__(self, worker: _native.LookupWorker) -> None:
+        self.worker = worker
+        self.cancelled: list[_native.LookupJob] = []
+
+    def cancel(self, job: _native.LookupJob) -> None:
+        self.cancelled.append(job)
+        self.worker.cancel(job)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.worker, name)
+
+
+async def test_a_caller_that_gives_up_cancels_its_job(thread: LookupThread) -> None:
+    """``LookupThread.run`` cancelled: the worker is told to let the job go."""
+    store = MemoryRegistry()
+    register(store, 10)
+    recording = CancelsRecorded(thread._worker)
+    thread._worker = recording  # type: ignore[assignment]
+    job = store.index.lookup_job(request(random.Random(6), 100), frozenset(), KEY)
+    waiting = asyncio.ensure_future(thread.run(job))
+    await asyncio.sleep(0)  # submitted, and waiting for the worker
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert recording.cancelled == [job]
