@@ -204,7 +204,9 @@ def test_match_finds_the_holder_the_definition_names(
 def test_overlay_chains_are_read_across_windows_and_around_the_table(chain: int) -> None:
     """The compiled probe reads a chain a window (8 slots) at a time: a chain that fills its
     window, runs on into the next, wraps from the table's last window to its first, or has
-    tombstones and tag ties on the way must give the answers a slot-by-slot walk gives."""
+    tombstones and tag ties on the way must give the answers a slot-by-slot walk gives.
+    Some holders are hidden and some excluded: the marks read must be those of the row
+    found, also where it is not the first with its tag or not in its home window."""
     rng = random.Random(chain)
     world = World(rng, 0, 0)
     table = RowSlots(tagged=True)
@@ -219,7 +221,7 @@ def test_overlay_chains_are_read_across_windows_and_around_the_table(chain: int)
     world.offsets = np.array(list(itertools.accumulate([0, *lengths]))[:-1], dtype=np.uint32)
     world.overlay_hi = np.array([n[0] for n in numbers], dtype=np.uint64)
     world.overlay_lo = np.array([n[1] for n in numbers], dtype=np.uint64)
-    world.discoverable = np.ones(len(numbers), dtype=np.uint8)
+    world.discoverable = np.array([row % 3 != 1 for row in range(len(numbers))], np.uint8)
     for row, (hi, _) in enumerate(numbers):
         table.place(hi, row)
     world.table = table
@@ -230,12 +232,15 @@ def test_overlay_chains_are_read_across_windows_and_around_the_table(chain: int)
         slot = next(s for s, r in table.probe(numbers[row][0]) if r == row)
         table.remove_slot(slot)
         world.live.discard(row)
-    world.excluded_mine, world.excluded_base = [], []
+    world.excluded_mine, world.excluded_base = [row for row in world.live if row % 3 == 2], []
     queries = numbers + [(first, rng.getrandbits(64)) for _ in range(5)]
     rng.shuffle(queries)
-    expected = world.expected(queries, True)
-    assert len(expected[0]) == len(numbers) - 2
-    assert world.match(queries, True) == expected
+    everyone = world.expected(queries, False)
+    assert len(everyone[0]) == len([row for row in world.live if row % 3 != 2])
+    assert world.match(queries, False) == everyone
+    shown = world.expected(queries, True)
+    assert len(shown[0]) == len([row for row in world.live if row % 3 == 0])
+    assert world.match(queries, True) == shown
 
 
 def test_match_of_nothing_is_empty() -> None:

@@ -53,25 +53,27 @@ cdef extern from *:
        empty slot or a tombstone has all ones there, so it never carries a tag. */
     #if defined(__SSE2__)
     #include <emmintrin.h>
+    /* Four slots' halves gathered: their top halves (lanes 1 and 3 of each pair) and their
+       bottom halves (lanes 0 and 2), as 4-bit masks of the slots whose top half is ``tags``
+       and of the slots that are all ones (empty). */
+    static inline void onnet_four_slots(const int64_t* slots, __m128i tags,
+                                        unsigned int* tagged, unsigned int* empty) {
+        const __m128 first = _mm_castsi128_ps(_mm_loadu_si128((const __m128i*)slots));
+        const __m128 second = _mm_castsi128_ps(_mm_loadu_si128((const __m128i*)(slots + 2)));
+        const __m128i top = _mm_castps_si128(_mm_shuffle_ps(first, second, _MM_SHUFFLE(3, 1, 3, 1)));
+        const __m128i bottom = _mm_castps_si128(_mm_shuffle_ps(first, second, _MM_SHUFFLE(2, 0, 2, 0)));
+        *tagged = (unsigned int)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(top, tags)));
+        *empty = (unsigned int)_mm_movemask_ps(_mm_castsi128_ps(
+            _mm_cmpeq_epi32(_mm_and_si128(top, bottom), _mm_set1_epi32(-1))));
+    }
     static inline void onnet_window_masks(const int64_t* window, uint32_t tag,
                                           unsigned int* tagged, unsigned int* empty) {
-        const __m128i ones = _mm_set1_epi32(-1);
-        const __m128i tags = _mm_set_epi32((int)tag, 0, (int)tag, 0);
-        unsigned int found_tags = 0, found_empty = 0, lanes_empty, lanes_tag;
-        int pair;
-        for (pair = 0; pair < 4; pair++) {  /* two slots, four 32-bit lanes, at a time */
-            __m128i slots = _mm_loadu_si128((const __m128i*)(window + 2 * pair));
-            lanes_empty = (unsigned int)_mm_movemask_ps(
-                _mm_castsi128_ps(_mm_cmpeq_epi32(slots, ones)));
-            lanes_tag = (unsigned int)_mm_movemask_ps(
-                _mm_castsi128_ps(_mm_cmpeq_epi32(slots, tags)));
-            lanes_empty &= lanes_empty >> 1;  /* both halves all ones: lanes 0 and 2 */
-            lanes_tag >>= 1;                  /* the top halves: lanes 1 and 3 */
-            found_empty |= ((lanes_empty & 1u) | ((lanes_empty >> 1) & 2u)) << (2 * pair);
-            found_tags |= ((lanes_tag & 1u) | ((lanes_tag >> 1) & 2u)) << (2 * pair);
-        }
-        *tagged = found_tags;
-        *empty = found_empty;
+        const __m128i tags = _mm_set1_epi32((int)tag);
+        unsigned int low_tagged, low_empty, high_tagged, high_empty;
+        onnet_four_slots(window, tags, &low_tagged, &low_empty);
+        onnet_four_slots(window + 4, tags, &high_tagged, &high_empty);
+        *tagged = low_tagged | (high_tagged << 4);
+        *empty = low_empty | (high_empty << 4);
     }
     #else
     static inline void onnet_window_masks(const int64_t* window, uint32_t tag,
@@ -360,36 +362,55 @@ cdef class OverlayView:
         (core/index/row_slots.py); a tombstone is negative but not empty. A row beyond this
         view's arrays (a probe on another thread, while the overlay grows) is never read.
 
-        The same steps whether the number is here or not (P7): the chain is read a window
-        (one cache line) at a time, its eight slots compared at once, also past the row
-        found, to the window that holds the chain's end; then one row's halves are read,
-        those of the row found or of a stand-in row (``read``, for the caller to keep),
-        after the same dependent steps. A walk that stopped at the row found answered an
-        unknown number about 10% slower than a held one (bench/README.md, issue 12, sixth
-        round). ``marks`` is the row whose marks the caller reads: the row found, or the
-        stand-in. The answer is returned by value, not through pointers, which the
-        compiler would have to assume could point into the arrays the probe reads.
+        The same instructions whether the number is here or not (P7; bench/README.md,
+        issue 12, eighth round). The chain is read a window (one cache line) at a time, its
+        eight slots compared at once, to the window that holds the chain's end (at the
+        tagged table's load a second window is rare, for held and unknown numbers alike:
+        core/index/row_slots.py). Each window reads one row's halves: its first slot that
+        carries the tag, or else a stand-in row picked from the keyed second half mixed
+        with the window's first word (so that its read waits for the window, as a held
+        row's does). Which row is read, whether it holds the number, and whose marks the
+        caller reads are chosen with arithmetic, not branches: the branches a held number
+        took on its own (the loop over its tagged slot, the choice of the row to report)
+        cost it about 22 instructions more than an unknown number, and 8 to 15% more time.
+        Only a second slot of one window with the same tag (one chance in 2**31 a slot)
+        takes a loop of its own. ``marks`` is the row found, or the home window's stand-in;
+        ``read`` what the rows' halves gave, for the caller to keep. The answer is returned by
+        value, not through pointers, which the compiler would have to assume could point
+        into the arrays the probe reads.
         """
         cdef _OverlayProbe probe
         cdef uint64_t slot = hi & self.home_mask
         cdef uint64_t windows = (self.mask + 1) // _WINDOW
+        cdef uint64_t rows = <uint64_t>self.rows
+        cdef uint64_t scatter = lo >> 32
         cdef const int64_t* window
-        cdef int64_t row, found = -1
-        cdef uint64_t stand_in, picked = 0
+        cdef int64_t found = -1, candidate, marks = -1, row
+        cdef uint64_t word, stand_in, first_half, second_half, read = 0, is_real, is_hit
         cdef unsigned int tagged, empty
-        if self.rows == 0:  # an overlay that never held anyone: nothing to read, for anyone
+        if rows == 0:  # an overlay that never held anyone: nothing to read, for anyone
             probe.found, probe.marks, probe.read = -1, 0, 0
             return probe
         while windows:
             window = self.table + slot
             _window_masks(window, <uint32_t>(hi >> 33), &tagged, &empty)
-            if empty:  # the chain ends at its first empty slot: none beyond is on it
-                tagged &= (empty & (~empty + 1)) - 1
-            if picked == 0:  # the home window: the word a held number's row comes from
-                picked = 1 | <uint64_t>window[_lowest_bit(tagged | (1u << _WINDOW)) % _WINDOW]
-            while tagged:  # a tag shared by two numbers is rare: usually once or never
+            tagged &= (empty & (~empty + 1)) - 1  # the chain ends at its first empty slot
+            word = <uint64_t>window[_lowest_bit(tagged | (1u << _WINDOW)) % _WINDOW]
+            word &= <uint64_t>_ROW_BITS
+            stand_in = ((scatter ^ word) * rows) >> 32
+            # All ones when the first tagged slot names a row of this view, else zero.
+            is_real = <uint64_t>0 - <uint64_t>((tagged != 0) & (word < rows))
+            candidate = <int64_t>((word & is_real) | (stand_in & ~is_real))
+            if marks < 0:  # the home window's: the stand-in whose marks an unknown number reads
+                marks = candidate
+            first_half = self.hi[candidate]
+            second_half = self.lo[candidate]
+            read ^= first_half ^ second_half
+            is_hit = is_real & (<uint64_t>0 - <uint64_t>((first_half == hi) & (second_half == lo)))
+            found = <int64_t>((<uint64_t>candidate & is_hit) | (<uint64_t>found & ~is_hit))
+            tagged &= tagged - 1
+            while tagged:  # another slot of this window with the same tag: almost never
                 row = window[_lowest_bit(tagged)] & _ROW_BITS
-                # Both halves read, as a stand-in's are below: no early exit on the first.
                 if row < self.rows and (self.hi[row] == hi) & (self.lo[row] == lo):
                     found = row
                 tagged &= tagged - 1
@@ -397,15 +418,12 @@ cdef class OverlayView:
                 break
             slot = (slot + _WINDOW) & self.mask
             windows -= 1
+        # The row found, or the home window's stand-in, chosen without a branch (``found``
+        # is -1 or a row: its sign bit, spread, says which).
+        is_hit = <uint64_t>(found >> 63)
         probe.found = found
-        # The row found, or a stand-in picked by the keyed second half (as scattered). The
-        # stand-in also mixes in the word a held number's row would have come from (its
-        # first tagged slot, else the window's first): so that its read waits for the same
-        # steps as a held number's row read does. Known from the fingerprint alone, it was
-        # started earlier, and unknown numbers came out faster.
-        stand_in = (lo >> 32) ^ (picked & <uint64_t>_ROW_BITS)
-        probe.marks = found if found >= 0 else <int64_t>((stand_in * <uint64_t>self.rows) >> 32)
-        probe.read = 0 if found >= 0 else self.hi[probe.marks] ^ self.lo[probe.marks]
+        probe.marks = <int64_t>((<uint64_t>marks & is_hit) | (<uint64_t>found & ~is_hit))
+        probe.read = read
         return probe
 
 
@@ -541,7 +559,8 @@ cdef bint _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
     cdef uint64_t hi, lo, claimed, touched = 0
     cdef int64_t row, mine, at, mine_at
     cdef _OverlayProbe mine_probe
-    cdef bint kept, skipped, out_mine, out_theirs, mine_shown
+    cdef bint kept, skipped, out_mine, out_theirs, mine_shown, kept_mine, kept_theirs
+    cdef uint64_t in_mine, keep
     group = 0
     while group < numbers:
         # A group's reads are started before any is used: the directory words, then the
@@ -573,13 +592,17 @@ cdef bint _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
             out_theirs = _holds(lookup.not_theirs, lookup.excluded_theirs, at)
             mine_shown = overlay.shown[mine_at] != 0
             out_mine = _holds(lookup.not_mine, lookup.excluded_mine, mine_at)
-            if mine >= 0:
-                kept = (mine_shown or not discoverable_only) and not out_mine
-                row = -2 - mine  # an overlay row, told apart by its sign
-            else:
-                kept = (row >= 0 and not skipped and not out_theirs
-                        and (claimed != 0 or not discoverable_only))
-            kept_row[d] = row if kept else _LEFT_OUT
+            # Both verdicts, then one picked with arithmetic: a branch on where the number
+            # was found would give a held number steps of its own (P7, see ``row_of``).
+            kept_mine = (mine_shown | (not discoverable_only)) & (not out_mine)
+            kept_theirs = ((row >= 0) & (not skipped) & (not out_theirs)
+                           & ((claimed != 0) | (not discoverable_only)))
+            in_mine = <uint64_t>0 - <uint64_t>(mine >= 0)
+            kept = (kept_mine & <bint>(in_mine & 1)) | (kept_theirs & <bint>(~in_mine & 1))
+            # An overlay row is told apart by its sign: -2 - mine.
+            row = <int64_t>((<uint64_t>(-2 - mine) & in_mine) | (<uint64_t>row & ~in_mine))
+            keep = <uint64_t>0 - <uint64_t>kept
+            kept_row[d] = <int64_t>((<uint64_t>row & keep) | (<uint64_t>_LEFT_OUT & ~keep))
         group = last
     global _sink
     _sink ^= touched

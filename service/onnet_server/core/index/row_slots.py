@@ -24,7 +24,14 @@ EMPTY = -1
 DELETED = -2
 _MIN_SIZE = 1024
 _MAX_LOAD = 0.6  # grow past this share of slots in use (tombstones included)
-# A rebuilt table starts at a load of at most _MAX_LOAD / 1.25, leaving room to grow.
+# A tagged table (the holders that lookups of untrusted numbers probe) grows sooner. A held
+# number's home window holds at least itself, so it is fuller than an unknown number's and
+# more often runs on into the next window: at a load of 0.6, held numbers read 15% more
+# windows than unknown ones, at 0.3 under 1% (a simulation of the chains), and the probe's
+# time must not tell them apart (P7; bench/README.md, issue 12, eighth round). The cost:
+# 8 bytes a slot, about 30 bytes per overlay row instead of 15, in a table of recent changes.
+_TAGGED_MAX_LOAD = 0.3
+# A rebuilt table starts at a load of at most its maximum / 1.25, leaving room to grow.
 
 
 WINDOW = 8
@@ -51,9 +58,9 @@ def _line_aligned(size: int, dtype: np.dtype[Any]) -> npt.NDArray[np.signedinteg
     return room[skip : skip + size]
 
 
-def _size_for(count: int) -> int:
+def _size_for(count: int, max_load: float) -> int:
     size = _MIN_SIZE
-    while count > size * _MAX_LOAD / 1.25:
+    while count > size * max_load / 1.25:
         size *= 2
     return size
 
@@ -64,7 +71,8 @@ class RowSlots:
     def __init__(self, count: int = 0, *, tagged: bool = False) -> None:
         """Make an empty table sized for ``count`` rows; ``tagged`` slots carry a tag."""
         self.tagged = tagged
-        self._allocate(_size_for(count))
+        self._max_load = _TAGGED_MAX_LOAD if tagged else _MAX_LOAD
+        self._allocate(_size_for(count, self._max_load))
 
     def _allocate(self, size: int) -> None:
         dtype = np.dtype(np.int64 if self.tagged else np.int32)
@@ -83,11 +91,11 @@ class RowSlots:
 
     def full_after(self, extra: int) -> bool:
         """True when ``extra`` more rows would pass the maximum load."""
-        return (self._used + self._deleted + extra) > len(self.slots) * _MAX_LOAD
+        return (self._used + self._deleted + extra) > len(self.slots) * self._max_load
 
     def rebuild(self, hashes: npt.NDArray[np.uint64], rows: npt.NDArray[np.int32]) -> None:
         """Start over with exactly ``rows`` (whose hashes are ``hashes``), vectorized."""
-        self._allocate(_size_for(len(rows)))
+        self._allocate(_size_for(len(rows), self._max_load))
         self.place_many(hashes, rows)
 
     def place_many(self, hashes: npt.NDArray[np.uint64], rows: npt.NDArray[np.int32]) -> None:
