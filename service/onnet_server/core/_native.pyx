@@ -369,12 +369,12 @@ cdef class OverlayView:
         core/index/row_slots.py). Each window reads one row's halves: its first slot that
         carries the tag, or else a stand-in row picked from the keyed second half mixed
         with the window's first word (so that its read waits for the window, as a held
-        row's does). Which row is read, whether it holds the number, and whose marks the
-        caller reads are chosen with arithmetic, not branches: the branches a held number
-        took on its own (the loop over its tagged slot, the choice of the row to report)
-        cost it about 22 instructions more than an unknown number, and 8 to 15% more time.
-        Only a second slot of one window with the same tag (one chance in 2**31 a slot)
-        takes a loop of its own. ``marks`` is the row found, or the home window's stand-in;
+        row's does). Which row is read and whether it holds the number are decided with
+        arithmetic, not branches: the branches a held number took on its own (the loop over
+        its tagged slot, the choice of the row to report) cost it about 23 instructions and
+        5 branches more than an unknown number, and 8 to 15% more time. Only a second slot
+        of one window with the same tag (one chance in 2**31 a slot) takes a loop of its
+        own. ``marks`` is the row found, or the home window's stand-in (see below);
         ``read`` what the rows' halves gave, for the caller to keep. The answer is returned by
         value, not through pointers, which the compiler would have to assume could point
         into the arrays the probe reads.
@@ -418,11 +418,17 @@ cdef class OverlayView:
                 break
             slot = (slot + _WINDOW) & self.mask
             windows -= 1
-        # The row found, or the home window's stand-in, chosen without a branch (``found``
-        # is -1 or a row: its sign bit, spread, says which).
-        is_hit = <uint64_t>(found >> 63)
+        # The marks read are the home window's row, held or stand-in: known before its halves
+        # are compared, so that their read waits for the same steps for a held number as for
+        # an unknown one. Chosen with arithmetic after the comparison, they made the probe no
+        # slower but its P7 spread larger (1.6% against 0.4% at the median, bench/README.md).
+        # A number held beyond its home window, or in a second slot with its tag (about one
+        # held number in a hundred at the table's load), is put right by one branch, which
+        # is not taken for any other number, held or not.
+        if (found >= 0) & (found != marks):
+            marks = found
         probe.found = found
-        probe.marks = <int64_t>((<uint64_t>marks & is_hit) | (<uint64_t>found & ~is_hit))
+        probe.marks = marks
         probe.read = read
         return probe
 
@@ -592,8 +598,11 @@ cdef bint _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
             out_theirs = _holds(lookup.not_theirs, lookup.excluded_theirs, at)
             mine_shown = overlay.shown[mine_at] != 0
             out_mine = _holds(lookup.not_mine, lookup.excluded_mine, mine_at)
-            # Both verdicts, then one picked with arithmetic: a branch on where the number
-            # was found would give a held number steps of its own (P7, see ``row_of``).
+            # Both verdicts, then one picked with arithmetic: with a branch on where the
+            # number was found, an unknown number's verdict did not wait for the reads a
+            # held number's waits for (its marks, its search of the exclusions), and came
+            # out about 4% faster, though it costs every number about 15% of the probe
+            # (bench/README.md, issue 12, eighth round).
             kept_mine = (mine_shown | (not discoverable_only)) & (not out_mine)
             kept_theirs = ((row >= 0) & (not skipped) & (not out_theirs)
                            & ((claimed != 0) | (not discoverable_only)))
