@@ -3,12 +3,12 @@
 A slot holds a row number, and in a tagged table also 31 bits of the row's hash (the tag):
 the full key of a row is read from the caller's per-row arrays only when the tag agrees, so
 a lookup that misses usually touches one slot and nothing else. Untagged slots take 4 bytes,
-tagged ones 8. With linear probing at a load of at most 0.6, most lookups end in the first or
-second slot. Probing starts at the beginning of an aligned window of ``WINDOW`` slots (one
-64-byte cache line of tagged slots), so almost every lookup ends in the one cache line it
-reads first (the compiled probe, core/_native.pyx, reads a whole window at once). Removal
-leaves a tombstone, so that rows further along a probe chain stay reachable; tombstones go
-at the next rebuild.
+tagged ones 8. With linear probing at a load of at most 0.6 (0.3 for a tagged table), most
+lookups end in the first or second slot. Probing starts at the beginning of an aligned
+window of ``WINDOW`` slots (one 64-byte cache line of tagged slots), so almost every lookup
+ends in the one cache line it reads first (the compiled probe, core/_native.pyx, reads a
+whole window at once). Removal leaves a tombstone, so that rows further along a probe chain
+stay reachable; tombstones go at the next rebuild.
 """
 
 from __future__ import annotations
