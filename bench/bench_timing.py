@@ -17,7 +17,10 @@ A third asks the index alone for DISTINCT numbers of each kind (an account that 
 same steps and reach as far into memory whether its number is hidden, blocked or unknown.
 It runs twice: with every user in the base (as after a build), and with 30,000 users in the
 overlay (a server's recent registrations; all the users of a population below a build's
-50,000 changes), which holds them in another structure, probed by other steps.
+50,000 changes), which holds them in another structure, probed by other steps. With nobody
+blocked it also asks a batch of half hidden and half unknown numbers, mixed: a branch that
+goes one way for held numbers and the other for unknown ones is foreseen in a batch of one
+kind, and mispredicted there.
 
 Smoke size (the test suite): 1,000 registered users, 5 rounds. Full (`make bench`):
 ONNET_BENCH_USERS users (1,000,000), 200 rounds.
@@ -181,13 +184,18 @@ def test_distinct_numbers_of_each_kind(held_in: str) -> None:
     blocked = of_rows(range(1, 3 * DISTINCT, 3))
     blockers = frozenset(f"user{row}" for row in range(1, 3 * DISTINCT, 3))
     unknown = rng.bytes(16 * DISTINCT)
-    for asked in (hidden, blocked, unknown):
+    # Half hidden, half unknown, mixed: a branch that goes one way for held numbers and the
+    # other for unknown ones is foreseen in a batch of one kind, and mispredicted here.
+    records = [batch[i : i + 16] for batch in (hidden, unknown) for i in range(0, 8 * DISTINCT, 16)]
+    half_hidden = b"".join(records[i] for i in rng.permutation(len(records)))
+    for asked in (hidden, blocked, unknown, half_hidden):
         assert not index.match(asked, blockers).user_ids
     where = "" if held_in == "base" else f", {users:,} users in the overlay"
     RESULTS[f"index probe, {DISTINCT:,} distinct numbers{where}, nobody blocked"] = interleaved(
         {
             "hidden": lambda: index.match(hidden),
             "unknown": lambda: index.match(unknown),
+            "half hidden": lambda: index.match(half_hidden),
         }
     )
     with_blockers = f"index probe, {DISTINCT:,} distinct numbers{where}, {len(blockers):,} blockers"

@@ -424,8 +424,11 @@ cdef class OverlayView:
         # slower but its P7 spread larger (1.6% against 0.4% at the median, bench/README.md).
         # A number held beyond its home window, or in a second slot with its tag (about one
         # held number in a hundred at the table's load), is put right by one branch, which
-        # is not taken for any other number, held or not.
-        if (found >= 0) & (found != marks):
+        # is not taken for any other number, held or not. One test: written as two
+        # (``found >= 0 and ...``), gcc branched on ``found >= 0`` first, which a batch
+        # mixing held and unknown numbers mispredicts for half of them (such a batch took
+        # 12 to 19% longer than one of unknown numbers). ``found >> 63`` is all ones for -1.
+        if <uint64_t>(found ^ marks) & ~<uint64_t>(found >> 63):
             marks = found
         probe.found = found
         probe.marks = marks
@@ -598,11 +601,11 @@ cdef bint _run(_Lookup* lookup, BaseView base, OverlayView overlay) noexcept nog
             out_theirs = _holds(lookup.not_theirs, lookup.excluded_theirs, at)
             mine_shown = overlay.shown[mine_at] != 0
             out_mine = _holds(lookup.not_mine, lookup.excluded_mine, mine_at)
-            # Both verdicts, then one picked with arithmetic: with a branch on where the
+            # Both verdicts, then one picked with arithmetic. With a branch on where the
             # number was found, an unknown number's verdict did not wait for the reads a
             # held number's waits for (its marks, its search of the exclusions), and came
-            # out about 4% faster, though it costs every number about 15% of the probe
-            # (bench/README.md, issue 12, eighth round).
+            # out about 4% faster than a held one. The arithmetic costs every number about
+            # 15% of the probe's time (bench/README.md, issue 12, eighth round).
             kept_mine = (mine_shown | (not discoverable_only)) & (not out_mine)
             kept_theirs = ((row >= 0) & (not skipped) & (not out_theirs)
                            & ((claimed != 0) | (not discoverable_only)))
