@@ -186,7 +186,8 @@ def test_distinct_numbers_of_each_kind(held_in: str) -> None:
     unknown = rng.bytes(16 * DISTINCT)
     # Half hidden, half unknown, mixed: a branch that goes one way for held numbers and the
     # other for unknown ones is foreseen in a batch of one kind, and mispredicted here.
-    records = [batch[i : i + 16] for batch in (hidden, unknown) for i in range(0, 8 * DISTINCT, 16)]
+    half = 16 * (DISTINCT // 2)  # bytes: the first half of each batch's fingerprints
+    records = [batch[i : i + 16] for batch in (hidden, unknown) for i in range(0, half, 16)]
     half_hidden = b"".join(records[i] for i in rng.permutation(len(records)))
     for asked in (hidden, blocked, unknown, half_hidden):
         assert not index.match(asked, blockers).user_ids

@@ -26,10 +26,11 @@ _MIN_SIZE = 1024
 _MAX_LOAD = 0.6  # grow past this share of slots in use (tombstones included)
 # A tagged table (the holders that lookups of untrusted numbers probe) grows sooner. A held
 # number's home window holds at least itself, so it is fuller than an unknown number's and
-# more often runs on into the next window: at a load of 0.6, held numbers read 15% more
+# more often runs on into the next window: at a load of 0.6, held numbers read 13% more
 # windows than unknown ones, at 0.3 under 1% (a simulation of the chains), and the probe's
 # time must not tell them apart (P7; bench/README.md, issue 12, eighth round). The cost:
-# 8 bytes a slot, about 30 bytes per overlay row instead of 15, in a table of recent changes.
+# 8 bytes a slot, about 30 bytes per overlay row instead of 15, in every worker's overlay
+# (up to a build's worth of changes: stores/index_rebuild.py's BasePolicy).
 _TAGGED_MAX_LOAD = 0.3
 # A rebuilt table starts at a load of at most its maximum / 1.25, leaving room to grow.
 
