@@ -3,7 +3,8 @@
 Each figure comes with a ceiling measured in the same run:
 - import: users/s through `Registry.ImportUsers` (gRPC, validation, fingerprints, Lua, feed)
   against raw pipelined HSETs of the same records from the same process (the most a Python
-  client can push into this Redis);
+  client can push into this Redis), and the CPU time a row of the server's process (its event
+  loop: writes and the feed) and of its preparation pool (validation, private-mode entries);
 - memory: Redis bytes per user (INFO used_memory) for the registry hashes and for the change
   streams, against a plain Redis SET of the same 16-byte fingerprints;
 - load: seconds for a new process to load the snapshot, against raw HGETALL of every bucket;
@@ -22,6 +23,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +32,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 import onnet
 from bench.bench_lookup import USERS, rss_bytes
+from onnet_server.loadtest.server_cpu import ProcessCpu
 from onnet_server.stores.redis_layout import GROUPS, Layout
 from onnet_server.stores.redis_store import RedisRegistry
 from tests.redis_servers import RedisProcess, redis_server
@@ -67,6 +70,24 @@ def redis_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisPr
         yield server
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, theirs, and so on), from /proc (Linux)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text(encoding="ascii")
+            except OSError:
+                continue  # ended meanwhile
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
@@ -83,14 +104,22 @@ def test_import_rate(redis_instance: RedisProcess) -> None:
     # (ONNET_IMPORT_PROCESSES, inherited from this environment when set).
     env = {"ONNET_REDIS_URL": redis_instance.url}
     with server_process(env) as server:
+        pid = server.process.pid
+        server_cpu = ProcessCpu(pid).seconds()
         started = time.monotonic()
         with registry_client(server.target) as registry:
             result = registry.import_users(rows, batch_size=2000, window=8)
         elapsed = time.monotonic() - started
+        server_cpu = ProcessCpu(pid).seconds() - server_cpu
+        # The preparation pool's processes start with the first batch and live until the
+        # server stops: all their CPU time is this import's.
+        pool_cpu = sum(ProcessCpu(child).seconds() for child in descendants(pid))
     assert result.imported == len(unique)
     assert not result.rejected
     RESULTS["users"] = len(unique)
     RESULTS["import_per_s"] = len(unique) / elapsed
+    RESULTS["import_server_us"] = server_cpu / len(unique) * 1e6
+    RESULTS["import_pool_us"] = pool_cpu / len(unique) * 1e6
     total = used_memory(client) - before
     streams = sum(client.memory_usage(Layout().stream_key(g)) or 0 for g in range(GROUPS))
     RESULTS["redis_registry_b"] = (total - streams) / len(unique)
@@ -188,7 +217,9 @@ def test_report() -> None:
         f"\nregistry in Redis, {int(r['users']):,} users:"
         f"\n  import via ImportUsers:   {r['import_per_s']:,.0f} users/s"
         f"  (raw pipelined HSET ceiling {r['raw_hset_per_s']:,.0f}/s,"
-        f" ratio {r['import_per_s'] / r['raw_hset_per_s']:.2f})"
+        f" ratio {r['import_per_s'] / r['raw_hset_per_s']:.2f});"
+        f" CPU a row: {r['import_server_us']:.0f} us in the server's process,"
+        f" {r['import_pool_us']:.0f} us in its preparation pool"
         f"\n  Redis memory per user:    {r['redis_registry_b']:.0f} B registry"
         f" + {r['redis_streams_b']:.0f} B change streams"
         f"  (plain SET of fingerprints: {r['redis_set_b']:.0f} B)"

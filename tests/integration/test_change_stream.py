@@ -10,15 +10,18 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
+from redis.asyncio import RedisCluster
 
 from onnet import ImportRow, contact_hash
 from onnet.protocol import oprf
 from onnet_server.core.fingerprint import Fingerprinter
+from onnet_server.core.ports import UserRow
 from onnet_server.core.private.keys import OprfKey
 from onnet_server.core.registry import RegistryService
 from onnet_server.stores.redis_connection import RedisClient, connect, scan_keys
 from onnet_server.stores.redis_feed import FeedFollower, _Change, _Current
 from onnet_server.stores.redis_layout import Layout
+from onnet_server.stores.redis_state import RegistryState
 from onnet_server.stores.redis_store import RedisRegistry
 from tests.stores import open_redis_store
 
@@ -267,3 +270,65 @@ async def test_an_erasure_behind_a_record_read_ahead_still_drops_the_blocklist(
                 assert fresh.blocks("gus", blocked) is False
     finally:
         await reader.close()
+
+
+async def hget_calls(client: RedisClient) -> int:
+    """How many HGETs Redis has served since it started (every master of a cluster)."""
+    if isinstance(client, RedisCluster):
+        per_node = await client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        stats = list(per_node.values())
+    else:
+        stats = [await client.info("commandstats")]
+    return sum(int(node.get("cmdstat_hget", {}).get("calls", 0)) for node in stats)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_writer_does_not_read_back_what_it_registered(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """An imported row costs the process that wrote it one application, not two: its feed
+    passes the rows' entries without reading their records back (before, each came back
+    with an HGET and was applied again). A process that did not write them reads them."""
+    where = location(kind, request)
+    clients = [connect(*where) for _ in range(2)]
+    for client in clients:
+        if where[1]:
+            await client.initialize()
+    writer, reader = (RedisRegistry(client) for client in clients)
+    await writer.reload()  # no feed task: each catch_up is one poll
+    await reader.reload()
+    run = secrets.token_hex(4)
+    rows = [UserRow(f"row-{run}-{i}", os.urandom(16), i % 3 != 0, b"") for i in range(300)]
+    try:
+        before = await hget_calls(clients[0])
+        await writer.register_many(rows)
+        while await writer.catch_up():
+            pass
+        assert await hget_calls(clients[0]) == before
+        assert not any(cursor.own_puts for cursor in writer._state.cursors)
+
+        while await reader.catch_up():
+            pass
+        assert await hget_calls(clients[0]) == before + len(rows)  # the count counts
+        everything = b"".join(row.fingerprint for row in rows)
+        assert reader.match(everything).user_ids == writer.match(everything).user_ids
+        assert len(writer.match(everything).user_ids) == 200
+        # The writer still applies what others write after its own rows.
+        await reader.register(f"late-{run}", rows[0].fingerprint, True)
+        await writer.catch_up()
+        assert writer.match(rows[0].fingerprint).user_ids == [f"late-{run}"]
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+def test_an_own_entry_the_feed_already_passed_is_not_remembered() -> None:
+    """The feed may read a write's entry before the write's reply comes back (it applies it
+    as anyone's). Remembering it then would keep it for ever: the feed never comes back."""
+    state = RegistryState(connect("redis://127.0.0.1:1/0", None))  # never connects
+    state.cursors[3].last_seq = 10
+    state.applied_own_put(3, 10)
+    state.applied_own_put(3, 9)
+    assert state.cursors[3].own_puts == set()
+    state.applied_own_put(3, 11)
+    assert state.cursors[3].own_puts == {11}

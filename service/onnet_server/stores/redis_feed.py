@@ -4,7 +4,8 @@ A stream entry names the user who changed, never their number: for each poll the
 reads those users' current records and blocklists from Redis in one round trip and applies
 them in the stream's order. A record read may be newer than its entry; applying it early is
 harmless, since the index ignores anything older than what it holds, and an erasure that
-comes between still takes the user's blocklist with it (see ``_apply``).
+comes between still takes the user's blocklist with it (see ``_apply``). A registration this
+process wrote itself is already applied (redis_writes.py): its entry only moves the cursor.
 
 A gap in a stream (the feed fell behind a trim), a changed epoch or a sequence number that
 went back (Redis lost data) make the follower load a fresh snapshot. While Redis is away it
@@ -24,6 +25,7 @@ from onnet_server.stores.index_files import BaseFile
 from onnet_server.stores.index_rebuild import Rebuilder
 from onnet_server.stores.redis_connection import STORE_DOWN
 from onnet_server.stores.redis_layout import GROUPS, UserRecord
+from onnet_server.stores.redis_scripts import RECORDS
 from onnet_server.stores.redis_snapshot import SnapshotLoader
 from onnet_server.stores.redis_state import RegistryState
 from onnet_server.stores.redis_writes import RedisWriter
@@ -200,30 +202,41 @@ class FeedFollower:
         """
         state = self._state
         current = _Current({}, {}, {})
-        putting: list[str] = []
+        putting: dict[int, list[str]] = {}  # by group: one script reads a group's records
         blocking: list[str] = []
-        for _group, entry_id, entry in changes:
+        for group, entry_id, entry in changes:
+            if self._is_own_put(group, entry):
+                continue
             user_id = entry[b"user"].decode()
             if entry[b"op"] == b"put" and user_id not in current.records:
                 current.records[user_id] = None
-                putting.append(user_id)
+                putting.setdefault(group, []).append(user_id)
             elif entry[b"op"] in (b"block", b"unblock"):
                 if user_id not in current.last_block:
                     blocking.append(user_id)
                 current.last_block[user_id] = entry_id
         if not (putting or blocking):
             return current
+        layout = state.layout
         pipe = state.client.pipeline(transaction=False)
-        for user_id in putting:
-            group, bucket = state.layout.group_of(user_id)
-            pipe.hget(state.layout.bucket_key(group, bucket), user_id)
+        for group, user_ids in putting.items():
+            keys = [layout.bucket_key(group, layout.group_of(user)[1]) for user in user_ids]
+            pipe.eval(RECORDS.source, len(keys), *keys, *user_ids)
         for user_id in blocking:
-            pipe.smembers(state.layout.blocks_key(user_id))
+            pipe.smembers(layout.blocks_key(user_id))
         with redis_span("read_current", commands=len(putting) + len(blocking)):
             replies = await pipe.execute()
-        current.records.update(zip(putting, replies[: len(putting)], strict=True))
+        for user_ids, records in zip(putting.values(), replies, strict=False):
+            current.records.update(
+                (user, record or None) for user, record in zip(user_ids, records, strict=True)
+            )
         current.blocklists.update(zip(blocking, replies[len(putting) :], strict=True))
         return current
+
+    def _is_own_put(self, group: int, entry: dict[bytes, bytes]) -> bool:
+        """Whether ``entry`` is a registration this process wrote and applied itself."""
+        own = self._state.cursors[group].own_puts
+        return bool(own) and entry[b"op"] == b"put" and int(entry[b"seq"]) in own
 
     def _apply(
         self, group: int, entry_id: bytes, entry: dict[bytes, bytes], current: _Current
@@ -242,7 +255,9 @@ class FeedFollower:
         user_id = entry[b"user"].decode()
         claimed = None
         op = entry[b"op"]
-        if op == b"put":
+        if self._is_own_put(group, entry):
+            cursor.own_puts.discard(seq)  # written and applied here (redis_writes.py)
+        elif op == b"put":
             value = current.records[user_id]
             # A record gone by the time of reading is skipped: its 'del' follows in the stream.
             if value is not None:

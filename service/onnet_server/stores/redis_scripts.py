@@ -20,7 +20,16 @@ from redis.exceptions import NoScriptError
 
 from onnet_server.spans import redis_span
 
-__all__ = ["BLOCK", "DROP_IF_STALE", "IMPORT", "POSITION", "REGISTER", "UNREGISTER", "Script"]
+__all__ = [
+    "BLOCK",
+    "DROP_IF_STALE",
+    "IMPORT",
+    "POSITION",
+    "RECORDS",
+    "REGISTER",
+    "UNREGISTER",
+    "Script",
+]
 
 # Shared prologue: the next version of the group: at least Redis's clock in microseconds,
 # above the group's last version, and at least `floor` (the caller's view of the version it
@@ -44,7 +53,7 @@ local old = redis.call('HGET', KEYS[1], ARGV[1])
 local value = ARGV[2] .. ARGV[3] .. struct.pack('>I7', version) .. ARGV[6]
 redis.call('HSET', KEYS[1], ARGV[1], value)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'op', 'put', 'user', ARGV[1], 'seq', seq)
-return {old or '', string.format('%.0f', version)}
+return {old or '', string.format('%.0f', version), seq}
 """
 )
 
@@ -102,6 +111,7 @@ local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local versions, updated = {}, {}
+local first_seq = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
 for i = 1, count do
   local base = 5 * (i - 1) + 1
   local user, fingerprint, flags = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
@@ -115,7 +125,7 @@ for i = 1, count do
   versions[i] = string.format('%.0f', version)
 end
 redis.call('SET', KEYS[3], string.format('%.0f', last))
-return {versions, updated}
+return {versions, updated, first_seq}
 """
 
 _BLOCK_LUA = """-- ARGV: user_id, fingerprint, stream maxlen, 1 to block or 0 to unblock, the most
@@ -135,6 +145,15 @@ end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'op', op, 'user', ARGV[1], 'seq', seq)
 return 1
+"""
+
+_RECORDS_LUA = """-- KEYS: the bucket key of each user, all of one group. ARGV: the users.
+-- Each user's record, or '' for a user who has none (a Lua table cannot hold a nil).
+local records = {}
+for i = 1, #ARGV do
+  records[i] = redis.call('HGET', KEYS[i], ARGV[i]) or ''
+end
+return records
 """
 
 _POSITION_LUA = """-- KEYS: stream, seq. The last change's id and sequence number, read together.
@@ -169,14 +188,18 @@ class Script:
 
 
 REGISTER = Script(_REGISTER_LUA, "register")
-"""Add or move a user. Returns [previous record or "", new version]."""
+"""Add or move a user. Returns [previous record or "", new version, its entry's seq]."""
 UNREGISTER = Script(_UNREGISTER_LUA, "unregister")
 """Erase a user. Returns the version of the erasure, or 0 when there was no such user."""
 DROP_IF_STALE = Script(_DROP_IF_STALE_LUA, "drop_if_stale")
 """Remove a user who lost their number to a newer claim. Returns the version, or 0."""
 POSITION = Script(_POSITION_LUA, "position")
 """The group's last stream id and sequence number."""
+RECORDS = Script(_RECORDS_LUA, "records")
+"""The current records of some users of one group, in one command ('' for none)."""
 IMPORT = Script(_IMPORT_LUA, "import")
-"""Register a batch of one group's users. Returns [versions, updated flags]."""
+"""Register a batch of one group's users.
+
+Returns [versions, updated flags, the first user's entry's seq] (the others' follow it)."""
 BLOCK = Script(_BLOCK_LUA, "block")
 """Block or unblock a number for a user. Returns 1, 0, -1 (no such user) or -2 (full)."""

@@ -28,6 +28,9 @@ class Cursor:
 
     last_id: bytes = b"0-0"
     last_seq: int = 0
+    own_puts: set[int] = field(default_factory=set)
+    """Sequence numbers of this group's 'put' entries that this process wrote and applied
+    itself, ahead of the feed: the feed passes them without reading the records back."""
 
 
 @dataclass
@@ -68,6 +71,16 @@ class RegistryState:
     epoch: bytes | str | None = None
     """The mark of this Redis's data set (a Redis that came back empty has another)."""
     stats: FeedStats = field(default_factory=FeedStats)
+
+    def applied_own_put(self, group: int, seq: int) -> None:
+        """Note that this process wrote the 'put' entry ``seq`` of ``group`` and applied it.
+
+        Ignored when the feed has passed it (it read the entry before the write's reply
+        came back): the set then holds only entries the feed has still to pass.
+        """
+        cursor = self.cursors[group]
+        if seq > cursor.last_seq:
+            cursor.own_puts.add(seq)
 
     async def run(self, script: Script, keys: list[str], args: list[bytes | str | int]) -> object:
         """``script`` on the registry's connection; StoreUnavailable when Redis is away."""

@@ -3,7 +3,9 @@
 Redis is the source of truth: a registration, an erasure or a block is written there by one
 script (redis_scripts.py) that also appends it to its group's change stream, which every
 process's feed follows (redis_feed.py). The writing process applies its own change to its
-index at once, so that its next lookup sees it.
+index at once, so that its next lookup sees it, and with the change's place in the stream, so
+that its own feed passes a registration's entry without reading the record back (an import
+would otherwise cost this process every row twice).
 
 A number is held by its newest claim, by (version, user id); a registration that takes a
 number from someone also removes the loser from Redis (``settle``), which any process may
@@ -78,8 +80,15 @@ class RedisWriter:
             user_id, fingerprint, flags_byte(discoverable), state.stream_maxlen,
             _floor(previous), private_entry,
         ]  # fmt: skip
-        old, version_text = cast(list[bytes], await state.run(REGISTER, keys, args))
-        state.index.put(user_id, fingerprint, int(version_text), discoverable, private_entry)
+        old, version_text, seq = cast(
+            tuple[bytes, bytes, int], await state.run(REGISTER, keys, args)
+        )
+        group = state.layout.group_of(user_id)[0]
+        state.index.put(
+            user_id, fingerprint, int(version_text), discoverable, private_entry,
+            position=(group, seq),
+        )  # fmt: skip
+        state.applied_own_put(group, seq)
         self._rebuilder.note_change()
         await self.settle(fingerprint)
         return Registration(updated=bool(old), displaced_user_id=_displaced(previous, user_id))
@@ -133,10 +142,18 @@ class RedisWriter:
         except STORE_DOWN as error:
             raise StoreUnavailable("", "the registry store is unavailable") from error
         written: dict[int, bool] = {}
-        for (_group, members), (versions, updated) in zip(by_group.items(), replies, strict=True):
-            for (position, _), version, was_there in zip(members, versions, updated, strict=True):
+        for (group, members), (versions, updated, first_seq) in zip(
+            by_group.items(), replies, strict=True
+        ):
+            for offset, ((position, _), version, was_there) in enumerate(
+                zip(members, versions, updated, strict=True)
+            ):
                 user_id, fp, discoverable, entry = users[position]
-                state.index.put(user_id, fp, int(version), discoverable, entry)
+                seq = first_seq + offset
+                state.index.put(
+                    user_id, fp, int(version), discoverable, entry, position=(group, seq)
+                )
+                state.applied_own_put(group, seq)
                 self._rebuilder.note_change()
                 written[position] = bool(was_there)
         outcome = {}

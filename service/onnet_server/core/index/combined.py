@@ -32,7 +32,7 @@ import numpy.typing as npt
 from onnet_server.core import _native
 from onnet_server.core._resync_native import TokenStep
 from onnet_server.core.index.base import NO_ENTRY, BaseIndex, Columns, build_base
-from onnet_server.core.index.overlay import Overlay, Record, split_fingerprints
+from onnet_server.core.index.overlay import Overlay, Record, halves_of
 from onnet_server.core.ports import Matches
 from onnet_server.core.wire_answers import decode_buckets
 
@@ -261,7 +261,7 @@ class RegistryIndex:
         return row if row >= 0 and not self._overridden[row] else -1
 
     def _base_row_of_number(self, fingerprint: bytes) -> int:
-        hi, lo = (int(half[0]) for half in split_fingerprints(fingerprint))
+        hi, lo = halves_of(fingerprint)
         row = self._base.row_of(hi, lo)
         return row if row >= 0 and not self._overridden[row] else -1
 
