@@ -9,7 +9,8 @@ Each figure comes with a ceiling measured in the same run:
   streams, against a plain Redis SET of the same 16-byte fingerprints;
 - load: seconds for a new process to load the snapshot, against raw HGETALL of every bucket;
 - feed latency: Register through one `onnet serve` process until Discover through another
-  finds the number, against the feed's poll interval (the floor of the design).
+  finds the number, against the feed's poll interval (the floor of the design);
+- following: CPU a row for a process applying rows that another process imported.
 
 The suite runs it once with 2,000 users as a smoke test; `make bench` uses 1,000,000.
 """
@@ -207,9 +208,44 @@ def test_feed_latency(redis_instance: RedisProcess) -> None:
     RESULTS["feed_max_ms"] = latencies[-1] * 1000
 
 
+def test_follow_cost(redis_instance: RedisProcess) -> None:
+    """CPU a row for following the streams: what every other process pays for each change.
+
+    Another process imports; this one, which had loaded the empty registry, then applies
+    what the streams hold, as its feed would (reads each group's changed records, applies
+    them to its index). Every worker of every host pays this for every registration.
+    """
+    # A database of its own, and no more rows than the streams keep (16 x 20,000 entries).
+    url = redis_instance.url.rsplit("/", 1)[0] + "/3"
+    people = population(min(USERS, 50_000))
+    unique = dict(zip(people.numbers, people.user_ids, strict=True))
+    rows = [onnet.ImportRow(user, number) for number, user in unique.items()]
+
+    async def follow() -> tuple[int, int, float]:
+        follower = RedisRegistry(AsyncRedis.from_url(url))
+        await follower.reload()  # no feed task: the catch_up calls below are its polls
+        with (
+            server_process({"ONNET_REDIS_URL": url}) as writer,
+            registry_client(writer.target) as registry,
+        ):
+            assert registry.import_users(rows, batch_size=2000, window=8).imported == len(rows)
+        started = time.process_time()
+        applied = 0
+        while changes := await follower.catch_up():
+            applied += changes
+        cpu = time.process_time() - started
+        size = len(follower)
+        await follower.close()
+        return applied, size, cpu
+
+    applied, size, cpu = asyncio.run(follow())
+    assert applied == size == len(rows)
+    RESULTS["follow_us"] = cpu / applied * 1e6
+
+
 def test_report() -> None:
     """Print the figures of this run."""
-    needed = {"import_per_s", "load_s", "feed_p99_ms"}
+    needed = {"import_per_s", "load_s", "feed_p99_ms", "follow_us"}
     if needed - RESULTS.keys():
         pytest.skip(f"an earlier benchmark did not run; partial results: {RESULTS}")
     r = RESULTS
@@ -220,6 +256,8 @@ def test_report() -> None:
         f" ratio {r['import_per_s'] / r['raw_hset_per_s']:.2f});"
         f" CPU a row: {r['import_server_us']:.0f} us in the server's process,"
         f" {r['import_pool_us']:.0f} us in its preparation pool"
+        f"\n  following the streams:    {r['follow_us']:.0f} us of CPU a row another"
+        f" process wrote"
         f"\n  Redis memory per user:    {r['redis_registry_b']:.0f} B registry"
         f" + {r['redis_streams_b']:.0f} B change streams"
         f"  (plain SET of fingerprints: {r['redis_set_b']:.0f} B)"

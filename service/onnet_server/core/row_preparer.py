@@ -1,10 +1,11 @@
 """Preparing import rows for the store, on every core of the machine.
 
-Each row of an import costs about 25 µs to validate (``phonenumbers``, pure Python) and
-45 µs for its private-mode entry (one RFC 9497 evaluation in libsodium), against a few
-microseconds to write it. One process does that work on one core at best (the validation
-holds the GIL), so ``RowPreparer`` splits each batch over a pool of worker processes, one
-per core, each holding the pepper's keys from the moment it starts. Their results come
+Each row of an import costs about 50 µs to validate (``phonenumbers``, pure Python) and
+110 µs for its private-mode entry (one RFC 9497 evaluation in libsodium, and its sealing)
+on the reference machine, against about 80 µs for the server to write it
+(bench/README.md). One process does that work on one core at best (the validation holds
+the GIL), so ``RowPreparer`` splits each batch over a pool of worker processes, one per
+core, each holding the pepper's keys from the moment it starts. Their results come
 back in row order, exactly as ``prepare_rows`` in this process would give them.
 
 The pool starts at the first large batch (most servers never import) through the
