@@ -3,7 +3,8 @@
 # - libsodium (>= 1.0.18) for private mode's ristretto255 group, loaded by pysodium;
 # - a C compiler and Python's headers, to compile the index's hot loops (Cython) at install;
 # - OpenSSL's libcrypto headers (3.0 or newer), which a lookup job calls for its fingerprints;
-# - Node.js and npm, for the second client (examples/node) that the test suite runs.
+# - Node.js and npm, for the second client (examples/node) that the test suite runs;
+# - valgrind, whose memcheck the test suite runs over the compiled loops.
 set -eu
 PYTHON="${PYTHON:-python3}"
 missing=""
@@ -21,6 +22,9 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 if ! command -v npm >/dev/null 2>&1; then
     missing="$missing npm"
+fi
+if ! command -v valgrind >/dev/null 2>&1; then
+    missing="$missing valgrind"
 fi
 include_dir=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 if [ ! -f "$include_dir/Python.h" ]; then
