@@ -14,6 +14,7 @@ from redis.asyncio import RedisCluster
 
 from onnet import ImportRow, contact_hash
 from onnet.protocol import oprf
+from onnet_server.core.errors import StoreUnavailable
 from onnet_server.core.fingerprint import Fingerprinter
 from onnet_server.core.ports import UserRow
 from onnet_server.core.private.keys import OprfKey
@@ -23,6 +24,7 @@ from onnet_server.stores.redis_feed import FeedFollower, _Change, _Current
 from onnet_server.stores.redis_layout import Layout
 from onnet_server.stores.redis_state import RegistryState
 from onnet_server.stores.redis_store import RedisRegistry
+from onnet_server.stores.redis_writes import RedisWriter
 from tests.stores import open_redis_store
 
 KINDS = ["redis", "cluster"]
@@ -327,8 +329,100 @@ def test_an_own_entry_the_feed_already_passed_is_not_remembered() -> None:
     as anyone's). Remembering it then would keep it for ever: the feed never comes back."""
     state = RegistryState(connect("redis://127.0.0.1:1/0", None))  # never connects
     state.cursors[3].last_seq = 10
-    state.applied_own_put(3, 10)
-    state.applied_own_put(3, 9)
-    assert state.cursors[3].own_puts == set()
-    state.applied_own_put(3, 11)
-    assert state.cursors[3].own_puts == {11}
+    state.applied_own_put(3, 10, b"1-10")
+    state.applied_own_put(3, 9, b"1-9")
+    assert state.cursors[3].own_puts == {}
+    state.applied_own_put(3, 11, "1-11")
+    assert state.cursors[3].own_puts == {11: b"1-11"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_sequence_number_redis_hands_out_again_is_not_taken_for_our_own(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """A Redis that loses its last writes (a failover before they reached the replica, a
+    restart from an older file) hands their sequence numbers out again. An entry that comes
+    with the number of one of this process's own writes, but was written by another, must
+    be applied: here the same user, registered again elsewhere with another number."""
+    where = location(kind, request)
+    clients = [connect(*where) for _ in range(2)]
+    for client in clients:
+        if where[1]:
+            await client.initialize()
+    writer, other = (RedisRegistry(client) for client in clients)
+    await writer.reload()  # no feed task: each catch_up is one poll
+    await other.reload()
+    user = f"twice-{secrets.token_hex(4)}"
+    lost, kept = os.urandom(16), os.urandom(16)
+    layout = Layout()
+    group, bucket = layout.group_of(user)
+    try:
+        await writer.register(user, lost, True)
+        # Redis loses that write: its record, its stream entry and its sequence number.
+        client = clients[0]
+        newest = await client.xrevrange(layout.stream_key(group), count=1)
+        assert newest
+        assert newest[0][0] is not None
+        await client.xdel(layout.stream_key(group), newest[0][0])
+        await client.decr(layout.seq_key(group))
+        await client.hdel(layout.bucket_key(group, bucket), user)
+
+        await other.register(user, kept, True)  # the same sequence number, another entry
+        while await writer.catch_up():
+            pass
+        assert writer.match(kept).user_ids == [user]
+        assert writer.match(lost).user_ids == []
+        assert not any(cursor.own_puts for cursor in writer._state.cursors)
+    finally:
+        await writer.close()
+        await other.close()
+
+
+class WriterWhoseNextSettleFails(RedisWriter):
+    """A writer whose next removal of a displaced claim fails as if Redis went away."""
+
+    fail_next = True
+
+    async def _drop_stale(
+        self, user_id: str, fingerprint: bytes, winning_version: int, winner: str
+    ) -> bool:
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreUnavailable("", "the registry store is unavailable")
+        return await super()._drop_stale(user_id, fingerprint, winning_version, winner)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_displaced_claim_the_writer_could_not_remove_is_removed_by_its_feed(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """The writer removes the claim its registration displaced; when that fails, its own
+    feed must not pass the registration's entry as already done, but settle it again."""
+    where = location(kind, request)
+    client = connect(*where)
+    if where[1]:
+        await client.initialize()
+    store = RedisRegistry(client)
+    await store.reload()  # no feed task: each catch_up is one poll
+    store._writer = WriterWhoseNextSettleFails(store._state, store.rebuilder)
+    run = secrets.token_hex(4)
+    first, second, number = f"first-{run}", f"second-{run}", os.urandom(16)
+    try:
+        await store.register(first, number, True)
+        await store.register(second, number, True)  # takes the number; first is displaced
+        assert await stored_or_none(client, first) is not None  # the removal failed
+        while await store.catch_up():
+            pass
+        assert await stored_or_none(client, first) is None
+        assert store.match(number).user_ids == [second]
+    finally:
+        await store.close()
+
+
+async def stored_or_none(client: RedisClient, user_id: str) -> bytes | None:
+    """The user's record as Redis holds it now, or None."""
+    layout = Layout()
+    group, bucket = layout.group_of(user_id)
+    value = await client.hget(layout.bucket_key(group, bucket), user_id)
+    assert value is None or isinstance(value, bytes)
+    return value

@@ -219,7 +219,7 @@ async def write_first_holder(
         args: list[bytes | str | int] = [
             user_id, fingerprint, flags_byte(True), STREAM_MAXLEN, ahead, b"",
         ]  # fmt: skip
-        _, version, _ = await REGISTER(client, Layout().user_keys(user_id), args)
+        _, version, _, _ = await REGISTER(client, Layout().user_keys(user_id), args)
         return int(version)
     finally:
         await client.aclose()

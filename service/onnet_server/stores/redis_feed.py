@@ -205,7 +205,7 @@ class FeedFollower:
         putting: dict[int, list[str]] = {}  # by group: one script reads a group's records
         blocking: list[str] = []
         for group, entry_id, entry in changes:
-            if self._is_own_put(group, entry):
+            if self._is_own_put(group, entry_id, entry):
                 continue
             user_id = entry[b"user"].decode()
             if entry[b"op"] == b"put" and user_id not in current.records:
@@ -233,10 +233,15 @@ class FeedFollower:
         current.blocklists.update(zip(blocking, replies[len(putting) :], strict=True))
         return current
 
-    def _is_own_put(self, group: int, entry: dict[bytes, bytes]) -> bool:
+    def _is_own_put(self, group: int, entry_id: bytes | str, entry: dict[bytes, bytes]) -> bool:
         """Whether ``entry`` is a registration this process wrote and applied itself."""
         own = self._state.cursors[group].own_puts
-        return bool(own) and entry[b"op"] == b"put" and int(entry[b"seq"]) in own
+        if not own or entry[b"op"] != b"put":
+            return False
+        written = own.get(int(entry[b"seq"]))
+        return written is not None and written == (
+            entry_id.encode() if isinstance(entry_id, str) else entry_id
+        )
 
     def _apply(
         self, group: int, entry_id: bytes, entry: dict[bytes, bytes], current: _Current
@@ -255,8 +260,10 @@ class FeedFollower:
         user_id = entry[b"user"].decode()
         claimed = None
         op = entry[b"op"]
-        if self._is_own_put(group, entry):
-            cursor.own_puts.discard(seq)  # written and applied here (redis_writes.py)
+        own = self._is_own_put(group, entry_id, entry)
+        cursor.own_puts.pop(seq, None)  # passed, whoever wrote it
+        if own:
+            pass  # written and applied here (redis_writes.py)
         elif op == b"put":
             value = current.records[user_id]
             # A record gone by the time of reading is skipped: its 'del' follows in the stream.

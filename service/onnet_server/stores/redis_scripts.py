@@ -52,8 +52,9 @@ local old = redis.call('HGET', KEYS[1], ARGV[1])
     + """
 local value = ARGV[2] .. ARGV[3] .. struct.pack('>I7', version) .. ARGV[6]
 redis.call('HSET', KEYS[1], ARGV[1], value)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'op', 'put', 'user', ARGV[1], 'seq', seq)
-return {old or '', string.format('%.0f', version), seq}
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'op', 'put', 'user', ARGV[1],
+                     'seq', seq)
+return {old or '', string.format('%.0f', version), seq, id}
 """
 )
 
@@ -110,7 +111,7 @@ local count = (#ARGV - 1) / 5
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local versions, updated = {}, {}
+local versions, updated, ids = {}, {}, {}
 local first_seq = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
 for i = 1, count do
   local base = 5 * (i - 1) + 1
@@ -121,11 +122,12 @@ for i = 1, count do
   local seq = redis.call('INCR', KEYS[2])
   local value = fingerprint .. flags .. struct.pack('>I7', version) .. ARGV[base + 5]
   updated[i] = redis.call('HSET', bucket, user, value) == 0 and 1 or 0
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put', 'user', user, 'seq', seq)
+  ids[i] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put', 'user', user,
+                      'seq', seq)
   versions[i] = string.format('%.0f', version)
 end
 redis.call('SET', KEYS[3], string.format('%.0f', last))
-return {versions, updated, first_seq}
+return {versions, updated, first_seq, ids}
 """
 
 _BLOCK_LUA = """-- ARGV: user_id, fingerprint, stream maxlen, 1 to block or 0 to unblock, the most
@@ -188,7 +190,7 @@ class Script:
 
 
 REGISTER = Script(_REGISTER_LUA, "register")
-"""Add or move a user. Returns [previous record or "", new version, its entry's seq]."""
+"""Add or move a user. Returns [previous record or "", new version, its entry's seq and id]."""
 UNREGISTER = Script(_UNREGISTER_LUA, "unregister")
 """Erase a user. Returns the version of the erasure, or 0 when there was no such user."""
 DROP_IF_STALE = Script(_DROP_IF_STALE_LUA, "drop_if_stale")
@@ -200,6 +202,7 @@ RECORDS = Script(_RECORDS_LUA, "records")
 IMPORT = Script(_IMPORT_LUA, "import")
 """Register a batch of one group's users.
 
-Returns [versions, updated flags, the first user's entry's seq] (the others' follow it)."""
+Returns [versions, updated flags, the first user's entry's seq (the others' follow it), the
+entries' ids]."""
 BLOCK = Script(_BLOCK_LUA, "block")
 """Block or unblock a number for a user. Returns 1, 0, -1 (no such user) or -2 (full)."""

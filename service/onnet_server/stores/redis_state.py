@@ -28,9 +28,11 @@ class Cursor:
 
     last_id: bytes = b"0-0"
     last_seq: int = 0
-    own_puts: set[int] = field(default_factory=set)
-    """Sequence numbers of this group's 'put' entries that this process wrote and applied
-    itself, ahead of the feed: the feed passes them without reading the records back."""
+    own_puts: dict[int, bytes] = field(default_factory=dict)
+    """This group's 'put' entries that this process wrote and applied itself, ahead of the
+    feed (sequence number: entry id): the feed passes them without reading the records
+    back. The id, not the number alone: a Redis that lost writes (a failover, say) hands
+    their numbers out again, to entries this process did not write."""
 
 
 @dataclass
@@ -72,15 +74,19 @@ class RegistryState:
     """The mark of this Redis's data set (a Redis that came back empty has another)."""
     stats: FeedStats = field(default_factory=FeedStats)
 
-    def applied_own_put(self, group: int, seq: int) -> None:
+    def applied_own_put(self, group: int, seq: int, entry_id: bytes | str) -> None:
         """Note that this process wrote the 'put' entry ``seq`` of ``group`` and applied it.
 
         Ignored when the feed has passed it (it read the entry before the write's reply
-        came back): the set then holds only entries the feed has still to pass.
+        came back): the notes then hold only entries the feed has still to pass.
         """
         cursor = self.cursors[group]
         if seq > cursor.last_seq:
-            cursor.own_puts.add(seq)
+            cursor.own_puts[seq] = entry_id.encode() if isinstance(entry_id, str) else entry_id
+
+    def forget_own_put(self, group: int, seq: int) -> None:
+        """Let the feed apply the entry ``seq`` of ``group`` as anyone's after all."""
+        self.cursors[group].own_puts.pop(seq, None)
 
     async def run(self, script: Script, keys: list[str], args: list[bytes | str | int]) -> object:
         """``script`` on the registry's connection; StoreUnavailable when Redis is away."""

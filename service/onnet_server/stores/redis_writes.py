@@ -80,17 +80,18 @@ class RedisWriter:
             user_id, fingerprint, flags_byte(discoverable), state.stream_maxlen,
             _floor(previous), private_entry,
         ]  # fmt: skip
-        old, version_text, seq = cast(
-            tuple[bytes, bytes, int], await state.run(REGISTER, keys, args)
+        old, version_text, seq, entry_id = cast(
+            tuple[bytes, bytes, int, bytes], await state.run(REGISTER, keys, args)
         )
         group = state.layout.group_of(user_id)[0]
         state.index.put(
             user_id, fingerprint, int(version_text), discoverable, private_entry,
             position=(group, seq),
         )  # fmt: skip
-        state.applied_own_put(group, seq)
+        state.applied_own_put(group, seq, entry_id)
         self._rebuilder.note_change()
-        await self.settle(fingerprint)
+        if not await self.settle(fingerprint):
+            state.forget_own_put(group, seq)  # the feed settles it again
         return Registration(updated=bool(old), displaced_user_id=_displaced(previous, user_id))
 
     async def register_many(self, users: list[UserRow]) -> list[Registration]:
@@ -142,40 +143,45 @@ class RedisWriter:
         except STORE_DOWN as error:
             raise StoreUnavailable("", "the registry store is unavailable") from error
         written: dict[int, bool] = {}
-        for (group, members), (versions, updated, first_seq) in zip(
+        places: dict[int, tuple[int, int]] = {}  # (group, seq) of each row's entry
+        for (group, members), (versions, updated, first_seq, entry_ids) in zip(
             by_group.items(), replies, strict=True
         ):
-            for offset, ((position, _), version, was_there) in enumerate(
-                zip(members, versions, updated, strict=True)
+            for offset, ((position, _), version, was_there, entry_id) in enumerate(
+                zip(members, versions, updated, entry_ids, strict=True)
             ):
                 user_id, fp, discoverable, entry = users[position]
                 seq = first_seq + offset
                 state.index.put(
                     user_id, fp, int(version), discoverable, entry, position=(group, seq)
                 )
-                state.applied_own_put(group, seq)
+                state.applied_own_put(group, seq, entry_id)
+                places[position] = (group, seq)
                 self._rebuilder.note_change()
                 written[position] = bool(was_there)
         outcome = {}
         for position, was_there in written.items():
             user_id, fp = users[position].user_id, users[position].fingerprint
-            await self.settle(fp)
+            if not await self.settle(fp):
+                state.forget_own_put(*places[position])  # the feed settles it again
             outcome[position] = Registration(was_there, _displaced(previous[position], user_id))
         return outcome
 
-    async def settle(self, fingerprint: bytes) -> None:
+    async def settle(self, fingerprint: bytes) -> bool:
         """Remove from Redis every claim on ``fingerprint`` that lost it to a newer one.
 
         Any process may do this, as often as it likes: the script removes a claim only if it
         still names this number and lost to the winner. A failure is left for the next
-        change of that number, or the next snapshot load, to finish.
+        change of that number, the feed, or the next snapshot load, to finish. True when
+        nothing was left.
         """
         for user_id, winning_version, winner in self._state.index.shadowed_of(fingerprint):
             try:
                 await self._drop_stale(user_id, fingerprint, winning_version, winner)
             except (StoreUnavailable, RedisError) as error:
                 _log.warning("a displaced claim stays until later: %s", type(error).__name__)
-                return
+                return False
+        return True
 
     async def unregister(self, user_id: str) -> bool:
         """Erase the user in Redis (the change reaches every index through the stream)."""
