@@ -7,7 +7,8 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import RedisCluster
@@ -274,6 +275,27 @@ async def test_an_erasure_behind_a_record_read_ahead_still_drops_the_blocklist(
         await reader.close()
 
 
+@asynccontextmanager
+async def polled_registries(
+    where: tuple[str | None, str | None], count: int
+) -> AsyncIterator[list[RedisRegistry]]:
+    """``count`` loaded registries, each on its own connection and with no feed task: each
+    ``catch_up`` is one poll, when the test says."""
+    stores = []
+    for _ in range(count):
+        client = connect(*where)
+        if where[1]:
+            await client.initialize()
+        stores.append(RedisRegistry(client))
+    try:
+        for store in stores:
+            await store.reload()
+        yield stores
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def hget_calls(client: RedisClient) -> int:
     """How many HGETs Redis has served since it started (every master of a cluster)."""
     if isinstance(client, RedisCluster):
@@ -291,27 +313,19 @@ async def test_the_writer_does_not_read_back_what_it_registered(
     """An imported row costs the process that wrote it one application, not two: its feed
     passes the rows' entries without reading their records back (before, each came back
     with an HGET and was applied again). A process that did not write them reads them."""
-    where = location(kind, request)
-    clients = [connect(*where) for _ in range(2)]
-    for client in clients:
-        if where[1]:
-            await client.initialize()
-    writer, reader = (RedisRegistry(client) for client in clients)
-    await writer.reload()  # no feed task: each catch_up is one poll
-    await reader.reload()
     run = secrets.token_hex(4)
     rows = [UserRow(f"row-{run}-{i}", os.urandom(16), i % 3 != 0, b"") for i in range(300)]
-    try:
-        before = await hget_calls(clients[0])
+    async with polled_registries(location(kind, request), 2) as (writer, reader):
+        before = await hget_calls(writer.client)
         await writer.register_many(rows)
         while await writer.catch_up():
             pass
-        assert await hget_calls(clients[0]) == before
+        assert await hget_calls(writer.client) == before
         assert not any(cursor.own_puts for cursor in writer._state.cursors)
 
         while await reader.catch_up():
             pass
-        assert await hget_calls(clients[0]) == before + len(rows)  # the count counts
+        assert await hget_calls(writer.client) == before + len(rows)  # the count counts
         everything = b"".join(row.fingerprint for row in rows)
         assert reader.match(everything).user_ids == writer.match(everything).user_ids
         assert len(writer.match(everything).user_ids) == 200
@@ -319,9 +333,6 @@ async def test_the_writer_does_not_read_back_what_it_registered(
         await reader.register(f"late-{run}", rows[0].fingerprint, True)
         await writer.catch_up()
         assert writer.match(rows[0].fingerprint).user_ids == [f"late-{run}"]
-    finally:
-        await writer.close()
-        await reader.close()
 
 
 def test_an_own_entry_the_feed_already_passed_is_not_remembered() -> None:
@@ -344,22 +355,14 @@ async def test_a_sequence_number_redis_hands_out_again_is_not_taken_for_our_own(
     restart from an older file) hands their sequence numbers out again. An entry that comes
     with the number of one of this process's own writes, but was written by another, must
     be applied: here the same user, registered again elsewhere with another number."""
-    where = location(kind, request)
-    clients = [connect(*where) for _ in range(2)]
-    for client in clients:
-        if where[1]:
-            await client.initialize()
-    writer, other = (RedisRegistry(client) for client in clients)
-    await writer.reload()  # no feed task: each catch_up is one poll
-    await other.reload()
     user = f"twice-{secrets.token_hex(4)}"
     lost, kept = os.urandom(16), os.urandom(16)
     layout = Layout()
     group, bucket = layout.group_of(user)
-    try:
+    async with polled_registries(location(kind, request), 2) as (writer, other):
         await writer.register(user, lost, True)
         # Redis loses that write: its record, its stream entry and its sequence number.
-        client = clients[0]
+        client = writer.client
         newest = await client.xrevrange(layout.stream_key(group), count=1)
         assert newest
         assert newest[0][0] is not None
@@ -373,9 +376,6 @@ async def test_a_sequence_number_redis_hands_out_again_is_not_taken_for_our_own(
         assert writer.match(kept).user_ids == [user]
         assert writer.match(lost).user_ids == []
         assert not any(cursor.own_puts for cursor in writer._state.cursors)
-    finally:
-        await writer.close()
-        await other.close()
 
 
 class WriterWhoseNextSettleFails(RedisWriter):
@@ -398,16 +398,11 @@ async def test_a_displaced_claim_the_writer_could_not_remove_is_removed_by_its_f
 ) -> None:
     """The writer removes the claim its registration displaced; when that fails, its own
     feed must not pass the registration's entry as already done, but settle it again."""
-    where = location(kind, request)
-    client = connect(*where)
-    if where[1]:
-        await client.initialize()
-    store = RedisRegistry(client)
-    await store.reload()  # no feed task: each catch_up is one poll
-    store._writer = WriterWhoseNextSettleFails(store._state, store.rebuilder)
     run = secrets.token_hex(4)
     first, second, number = f"first-{run}", f"second-{run}", os.urandom(16)
-    try:
+    async with polled_registries(location(kind, request), 1) as (store,):
+        store._writer = WriterWhoseNextSettleFails(store._state, store.rebuilder)
+        client = store.client
         await store.register(first, number, True)
         await store.register(second, number, True)  # takes the number; first is displaced
         assert await stored_or_none(client, first) is not None  # the removal failed
@@ -415,8 +410,6 @@ async def test_a_displaced_claim_the_writer_could_not_remove_is_removed_by_its_f
             pass
         assert await stored_or_none(client, first) is None
         assert store.match(number).user_ids == [second]
-    finally:
-        await store.close()
 
 
 async def stored_or_none(client: RedisClient, user_id: str) -> bytes | None:
