@@ -23,6 +23,7 @@ from onnet_server.core.registry import RegistryService
 from onnet_server.stores.redis_connection import RedisClient, connect, scan_keys
 from onnet_server.stores.redis_feed import FeedFollower, _Change, _Current
 from onnet_server.stores.redis_layout import Layout
+from onnet_server.stores.redis_scripts import REGISTER, Script
 from onnet_server.stores.redis_state import RegistryState
 from onnet_server.stores.redis_store import RedisRegistry
 from onnet_server.stores.redis_writes import RedisWriter
@@ -419,3 +420,32 @@ async def stored_or_none(client: RedisClient, user_id: str) -> bytes | None:
     value = await client.hget(layout.bucket_key(group, bucket), user_id)
     assert value is None or isinstance(value, bytes)
     return value
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_registration_erased_before_its_reply_came_back_stays_erased(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """The writer's feed may pass a registration's entry before the write's reply is back,
+    and an erasure after it: the reply, applied then, would bring the user back in this
+    process (an index keeps no trace of an erasure) until its next load from Redis."""
+    run = secrets.token_hex(4)
+    user, number = f"gone-{run}", os.urandom(16)
+    async with polled_registries(location(kind, request), 2) as (writer, other):
+        state = writer._state
+        script = state.run
+
+        async def reply_comes_back_late(
+            called: Script, keys: list[str], args: list[bytes | str | int]
+        ) -> object:
+            reply = await script(called, keys, args)
+            if called is REGISTER:  # erased elsewhere, and this feed polls, meanwhile
+                assert await other.unregister(user)
+                while await writer.catch_up():
+                    pass
+            return reply
+
+        state.run = reply_comes_back_late  # type: ignore[method-assign, assignment]
+        await writer.register(user, number, True)
+        assert writer.match(number).user_ids == []
+        assert writer.index.record(user) is None

@@ -84,12 +84,8 @@ class RedisWriter:
             tuple[bytes, bytes, int, bytes], await state.run(REGISTER, keys, args)
         )
         group = state.layout.group_of(user_id)[0]
-        state.index.put(
-            user_id, fingerprint, int(version_text), discoverable, private_entry,
-            position=(group, seq),
-        )  # fmt: skip
-        state.applied_own_put(group, seq, entry_id)
-        self._rebuilder.note_change()
+        row = UserRow(user_id, fingerprint, discoverable, private_entry)
+        self._apply_own(row, int(version_text), group, seq, entry_id)
         if not await self.settle(fingerprint):
             state.forget_own_put(group, seq)  # the feed settles it again
         return Registration(updated=bool(old), displaced_user_id=_displaced(previous, user_id))
@@ -150,14 +146,9 @@ class RedisWriter:
             for offset, ((position, _), version, was_there, entry_id) in enumerate(
                 zip(members, versions, updated, entry_ids, strict=True)
             ):
-                user_id, fp, discoverable, entry = users[position]
                 seq = first_seq + offset
-                state.index.put(
-                    user_id, fp, int(version), discoverable, entry, position=(group, seq)
-                )
-                state.applied_own_put(group, seq, entry_id)
+                self._apply_own(users[position], int(version), group, seq, entry_id)
                 places[position] = (group, seq)
-                self._rebuilder.note_change()
                 written[position] = bool(was_there)
         outcome = {}
         for position, was_there in written.items():
@@ -166,6 +157,24 @@ class RedisWriter:
                 state.forget_own_put(*places[position])  # the feed settles it again
             outcome[position] = Registration(was_there, _displaced(previous[position], user_id))
         return outcome
+
+    def _apply_own(self, row: UserRow, version: int, group: int, seq: int, entry_id: bytes) -> None:
+        """Apply this process's own registration, written as entry ``seq`` of ``group``.
+
+        Unless the feed got there first: it may read the entry before the write's reply
+        comes back, and then applied what Redis held by then, this registration or what
+        came after it (a move, an erasure). Applying the reply on top of that could bring
+        back a user erased since, as an index keeps no trace of an erasure.
+        """
+        state = self._state
+        if state.cursors[group].last_seq >= seq:
+            return
+        state.index.put(
+            row.user_id, row.fingerprint, version, row.discoverable, row.private_entry,
+            position=(group, seq),
+        )  # fmt: skip
+        state.applied_own_put(group, seq, entry_id)
+        self._rebuilder.note_change()
 
     async def settle(self, fingerprint: bytes) -> bool:
         """Remove from Redis every claim on ``fingerprint`` that lost it to a newer one.
