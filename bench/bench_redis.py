@@ -38,7 +38,7 @@ from onnet_server.stores.redis_layout import GROUPS, Layout
 from onnet_server.stores.redis_store import RedisRegistry
 from tests.redis_servers import RedisProcess, redis_server
 from tests.security import discovery_client, registry_client
-from tests.servers import server_process
+from tests.servers import parent_of, server_process
 
 FEED_SAMPLES = 200 if USERS >= 100_000 else 10
 RESULTS: dict[str, float] = {}
@@ -77,10 +77,9 @@ def descendants(pid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text(encoding="ascii")
+                parents[int(entry.name)] = parent_of(int(entry.name))
             except OSError:
                 continue  # ended meanwhile
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
     found, frontier = [], [pid]
     while frontier:
         children = [child for child, parent in parents.items() if parent in frontier]

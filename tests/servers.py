@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 
 
+def parent_of(pid: int) -> int:
+    """The parent pid of a live process (Linux: the fourth field of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def free_port() -> int:
     """A loopback port that nothing listens on (free at the moment of asking)."""
     with socket.socket() as probe:

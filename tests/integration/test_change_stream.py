@@ -341,11 +341,46 @@ def test_an_own_entry_the_feed_already_passed_is_not_remembered() -> None:
     as anyone's). Remembering it then would keep it for ever: the feed never comes back."""
     state = RegistryState(connect("redis://127.0.0.1:1/0", None))  # never connects
     state.cursors[3].last_seq = 10
-    state.applied_own_put(3, 10, b"1-10")
-    state.applied_own_put(3, 9, b"1-9")
+    assert not state.applied_own_put(3, 10, b"1-10")
+    assert not state.applied_own_put(3, 9, b"1-9")
     assert state.cursors[3].own_puts == {}
-    state.applied_own_put(3, 11, "1-11")
+    assert state.applied_own_put(3, 11, "1-11")
     assert state.cursors[3].own_puts == {11: b"1-11"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_entry_with_the_id_of_an_own_entry_in_another_group_is_applied(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Entry ids are unique within one group's stream, not across the 16: an import writes
+    to many groups in the same millisecond. Another group's entry with the id of one of
+    this process's own is someone else's registration, and must be applied."""
+    run = secrets.token_hex(4)
+    layout = Layout()
+    mine = f"mine-{run}"
+    theirs = next(
+        f"theirs-{run}-{i}"
+        for i in range(100)
+        if layout.group_of(f"theirs-{run}-{i}")[0] != layout.group_of(mine)[0]
+    )
+    number = os.urandom(16)
+    async with polled_registries(location(kind, request), 1) as (writer,):
+        await writer.register(mine, os.urandom(16), True)
+        newest = await writer.client.xrevrange(layout.stream_key(layout.group_of(mine)[0]), count=1)
+        assert newest
+        [(own_id, _)] = newest
+        # Another process's registration, whose entry got the same id in its own group.
+        group, bucket = layout.group_of(theirs)
+        version = (time.time_ns() // 1000).to_bytes(7, "big")
+        await writer.client.hset(
+            layout.bucket_key(group, bucket), theirs, number + b"\x01" + version
+        )
+        seq = await writer.client.incr(layout.seq_key(group))
+        fields = {"op": "put", "user": theirs, "seq": seq}
+        await writer.client.xadd(layout.stream_key(group), fields, id=own_id)  # type: ignore[arg-type]
+        while await writer.catch_up():
+            pass
+        assert writer.match(number).user_ids == [theirs]
 
 
 @pytest.mark.parametrize("kind", KINDS)

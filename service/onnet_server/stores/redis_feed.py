@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from onnet_server.spans import redis_span
 from onnet_server.stores.index_files import BaseFile
@@ -27,7 +27,7 @@ from onnet_server.stores.redis_connection import STORE_DOWN
 from onnet_server.stores.redis_layout import GROUPS, UserRecord
 from onnet_server.stores.redis_scripts import RECORDS
 from onnet_server.stores.redis_snapshot import SnapshotLoader
-from onnet_server.stores.redis_state import RegistryState
+from onnet_server.stores.redis_state import RegistryState, entry_id_bytes
 from onnet_server.stores.redis_writes import RedisWriter
 
 __all__ = ["FeedFollower"]
@@ -54,6 +54,9 @@ class _Current:
     """Each user who blocked or unblocked: their whole blocklist."""
     last_block: dict[str, bytes]
     """Each such user's last block or unblock entry of the poll (where the list applies)."""
+    own: set[tuple[int, bytes]] = field(default_factory=set)
+    """(group, id) of the poll's entries that this process wrote and applied itself (ids
+    are unique within a group's stream, not across them)."""
 
 
 class FeedFollower:
@@ -206,6 +209,7 @@ class FeedFollower:
         blocking: list[str] = []
         for group, entry_id, entry in changes:
             if self._is_own_put(group, entry_id, entry):
+                current.own.add((group, entry_id))
                 continue
             user_id = entry[b"user"].decode()
             if entry[b"op"] == b"put" and user_id not in current.records:
@@ -226,22 +230,19 @@ class FeedFollower:
             pipe.smembers(layout.blocks_key(user_id))
         with redis_span("read_current", commands=len(putting) + len(blocking)):
             replies = await pipe.execute()
-        for user_ids, records in zip(putting.values(), replies, strict=False):
+        for user_ids, records in zip(putting.values(), replies[: len(putting)], strict=True):
             current.records.update(
                 (user, record or None) for user, record in zip(user_ids, records, strict=True)
             )
         current.blocklists.update(zip(blocking, replies[len(putting) :], strict=True))
         return current
 
-    def _is_own_put(self, group: int, entry_id: bytes | str, entry: dict[bytes, bytes]) -> bool:
+    def _is_own_put(self, group: int, entry_id: bytes, entry: dict[bytes, bytes]) -> bool:
         """Whether ``entry`` is a registration this process wrote and applied itself."""
         own = self._state.cursors[group].own_puts
         if not own or entry[b"op"] != b"put":
             return False
-        written = own.get(int(entry[b"seq"]))
-        return written is not None and written == (
-            entry_id.encode() if isinstance(entry_id, str) else entry_id
-        )
+        return own.get(int(entry[b"seq"])) == entry_id_bytes(entry_id)
 
     def _apply(
         self, group: int, entry_id: bytes, entry: dict[bytes, bytes], current: _Current
@@ -260,9 +261,8 @@ class FeedFollower:
         user_id = entry[b"user"].decode()
         claimed = None
         op = entry[b"op"]
-        own = self._is_own_put(group, entry_id, entry)
         cursor.own_puts.pop(seq, None)  # passed, whoever wrote it
-        if own:
+        if (group, entry_id) in current.own:
             pass  # written and applied here (redis_writes.py)
         elif op == b"put":
             value = current.records[user_id]

@@ -19,7 +19,12 @@ from onnet_server.stores.redis_connection import STORE_DOWN, RedisClient
 from onnet_server.stores.redis_layout import GROUPS, STREAM_MAXLEN, Layout
 from onnet_server.stores.redis_scripts import Script
 
-__all__ = ["Cursor", "FeedStats", "RegistryState"]
+__all__ = ["Cursor", "FeedStats", "RegistryState", "entry_id_bytes"]
+
+
+def entry_id_bytes(entry_id: bytes | str) -> bytes:
+    """A stream entry's id as bytes, however the reply carried it."""
+    return entry_id.encode() if isinstance(entry_id, str) else entry_id
 
 
 @dataclass
@@ -74,15 +79,18 @@ class RegistryState:
     """The mark of this Redis's data set (a Redis that came back empty has another)."""
     stats: FeedStats = field(default_factory=FeedStats)
 
-    def applied_own_put(self, group: int, seq: int, entry_id: bytes | str) -> None:
-        """Note that this process wrote the 'put' entry ``seq`` of ``group`` and applied it.
+    def applied_own_put(self, group: int, seq: int, entry_id: bytes | str) -> bool:
+        """Note that this process wrote the 'put' entry ``seq`` of ``group``, to apply it.
 
-        Ignored when the feed has passed it (it read the entry before the write's reply
-        came back): the notes then hold only entries the feed has still to pass.
+        False, and nothing noted, when the feed has passed the entry already (it read it
+        before the write's reply came back, and applied what Redis held by then): the
+        writer must then leave it at that, and the notes hold only entries still ahead.
         """
         cursor = self.cursors[group]
-        if seq > cursor.last_seq:
-            cursor.own_puts[seq] = entry_id.encode() if isinstance(entry_id, str) else entry_id
+        if seq <= cursor.last_seq:
+            return False
+        cursor.own_puts[seq] = entry_id_bytes(entry_id)
+        return True
 
     def forget_own_put(self, group: int, seq: int) -> None:
         """Let the feed apply the entry ``seq`` of ``group`` as anyone's after all."""

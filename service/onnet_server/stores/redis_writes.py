@@ -167,13 +167,12 @@ class RedisWriter:
         back a user erased since, as an index keeps no trace of an erasure.
         """
         state = self._state
-        if state.cursors[group].last_seq >= seq:
+        if not state.applied_own_put(group, seq, entry_id):
             return
         state.index.put(
             row.user_id, row.fingerprint, version, row.discoverable, row.private_entry,
             position=(group, seq),
         )  # fmt: skip
-        state.applied_own_put(group, seq, entry_id)
         self._rebuilder.note_change()
 
     async def settle(self, fingerprint: bytes) -> bool:

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 
 from onnet import ImportRow
 from onnet_server.core.row_preparer import RowPreparer
+from tests.servers import parent_of
 from tests.unit.core.wiring import numbers
-
-
-def parent_of(pid: int) -> int:
-    """The parent pid of a live process (Linux: the fourth field of /proc/PID/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def test_the_workers_are_not_forked_from_the_server_process() -> None:
